@@ -1,0 +1,2 @@
+//! Placeholder until the Tauri app lands (issue 5).
+fn main() {}

@@ -1,0 +1,3 @@
+DROP TABLE sync_meta;
+DROP TABLE document_chunks;
+DROP TABLE documents;

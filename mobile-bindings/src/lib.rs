@@ -1,0 +1,1 @@
+//! UniFFI bindings over client-core land with issue 6.

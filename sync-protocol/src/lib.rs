@@ -1,0 +1,30 @@
+//! The wire contract shared by `client-core` and `sync-server`: the
+//! automerge-repo websocket protocol v1 and automerge-repo document ids.
+
+mod document_id;
+mod message;
+
+pub use document_id::{DocumentId, URL_PREFIX};
+pub use message::{HeadsInfo, Message, PeerMetadata, PROTOCOL_VERSION};
+
+/// Default largest websocket message either side accepts (16 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What can be wrong with a message from the wire.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("message is not valid CBOR: {0}")]
+    Cbor(String),
+    #[error("message is not a CBOR map")]
+    NotAMap,
+    #[error("message has no `{0}` field")]
+    MissingField(&'static str),
+    #[error("field `{0}` has the wrong type")]
+    WrongType(&'static str),
+    #[error("unknown message type `{0}`")]
+    UnknownType(String),
+    #[error("invalid document id `{0}`")]
+    InvalidDocumentId(String),
+    #[error("message of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+}

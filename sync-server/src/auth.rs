@@ -1,0 +1,150 @@
+//! Who is calling: tokens presented at the websocket upgrade and on the API.
+//!
+//! Until accounts exist, every token is an API key: 32 random bytes shown once
+//! as `sk_<base64url>`, stored only as a SHA-256 hex digest.
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// What a caller may do, broadly. Per-document decisions live in `policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Staff,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Staff => "staff",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "staff" => Ok(Role::Staff),
+            "member" => Ok(Role::Member),
+            other => Err(format!("unknown role `{other}` (expected admin, staff or member)")),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Stable id of the credential (the API key id).
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Prefix of API key tokens, so leaked tokens are recognisable by scanners.
+pub const TOKEN_PREFIX: &str = "sk_";
+
+/// A new random token and the hash to store for it.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+/// The stored form of a token.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The token of a request: `Authorization: Bearer <token>` first, then the
+/// `token` query parameter (browsers cannot set headers on websockets).
+pub fn token_from_request(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let mut parts = value.splitn(2, ' ');
+        if let (Some(scheme), Some(token)) = (parts.next(), parts.next())
+            && scheme.eq_ignore_ascii_case("bearer")
+            && !token.trim().is_empty()
+        {
+            return Some(token.trim().to_owned());
+        }
+    }
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "token")
+        .map(|(_, value)| percent_decode(value))
+        .filter(|t| !t.is_empty())
+}
+
+/// Tokens are base64url, so only `%XX` escapes need undoing.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_unique_and_hash_stably() {
+        let (a, ha) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(hash_token(&a), ha);
+        assert_ne!(ha, a);
+    }
+
+    #[test]
+    fn finds_the_token_in_header_or_query() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(token_from_request(&headers, None), None);
+        assert_eq!(
+            token_from_request(&headers, Some("a=1&token=sk_x%2Dy")),
+            Some("sk_x-y".into())
+        );
+        headers.insert(header::AUTHORIZATION, "Bearer sk_h".parse().unwrap());
+        assert_eq!(token_from_request(&headers, Some("token=sk_q")), Some("sk_h".into()));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(token_from_request(&headers, None), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! Server configuration: defaults, then a TOML file, then `SYNC_*`
+//! environment variables, then command-line flags (each overriding the last).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store (created on start).
+    pub data_dir: PathBuf,
+    /// Largest websocket message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Seconds a document with no connected peer stays in memory.
+    pub evict_after_secs: u64,
+    /// Incremental chunks per document before they are compacted into a snapshot.
+    pub compact_after_chunks: u64,
+    /// fsync every commit (survives power loss, slower). Without it a commit
+    /// survives the process being killed, which is the common failure.
+    pub synchronous_full: bool,
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            data_dir: PathBuf::from("data"),
+            max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            evict_after_secs: 60,
+            compact_after_chunks: 64,
+            synchronous_full: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, the TOML file (if given, it must exist), then `SYNC_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("SYNC_").ignore(&["config", "database_url"]))
+            .extract()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "server.toml",
+                "listen = \"127.0.0.1:9999\"\nmax_message_bytes = 1024\nlog_format = \"json\"\n",
+            )?;
+            jail.set_env("SYNC_MAX_MESSAGE_BYTES", "2048");
+            let config = Config::load(Some(Path::new("server.toml")))?;
+            assert_eq!(config.listen.port(), 9999);
+            assert_eq!(config.max_message_bytes, 2048);
+            assert_eq!(config.log_format, LogFormat::Json);
+            assert_eq!(config.data_dir, PathBuf::from("data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_files_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "listne = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            assert!(Config::load(Some(Path::new("missing.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

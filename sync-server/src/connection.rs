@@ -1,0 +1,310 @@
+//! One websocket connection: the join/peer handshake, then routing each
+//! message to its document, with a writer task draining the outbound queue.
+//! Anything malformed gets an `error` message and the connection is closed;
+//! other connections never notice.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use sync_protocol::{DocumentId, Message, PeerMetadata, PROTOCOL_VERSION};
+use tokio::sync::{mpsc, watch, Notify};
+
+use crate::auth::Principal;
+use crate::metrics as m;
+use crate::policy;
+use crate::registry::{DocCommand, Outbound, PeerHandle, Registry, SyncKind};
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// How long a new connection has to send `join`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages queued for one connection before it counts as not keeping up.
+const OUTBOUND_QUEUE: usize = 4096;
+
+/// What a connection needs from the server.
+#[derive(Clone)]
+pub struct ConnectionContext {
+    pub registry: Registry,
+    pub server_peer_id: String,
+    pub storage_id: String,
+    pub max_message_bytes: usize,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Why a connection ends.
+enum End {
+    /// The peer went away or we are shutting down: no error to report.
+    Quiet,
+    /// A protocol error: tell the peer, then close.
+    Error(String),
+}
+
+#[tracing::instrument(name = "connection", skip_all, fields(conn = tracing::field::Empty, principal = %principal.name, peer = tracing::field::Empty))]
+pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Principal) {
+    let key = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    tracing::Span::current().record("conn", key);
+    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+    metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
+
+    let (sink, mut stream) = socket.split();
+    let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let writer = tokio::spawn(write_loop(sink, outbound_rx));
+    let kill = Arc::new(Notify::new());
+
+    let mut session = Session {
+        key,
+        ctx: ctx.clone(),
+        principal,
+        peer_id: None,
+        outbound: outbound_tx.clone(),
+        kill: kill.clone(),
+        documents: HashMap::new(),
+    };
+    let mut shutdown = ctx.shutdown.clone();
+    let end = loop {
+        let frame = tokio::select! {
+            frame = next_frame(&mut stream, session.peer_id.is_none()) => frame,
+            _ = kill.notified() => break End::Error("connection is not keeping up with its documents".into()),
+            _ = shutdown.wait_for(|stop| *stop) => break End::Quiet,
+        };
+        let bytes = match frame {
+            Frame::Binary(bytes) => bytes,
+            Frame::Ignored => continue,
+            Frame::Closed => break End::Quiet,
+            Frame::Bad(reason) => break End::Error(reason),
+        };
+        metrics::counter!(m::MESSAGES_IN).increment(1);
+        metrics::counter!(m::BYTES_IN).increment(bytes.len() as u64);
+        let message = match Message::decode_limited(&bytes, ctx.max_message_bytes) {
+            Ok(message) => message,
+            Err(error) => break End::Error(format!("invalid message: {error}")),
+        };
+        if let Err(reason) = session.handle(message).await {
+            break End::Error(reason);
+        }
+    };
+
+    if let End::Error(reason) = &end {
+        tracing::info!(%reason, "closing connection after protocol error");
+        metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "connection").increment(1);
+        let _ = outbound_tx.send(Outbound::Close(reason.clone())).await;
+    }
+    session.detach_all().await;
+    drop(session);
+    drop(outbound_tx);
+    // The writer ends once every document has dropped its sender, or after a
+    // close; bound the wait so a stuck peer cannot hold shutdown.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+}
+
+enum Frame {
+    Binary(Vec<u8>),
+    Ignored,
+    Closed,
+    Bad(String),
+}
+
+async fn next_frame(stream: &mut futures_util::stream::SplitStream<WebSocket>, handshaking: bool) -> Frame {
+    let next = if handshaking {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => return Frame::Bad("no join message within 10 seconds".into()),
+        }
+    } else {
+        stream.next().await
+    };
+    match next {
+        None | Some(Ok(WsMessage::Close(_))) => Frame::Closed,
+        Some(Ok(WsMessage::Binary(bytes))) => Frame::Binary(bytes.to_vec()),
+        Some(Ok(WsMessage::Text(_))) => Frame::Bad("text frames are not part of the protocol; send CBOR in binary frames".into()),
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Frame::Ignored,
+        Some(Err(error)) => Frame::Bad(frame_error(&error.to_string())),
+    }
+}
+
+fn frame_error(error: &str) -> String {
+    if error.contains("too long") || error.contains("Space limit") || error.contains("size") {
+        format!("message too large: {error}")
+    } else {
+        format!("websocket error: {error}")
+    }
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<Outbound>,
+) {
+    while let Some(out) = rx.recv().await {
+        match out {
+            Outbound::Message(message) => {
+                let bytes = message.encode();
+                metrics::counter!(m::MESSAGES_OUT).increment(1);
+                metrics::counter!(m::BYTES_OUT).increment(bytes.len() as u64);
+                if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
+                    return;
+                }
+            }
+            Outbound::Close(reason) => {
+                let bytes = Message::Error {
+                    message: reason.clone(),
+                }
+                .encode();
+                metrics::counter!(m::MESSAGES_OUT).increment(1);
+                let _ = sink.send(WsMessage::Binary(bytes.into())).await;
+                let mut close_reason = reason;
+                close_reason.truncate(120);
+                let _ = sink
+                    .send(WsMessage::Close(Some(CloseFrame {
+                        code: 1008,
+                        reason: close_reason.into(),
+                    })))
+                    .await;
+                return;
+            }
+        }
+    }
+    let _ = sink.send(WsMessage::Close(None)).await;
+}
+
+struct Session {
+    key: u64,
+    ctx: ConnectionContext,
+    principal: Principal,
+    peer_id: Option<String>,
+    outbound: mpsc::Sender<Outbound>,
+    kill: Arc<Notify>,
+    documents: HashMap<DocumentId, mpsc::Sender<DocCommand>>,
+}
+
+impl Session {
+    async fn handle(&mut self, message: Message) -> Result<(), String> {
+        let Some(peer_id) = self.peer_id.clone() else {
+            return self.handshake(message).await;
+        };
+        match message {
+            Message::Request { document_id, data, .. } => {
+                self.sync(&peer_id, document_id, SyncKind::Request, data).await
+            }
+            Message::Sync { document_id, data, .. } => {
+                self.sync(&peer_id, document_id, SyncKind::Sync, data).await
+            }
+            Message::Ephemeral { document_id, .. } => {
+                // Ephemeral messages go only to peers of documents this one may read.
+                if let Some(tx) = self.documents.get(&document_id) {
+                    let _ = tx
+                        .send(DocCommand::Ephemeral {
+                            key: self.key,
+                            message,
+                        })
+                        .await;
+                }
+                Ok(())
+            }
+            // Advisory: the peer closes the socket itself.
+            Message::Leave { .. } => Ok(()),
+            Message::DocUnavailable { .. }
+            | Message::RemoteSubscriptionChange { .. }
+            | Message::RemoteHeadsChanged { .. } => Ok(()),
+            Message::Error { message } => {
+                tracing::info!(%message, "peer reported an error");
+                Ok(())
+            }
+            Message::Join { .. } | Message::Peer { .. } => {
+                Err(format!("unexpected `{}` after the handshake", message.type_name()))
+            }
+        }
+    }
+
+    async fn handshake(&mut self, message: Message) -> Result<(), String> {
+        let Message::Join {
+            sender_id,
+            supported_protocol_versions,
+            ..
+        } = message
+        else {
+            return Err(format!("expected `join`, got `{}`", message.type_name()));
+        };
+        if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+            return Err(format!(
+                "unsupported protocol version(s) {supported_protocol_versions:?}; this server speaks \"{PROTOCOL_VERSION}\""
+            ));
+        }
+        tracing::Span::current().record("peer", sender_id.as_str());
+        let reply = Message::Peer {
+            sender_id: self.ctx.server_peer_id.clone(),
+            target_id: sender_id.clone(),
+            selected_protocol_version: PROTOCOL_VERSION.into(),
+            peer_metadata: Some(PeerMetadata {
+                storage_id: Some(self.ctx.storage_id.clone()),
+                is_ephemeral: false,
+            }),
+        };
+        self.outbound
+            .send(Outbound::Message(reply))
+            .await
+            .map_err(|_| "connection closed".to_string())?;
+        self.peer_id = Some(sender_id);
+        Ok(())
+    }
+
+    async fn sync(&mut self, peer_id: &str, document_id: DocumentId, kind: SyncKind, data: Vec<u8>) -> Result<(), String> {
+        let received_at = Instant::now();
+        let tx = match self.documents.get(&document_id) {
+            Some(tx) => tx.clone(),
+            None => {
+                let access = policy::generic_document_access(&self.principal);
+                if !access.read {
+                    tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
+                    return self.unavailable(peer_id, document_id).await;
+                }
+                let peer = PeerHandle {
+                    key: self.key,
+                    peer_id: peer_id.to_owned(),
+                    access,
+                    outbound: self.outbound.clone(),
+                    kill: self.kill.clone(),
+                };
+                match self.ctx.registry.attach(document_id, peer).await {
+                    Ok(tx) => {
+                        self.documents.insert(document_id, tx.clone());
+                        tx
+                    }
+                    Err(error) => {
+                        tracing::error!(doc = %document_id, %error, "document could not be opened");
+                        return self.unavailable(peer_id, document_id).await;
+                    }
+                }
+            }
+        };
+        tx.send(DocCommand::Sync {
+            key: self.key,
+            kind,
+            data,
+            received_at,
+        })
+        .await
+        .map_err(|_| "document closed".to_string())
+    }
+
+    async fn unavailable(&self, peer_id: &str, document_id: DocumentId) -> Result<(), String> {
+        self.outbound
+            .send(Outbound::Message(Message::DocUnavailable {
+                sender_id: self.ctx.server_peer_id.clone(),
+                target_id: peer_id.to_owned(),
+                document_id,
+            }))
+            .await
+            .map_err(|_| "connection closed".to_string())
+    }
+
+    async fn detach_all(&mut self) {
+        for (_, tx) in self.documents.drain() {
+            let _ = tx.send(DocCommand::Detach { key: self.key }).await;
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! One document's sync state, without IO: the automerge document, one
+//! `automerge::sync::State` per attached peer, and which heads are already
+//! durable. The async shell (`doc_actor`) feeds it messages, persists what
+//! [`DocumentCore::unpersisted`] hands out, and only then sends what
+//! [`DocumentCore::outgoing`] produces, so no peer ever hears of a change the
+//! store does not have.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+
+/// Identifies one connection attached to the document.
+pub type PeerKey = u64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiveError {
+    #[error("sync message is not valid automerge sync data: {0}")]
+    Decode(String),
+    #[error("sync message could not be applied: {0}")]
+    Apply(String),
+    #[error("this peer may not change the document")]
+    WriteDenied,
+    #[error("peer is not attached to the document")]
+    NotAttached,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored document is unreadable: {0}")]
+pub struct LoadError(String);
+
+pub struct DocumentCore {
+    doc: Automerge,
+    peers: HashMap<PeerKey, sync::State>,
+    persisted_heads: Vec<ChangeHash>,
+}
+
+impl DocumentCore {
+    /// A document from its stored snapshot and the chunks appended after it.
+    pub fn load(snapshot: Option<&[u8]>, chunks: &[Vec<u8>]) -> Result<Self, LoadError> {
+        let mut doc = match snapshot {
+            Some(bytes) => Automerge::load(bytes).map_err(|e| LoadError(e.to_string()))?,
+            None => Automerge::new(),
+        };
+        for chunk in chunks {
+            doc.load_incremental(chunk).map_err(|e| LoadError(e.to_string()))?;
+        }
+        let persisted_heads = doc.get_heads();
+        Ok(Self {
+            doc,
+            peers: HashMap::new(),
+            persisted_heads,
+        })
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            doc: Automerge::new(),
+            peers: HashMap::new(),
+            persisted_heads: Vec::new(),
+        }
+    }
+
+    /// A document exists once it holds at least one change.
+    pub fn exists(&self) -> bool {
+        !self.doc.get_heads().is_empty()
+    }
+
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    pub fn document(&self) -> &Automerge {
+        &self.doc
+    }
+
+    pub fn attach(&mut self, peer: PeerKey) {
+        self.peers.entry(peer).or_insert_with(sync::State::new);
+    }
+
+    pub fn detach(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+    }
+
+    pub fn is_attached(&self, peer: PeerKey) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn peer_keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Applies one sync message from `peer`. `may_write` false refuses any
+    /// message that carries changes. On `Apply` the in-memory document may hold
+    /// part of the message: the shell must reload it from the store.
+    pub fn receive(&mut self, peer: PeerKey, data: &[u8], may_write: bool) -> Result<(), ReceiveError> {
+        let message = sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
+        if !may_write && !message.changes.is_empty() {
+            return Err(ReceiveError::WriteDenied);
+        }
+        let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
+        self.doc
+            .receive_sync_message(state, message)
+            .map_err(|e| ReceiveError::Apply(e.to_string()))
+    }
+
+    /// Changes not yet durable, as one chunk, with the heads that chunk reaches.
+    pub fn unpersisted(&self) -> Option<(Vec<u8>, Vec<ChangeHash>)> {
+        let heads = self.doc.get_heads();
+        if heads == self.persisted_heads {
+            return None;
+        }
+        Some((self.doc.save_after(&self.persisted_heads), heads))
+    }
+
+    /// Records that everything up to `heads` is durable.
+    pub fn mark_persisted(&mut self, heads: Vec<ChangeHash>) {
+        self.persisted_heads = heads;
+    }
+
+    /// Number of changes in the document not yet durable.
+    pub fn unpersisted_change_count(&self) -> usize {
+        self.doc.get_changes(&self.persisted_heads).len()
+    }
+
+    /// The sync messages due to each peer now. Call only after `unpersisted`
+    /// is empty, so nothing undurable is announced.
+    pub fn outgoing(&mut self) -> Vec<(PeerKey, Vec<u8>)> {
+        debug_assert!(self.unpersisted().is_none(), "announcing changes that are not durable");
+        let doc = &self.doc;
+        self.peers
+            .iter_mut()
+            .filter_map(|(peer, state)| {
+                doc.generate_sync_message(state)
+                    .map(|message| (*peer, message.encode()))
+            })
+            .collect()
+    }
+
+    /// A full snapshot for compaction.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{ReadDoc, ROOT};
+
+    /// A client-side automerge document syncing with the core as peer `key`.
+    struct Client {
+        doc: Automerge,
+        state: sync::State,
+    }
+
+    impl Client {
+        fn new() -> Self {
+            Self {
+                doc: Automerge::new(),
+                state: sync::State::new(),
+            }
+        }
+        fn put(&mut self, key: &str, value: i64) {
+            let mut tx = self.doc.transaction();
+            tx.put(ROOT, key, value).unwrap();
+            tx.commit();
+        }
+        fn message(&mut self) -> Option<Vec<u8>> {
+            self.doc.generate_sync_message(&mut self.state).map(|m| m.encode())
+        }
+        fn receive(&mut self, data: &[u8]) {
+            self.doc
+                .receive_sync_message(&mut self.state, sync::Message::decode(data).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// Runs the exchange to quiescence, persisting before every send the way
+    /// the shell does; returns the chunks "written to the store".
+    fn converge(core: &mut DocumentCore, clients: &mut [(PeerKey, &mut Client)]) -> Vec<Vec<u8>> {
+        let mut stored = Vec::new();
+        for _ in 0..50 {
+            let mut quiet = true;
+            for (key, client) in clients.iter_mut() {
+                if let Some(msg) = client.message() {
+                    quiet = false;
+                    core.receive(*key, &msg, true).unwrap();
+                }
+            }
+            if let Some((chunk, heads)) = core.unpersisted() {
+                stored.push(chunk);
+                core.mark_persisted(heads);
+            }
+            for (key, msg) in core.outgoing() {
+                quiet = false;
+                let (_, client) = clients.iter_mut().find(|(k, _)| *k == key).unwrap();
+                client.receive(&msg);
+            }
+            if quiet {
+                return stored;
+            }
+        }
+        panic!("did not converge");
+    }
+
+    #[test]
+    fn a_change_from_one_peer_reaches_the_other_and_is_persisted_first() {
+        let mut core = DocumentCore::empty();
+        let (mut a, mut b) = (Client::new(), Client::new());
+        core.attach(1);
+        core.attach(2);
+        a.put("x", 1);
+        let stored = converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
+        assert_eq!(b.doc.get(ROOT, "x").unwrap().unwrap().0.to_i64(), Some(1));
+        assert_eq!(b.doc.get_heads(), a.doc.get_heads());
+
+        // What was persisted reproduces the document.
+        let reloaded = DocumentCore::load(None, &stored).unwrap();
+        assert_eq!(reloaded.heads(), a.doc.get_heads());
+        assert!(reloaded.exists());
+    }
+
+    #[test]
+    fn a_reader_without_write_rights_cannot_push_changes() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        let mut a = Client::new();
+        a.put("x", 1);
+        // First message only announces heads; keep going until changes flow.
+        let first = a.message().unwrap();
+        core.receive(1, &first, false).unwrap();
+        for (_, msg) in core.outgoing() {
+            a.receive(&msg);
+        }
+        let with_changes = a.message().unwrap();
+        assert_eq!(core.receive(1, &with_changes, false), Err(ReceiveError::WriteDenied));
+        assert!(!core.exists());
+        assert!(core.unpersisted().is_none());
+    }
+
+    #[test]
+    fn corrupt_sync_data_is_refused_without_touching_the_document() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        assert!(matches!(core.receive(1, b"\x42garbage", true), Err(ReceiveError::Decode(_))));
+        assert!(matches!(core.receive(9, &Client::new().message().unwrap(), true), Err(ReceiveError::NotAttached)));
+        assert!(core.unpersisted().is_none());
+    }
+
+    #[test]
+    fn snapshot_plus_chunks_reload_to_the_same_heads() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        let mut a = Client::new();
+        a.put("x", 1);
+        let mut stored = converge(&mut core, &mut [(1, &mut a)]);
+        let snapshot = core.save();
+        stored.clear();
+        a.put("y", 2);
+        stored.extend(converge(&mut core, &mut [(1, &mut a)]));
+        let reloaded = DocumentCore::load(Some(&snapshot), &stored).unwrap();
+        assert_eq!(reloaded.heads(), a.doc.get_heads());
+        assert!(DocumentCore::load(Some(b"junk"), &[]).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The sync server: automerge-repo websocket sync over an embedded store.
+//!
+//! Layout (see ARCHITECTURE.md): `server` (HTTP, upgrade, shutdown) →
+//! `connection` (one websocket) → `registry` (one actor per live document) →
+//! `doc_core` (sans-IO sync state) and `store` (persistence behind a trait).
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod doc_core;
+pub mod metrics;
+pub mod policy;
+pub mod registry;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{start, start_with_store, RunningServer, ServeError};

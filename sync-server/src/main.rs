@@ -1,0 +1,173 @@
+//! `sync-server`: serve, migrate and manage API tokens.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use migrations::{MigrationState, Migrator, SqliteBackend, SERVER_SQLITE};
+use sync_server::auth::{self, Role};
+use sync_server::config::{Config, LogFormat};
+use sync_server::store::{SqliteStore, Store};
+
+#[derive(Parser)]
+#[command(name = "sync-server", version, about = "Offline-first sync server (automerge-repo protocol v1)")]
+struct Cli {
+    /// TOML configuration file (settings there are overridden by SYNC_* variables and flags).
+    #[arg(long, global = true, env = "SYNC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Inspect or change the store's schema.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// List every migration and whether it is applied (and unchanged).
+    Status,
+    /// Apply pending migrations (up to --to).
+    Up {
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Revert migrations: the last one, or everything above --to.
+    Down {
+        #[arg(long)]
+        to: Option<u32>,
+    },
+    /// Fail if an applied migration was edited or is unknown to this build.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create an API token and print it (once) on stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, staff or member.
+        #[arg(long, default_value = "admin")]
+        role: Role,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            runtime.block_on(serve(config))
+        }
+        Command::Migrate { action } => migrate(&config, action),
+        Command::Token { action } => runtime.block_on(token(&config, action)),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr so that stdout carries only command output (tokens).
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = sync_server::start(&config).await.context("starting the server")?;
+    let stop = server.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        let _ = stop.send(true);
+    });
+    server.wait().await.context("serving")?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let path = sync_server::store::sqlite_database_path(&config.data_dir);
+    let mut conn = rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?;
+    match action {
+        MigrateAction::Status => {
+            for status in migrator.status()? {
+                let state = match status.state {
+                    MigrationState::Pending => "pending".to_string(),
+                    MigrationState::Applied { applied_at, checksum_matches: true } => format!("applied {applied_at}"),
+                    MigrationState::Applied { applied_at, checksum_matches: false } => {
+                        format!("applied {applied_at} CHANGED SINCE (checksum mismatch)")
+                    }
+                };
+                println!("{:04} {:<24} {state}", status.version, status.name);
+            }
+        }
+        MigrateAction::Up { to } => {
+            let applied = migrator.up(to)?;
+            println!("applied {applied:?}; now at version {}", migrator.current_version()?);
+        }
+        MigrateAction::Down { to } => {
+            let reverted = migrator.down(to)?;
+            println!("reverted {reverted:?}; now at version {}", migrator.current_version()?);
+        }
+        MigrateAction::Verify => {
+            migrator.verify()?;
+            println!("ok: {} applied migrations match their files", migrator.current_version()?);
+        }
+    }
+    Ok(())
+}
+
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create { name, role } => {
+            let store = SqliteStore::open(&config.data_dir, config.synchronous_full)?;
+            let (token, hash) = auth::new_token();
+            let key = store.create_api_key(&name, role, &hash).await?;
+            store.close().await?;
+            tracing::info!(id = %key.id, name = %key.name, role = %key.role, "API token created");
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Metric names and the Prometheus recorder.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const CONNECTIONS: &str = "sync_connections";
+pub const CONNECTIONS_TOTAL: &str = "sync_connections_total";
+pub const MESSAGES_IN: &str = "sync_messages_in_total";
+pub const MESSAGES_OUT: &str = "sync_messages_out_total";
+pub const BYTES_IN: &str = "sync_bytes_in_total";
+pub const BYTES_OUT: &str = "sync_bytes_out_total";
+pub const PROTOCOL_ERRORS: &str = "sync_protocol_errors_total";
+pub const AUTH_FAILURES: &str = "sync_auth_failures_total";
+/// Time from a sync message's arrival to the replies and pushes it caused being queued.
+pub const SYNC_SECONDS: &str = "sync_message_handling_seconds";
+pub const CHANGES_ACCEPTED: &str = "sync_changes_accepted_total";
+pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";
+pub const DOCUMENT_LOADS: &str = "sync_document_loads_total";
+pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";
+pub const COMPACTIONS: &str = "sync_compactions_total";
+pub const STORE_SECONDS: &str = "store_operation_seconds";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle. Several
+/// servers in one test process share it, which is why it is global.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}

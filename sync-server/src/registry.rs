@@ -1,0 +1,506 @@
+//! Live documents: one actor task per loaded document, found through the
+//! registry, loaded on first use and evicted after it has had no peer for a
+//! while. The actor owns the [`DocumentCore`] and is the only writer of its
+//! document, so no locks are held across store calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sync_protocol::{DocumentId, Message};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::doc_core::{DocumentCore, PeerKey, ReceiveError};
+use crate::metrics as m;
+use crate::policy::Access;
+use crate::store::Store;
+
+/// Tunables of live documents.
+#[derive(Debug, Clone)]
+pub struct DocumentSettings {
+    /// How long a document with no peer stays in memory.
+    pub evict_after: Duration,
+    /// Chunks appended before they are folded into a new snapshot.
+    pub compact_after_chunks: u64,
+    /// The server's peer id, used as `senderId`.
+    pub server_peer_id: String,
+}
+
+/// What a document sends to a connection.
+#[derive(Debug)]
+pub enum Outbound {
+    Message(Message),
+    /// Send an `error` message with this text, then close the connection.
+    Close(String),
+}
+
+/// A connection as seen by a document.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub key: PeerKey,
+    pub peer_id: String,
+    pub access: Access,
+    pub outbound: mpsc::Sender<Outbound>,
+    /// Woken when the document gives up on this peer (it lagged too far behind).
+    pub kill: Arc<Notify>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    Request,
+    Sync,
+}
+
+pub enum DocCommand {
+    Attach {
+        peer: PeerHandle,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Detach {
+        key: PeerKey,
+    },
+    Sync {
+        key: PeerKey,
+        kind: SyncKind,
+        data: Vec<u8>,
+        received_at: Instant,
+    },
+    Ephemeral {
+        key: PeerKey,
+        message: Message,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
+}
+
+struct Entry {
+    tx: mpsc::Sender<DocCommand>,
+    generation: u64,
+}
+
+struct Inner {
+    docs: Mutex<HashMap<DocumentId, Entry>>,
+    store: Arc<dyn Store>,
+    settings: DocumentSettings,
+    generation: AtomicU64,
+}
+
+/// All documents currently in memory.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+const MAILBOX: usize = 1024;
+/// Commands handled together before one store write and one round of replies.
+const BATCH: usize = 256;
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, settings: DocumentSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                docs: Mutex::new(HashMap::new()),
+                store,
+                settings,
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn loaded_count(&self) -> usize {
+        self.inner.docs.lock().map(|d| d.len()).unwrap_or(0)
+    }
+
+    fn get_or_spawn(&self, id: DocumentId) -> mpsc::Sender<DocCommand> {
+        let mut docs = self.inner.docs.lock().expect("registry mutex poisoned");
+        if let Some(entry) = docs.get(&id) {
+            return entry.tx.clone();
+        }
+        let (tx, rx) = mpsc::channel(MAILBOX);
+        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        docs.insert(
+            id,
+            Entry {
+                tx: tx.clone(),
+                generation,
+            },
+        );
+        let actor = DocActor {
+            id,
+            generation,
+            registry: self.inner.clone(),
+            core: None,
+            peers: HashMap::new(),
+            chunks_since_snapshot: 0,
+            last_seq: 0,
+        };
+        tokio::spawn(actor.run(rx));
+        tx
+    }
+
+    /// Attaches a connection to a document, loading it if needed. Returns the
+    /// document's mailbox for the connection's later messages.
+    pub async fn attach(&self, id: DocumentId, peer: PeerHandle) -> Result<mpsc::Sender<DocCommand>, String> {
+        // A document may be evicted between lookup and attach; its actor then
+        // drops our ack and we look it up again (a fresh actor reloads it).
+        for _ in 0..8 {
+            let tx = self.get_or_spawn(id);
+            let (ack, ack_rx) = oneshot::channel();
+            if tx
+                .send(DocCommand::Attach {
+                    peer: peer.clone(),
+                    ack,
+                })
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            match ack_rx.await {
+                Ok(Ok(())) => return Ok(tx),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        Err(format!("document {id} could not be attached"))
+    }
+
+    /// Stops every document actor after it has persisted what it holds.
+    pub async fn shutdown(&self) {
+        let senders: Vec<_> = {
+            let mut docs = self.inner.docs.lock().expect("registry mutex poisoned");
+            docs.drain().map(|(_, e)| e.tx).collect()
+        };
+        for tx in senders {
+            let (done, done_rx) = oneshot::channel();
+            if tx.send(DocCommand::Shutdown { done }).await.is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+    }
+}
+
+struct DocActor {
+    id: DocumentId,
+    generation: u64,
+    registry: Arc<Inner>,
+    /// `None` until loaded, or after the store failed to read it.
+    core: Option<DocumentCore>,
+    peers: HashMap<PeerKey, PeerHandle>,
+    chunks_since_snapshot: u64,
+    last_seq: u64,
+}
+
+impl DocActor {
+    #[tracing::instrument(name = "document", skip_all, fields(doc = %self.id))]
+    async fn run(mut self, mut rx: mpsc::Receiver<DocCommand>) {
+        let load_error = self.load().await.err();
+        if load_error.is_none() {
+            metrics::gauge!(m::DOCUMENTS_LOADED).increment(1.0);
+        }
+        loop {
+            let first = if self.peers.is_empty() {
+                match tokio::time::timeout(self.registry.settings.evict_after, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => {
+                        if load_error.is_none() {
+                            self.compact().await;
+                        }
+                        if self.try_evict(&mut rx) {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = first else { break };
+            if let Some(error) = &load_error {
+                // The document cannot be served; answer every attach with the error.
+                if let DocCommand::Attach { ack, .. } = first {
+                    let _ = ack.send(Err(error.clone()));
+                } else if let DocCommand::Shutdown { done } = first {
+                    let _ = done.send(());
+                    break;
+                }
+                continue;
+            }
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            if let Some(done) = self.handle_batch(batch).await {
+                self.finish().await;
+                let _ = done.send(());
+                break;
+            }
+        }
+        if load_error.is_none() {
+            metrics::gauge!(m::DOCUMENTS_LOADED).decrement(1.0);
+        }
+    }
+
+    async fn load(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        let stored = self
+            .registry
+            .store
+            .load_document(self.id)
+            .await
+            .map_err(|e| format!("loading document {}: {e}", self.id))?;
+        let core = match stored {
+            None => DocumentCore::empty(),
+            Some(stored) => {
+                self.last_seq = stored.last_seq;
+                self.chunks_since_snapshot = stored.chunks.len() as u64;
+                DocumentCore::load(stored.snapshot.as_deref(), &stored.chunks)
+                    .map_err(|e| format!("document {}: {e}", self.id))?
+            }
+        };
+        metrics::counter!(m::DOCUMENT_LOADS).increment(1);
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "document loaded");
+        self.core = Some(core);
+        Ok(())
+    }
+
+    fn core(&mut self) -> &mut DocumentCore {
+        self.core.as_mut().expect("document is loaded")
+    }
+
+    /// Handles a batch; returns the shutdown acknowledgement if one was in it.
+    async fn handle_batch(&mut self, batch: Vec<DocCommand>) -> Option<oneshot::Sender<()>> {
+        let mut shutdown = None;
+        let mut oldest_sync: Option<Instant> = None;
+        for cmd in batch {
+            match cmd {
+                DocCommand::Attach { peer, ack } => {
+                    self.core().attach(peer.key);
+                    self.peers.insert(peer.key, peer);
+                    let _ = ack.send(Ok(()));
+                }
+                DocCommand::Detach { key } => {
+                    self.core().detach(key);
+                    self.peers.remove(&key);
+                }
+                DocCommand::Sync {
+                    key,
+                    kind,
+                    data,
+                    received_at,
+                } => {
+                    oldest_sync = Some(oldest_sync.map_or(received_at, |t| t.min(received_at)));
+                    self.handle_sync(key, kind, &data).await;
+                }
+                DocCommand::Ephemeral { key, message } => self.relay_ephemeral(key, message),
+                DocCommand::Shutdown { done } => shutdown = Some(done),
+            }
+        }
+        if !self.persist().await {
+            return shutdown;
+        }
+        self.send_outgoing();
+        if let Some(started) = oldest_sync {
+            metrics::histogram!(m::SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+        }
+        shutdown
+    }
+
+    async fn handle_sync(&mut self, key: PeerKey, kind: SyncKind, data: &[u8]) {
+        let Some(peer) = self.peers.get(&key).cloned() else {
+            return;
+        };
+        let exists = self.core().exists();
+        if !exists && (kind == SyncKind::Request || !peer.access.create) {
+            self.send(
+                &peer,
+                Message::DocUnavailable {
+                    sender_id: self.registry.settings.server_peer_id.clone(),
+                    target_id: peer.peer_id.clone(),
+                    document_id: self.id,
+                },
+            );
+            return;
+        }
+        let before = self.core().heads();
+        match self.core().receive(key, data, peer.access.write) {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(peer = %peer.peer_id, %error, "refusing sync message");
+                metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "sync_data").increment(1);
+                let _ = peer.outbound.try_send(Outbound::Close(error.to_string()));
+                self.core().detach(key);
+                self.peers.remove(&key);
+                if matches!(error, ReceiveError::Apply(_)) && self.core().heads() != before {
+                    // Part of the message got in; throw away everything not durable.
+                    self.reload().await;
+                }
+            }
+        }
+    }
+
+    /// Drops the in-memory document and reloads it from the store; every
+    /// peer restarts its sync from scratch.
+    async fn reload(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        match self.load().await {
+            Ok(()) => {
+                for key in keys {
+                    self.core().attach(key);
+                }
+            }
+            Err(error) => self.fail_all(&error),
+        }
+    }
+
+    fn fail_all(&mut self, error: &str) {
+        tracing::error!(%error, "document failed; disconnecting its peers");
+        for peer in self.peers.values() {
+            let _ = peer.outbound.try_send(Outbound::Close(format!("document unavailable: {error}")));
+        }
+        self.peers.clear();
+        self.core = Some(DocumentCore::empty());
+    }
+
+    fn relay_ephemeral(&mut self, from: PeerKey, message: Message) {
+        let Message::Ephemeral {
+            sender_id,
+            count,
+            session_id,
+            data,
+            ..
+        } = message
+        else {
+            return;
+        };
+        let targets: Vec<PeerHandle> = self
+            .peers
+            .values()
+            .filter(|p| p.key != from)
+            .cloned()
+            .collect();
+        for peer in targets {
+            self.send(
+                &peer,
+                Message::Ephemeral {
+                    sender_id: sender_id.clone(),
+                    target_id: peer.peer_id.clone(),
+                    count,
+                    session_id: session_id.clone(),
+                    document_id: self.id,
+                    data: data.clone(),
+                },
+            );
+        }
+    }
+
+    /// Writes new changes to the store. Returns false if the store failed (the
+    /// document was then reset and its peers disconnected).
+    async fn persist(&mut self) -> bool {
+        let Some((chunk, heads)) = self.core().unpersisted() else {
+            return true;
+        };
+        let changes = self.core().unpersisted_change_count();
+        match self.registry.store.append_chunk(self.id, chunk).await {
+            Ok(seq) => {
+                self.last_seq = seq;
+                self.chunks_since_snapshot += 1;
+                self.core().mark_persisted(heads);
+                metrics::counter!(m::CHANGES_ACCEPTED).increment(changes as u64);
+                if self.chunks_since_snapshot >= self.registry.settings.compact_after_chunks {
+                    self.compact().await;
+                }
+                true
+            }
+            Err(error) => {
+                let error = format!("store write failed: {error}");
+                self.fail_all(&error);
+                // Forget the undurable changes: the next attach reloads from the store.
+                let _ = self.load().await;
+                false
+            }
+        }
+    }
+
+    async fn compact(&mut self) {
+        if self.chunks_since_snapshot == 0 {
+            return;
+        }
+        let snapshot = self.core().save();
+        match self.registry.store.compact(self.id, snapshot, self.last_seq).await {
+            Ok(()) => {
+                self.chunks_since_snapshot = 0;
+                metrics::counter!(m::COMPACTIONS).increment(1);
+            }
+            // Chunks stay in the store, so nothing is lost; try again later.
+            Err(error) => tracing::warn!(%error, "compaction failed"),
+        }
+    }
+
+    fn send_outgoing(&mut self) {
+        let server = self.registry.settings.server_peer_id.clone();
+        let messages = self.core().outgoing();
+        for (key, data) in messages {
+            let Some(peer) = self.peers.get(&key).cloned() else {
+                continue;
+            };
+            self.send(
+                &peer,
+                Message::Sync {
+                    sender_id: server.clone(),
+                    target_id: peer.peer_id.clone(),
+                    document_id: self.id,
+                    data,
+                },
+            );
+        }
+    }
+
+    /// Queues a message to a peer. A peer whose queue is full has fallen too far
+    /// behind: it is dropped and its connection closed (it resyncs on reconnect).
+    fn send(&mut self, peer: &PeerHandle, message: Message) {
+        if peer.outbound.try_send(Outbound::Message(message)).is_err() {
+            tracing::warn!(peer = %peer.peer_id, "peer is not keeping up; disconnecting it");
+            peer.kill.notify_one();
+            if let Some(core) = self.core.as_mut() {
+                core.detach(peer.key);
+            }
+            self.peers.remove(&peer.key);
+        }
+    }
+
+    /// Leaves memory if nothing is waiting. Returns true when evicted.
+    fn try_evict(&mut self, rx: &mut mpsc::Receiver<DocCommand>) -> bool {
+        {
+            let mut docs = self.registry.docs.lock().expect("registry mutex poisoned");
+            if !rx.is_empty() {
+                return false;
+            }
+            if docs.get(&self.id).is_some_and(|e| e.generation == self.generation) {
+                docs.remove(&self.id);
+            }
+        }
+        // Anyone who got our mailbox before the removal gets a dropped ack and
+        // retries with a fresh actor; nothing else can be queued (no peers).
+        rx.close();
+        while let Ok(cmd) = rx.try_recv() {
+            drop(cmd);
+        }
+        metrics::counter!(m::DOCUMENT_EVICTIONS).increment(1);
+        tracing::debug!("document evicted");
+        true
+    }
+
+    async fn finish(&mut self) {
+        // Everything accepted is already durable (persist runs before replies);
+        // fold the chunks so the next start loads one snapshot.
+        if self.core.is_some() {
+            self.compact().await;
+        }
+    }
+}

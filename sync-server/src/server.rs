@@ -1,0 +1,258 @@
+//! The HTTP side: routes, authentication at the websocket upgrade, health and
+//! metrics, and a graceful shutdown that closes connections, lets documents
+//! finish and closes the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, Principal};
+use crate::config::Config;
+use crate::connection::{self, ConnectionContext};
+use crate::metrics as m;
+use crate::registry::{DocumentSettings, Registry};
+use crate::store::{SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<dyn Store>,
+    ctx: ConnectionContext,
+    metrics: PrometheusHandle,
+    max_message_bytes: usize,
+    /// Held by every live connection; shutdown waits until all are dropped.
+    connection_guard: mpsc::Sender<()>,
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://ADDR/sync`
+    pub fn sync_url(&self) -> String {
+        format!("ws://{}/sync", self.addr)
+    }
+
+    /// Stops accepting, closes connections, persists everything, closes the store.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Runs until shut down (by [`RunningServer::shutdown`] or a signal handler
+    /// holding [`RunningServer::shutdown_handle`]).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(ServeError::Io(std::io::Error::other(e))),
+        }
+    }
+
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Opens the embedded store from `config` and starts serving.
+pub async fn start(config: &Config) -> Result<RunningServer, ServeError> {
+    let store = SqliteStore::open(&config.data_dir, config.synchronous_full)?;
+    let storage_id = storage_id(&config.data_dir)?;
+    start_with_store(config, Arc::new(store), storage_id).await
+}
+
+/// A stable id for this data directory, which automerge-repo peers use to tell stores apart.
+fn storage_id(data_dir: &std::path::Path) -> Result<String, std::io::Error> {
+    let path = data_dir.join("storage-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Starts serving over an already opened store.
+pub async fn start_with_store(
+    config: &Config,
+    store: Arc<dyn Store>,
+    storage_id: String,
+) -> Result<RunningServer, ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let server_peer_id = format!("sync-server-{}", uuid::Uuid::new_v4());
+    let registry = Registry::new(
+        store.clone(),
+        DocumentSettings {
+            evict_after: Duration::from_secs(config.evict_after_secs),
+            compact_after_chunks: config.compact_after_chunks.max(1),
+            server_peer_id: server_peer_id.clone(),
+        },
+    );
+    let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
+    let state = AppState {
+        store: store.clone(),
+        ctx: ConnectionContext {
+            registry: registry.clone(),
+            server_peer_id,
+            storage_id,
+            max_message_bytes: config.max_message_bytes,
+            shutdown: shutdown_rx.clone(),
+        },
+        metrics: m::install(),
+        max_message_bytes: config.max_message_bytes,
+        connection_guard: guard_tx,
+    };
+    let app = router(state);
+    tracing::info!(%addr, "sync server listening");
+
+    let mut stop = shutdown_rx.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await?;
+        tracing::info!("no longer accepting; waiting for connections to close");
+        // Every connection holds a guard clone; recv() returns None once all
+        // are gone (the router's own copy went with `app`).
+        let _ = tokio::time::timeout(Duration::from_secs(10), guard_rx.recv()).await;
+        registry.shutdown().await;
+        store.close().await?;
+        tracing::info!("shutdown complete");
+        Ok(())
+    });
+    Ok(RunningServer {
+        addr,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/sync", get(sync_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn sync_upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    // Authenticate before anything websocket-related: no token, no upgrade.
+    let Some(token) = auth::token_from_request(&headers, query.as_deref()) else {
+        metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+        return (StatusCode::UNAUTHORIZED, "missing token: send `Authorization: Bearer <token>` or `?token=`").into_response();
+    };
+    let principal = match state.store.authenticate_api_key(&auth::hash_token(&token)).await {
+        Ok(Some(key)) => Principal {
+            id: key.id,
+            name: key.name,
+            role: key.role,
+        },
+        Ok(None) => {
+            metrics::counter!(m::AUTH_FAILURES, "reason" => "invalid").increment(1);
+            return (StatusCode::UNAUTHORIZED, "invalid or revoked token").into_response();
+        }
+        Err(error) => {
+            tracing::error!(%error, "token check failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+        }
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let guard = state.connection_guard.clone();
+    let ctx = state.ctx.clone();
+    upgrade
+        .max_message_size(state.max_message_bytes)
+        .max_frame_size(state.max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            connection::serve(socket, ctx, principal).await;
+            drop(guard);
+        })
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.readiness().await {
+        Ok(ready) if ready.schema_version == ready.expected_version => Json(serde_json::json!({
+            "status": "ready",
+            "schema_version": ready.schema_version,
+        }))
+        .into_response(),
+        Ok(ready) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "status": "migrations pending",
+                "schema_version": ready.schema_version,
+                "expected_version": ready.expected_version,
+            })),
+        )
+            .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "store unavailable", "error": error.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    state.metrics.render().into_response()
+}

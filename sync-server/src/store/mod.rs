@@ -1,0 +1,72 @@
+//! Server persistence behind one trait. Nothing above this module knows which
+//! database is underneath; `sqlite` is the embedded default and a PostgreSQL
+//! implementation plugs in beside it.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use sync_protocol::DocumentId;
+
+pub use sqlite::{database_path as sqlite_database_path, SqliteStore};
+
+use crate::auth::Role;
+
+/// A document as persisted: the last compacted snapshot and the chunks
+/// appended since, in order. Loading = snapshot, then each chunk.
+#[derive(Debug, Default, Clone)]
+pub struct StoredDocument {
+    pub snapshot: Option<Vec<u8>>,
+    pub chunks: Vec<Vec<u8>>,
+    /// Sequence number of the last chunk (0 when there is none).
+    pub last_seq: u64,
+}
+
+/// An API key as stored (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// Outcome of a readiness check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub schema_version: u32,
+    pub expected_version: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("migration error: {0}")]
+    Migration(#[from] migrations::MigrationError),
+    #[error("store task failed: {0}")]
+    Task(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the server persists.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The document's snapshot and chunks, or `None` if it was never stored.
+    async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError>;
+    /// Appends one chunk of changes (creating the document on first write) and
+    /// returns its sequence number. Durable when this returns.
+    async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError>;
+    /// Replaces every chunk up to `through_seq` with `snapshot`, atomically.
+    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError>;
+    /// Ids of every stored document.
+    async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError>;
+    /// Number of chunks not yet folded into a snapshot (for tests and metrics).
+    async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError>;
+    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError>;
+    /// The live (unrevoked) key with this token hash; records its use.
+    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// Reachable, and its schema is the one this build expects.
+    async fn readiness(&self) -> Result<Readiness, StoreError>;
+    /// Flushes and releases the database (graceful shutdown).
+    async fn close(&self) -> Result<(), StoreError>;
+}

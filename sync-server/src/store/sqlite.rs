@@ -1,0 +1,353 @@
+//! The embedded store: one SQLite file in WAL mode under the data directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use migrations::{Migrator, SqliteBackend, SERVER_SQLITE};
+use rusqlite::{params, Connection, OptionalExtension};
+use sync_protocol::DocumentId;
+
+use super::{ApiKey, Readiness, Store, StoreError, StoredDocument};
+use crate::auth::Role;
+
+const DB_FILE: &str = "sync.sqlite3";
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// SQLite store. Calls run on the blocking pool; one connection serialises
+/// writes, which SQLite does anyway.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Option<Connection>>>,
+    path: PathBuf,
+}
+
+/// Opens the database file, applying the pragmas every connection needs.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    // WAL + synchronous=NORMAL: a committed transaction survives the process
+    // being killed (it is in the WAL in the OS page cache); only a power loss
+    // can take the last commits, which `synchronous_full` trades for speed.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )?;
+    Ok(conn)
+}
+
+/// Where the database of a data directory lives.
+pub fn database_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir` and brings its schema
+    /// up to date. An edited, already-applied migration is refused here. Before
+    /// migrating a database that already has data, a copy is saved under
+    /// `data_dir/backups/`.
+    pub fn open(data_dir: &Path, synchronous_full: bool) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = database_path(data_dir);
+        let mut conn = open_connection(&path)?;
+        if synchronous_full {
+            conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        }
+        {
+            let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?;
+            migrator.verify()?;
+            let current = migrator.current_version()?;
+            let latest = SERVER_SQLITE.latest_version();
+            drop(migrator);
+            if current > 0 && current < latest {
+                backup_before_migration(&conn, data_dir, current)?;
+            }
+            Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?.up(None)?;
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(Some(conn))),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("store mutex poisoned".into()))?;
+            let conn = guard
+                .as_mut()
+                .ok_or_else(|| StoreError::Task("store is closed".into()))?;
+            f(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        metrics::histogram!(crate::metrics::STORE_SECONDS, "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+/// `VACUUM INTO` gives a consistent copy of a live database in one statement.
+fn backup_before_migration(conn: &Connection, data_dir: &Path, version: u32) -> Result<(), StoreError> {
+    let dir = data_dir.join("backups");
+    std::fs::create_dir_all(&dir)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let target = dir.join(format!("pre-migrate-v{version}-{stamp}.sqlite3"));
+    tracing::info!(target = %target.display(), "backing up the store before migrating");
+    conn.execute("VACUUM INTO ?1", params![target.to_string_lossy()])?;
+    Ok(())
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
+        self.with_conn("load_document", move |conn| {
+            let id = id.to_string();
+            let tx = conn.transaction()?;
+            let row: Option<(Option<Vec<u8>>, i64)> = tx
+                .query_row(
+                    "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((snapshot, snapshot_seq)) = row else {
+                return Ok(None);
+            };
+            let mut stmt = tx.prepare(
+                "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
+            )?;
+            let mut chunks = Vec::new();
+            let mut last_seq = snapshot_seq as u64;
+            let rows = stmt.query_map(params![id, snapshot_seq], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let (seq, data) = row?;
+                last_seq = seq as u64;
+                chunks.push(data);
+            }
+            Ok(Some(StoredDocument {
+                snapshot,
+                chunks,
+                last_seq,
+            }))
+        })
+        .await
+    }
+
+    async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
+        self.with_conn("append_chunk", move |conn| {
+            let id = id.to_string();
+            let tx = conn.transaction()?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
+                     ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
+                ),
+                params![id],
+            )?;
+            let seq: i64 = tx.query_row(
+                "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
+                            (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
+                params![id],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
+                params![id, seq, data],
+            )?;
+            tx.commit()?;
+            Ok(seq as u64)
+        })
+        .await
+    }
+
+    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+        self.with_conn("compact", move |conn| {
+            let id = id.to_string();
+            let tx = conn.transaction()?;
+            tx.execute(
+                &format!(
+                    "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3, updated_at = {NOW} WHERE id = ?1"
+                ),
+                params![id, snapshot, through_seq as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
+                params![id, through_seq as i64],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError> {
+        self.with_conn("list_documents", |conn| {
+            let mut stmt = conn.prepare("SELECT id FROM documents ORDER BY id")?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.iter()
+                .map(|s| DocumentId::parse(s).map_err(|e| StoreError::Database(e.to_string())))
+                .collect()
+        })
+        .await
+    }
+
+    async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError> {
+        self.with_conn("chunk_count", move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM document_chunks WHERE document_id = ?1",
+                params![id.to_string()],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError> {
+        let name = name.to_owned();
+        let token_hash = token_hash.to_owned();
+        self.with_conn("create_api_key", move |conn| {
+            let id = uuid::Uuid::new_v4().to_string();
+            conn.execute(
+                &format!(
+                    "INSERT INTO api_keys (id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})"
+                ),
+                params![id, name, role.as_str(), token_hash],
+            )?;
+            Ok(ApiKey { id, name, role })
+        })
+        .await
+    }
+
+    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.with_conn("authenticate_api_key", move |conn| {
+            let row: Option<(String, String, String)> = conn
+                .query_row(
+                    "SELECT id, name, role FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    params![token_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((id, name, role)) = row else {
+                return Ok(None);
+            };
+            conn.execute(
+                &format!("UPDATE api_keys SET last_used_at = {NOW} WHERE id = ?1"),
+                params![id],
+            )?;
+            let role = role
+                .parse()
+                .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
+            Ok(Some(ApiKey { id, name, role }))
+        })
+        .await
+    }
+
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        self.with_conn("readiness", |conn| {
+            let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(conn))?;
+            migrator.verify()?;
+            Ok(Readiness {
+                schema_version: migrator.current_version()?,
+                expected_version: SERVER_SQLITE.latest_version(),
+            })
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("store mutex poisoned".into()))?;
+            if let Some(conn) = guard.take() {
+                conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+                conn.close().map_err(|(_, e)| StoreError::from(e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunks_append_in_order_and_compaction_folds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let id = DocumentId::random();
+        assert!(store.load_document(id).await.unwrap().is_none());
+        assert_eq!(store.append_chunk(id, vec![1]).await.unwrap(), 1);
+        assert_eq!(store.append_chunk(id, vec![2]).await.unwrap(), 2);
+        let doc = store.load_document(id).await.unwrap().unwrap();
+        assert_eq!(doc.chunks, vec![vec![1], vec![2]]);
+        assert_eq!(doc.last_seq, 2);
+
+        store.compact(id, vec![9, 9], 2).await.unwrap();
+        assert_eq!(store.chunk_count(id).await.unwrap(), 0);
+        // Sequence numbers keep growing after a compaction.
+        assert_eq!(store.append_chunk(id, vec![3]).await.unwrap(), 3);
+        let doc = store.load_document(id).await.unwrap().unwrap();
+        assert_eq!(doc.snapshot, Some(vec![9, 9]));
+        assert_eq!(doc.chunks, vec![vec![3]]);
+        assert_eq!(store.list_documents().await.unwrap(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn api_keys_authenticate_by_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let key = store.create_api_key("ci", Role::Admin, "abc").await.unwrap();
+        assert_eq!(store.authenticate_api_key("abc").await.unwrap(), Some(key));
+        assert_eq!(store.authenticate_api_key("abd").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_readiness_reports_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = DocumentId::random();
+        {
+            let store = SqliteStore::open(dir.path(), false).unwrap();
+            store.append_chunk(id, vec![5]).await.unwrap();
+            store.close().await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), true).unwrap();
+        assert_eq!(store.load_document(id).await.unwrap().unwrap().chunks, vec![vec![5]]);
+        let ready = store.readiness().await.unwrap();
+        assert_eq!(ready.schema_version, ready.expected_version);
+    }
+}

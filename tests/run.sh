@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, builds, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+need_apt=()
+command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
+fi
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+# npm packages for the interop tests (stock automerge-repo client), from the lockfile.
+if [ -f tests/js/package-lock.json ]; then
+    (cd tests/js && npm ci --no-audit --no-fund)
+fi
+
+# Binaries the cross-process tests start (sync-server, client test helpers).
+cargo build --workspace --bins
+cargo nextest run --workspace --no-fail-fast "$@"
