@@ -1,0 +1,430 @@
+//! The one client library: a local SQLite store of Automerge documents and a
+//! sync client that speaks the automerge-repo websocket protocol.
+//!
+//! Every local change is committed to SQLite before [`ClientCore::change`]
+//! returns, and so before the sync client can send it. Remote changes are
+//! committed before the client answers the server, so the server's view of
+//! what this replica has is never ahead of its disk.
+
+mod store;
+mod sync;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use automerge::sync::SyncDoc;
+use automerge::transaction::Transaction;
+use automerge::{Automerge, AutomergeError, ChangeHash};
+use tokio::sync::{broadcast, watch};
+
+pub use automerge;
+pub use sync::{SyncConfig, SyncHandle};
+pub use sync_protocol::DocumentId;
+
+use store::LocalStore;
+
+/// Chunks appended to a document before they are folded into a snapshot.
+const COMPACT_AFTER_CHUNKS: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("local database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("local schema: {0}")]
+    Migration(#[from] migrations::MigrationError),
+    #[error("document error: {0}")]
+    Automerge(#[from] AutomergeError),
+    #[error("no document {0} in the local store")]
+    NotFound(DocumentId),
+    #[error("local data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Where a change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    Local,
+    Remote,
+}
+
+/// A document changed (or was asked for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocEvent {
+    Changed {
+        document: DocumentId,
+        origin: ChangeOrigin,
+        heads: Vec<ChangeHash>,
+    },
+    /// `find` asked for a document this store does not have yet.
+    Wanted { document: DocumentId },
+    /// The server says it has no such document (or may not show it to us).
+    Unavailable { document: DocumentId },
+}
+
+/// The state of syncing, for a status indicator.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncStatus {
+    pub connected: bool,
+    /// Changes in the local store the server has not confirmed yet.
+    pub pending_changes: u64,
+    /// When the server last confirmed it had every local change.
+    pub last_sync_at: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<SystemTime>,
+}
+
+struct LocalDoc {
+    doc: Automerge,
+    last_seq: u64,
+    chunks_since_snapshot: u64,
+    /// Heads the server confirmed having.
+    server_heads: Vec<ChangeHash>,
+    wanted: bool,
+}
+
+impl LocalDoc {
+    fn pending_changes(&self) -> u64 {
+        let known: Vec<ChangeHash> = self
+            .server_heads
+            .iter()
+            .copied()
+            .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
+            .collect();
+        self.doc.get_changes(&known).len() as u64
+    }
+}
+
+struct Inner {
+    store: LocalStore,
+    docs: HashMap<DocumentId, LocalDoc>,
+    /// Pending changes per document, summed into the status.
+    pending: HashMap<DocumentId, u64>,
+}
+
+/// A client's local replica. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct ClientCore {
+    inner: Arc<Mutex<Inner>>,
+    events: broadcast::Sender<DocEvent>,
+    status: Arc<watch::Sender<SyncStatus>>,
+    path: PathBuf,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl ClientCore {
+    /// Opens (creating and migrating if needed) the store at `path` and loads
+    /// every document in it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let path = path.as_ref().to_path_buf();
+        let store = LocalStore::open(&path)?;
+        let mut docs = HashMap::new();
+        let mut pending = HashMap::new();
+        for id in store.document_ids()? {
+            let stored = store.load(id)?.ok_or(ClientError::NotFound(id))?;
+            let mut doc = match &stored.snapshot {
+                Some(bytes) => Automerge::load(bytes)?,
+                None => Automerge::new(),
+            };
+            for chunk in &stored.chunks {
+                doc.load_incremental(chunk)?;
+            }
+            let local = LocalDoc {
+                doc,
+                last_seq: stored.last_seq,
+                chunks_since_snapshot: stored.chunks.len() as u64,
+                server_heads: stored.server_heads,
+                wanted: stored.wanted,
+            };
+            pending.insert(id, local.pending_changes());
+            docs.insert(id, local);
+        }
+        let last_sync_at = store
+            .meta("last_sync_at_ms")?
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let status = SyncStatus {
+            pending_changes: pending.values().sum(),
+            last_sync_at,
+            ..SyncStatus::default()
+        };
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            inner: Arc::new(Mutex::new(Inner { store, docs, pending })),
+            events,
+            status: Arc::new(watch::channel(status).0),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave SQLite half-written
+        // (transactions roll back), so the data is safe to keep using.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new, empty document, recorded in the store (it syncs once it has content).
+    pub fn create_document(&self) -> Result<DocumentId, ClientError> {
+        let id = DocumentId::random();
+        let mut inner = self.lock();
+        inner.store.insert_document(id, false)?;
+        inner.docs.insert(
+            id,
+            LocalDoc {
+                doc: Automerge::new(),
+                last_seq: 0,
+                chunks_since_snapshot: 0,
+                server_heads: Vec::new(),
+                wanted: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Whether the store holds this document with any content.
+    pub fn has_document(&self, id: DocumentId) -> bool {
+        self.lock().docs.get(&id).is_some_and(|d| !d.doc.get_heads().is_empty())
+    }
+
+    /// Returns true if the document is here; otherwise records that we want it,
+    /// so the sync client asks the server for it, and returns false.
+    pub fn find(&self, id: DocumentId) -> Result<bool, ClientError> {
+        let mut inner = self.lock();
+        if inner.docs.get(&id).is_some_and(|d| !d.doc.get_heads().is_empty()) {
+            return Ok(true);
+        }
+        if !inner.docs.contains_key(&id) {
+            inner.store.insert_document(id, true)?;
+            inner.docs.insert(
+                id,
+                LocalDoc {
+                    doc: Automerge::new(),
+                    last_seq: 0,
+                    chunks_since_snapshot: 0,
+                    server_heads: Vec::new(),
+                    wanted: true,
+                },
+            );
+        }
+        drop(inner);
+        let _ = self.events.send(DocEvent::Wanted { document: id });
+        Ok(false)
+    }
+
+    /// Every document in the store.
+    pub fn document_ids(&self) -> Vec<DocumentId> {
+        let mut ids: Vec<_> = self.lock().docs.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Reads a document.
+    pub fn read<T>(&self, id: DocumentId, f: impl FnOnce(&Automerge) -> T) -> Result<T, ClientError> {
+        let inner = self.lock();
+        let local = inner.docs.get(&id).ok_or(ClientError::NotFound(id))?;
+        Ok(f(&local.doc))
+    }
+
+    pub fn heads(&self, id: DocumentId) -> Result<Vec<ChangeHash>, ClientError> {
+        self.read(id, |d| d.get_heads())
+    }
+
+    /// Makes a change. It is committed to SQLite before this returns; if that
+    /// fails the document is reloaded from the store and the error returned,
+    /// so memory never holds a change the disk does not.
+    pub fn change<T>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, AutomergeError>,
+    ) -> Result<T, ClientError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let local = inner.docs.get_mut(&id).ok_or(ClientError::NotFound(id))?;
+        let before = local.doc.get_heads();
+        let mut tx = local.doc.transaction();
+        let value = match f(&mut tx) {
+            Ok(value) => {
+                tx.commit();
+                value
+            }
+            Err(e) => {
+                tx.rollback();
+                return Err(e.into());
+            }
+        };
+        let heads = local.doc.get_heads();
+        if heads == before {
+            return Ok(value);
+        }
+        let chunk = local.doc.save_after(&before);
+        if let Err(error) = persist_chunk(&mut inner.store, id, local, &chunk) {
+            reload(&inner.store, id, local)?;
+            return Err(error);
+        }
+        let pending = local.pending_changes();
+        inner.pending.insert(id, pending);
+        let total = inner.pending.values().sum();
+        self.status.send_modify(|s| s.pending_changes = total);
+        let _ = self.events.send(DocEvent::Changed {
+            document: id,
+            origin: ChangeOrigin::Local,
+            heads,
+        });
+        Ok(value)
+    }
+
+    /// Document events, local and remote.
+    pub fn subscribe(&self) -> broadcast::Receiver<DocEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn sync_status(&self) -> SyncStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Sync status updates.
+    pub fn watch_sync_status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.subscribe()
+    }
+
+    /// Starts syncing with a server in the background (on the current tokio runtime).
+    pub fn start_sync(&self, config: SyncConfig) -> SyncHandle {
+        sync::start(self.clone(), config)
+    }
+
+    // ---- used by the sync client ----
+
+    fn set_status(&self, f: impl FnOnce(&mut SyncStatus)) {
+        self.status.send_modify(f);
+    }
+
+    /// Documents to sync on (re)connect: (id, has content, wanted).
+    fn sync_targets(&self) -> Vec<(DocumentId, bool, bool)> {
+        self.lock()
+            .docs
+            .iter()
+            .map(|(id, d)| (*id, !d.doc.get_heads().is_empty(), d.wanted))
+            .collect()
+    }
+
+    fn generate_sync_message(&self, id: DocumentId, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
+        let inner = self.lock();
+        let local = inner.docs.get(&id)?;
+        local.doc.generate_sync_message(state).map(|m| m.encode())
+    }
+
+    /// Applies a sync message from the server, committing any new changes
+    /// before returning. Returns whether the document changed.
+    fn receive_sync_message(
+        &self,
+        id: DocumentId,
+        state: &mut automerge::sync::State,
+        data: &[u8],
+    ) -> Result<bool, ClientError> {
+        let message = automerge::sync::Message::decode(data)
+            .map_err(|e| ClientError::Corrupt(format!("sync message from server: {e}")))?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let local = match inner.docs.get_mut(&id) {
+            Some(local) => local,
+            None => return Ok(false),
+        };
+        let before = local.doc.get_heads();
+        if let Err(error) = local.doc.receive_sync_message(state, message) {
+            reload(&inner.store, id, local)?;
+            return Err(error.into());
+        }
+        let heads = local.doc.get_heads();
+        let changed = heads != before;
+        if changed {
+            let chunk = local.doc.save_after(&before);
+            if let Err(error) = persist_chunk(&mut inner.store, id, local, &chunk) {
+                reload(&inner.store, id, local)?;
+                return Err(error);
+            }
+            local.wanted = false;
+        }
+        if let Some(server_heads) = state.their_heads.clone()
+            && server_heads != local.server_heads
+        {
+            inner.store.set_server_heads(id, &server_heads)?;
+            local.server_heads = server_heads;
+        }
+        let pending = local.pending_changes();
+        inner.pending.insert(id, pending);
+        let total: u64 = inner.pending.values().sum();
+        let all_confirmed = total == 0;
+        if all_confirmed {
+            let now = SystemTime::now();
+            inner.store.set_meta("last_sync_at_ms", &unix_ms(now).to_string())?;
+        }
+        drop(guard);
+        self.set_status(|s| {
+            s.pending_changes = total;
+            if all_confirmed {
+                s.last_sync_at = Some(SystemTime::now());
+            }
+        });
+        if changed {
+            let _ = self.events.send(DocEvent::Changed {
+                document: id,
+                origin: ChangeOrigin::Remote,
+                heads,
+            });
+        }
+        Ok(changed)
+    }
+
+    fn mark_unavailable(&self, id: DocumentId) {
+        let _ = self.events.send(DocEvent::Unavailable { document: id });
+    }
+}
+
+/// Appends a chunk and compacts when enough have piled up.
+fn persist_chunk(store: &mut LocalStore, id: DocumentId, local: &mut LocalDoc, chunk: &[u8]) -> Result<(), ClientError> {
+    local.last_seq = store.append_chunk(id, chunk)?;
+    local.chunks_since_snapshot += 1;
+    if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS {
+        // A failed compaction loses nothing: the chunks are still there.
+        match store.compact(id, &local.doc.save(), local.last_seq) {
+            Ok(()) => local.chunks_since_snapshot = 0,
+            Err(error) => tracing::warn!(%error, doc = %id, "compaction failed"),
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the in-memory document with what the store holds.
+fn reload(store: &LocalStore, id: DocumentId, local: &mut LocalDoc) -> Result<(), ClientError> {
+    let stored = store.load(id)?;
+    let mut doc = Automerge::new();
+    let mut last_seq = 0;
+    let mut chunk_count = 0;
+    if let Some(stored) = stored {
+        if let Some(snapshot) = &stored.snapshot {
+            doc = Automerge::load(snapshot)?;
+        }
+        for chunk in &stored.chunks {
+            doc.load_incremental(chunk)?;
+        }
+        last_seq = stored.last_seq;
+        chunk_count = stored.chunks.len() as u64;
+    }
+    local.doc = doc;
+    local.last_seq = last_seq;
+    local.chunks_since_snapshot = chunk_count;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

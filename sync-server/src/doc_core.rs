@@ -217,7 +217,7 @@ mod tests {
         core.attach(2);
         a.put("x", 1);
         let stored = converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
-        assert_eq!(b.doc.get(ROOT, "x").unwrap().unwrap().0.to_i64(), Some(1));
+        assert_eq!(b.doc.get(ROOT, "x").unwrap().unwrap().0.as_i64(), Some(1));
         assert_eq!(b.doc.get_heads(), a.doc.get_heads());
 
         // What was persisted reproduces the document.

@@ -1,0 +1,174 @@
+//! The client's SQLite file: documents as snapshot + appended chunks, and
+//! which heads the server has confirmed. `synchronous = FULL`: a tablet can
+//! lose power, and a committed scan must survive that.
+
+use std::path::Path;
+
+use automerge::ChangeHash;
+use migrations::{Migrator, SqliteBackend, CLIENT_SQLITE};
+use rusqlite::{params, Connection, OptionalExtension};
+use sync_protocol::DocumentId;
+
+use crate::ClientError;
+
+pub(crate) struct StoredDocument {
+    pub snapshot: Option<Vec<u8>>,
+    pub chunks: Vec<Vec<u8>>,
+    pub last_seq: u64,
+    pub server_heads: Vec<ChangeHash>,
+    pub wanted: bool,
+}
+
+pub(crate) struct LocalStore {
+    conn: Connection,
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| ChangeHash::try_from(c).ok())
+        .collect()
+}
+
+impl LocalStore {
+    pub fn open(path: &Path) -> Result<Self, ClientError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )?;
+        Migrator::new(&CLIENT_SQLITE, SqliteBackend::new(&mut conn))?.up(None)?;
+        Ok(Self { conn })
+    }
+
+    pub fn document_ids(&self) -> Result<Vec<DocumentId>, ClientError> {
+        let mut stmt = self.conn.prepare("SELECT id FROM documents ORDER BY created_at, id")?;
+        let ids = stmt
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        ids.iter()
+            .map(|s| DocumentId::parse(s).map_err(|e| ClientError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    pub fn load(&self, id: DocumentId) -> Result<Option<StoredDocument>, ClientError> {
+        let key = id.to_string();
+        let row: Option<(Option<Vec<u8>>, i64, Option<Vec<u8>>, bool)> = self
+            .conn
+            .query_row(
+                "SELECT snapshot, snapshot_seq, server_heads, wanted FROM documents WHERE id = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((snapshot, snapshot_seq, server_heads, wanted)) = row else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let mut chunks = Vec::new();
+        let mut last_seq = snapshot_seq as u64;
+        for row in stmt.query_map(params![key, snapshot_seq], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })? {
+            let (seq, data) = row?;
+            last_seq = seq as u64;
+            chunks.push(data);
+        }
+        Ok(Some(StoredDocument {
+            snapshot,
+            chunks,
+            last_seq,
+            server_heads: server_heads.as_deref().map(decode_heads).unwrap_or_default(),
+            wanted,
+        }))
+    }
+
+    /// Records a document the user created or asked for (no content yet).
+    pub fn insert_document(&self, id: DocumentId, wanted: bool) -> Result<(), ClientError> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO documents (id, wanted, created_at, updated_at) VALUES (?1, ?2, {NOW}, {NOW})
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            params![id.to_string(), wanted],
+        )?;
+        Ok(())
+    }
+
+    /// Appends a chunk of changes in one transaction; returns its sequence number.
+    pub fn append_chunk(&mut self, id: DocumentId, data: &[u8]) -> Result<u64, ClientError> {
+        let key = id.to_string();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            &format!(
+                "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
+                 ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, wanted = 0"
+            ),
+            params![key],
+        )?;
+        let seq: i64 = tx.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
+                        (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
+            params![key],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
+            params![key, seq, data],
+        )?;
+        tx.commit()?;
+        Ok(seq as u64)
+    }
+
+    pub fn compact(&mut self, id: DocumentId, snapshot: &[u8], through_seq: u64) -> Result<(), ClientError> {
+        let key = id.to_string();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1",
+            params![key, snapshot, through_seq as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
+            params![key, through_seq as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_server_heads(&self, id: DocumentId, heads: &[ChangeHash]) -> Result<(), ClientError> {
+        self.conn.execute(
+            "UPDATE documents SET server_heads = ?2 WHERE id = ?1",
+            params![id.to_string(), encode_heads(heads)],
+        )?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM sync_meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), ClientError> {
+        self.conn.execute(
+            "INSERT INTO sync_meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}

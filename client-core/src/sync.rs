@@ -1,0 +1,282 @@
+//! The sync client: one websocket to the server, reconnecting with backoff,
+//! speaking the same automerge-repo protocol as any stock peer.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use automerge::sync::State;
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng;
+use sync_protocol::{DocumentId, Message, PeerMetadata, PROTOCOL_VERSION};
+use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::{ClientCore, DocEvent};
+
+/// Where and how to sync.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// `ws://host:port/sync`
+    pub url: String,
+    pub token: String,
+    pub max_message_bytes: usize,
+    /// First reconnect delay; doubles (with jitter) up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl SyncConfig {
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A running sync client. Dropping it does not stop it; call [`SyncHandle::stop`].
+pub struct SyncHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SyncHandle {
+    /// Closes the connection and ends the task. Local data is unaffected.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+pub(crate) fn start(core: ClientCore, config: SyncConfig) -> SyncHandle {
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(run(core, config, stop_rx));
+    SyncHandle { stop, task }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("server refused the token (HTTP 401)")]
+    Unauthorized,
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("server error: {0}")]
+    Server(String),
+    #[error("local store: {0}")]
+    Local(#[from] crate::ClientError),
+}
+
+#[tracing::instrument(name = "sync", skip_all, fields(url = %config.url))]
+async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<bool>) {
+    let mut backoff = config.min_backoff;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let outcome = session(&core, &config, &mut stop, &mut backoff).await;
+        core.set_status(|s| s.connected = false);
+        match outcome {
+            Ok(()) => break, // stopped
+            Err(error) => {
+                tracing::info!(%error, "sync connection ended");
+                let text = error.to_string();
+                core.set_status(|s| {
+                    s.last_error = Some(text);
+                    s.last_error_at = Some(SystemTime::now());
+                });
+            }
+        }
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let delay = backoff.mul_f64(jitter);
+        backoff = (backoff * 2).min(config.max_backoff);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
+/// One connection, from connect to close. `Ok` only when asked to stop.
+async fn session(
+    core: &ClientCore,
+    config: &SyncConfig,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Duration,
+) -> Result<(), SessionError> {
+    let mut request = config
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
+        .map_err(|e| SessionError::Connect(format!("token is not a valid header value: {e}")))?;
+    request.headers_mut().insert("authorization", bearer);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
+        .await
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => SessionError::Unauthorized,
+            other => SessionError::Connect(other.to_string()),
+        })?;
+    let (mut sink, mut stream) = socket.split();
+
+    // Subscribe before listing documents so no local change slips between.
+    let mut events = core.subscribe();
+    let peer_id = format!("client-{}", uuid::Uuid::new_v4());
+    let join = Message::Join {
+        sender_id: peer_id.clone(),
+        supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+        peer_metadata: Some(PeerMetadata {
+            storage_id: None,
+            is_ephemeral: false,
+        }),
+    };
+    sink.send(WsMessage::Binary(join.encode().into()))
+        .await
+        .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let server_id = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+        Ok(Some(Ok(WsMessage::Binary(bytes)))) => match Message::decode(&bytes) {
+            Ok(Message::Peer { sender_id, .. }) => sender_id,
+            Ok(Message::Error { message }) => return Err(SessionError::Server(message)),
+            Ok(other) => return Err(SessionError::Protocol(format!("expected `peer`, got `{}`", other.type_name()))),
+            Err(e) => return Err(SessionError::Protocol(e.to_string())),
+        },
+        Ok(_) => return Err(SessionError::Closed),
+        Err(_) => return Err(SessionError::Protocol("no `peer` reply within 10 s".into())),
+    };
+    tracing::info!(%server_id, "connected");
+    *backoff = config.min_backoff;
+    core.set_status(|s| s.connected = true);
+
+    let mut peer = Peer {
+        core,
+        peer_id,
+        server_id,
+        states: HashMap::new(),
+        outbox: Vec::new(),
+    };
+    for (id, has_content, wanted) in core.sync_targets() {
+        if has_content {
+            peer.offer(id, false);
+        } else if wanted {
+            peer.offer(id, true);
+        }
+    }
+    loop {
+        for message in peer.outbox.drain(..) {
+            sink.send(WsMessage::Binary(message.encode().into()))
+                .await
+                .map_err(|_| SessionError::Closed)?;
+        }
+        tokio::select! {
+            frame = stream.next() => {
+                let bytes = match frame {
+                    Some(Ok(WsMessage::Binary(bytes))) => bytes,
+                    Some(Ok(WsMessage::Close(_))) | None => return Err(SessionError::Closed),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(SessionError::Protocol(e.to_string())),
+                };
+                let message = Message::decode_limited(&bytes, config.max_message_bytes)
+                    .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                peer.handle(message)?;
+            }
+            event = events.recv() => match event {
+                Ok(DocEvent::Changed { document, origin: crate::ChangeOrigin::Local, .. }) => peer.offer(document, false),
+                Ok(DocEvent::Wanted { document }) => peer.offer(document, true),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed some notices: offer everything again (cheap when in sync).
+                    for (id, has_content, wanted) in core.sync_targets() {
+                        if has_content || wanted {
+                            peer.offer(id, !has_content);
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            () = stopped(stop) => {
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Resolves once a stop is requested (holds no borrow across awaits).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Per-connection protocol state: one automerge sync state per document.
+struct Peer<'a> {
+    core: &'a ClientCore,
+    peer_id: String,
+    server_id: String,
+    states: HashMap<DocumentId, State>,
+    outbox: Vec<Message>,
+}
+
+impl Peer<'_> {
+    /// Sends whatever the sync protocol wants to say about `id` now.
+    fn offer(&mut self, id: DocumentId, as_request: bool) {
+        let state = self.states.entry(id).or_default();
+        if let Some(data) = self.core.generate_sync_message(id, state) {
+            let message = if as_request {
+                Message::Request {
+                    sender_id: self.peer_id.clone(),
+                    target_id: self.server_id.clone(),
+                    document_id: id,
+                    data,
+                }
+            } else {
+                Message::Sync {
+                    sender_id: self.peer_id.clone(),
+                    target_id: self.server_id.clone(),
+                    document_id: id,
+                    data,
+                }
+            };
+            self.outbox.push(message);
+        }
+    }
+
+    fn handle(&mut self, message: Message) -> Result<(), SessionError> {
+        match message {
+            Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. } => {
+                if !self.core.lock().docs.contains_key(&document_id) {
+                    // We never asked for it; the server should not push it.
+                    return Ok(());
+                }
+                let state = self.states.entry(document_id).or_default();
+                self.core.receive_sync_message(document_id, state, &data)?;
+                self.offer(document_id, false);
+                Ok(())
+            }
+            Message::DocUnavailable { document_id, .. } => {
+                self.core.mark_unavailable(document_id);
+                Ok(())
+            }
+            Message::Error { message } => Err(SessionError::Server(message)),
+            Message::Ephemeral { .. }
+            | Message::RemoteHeadsChanged { .. }
+            | Message::RemoteSubscriptionChange { .. }
+            | Message::Leave { .. } => Ok(()),
+            Message::Join { .. } | Message::Peer { .. } => Err(SessionError::Protocol(format!(
+                "unexpected `{}` after the handshake",
+                message.type_name()
+            ))),
+        }
+    }
+}

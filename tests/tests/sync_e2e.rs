@@ -1,0 +1,131 @@
+//! client-core replicas syncing through a real server on loopback.
+
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{ReadDoc, ROOT};
+use client_core::{ChangeOrigin, ClientCore, DocEvent, SyncConfig};
+use sync_server::auth::Role;
+use sync_server::store::Store;
+use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn value(core: &ClientCore, id: client_core::DocumentId, key: &str) -> Option<i64> {
+    core.read(id, |d| d.get(ROOT, key).ok().flatten().and_then(|(v, _)| v.as_i64()))
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(&dir.path().join("server"), Role::Admin).await;
+    let config = test_config(&dir.path().join("server"));
+    let server = InProcessServer::start(&config).await;
+
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_a = a.start_sync(SyncConfig::new(&server.url, &token));
+    let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
+
+    let id = a.create_document().unwrap();
+    a.change(id, |tx| tx.put(ROOT, "count", 1)).unwrap();
+    let mut events = b.subscribe();
+    assert!(!b.find(id).unwrap());
+    wait_until("b receives a's document", LIMIT, || async { value(&b, id, "count") == Some(1) }).await;
+    // b was told, as a remote change.
+    let mut saw_remote = false;
+    while let Ok(event) = events.try_recv() {
+        if let DocEvent::Changed { document, origin: ChangeOrigin::Remote, .. } = event {
+            saw_remote |= document == id;
+        }
+    }
+    assert!(saw_remote, "b got no remote change event");
+
+    // The other direction, while both are connected.
+    b.change(id, |tx| tx.put(ROOT, "from_b", 2)).unwrap();
+    wait_until("a receives b's change", LIMIT, || async { value(&a, id, "from_b") == Some(2) }).await;
+    wait_until("a's status shows everything confirmed", LIMIT, || async {
+        let s = a.sync_status();
+        s.connected && s.pending_changes == 0 && s.last_sync_at.is_some()
+    })
+    .await;
+
+    // Restart the server on the same data directory and port.
+    let addr = server.server.addr();
+    server.stop().await;
+    wait_until("a notices the server is gone", LIMIT, || async { !a.sync_status().connected }).await;
+    a.change(id, |tx| tx.put(ROOT, "offline", 3)).unwrap();
+    assert!(a.sync_status().pending_changes >= 1);
+    let mut config = config.clone();
+    config.listen = addr;
+    let server = InProcessServer::start(&config).await;
+    wait_until("b receives a's offline change after the restart", LIMIT, || async {
+        value(&b, id, "offline") == Some(3)
+    })
+    .await;
+    assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
+    wait_until("a has nothing pending", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+
+    sync_a.stop().await;
+    sync_b.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_token_is_refused_and_local_work_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let _token = create_token(&dir.path().join("server"), Role::Admin).await;
+    let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let sync = a.start_sync(SyncConfig::new(&server.url, "sk_not-a-real-token"));
+    let id = a.create_document().unwrap();
+    a.change(id, |tx| tx.put(ROOT, "x", 1)).unwrap();
+    wait_until("the refusal is reported", LIMIT, || async {
+        a.sync_status().last_error.is_some_and(|e| e.contains("401"))
+    })
+    .await;
+    assert!(!a.sync_status().connected);
+    assert_eq!(a.sync_status().pending_changes, 1);
+    assert!(server.store.list_documents().await.unwrap().is_empty());
+    sync.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_documents_are_evicted_reloaded_and_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(&dir.path().join("server"), Role::Admin).await;
+    let mut config = test_config(&dir.path().join("server"));
+    config.evict_after_secs = 1;
+    config.compact_after_chunks = 4;
+    let server = InProcessServer::start(&config).await;
+
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let sync_a = a.start_sync(SyncConfig::new(&server.url, &token));
+    let id = a.create_document().unwrap();
+    for i in 0..20 {
+        a.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
+        // Separate round trips so the server writes separate chunks.
+        wait_until("server confirms", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    }
+    // Compaction keeps the chunk count bounded.
+    let chunks = server.store.chunk_count(id).await.unwrap();
+    assert!(chunks < 4, "{chunks} chunks left after compaction");
+    sync_a.stop().await;
+
+    let loaded = || sync_server::metrics::install().render();
+    wait_until("the document is evicted", LIMIT, || async {
+        loaded().lines().any(|l| l.starts_with("sync_document_evictions_total") && !l.ends_with(" 0"))
+    })
+    .await;
+
+    // A fresh client gets it back from the store.
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
+    b.find(id).unwrap();
+    wait_until("b loads the evicted document", LIMIT, || async { value(&b, id, "n") == Some(19) }).await;
+    sync_b.stop().await;
+    server.stop().await;
+}
