@@ -176,6 +176,7 @@ async fn session(
     }
     loop {
         for message in peer.outbox.drain(..) {
+            tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), "message out");
             sink.send(WsMessage::Binary(message.encode().into()))
                 .await
                 .map_err(|_| SessionError::Closed)?;

@@ -83,6 +83,7 @@ pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Princip
             Ok(message) => message,
             Err(error) => break End::Error(format!("invalid message: {error}")),
         };
+        tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), bytes = bytes.len(), "message in");
         if let Err(reason) = session.handle(message).await {
             break End::Error(reason);
         }

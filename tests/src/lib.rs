@@ -148,3 +148,27 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber_init();
+    }
+}
+
+fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init()
+}
+
+/// A string field of a document's root, whether stored as a scalar string
+/// (Rust peers) or as a text object (JavaScript peers store strings as text).
+pub fn root_string(doc: &automerge::Automerge, key: &str) -> Option<String> {
+    use automerge::{ObjType, ReadDoc, Value, ROOT};
+    match doc.get(ROOT, key).ok().flatten()? {
+        (Value::Object(ObjType::Text), id) => doc.text(&id).ok(),
+        (value, _) => value.into_string().ok(),
+    }
+}
