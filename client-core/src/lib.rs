@@ -361,6 +361,7 @@ impl ClientCore {
             local.server_heads = server_heads;
         }
         let pending = local.pending_changes();
+        tracing::debug!(doc = %id, changed, pending, server_heads = ?state.their_heads, "sync message applied");
         inner.pending.insert(id, pending);
         let total: u64 = inner.pending.values().sum();
         let all_confirmed = total == 0;

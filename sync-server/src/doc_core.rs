@@ -5,7 +5,7 @@
 //! [`DocumentCore::outgoing`] produces, so no peer ever hears of a change the
 //! store does not have.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
@@ -33,6 +33,10 @@ pub struct DocumentCore {
     doc: Automerge,
     peers: HashMap<PeerKey, sync::State>,
     persisted_heads: Vec<ChangeHash>,
+    /// Peers whose changes were accepted since the last `outgoing`: they get
+    /// a reply carrying our new heads even when automerge would stay silent,
+    /// because that reply is how a client learns its changes are durable.
+    owed_ack: HashSet<PeerKey>,
 }
 
 impl DocumentCore {
@@ -50,6 +54,7 @@ impl DocumentCore {
             doc,
             peers: HashMap::new(),
             persisted_heads,
+            owed_ack: HashSet::new(),
         })
     }
 
@@ -58,6 +63,7 @@ impl DocumentCore {
             doc: Automerge::new(),
             peers: HashMap::new(),
             persisted_heads: Vec::new(),
+            owed_ack: HashSet::new(),
         }
     }
 
@@ -80,6 +86,7 @@ impl DocumentCore {
 
     pub fn detach(&mut self, peer: PeerKey) {
         self.peers.remove(&peer);
+        self.owed_ack.remove(&peer);
     }
 
     pub fn is_attached(&self, peer: PeerKey) -> bool {
@@ -103,9 +110,15 @@ impl DocumentCore {
             return Err(ReceiveError::WriteDenied);
         }
         let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
+        validate_chunks(&message)?;
+        let before = self.doc.get_heads();
         self.doc
             .receive_sync_message(state, message)
-            .map_err(|e| ReceiveError::Apply(e.to_string()))
+            .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+        if self.doc.get_heads() != before {
+            self.owed_ack.insert(peer);
+        }
+        Ok(())
     }
 
     /// Changes not yet durable, as one chunk, with the heads that chunk reaches.
@@ -132,8 +145,19 @@ impl DocumentCore {
     pub fn outgoing(&mut self) -> Vec<(PeerKey, Vec<u8>)> {
         debug_assert!(self.unpersisted().is_none(), "announcing changes that are not durable");
         let doc = &self.doc;
+        let exists = self.exists();
+        for peer in self.owed_ack.drain() {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                // automerge answers when it has not yet responded; this makes
+                // it send our heads even if it thinks the peer knows them.
+                state.have_responded = false;
+            }
+        }
         self.peers
             .iter_mut()
+            // Offering an empty document unprompted would tell a peer it
+            // exists; until it does, only answer peers that have spoken.
+            .filter(|(_, state)| exists || state.their_heads.is_some())
             .filter_map(|(peer, state)| {
                 doc.generate_sync_message(state)
                     .map(|message| (*peer, message.encode()))
@@ -145,6 +169,23 @@ impl DocumentCore {
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()
     }
+}
+
+/// automerge skips chunks it cannot parse when applying a sync message
+/// ("partial load"), which would let a corrupt message look accepted. Every
+/// chunk is checked first so a corrupt one refuses the whole message.
+fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
+    for chunk in message.changes.iter() {
+        match automerge::Change::try_from(chunk) {
+            Ok(_) => {}
+            // A whole-document chunk (sent when the peer is far behind).
+            Err(automerge::LoadChangeError::WrongChunkType) => {
+                Automerge::load(chunk).map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+            }
+            Err(e) => return Err(ReceiveError::Apply(format!("corrupt change: {e}"))),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -249,6 +290,7 @@ mod tests {
         let mut core = DocumentCore::empty();
         core.attach(1);
         assert!(matches!(core.receive(1, b"\x42garbage", true), Err(ReceiveError::Decode(_))));
+        assert!(matches!(core.receive(1, &[0x99, 1, 2, 3], true), Err(ReceiveError::Decode(_))));
         assert!(matches!(core.receive(9, &Client::new().message().unwrap(), true), Err(ReceiveError::NotAttached)));
         assert!(core.unpersisted().is_none());
     }

@@ -19,6 +19,7 @@ fn value(core: &ClientCore, id: client_core::DocumentId, key: &str) -> Option<i6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() {
+    sync_tests::init_logging();
     let dir = tempfile::tempdir().unwrap();
     let token = create_token(&dir.path().join("server"), Role::Admin).await;
     let config = test_config(&dir.path().join("server"));
