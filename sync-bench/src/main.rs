@@ -1,1 +1,385 @@
-fn main(){}
+//! `sync-bench`: simulated automerge-repo clients against any server that
+//! speaks the automerge-repo websocket protocol v1 (ours, or a stock one).
+//!
+//! `load`: N clients share K documents (client i on document i mod K); each
+//! makes M changes whose commit message carries its send time, and every
+//! client measures how long other clients' changes took to reach it.
+//! `idle`: N connections that only handshake and stay open.
+//! Results are printed as one JSON object.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{Automerge, ROOT};
+use clap::{Parser, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use sync_protocol::{DocumentId, Message, PROTOCOL_VERSION};
+use tokio::sync::Barrier;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[derive(Clone, Copy, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Load,
+    Idle,
+}
+
+#[derive(Parser)]
+#[command(about = "Load tool for automerge-repo sync servers; prints JSON")]
+struct Args {
+    /// Server websocket URL, e.g. ws://127.0.0.1:8080/sync
+    #[arg(long)]
+    url: String,
+    /// Bearer token (sent as `?token=` too, for servers that only read that).
+    #[arg(long, default_value = "")]
+    token: String,
+    #[arg(long, value_enum, default_value = "load")]
+    mode: Mode,
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    #[arg(long, default_value_t = 10)]
+    docs: usize,
+    /// Changes made by each client (load mode).
+    #[arg(long, default_value_t = 20)]
+    changes: usize,
+    /// Pause between one client's changes, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    interval_ms: u64,
+    /// How long idle connections are held before counting them, in seconds.
+    #[arg(long, default_value_t = 5)]
+    hold_secs: u64,
+    /// PID of the server, to report its resident memory (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+}
+
+#[derive(Serialize, Default)]
+struct Latency {
+    samples: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    mode: Mode,
+    url: String,
+    clients: usize,
+    docs: usize,
+    changes_per_client: usize,
+    accepted_changes: usize,
+    elapsed_s: f64,
+    accepted_changes_per_s: f64,
+    propagation: Latency,
+    connections_held: usize,
+    errors: Vec<String>,
+    server_rss_mib: Option<f64>,
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(args: &Args, peer_id: &str) -> anyhow::Result<Socket> {
+    let url = if args.token.is_empty() {
+        args.url.clone()
+    } else {
+        let sep = if args.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}token={}", args.url, args.token)
+    };
+    let mut request = url.into_client_request()?;
+    if !args.token.is_empty() {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", args.token).parse()?);
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("connecting")?;
+    let join = Message::Join {
+        sender_id: peer_id.to_owned(),
+        supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
+        peer_metadata: None,
+    };
+    socket.send(WsMessage::Binary(join.encode().into())).await?;
+    loop {
+        match socket.next().await {
+            Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes)? {
+                Message::Peer { .. } => return Ok(socket),
+                Message::Error { message } => bail!("server error: {message}"),
+                _ => continue,
+            },
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => bail!("closed during handshake"),
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// One simulated client on one document.
+struct Client {
+    socket: Socket,
+    peer_id: String,
+    server_id: String,
+    doc_id: DocumentId,
+    doc: Automerge,
+    state: sync::State,
+    latencies_ms: Vec<f64>,
+}
+
+impl Client {
+    async fn send_sync(&mut self, kind_request: bool) -> anyhow::Result<()> {
+        if let Some(message) = self.doc.generate_sync_message(&mut self.state) {
+            let data = message.encode();
+            let message = if kind_request {
+                Message::Request {
+                    sender_id: self.peer_id.clone(),
+                    target_id: self.server_id.clone(),
+                    document_id: self.doc_id,
+                    data,
+                }
+            } else {
+                Message::Sync {
+                    sender_id: self.peer_id.clone(),
+                    target_id: self.server_id.clone(),
+                    document_id: self.doc_id,
+                    data,
+                }
+            };
+            self.socket.send(WsMessage::Binary(message.encode().into())).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one incoming frame; records propagation latency of other peers' changes.
+    async fn on_frame(&mut self, frame: WsMessage) -> anyhow::Result<()> {
+        let WsMessage::Binary(bytes) = frame else { return Ok(()) };
+        match Message::decode(&bytes)? {
+            Message::Sync { data, .. } | Message::Request { data, .. } => {
+                let before = self.doc.get_heads();
+                self.doc.receive_sync_message(&mut self.state, sync::Message::decode(&data)?)?;
+                let received = now_us();
+                for change in self.doc.get_changes(&before) {
+                    if let Some(sent) = change.message().and_then(|m| m.strip_prefix("t=")).and_then(|t| t.parse::<u64>().ok()) {
+                        self.latencies_ms.push(received.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                }
+                self.send_sync(false).await
+            }
+            Message::Error { message } => bail!("server error: {message}"),
+            Message::DocUnavailable { .. } => bail!("document {} unavailable", self.doc_id),
+            _ => Ok(()),
+        }
+    }
+
+    fn change_count(&self) -> usize {
+        self.doc.get_changes(&[]).len()
+    }
+}
+
+async fn load_client(args: &Args, index: usize, doc_id: DocumentId, seed: Option<Vec<u8>>, start: &Barrier, expected: usize) -> anyhow::Result<Vec<f64>> {
+    let peer_id = format!("bench-{index}-{}", uuid::Uuid::new_v4());
+    let socket = connect(args, &peer_id).await?;
+    let doc = match seed {
+        Some(bytes) => Automerge::load(&bytes)?,
+        None => Automerge::new(),
+    };
+    let mut client = Client {
+        socket,
+        peer_id,
+        server_id: String::new(),
+        doc_id,
+        doc,
+        state: sync::State::new(),
+        latencies_ms: Vec::new(),
+    };
+    client.send_sync(client.doc.get_heads().is_empty()).await?;
+    // Wait until the document's seed change is here.
+    while client.doc.get_heads().is_empty() {
+        let frame = client.socket.next().await.context("closed while loading")??;
+        client.on_frame(frame).await?;
+    }
+    start.wait().await;
+    client.latencies_ms.clear();
+    let mut made = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
+    while made < args.changes || client.change_count() < expected {
+        tokio::select! {
+            _ = tick.tick(), if made < args.changes => {
+                let mut tx = client.doc.transaction();
+                tx.put(ROOT, format!("c{index}"), made as i64)?;
+                tx.commit_with(CommitOptions::default().with_message(format!("t={}", now_us())));
+                made += 1;
+                client.send_sync(false).await?;
+            }
+            frame = client.socket.next() => {
+                let frame = frame.context("server closed the connection")??;
+                client.on_frame(frame).await?;
+            }
+        }
+    }
+    let _ = client.socket.close(None).await;
+    Ok(client.latencies_ms)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn server_rss_mib(pid: Option<u32>) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn run_load(args: &Args) -> anyhow::Result<Report> {
+    let docs = args.docs.max(1);
+    // Seed each document with one change (so every client can ask for it).
+    let mut seeds = Vec::with_capacity(docs);
+    for d in 0..docs {
+        let id = DocumentId::random();
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "seed", d as i64)?;
+        tx.commit();
+        seeds.push((id, doc.save()));
+    }
+    let clients_per_doc: Vec<usize> = (0..docs).map(|d| (0..args.clients).filter(|i| i % docs == d).count()).collect();
+    let barrier = std::sync::Arc::new(Barrier::new(args.clients));
+    let args = std::sync::Arc::new(Args { ..args.clone_args() });
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let d = i % docs;
+        let (id, bytes) = seeds[d].clone();
+        // The first client of each document brings the seed; the others request it.
+        let seed = (i < docs).then_some(bytes);
+        let expected = 1 + clients_per_doc[d] * args.changes;
+        let args = args.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move { load_client(&args, i, id, seed, &barrier, expected).await }));
+    }
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    let mut finished = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(l)) => {
+                finished += 1;
+                latencies.extend(l);
+            }
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let accepted = finished * args.changes;
+    Ok(Report {
+        mode: Mode::Load,
+        url: args.url.clone(),
+        clients: args.clients,
+        docs,
+        changes_per_client: args.changes,
+        accepted_changes: accepted,
+        elapsed_s: elapsed,
+        accepted_changes_per_s: accepted as f64 / elapsed,
+        propagation: Latency {
+            samples: latencies.len(),
+            p50_ms: percentile(&latencies, 50.0),
+            p95_ms: percentile(&latencies, 95.0),
+            p99_ms: percentile(&latencies, 99.0),
+            max_ms: latencies.last().copied().unwrap_or(0.0),
+        },
+        connections_held: finished,
+        errors,
+        server_rss_mib: server_rss_mib(args.server_pid),
+    })
+}
+
+async fn run_idle(args: &Args) -> anyhow::Result<Report> {
+    let before = server_rss_mib(args.server_pid);
+    let mut sockets = Vec::with_capacity(args.clients);
+    let mut errors = Vec::new();
+    let started = Instant::now();
+    // Connect in waves of 100 so the accept queue is never the bottleneck.
+    for wave in (0..args.clients).collect::<Vec<_>>().chunks(100) {
+        let results = futures_util::future::join_all(wave.iter().map(|i| {
+            let peer = format!("idle-{i}");
+            async move { connect(args, &peer).await }
+        }))
+        .await;
+        for r in results {
+            match r {
+                Ok(s) => sockets.push(s),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    let held = sockets.len();
+    let rss = server_rss_mib(args.server_pid);
+    if let (Some(b), Some(a)) = (before, rss) {
+        eprintln!("server RSS {b:.1} MiB before, {a:.1} MiB with {held} idle connections");
+    }
+    Ok(Report {
+        mode: Mode::Idle,
+        url: args.url.clone(),
+        clients: args.clients,
+        docs: 0,
+        changes_per_client: 0,
+        accepted_changes: 0,
+        elapsed_s: elapsed,
+        accepted_changes_per_s: 0.0,
+        propagation: Latency::default(),
+        connections_held: held,
+        errors,
+        server_rss_mib: rss,
+    })
+}
+
+impl Args {
+    fn clone_args(&self) -> Args {
+        Args {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            mode: self.mode,
+            clients: self.clients,
+            docs: self.docs,
+            changes: self.changes,
+            interval_ms: self.interval_ms,
+            hold_secs: self.hold_secs,
+            server_pid: self.server_pid,
+            timeout_secs: self.timeout_secs,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !(args.url.starts_with("ws://127.") || args.url.starts_with("ws://localhost") || args.url.starts_with("ws://[::1]")) {
+        bail!("sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1])");
+    }
+    let limit = Duration::from_secs(args.timeout_secs);
+    let report = match args.mode {
+        Mode::Load => tokio::time::timeout(limit, run_load(&args)).await.context("timed out")??,
+        Mode::Idle => tokio::time::timeout(limit, run_idle(&args)).await.context("timed out")??,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -173,19 +173,71 @@ impl DocumentCore {
 
 /// automerge skips chunks it cannot parse when applying a sync message
 /// ("partial load"), which would let a corrupt message look accepted. Every
-/// chunk is checked first so a corrupt one refuses the whole message.
+/// storage chunk in the message is checked first, so a corrupt one refuses the
+/// whole message.
 fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
-    for chunk in message.changes.iter() {
-        match automerge::Change::try_from(chunk) {
-            Ok(_) => {}
-            // A whole-document chunk (sent when the peer is far behind).
-            Err(automerge::LoadChangeError::WrongChunkType) => {
-                Automerge::load(chunk).map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            match chunk[8] {
+                CHUNK_DOCUMENT => {
+                    Automerge::load(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+                }
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
+                    let change = automerge::Change::try_from(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?;
+                    // The header checksum is the start of the change hash;
+                    // `try_from` does not compare them.
+                    if change.hash().0[..4] != chunk[4..8] {
+                        return Err(ReceiveError::Apply("corrupt change: checksum mismatch".into()));
+                    }
+                }
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
             }
-            Err(e) => return Err(ReceiveError::Apply(format!("corrupt change: {e}"))),
         }
     }
     Ok(())
+}
+
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Splits concatenated automerge storage chunks (magic, 4-byte checksum,
+/// type byte, ULEB128 length, body). Written here because automerge does not
+/// expose its chunk parser; the checksum itself is checked by automerge.
+fn split_chunks(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ReceiveError> {
+    let corrupt = |what: &str| ReceiveError::Apply(format!("corrupt change data: {what}"));
+    let mut chunks = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 10 || bytes[..4] != CHUNK_MAGIC {
+            return Err(corrupt("bad chunk header"));
+        }
+        let mut len: u64 = 0;
+        let mut pos = 9;
+        let mut shift = 0;
+        loop {
+            let byte = *bytes.get(pos).ok_or_else(|| corrupt("truncated length"))?;
+            if shift > 56 {
+                return Err(corrupt("length overflows"));
+            }
+            len |= u64::from(byte & 0x7f) << shift;
+            pos += 1;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| corrupt("chunk longer than the message"))?;
+        chunks.push(&bytes[..end]);
+        bytes = &bytes[end..];
+    }
+    Ok(chunks)
 }
 
 #[cfg(test)]
@@ -293,6 +345,32 @@ mod tests {
         assert!(matches!(core.receive(1, &[0x99, 1, 2, 3], true), Err(ReceiveError::Decode(_))));
         assert!(matches!(core.receive(9, &Client::new().message().unwrap(), true), Err(ReceiveError::NotAttached)));
         assert!(core.unpersisted().is_none());
+    }
+
+    #[test]
+    fn several_changes_in_one_chunk_are_accepted_and_a_flipped_byte_is_not() {
+        let mut a = Client::new();
+        a.put("x", 1);
+        a.put("y", 2);
+        let both = a.doc.save_after(&[]);
+        let message = |changes: Vec<u8>| {
+            let mut state = sync::State::new();
+            let mut m = a.doc.generate_sync_message(&mut state).unwrap();
+            m.changes = vec![changes].into();
+            m
+        };
+        assert_eq!(validate_chunks(&message(both.clone())), Ok(()));
+        let mut changes = Vec::new();
+        for change in a.doc.get_changes(&[]) {
+            changes.extend_from_slice(change.raw_bytes());
+        }
+        assert_eq!(validate_chunks(&message(changes.clone())), Ok(()));
+        let middle = changes.len() / 2;
+        changes[middle] ^= 0xff;
+        assert!(validate_chunks(&message(changes)).is_err());
+        let mut truncated = both;
+        truncated.pop();
+        assert!(validate_chunks(&message(truncated)).is_err());
     }
 
     #[test]
