@@ -186,29 +186,54 @@ impl Client {
     }
 }
 
-async fn load_client(args: &Args, index: usize, doc_id: DocumentId, seed: Option<Vec<u8>>, start: &Barrier, expected: usize) -> anyhow::Result<Vec<f64>> {
-    let peer_id = format!("bench-{index}-{}", uuid::Uuid::new_v4());
-    let socket = connect(args, &peer_id).await?;
-    let doc = match seed {
-        Some(bytes) => Automerge::load(&bytes)?,
-        None => Automerge::new(),
-    };
+/// Puts one document on the server and waits until the server confirms it.
+async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow::Result<()> {
+    let peer_id = format!("bench-seed-{}", uuid::Uuid::new_v4());
     let mut client = Client {
-        socket,
+        socket: connect(args, &peer_id).await?,
         peer_id,
         server_id: String::new(),
         doc_id,
-        doc,
+        doc: Automerge::load(bytes)?,
         state: sync::State::new(),
         latencies_ms: Vec::new(),
     };
-    client.send_sync(client.doc.get_heads().is_empty()).await?;
-    // Wait until the document's seed change is here.
+    client.send_sync(false).await?;
+    let heads = client.doc.get_heads();
+    while client.state.their_heads.as_ref() != Some(&heads) {
+        let frame = client.socket.next().await.context("closed while seeding")??;
+        client.on_frame(frame).await?;
+    }
+    let _ = client.socket.close(None).await;
+    Ok(())
+}
+
+/// Connects and downloads the document; every client then starts writing at once.
+async fn join_document(args: &Args, index: usize, doc_id: DocumentId) -> anyhow::Result<Client> {
+    let peer_id = format!("bench-{index}-{}", uuid::Uuid::new_v4());
+    let mut client = Client {
+        socket: connect(args, &peer_id).await?,
+        peer_id,
+        server_id: String::new(),
+        doc_id,
+        doc: Automerge::new(),
+        state: sync::State::new(),
+        latencies_ms: Vec::new(),
+    };
+    client.send_sync(true).await?;
     while client.doc.get_heads().is_empty() {
         let frame = client.socket.next().await.context("closed while loading")??;
         client.on_frame(frame).await?;
     }
+    Ok(client)
+}
+
+async fn load_client(args: &Args, index: usize, doc_id: DocumentId, start: &Barrier, expected: usize) -> anyhow::Result<Vec<f64>> {
+    let joined = join_document(args, index, doc_id).await;
+    // Every task reaches the barrier exactly once, even after an error,
+    // so one failed client cannot hang the others.
     start.wait().await;
+    let mut client = joined?;
     client.latencies_ms.clear();
     let mut made = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
@@ -257,19 +282,20 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         tx.commit();
         seeds.push((id, doc.save()));
     }
+    for (id, bytes) in &seeds {
+        seed_document(args, *id, bytes).await.context("seeding documents")?;
+    }
     let clients_per_doc: Vec<usize> = (0..docs).map(|d| (0..args.clients).filter(|i| i % docs == d).count()).collect();
     let barrier = std::sync::Arc::new(Barrier::new(args.clients));
     let args = std::sync::Arc::new(Args { ..args.clone_args() });
     let mut tasks = Vec::new();
     for i in 0..args.clients {
         let d = i % docs;
-        let (id, bytes) = seeds[d].clone();
-        // The first client of each document brings the seed; the others request it.
-        let seed = (i < docs).then_some(bytes);
+        let id = seeds[d].0;
         let expected = 1 + clients_per_doc[d] * args.changes;
         let args = args.clone();
         let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move { load_client(&args, i, id, seed, &barrier, expected).await }));
+        tasks.push(tokio::spawn(async move { load_client(&args, i, id, &barrier, expected).await }));
     }
     let started = Instant::now();
     let mut latencies = Vec::new();

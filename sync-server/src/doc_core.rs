@@ -37,6 +37,11 @@ pub struct DocumentCore {
     /// a reply carrying our new heads even when automerge would stay silent,
     /// because that reply is how a client learns its changes are durable.
     owed_ack: HashSet<PeerKey>,
+    /// Peers that sent something or attached since the last `outgoing`.
+    /// Asking automerge for a message is not free (it builds a bloom filter
+    /// per call), so when the heads did not move only these peers are asked.
+    touched: HashSet<PeerKey>,
+    heads_at_last_outgoing: Vec<ChangeHash>,
 }
 
 impl DocumentCore {
@@ -53,8 +58,10 @@ impl DocumentCore {
         Ok(Self {
             doc,
             peers: HashMap::new(),
-            persisted_heads,
+            persisted_heads: persisted_heads.clone(),
             owed_ack: HashSet::new(),
+            touched: HashSet::new(),
+            heads_at_last_outgoing: persisted_heads,
         })
     }
 
@@ -64,6 +71,8 @@ impl DocumentCore {
             peers: HashMap::new(),
             persisted_heads: Vec::new(),
             owed_ack: HashSet::new(),
+            touched: HashSet::new(),
+            heads_at_last_outgoing: Vec::new(),
         }
     }
 
@@ -82,11 +91,13 @@ impl DocumentCore {
 
     pub fn attach(&mut self, peer: PeerKey) {
         self.peers.entry(peer).or_insert_with(sync::State::new);
+        self.touched.insert(peer);
     }
 
     pub fn detach(&mut self, peer: PeerKey) {
         self.peers.remove(&peer);
         self.owed_ack.remove(&peer);
+        self.touched.remove(&peer);
     }
 
     pub fn is_attached(&self, peer: PeerKey) -> bool {
@@ -111,6 +122,7 @@ impl DocumentCore {
         }
         let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
         validate_chunks(&message)?;
+        self.touched.insert(peer);
         let before = self.doc.get_heads();
         self.doc
             .receive_sync_message(state, message)
@@ -135,17 +147,16 @@ impl DocumentCore {
         self.persisted_heads = heads;
     }
 
-    /// Number of changes in the document not yet durable.
-    pub fn unpersisted_change_count(&self) -> usize {
-        self.doc.get_changes(&self.persisted_heads).len()
-    }
-
     /// The sync messages due to each peer now. Call only after `unpersisted`
     /// is empty, so nothing undurable is announced.
     pub fn outgoing(&mut self) -> Vec<(PeerKey, Vec<u8>)> {
         debug_assert!(self.unpersisted().is_none(), "announcing changes that are not durable");
         let doc = &self.doc;
         let exists = self.exists();
+        let heads = doc.get_heads();
+        let heads_moved = heads != self.heads_at_last_outgoing;
+        self.heads_at_last_outgoing = heads;
+        let touched = std::mem::take(&mut self.touched);
         for peer in self.owed_ack.drain() {
             if let Some(state) = self.peers.get_mut(&peer) {
                 // automerge answers when it has not yet responded; this makes
@@ -158,6 +169,7 @@ impl DocumentCore {
             // Offering an empty document unprompted would tell a peer it
             // exists; until it does, only answer peers that have spoken.
             .filter(|(_, state)| exists || state.their_heads.is_some())
+            .filter(|(peer, _)| heads_moved || touched.contains(peer))
             .filter_map(|(peer, state)| {
                 doc.generate_sync_message(state)
                     .map(|message| (*peer, message.encode()))

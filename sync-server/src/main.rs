@@ -92,9 +92,15 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Default `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info,automerge=warn";
+
 fn init_logging(format: LogFormat) {
+    // automerge puts `#[instrument]` spans at INFO on hot paths (its change
+    // loader formats the whole change graph as a span field): keep it at warn
+    // unless RUST_LOG asks for it explicitly, or every sync message costs O(history).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     // Logs go to stderr so that stdout carries only command output (tokens).
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

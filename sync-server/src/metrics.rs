@@ -14,7 +14,8 @@ pub const PROTOCOL_ERRORS: &str = "sync_protocol_errors_total";
 pub const AUTH_FAILURES: &str = "sync_auth_failures_total";
 /// Time from a sync message's arrival to the replies and pushes it caused being queued.
 pub const SYNC_SECONDS: &str = "sync_message_handling_seconds";
-pub const CHANGES_ACCEPTED: &str = "sync_changes_accepted_total";
+/// Store writes of accepted changes (one per document batch).
+pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
 pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";
 pub const DOCUMENT_LOADS: &str = "sync_document_loads_total";
 pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";

@@ -405,13 +405,12 @@ impl DocActor {
         let Some((chunk, heads)) = self.core().unpersisted() else {
             return true;
         };
-        let changes = self.core().unpersisted_change_count();
         match self.registry.store.append_chunk(self.id, chunk).await {
             Ok(seq) => {
                 self.last_seq = seq;
                 self.chunks_since_snapshot += 1;
                 self.core().mark_persisted(heads);
-                metrics::counter!(m::CHANGES_ACCEPTED).increment(changes as u64);
+                metrics::counter!(m::CHUNKS_WRITTEN).increment(1);
                 if self.chunks_since_snapshot >= self.registry.settings.compact_after_chunks {
                     self.compact().await;
                 }

@@ -221,6 +221,10 @@ async fn sync_upgrade(
     let guard = state.connection_guard.clone();
     let ctx = state.ctx.clone();
     upgrade
+        // tungstenite reserves a 128 KiB read buffer per socket by default;
+        // most connections sit idle, so start small (it grows for big messages).
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .max_message_size(state.max_message_bytes)
         .max_frame_size(state.max_message_bytes)
         .on_upgrade(move |socket| async move {

@@ -100,7 +100,7 @@ impl ServerProcess {
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,automerge=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

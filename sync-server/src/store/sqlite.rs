@@ -163,23 +163,20 @@ impl Store for SqliteStore {
         self.with_conn("append_chunk", move |conn| {
             let id = id.to_string();
             let tx = conn.transaction()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
-                     ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
-                ),
-                params![id],
-            )?;
-            let seq: i64 = tx.query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
-                            (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
-                params![id],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
-                params![id, seq, data],
-            )?;
+            // Cached statements: this is the hot path of every accepted write.
+            tx.prepare_cached(&format!(
+                "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
+                 ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at"
+            ))?
+            .execute(params![id])?;
+            let seq: i64 = tx
+                .prepare_cached(
+                    "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
+                                (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
+                )?
+                .query_row(params![id], |r| r.get(0))?;
+            tx.prepare_cached("INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, seq, data])?;
             tx.commit()?;
             Ok(seq as u64)
         })
