@@ -2,11 +2,9 @@
 # The one test command: installs what the tests need, builds, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
 
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs npm)
-command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
@@ -20,4 +18,6 @@ fi
 
 # Binaries the cross-process tests start (sync-server, client test helpers).
 cargo build --workspace --bins
+# Criterion benches run once each in test mode, so they cannot rot.
+cargo test -p sync-server --bench store --quiet
 cargo nextest run --workspace --no-fail-fast "$@"
