@@ -62,8 +62,18 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
+        // Only the keys of this struct: other SYNC_* variables (SYNC_CONFIG,
+        // and whatever else shares the prefix) are not configuration errors.
         figment
-            .merge(Env::prefixed("SYNC_").ignore(&["config", "database_url"]))
+            .merge(Env::prefixed("SYNC_").only(&[
+                "listen",
+                "data_dir",
+                "max_message_bytes",
+                "evict_after_secs",
+                "compact_after_chunks",
+                "synchronous_full",
+                "log_format",
+            ]))
             .extract()
     }
 }
@@ -80,6 +90,7 @@ mod tests {
                 "listen = \"127.0.0.1:9999\"\nmax_message_bytes = 1024\nlog_format = \"json\"\n",
             )?;
             jail.set_env("SYNC_MAX_MESSAGE_BYTES", "2048");
+            jail.set_env("SYNC_SOMETHING_ELSE", "ignored");
             let config = Config::load(Some(Path::new("server.toml")))?;
             assert_eq!(config.listen.port(), 9999);
             assert_eq!(config.max_message_bytes, 2048);

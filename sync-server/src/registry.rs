@@ -135,6 +135,7 @@ impl Registry {
             peers: HashMap::new(),
             chunks_since_snapshot: 0,
             last_seq: 0,
+            broken: false,
         };
         tokio::spawn(actor.run(rx));
         tx
@@ -191,6 +192,10 @@ struct DocActor {
     peers: HashMap<PeerKey, PeerHandle>,
     chunks_since_snapshot: u64,
     last_seq: u64,
+    /// Set when the in-memory document can no longer be trusted (a store
+    /// write or reload failed): the actor leaves, and the next attach starts
+    /// a fresh one from what the store holds.
+    broken: bool,
 }
 
 impl DocActor {
@@ -208,7 +213,7 @@ impl DocActor {
                         if load_error.is_none() {
                             self.compact().await;
                         }
-                        if self.try_evict(&mut rx) {
+                        if self.leave(&mut rx, false) {
                             break;
                         }
                         continue;
@@ -238,6 +243,10 @@ impl DocActor {
             if let Some(done) = self.handle_batch(batch).await {
                 self.finish().await;
                 let _ = done.send(());
+                break;
+            }
+            if self.broken {
+                self.leave(&mut rx, true);
                 break;
             }
         }
@@ -364,7 +373,7 @@ impl DocActor {
             let _ = peer.outbound.try_send(Outbound::Close(format!("document unavailable: {error}")));
         }
         self.peers.clear();
-        self.core = Some(DocumentCore::empty());
+        self.broken = true;
     }
 
     fn relay_ephemeral(&mut self, from: PeerKey, message: Message) {
@@ -417,10 +426,9 @@ impl DocActor {
                 true
             }
             Err(error) => {
-                let error = format!("store write failed: {error}");
-                self.fail_all(&error);
-                // Forget the undurable changes: the next attach reloads from the store.
-                let _ = self.load().await;
+                // The undurable changes are forgotten with this actor; the
+                // next attach reloads from the store. Peers resend on reconnect.
+                self.fail_all(&format!("store write failed: {error}"));
                 false
             }
         }
@@ -473,11 +481,12 @@ impl DocActor {
         }
     }
 
-    /// Leaves memory if nothing is waiting. Returns true when evicted.
-    fn try_evict(&mut self, rx: &mut mpsc::Receiver<DocCommand>) -> bool {
+    /// Leaves memory: if nothing is waiting, or regardless when `force`d.
+    /// Returns true when gone.
+    fn leave(&mut self, rx: &mut mpsc::Receiver<DocCommand>, force: bool) -> bool {
         {
             let mut docs = self.registry.docs.lock().expect("registry mutex poisoned");
-            if !rx.is_empty() {
+            if !force && !rx.is_empty() {
                 return false;
             }
             if docs.get(&self.id).is_some_and(|e| e.generation == self.generation) {
@@ -485,7 +494,8 @@ impl DocActor {
             }
         }
         // Anyone who got our mailbox before the removal gets a dropped ack and
-        // retries with a fresh actor; nothing else can be queued (no peers).
+        // retries with a fresh actor. Other queued commands come from peers
+        // that were told to close (forced) or cannot exist (no peers).
         rx.close();
         while let Ok(cmd) = rx.try_recv() {
             drop(cmd);
@@ -498,7 +508,7 @@ impl DocActor {
     async fn finish(&mut self) {
         // Everything accepted is already durable (persist runs before replies);
         // fold the chunks so the next start loads one snapshot.
-        if self.core.is_some() {
+        if self.core.is_some() && !self.broken {
             self.compact().await;
         }
     }
