@@ -87,6 +87,16 @@ struct LocalDoc {
 }
 
 impl LocalDoc {
+    fn empty(wanted: bool) -> Self {
+        Self {
+            doc: Automerge::new(),
+            last_seq: 0,
+            chunks_since_snapshot: 0,
+            server_heads: Vec::new(),
+            wanted,
+        }
+    }
+
     fn pending_changes(&self) -> u64 {
         let known: Vec<ChangeHash> = self
             .server_heads
@@ -178,16 +188,7 @@ impl ClientCore {
         let id = DocumentId::random();
         let mut inner = self.lock();
         inner.store.insert_document(id, false)?;
-        inner.docs.insert(
-            id,
-            LocalDoc {
-                doc: Automerge::new(),
-                last_seq: 0,
-                chunks_since_snapshot: 0,
-                server_heads: Vec::new(),
-                wanted: false,
-            },
-        );
+        inner.docs.insert(id, LocalDoc::empty(false));
         Ok(id)
     }
 
@@ -205,16 +206,7 @@ impl ClientCore {
         }
         if !inner.docs.contains_key(&id) {
             inner.store.insert_document(id, true)?;
-            inner.docs.insert(
-                id,
-                LocalDoc {
-                    doc: Automerge::new(),
-                    last_seq: 0,
-                    chunks_since_snapshot: 0,
-                    server_heads: Vec::new(),
-                    wanted: true,
-                },
-            );
+            inner.docs.insert(id, LocalDoc::empty(true));
         }
         drop(inner);
         let _ = self.events.send(DocEvent::Wanted { document: id });

@@ -87,7 +87,8 @@ struct Report {
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(args: &Args, peer_id: &str) -> anyhow::Result<Socket> {
+/// Connects and completes the join/peer handshake; returns the socket and the server's peer id.
+async fn connect(args: &Args, peer_id: &str) -> anyhow::Result<(Socket, String)> {
     let url = if args.token.is_empty() {
         args.url.clone()
     } else {
@@ -110,7 +111,7 @@ async fn connect(args: &Args, peer_id: &str) -> anyhow::Result<Socket> {
     loop {
         match socket.next().await {
             Some(Ok(WsMessage::Binary(bytes))) => match Message::decode(&bytes)? {
-                Message::Peer { .. } => return Ok(socket),
+                Message::Peer { sender_id, .. } => return Ok((socket, sender_id)),
                 Message::Error { message } => bail!("server error: {message}"),
                 _ => continue,
             },
@@ -137,6 +138,20 @@ struct Client {
 }
 
 impl Client {
+    async fn connect(args: &Args, label: &str, doc_id: DocumentId, doc: Automerge) -> anyhow::Result<Self> {
+        let peer_id = format!("bench-{label}-{}", uuid::Uuid::new_v4());
+        let (socket, server_id) = connect(args, &peer_id).await?;
+        Ok(Self {
+            socket,
+            peer_id,
+            server_id,
+            doc_id,
+            doc,
+            state: sync::State::new(),
+            latencies_ms: Vec::new(),
+        })
+    }
+
     async fn send_sync(&mut self, kind_request: bool) -> anyhow::Result<()> {
         if let Some(message) = self.doc.generate_sync_message(&mut self.state) {
             let data = message.encode();
@@ -188,16 +203,7 @@ impl Client {
 
 /// Puts one document on the server and waits until the server confirms it.
 async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow::Result<()> {
-    let peer_id = format!("bench-seed-{}", uuid::Uuid::new_v4());
-    let mut client = Client {
-        socket: connect(args, &peer_id).await?,
-        peer_id,
-        server_id: String::new(),
-        doc_id,
-        doc: Automerge::load(bytes)?,
-        state: sync::State::new(),
-        latencies_ms: Vec::new(),
-    };
+    let mut client = Client::connect(args, "seed", doc_id, Automerge::load(bytes)?).await?;
     client.send_sync(false).await?;
     let heads = client.doc.get_heads();
     while client.state.their_heads.as_ref() != Some(&heads) {
@@ -210,16 +216,7 @@ async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow:
 
 /// Connects and downloads the document; every client then starts writing at once.
 async fn join_document(args: &Args, index: usize, doc_id: DocumentId) -> anyhow::Result<Client> {
-    let peer_id = format!("bench-{index}-{}", uuid::Uuid::new_v4());
-    let mut client = Client {
-        socket: connect(args, &peer_id).await?,
-        peer_id,
-        server_id: String::new(),
-        doc_id,
-        doc: Automerge::new(),
-        state: sync::State::new(),
-        latencies_ms: Vec::new(),
-    };
+    let mut client = Client::connect(args, &index.to_string(), doc_id, Automerge::new()).await?;
     client.send_sync(true).await?;
     while client.doc.get_heads().is_empty() {
         let frame = client.socket.next().await.context("closed while loading")??;
@@ -350,7 +347,7 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
         .await;
         for r in results {
             match r {
-                Ok(s) => sockets.push(s),
+                Ok((s, _)) => sockets.push(s),
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
