@@ -172,3 +172,79 @@ pub fn root_string(doc: &automerge::Automerge, key: &str) -> Option<String> {
         (value, _) => value.into_string().ok(),
     }
 }
+
+/// A bare protocol peer over a websocket, for tests that need to send exactly
+/// what they want (or what no honest client would).
+pub mod raw {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use sync_protocol::Message;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    pub async fn connect(url: &str, token: &str) -> Socket {
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.unwrap().0
+    }
+
+    pub async fn send(socket: &mut Socket, message: &Message) {
+        socket.send(WsMessage::Binary(message.encode().into())).await.unwrap();
+    }
+
+    /// A `join` from the peer `raw-peer`.
+    pub fn join(versions: &[&str]) -> Message {
+        join_as("raw-peer", versions)
+    }
+
+    pub fn join_as(peer_id: &str, versions: &[&str]) -> Message {
+        Message::Join {
+            sender_id: peer_id.into(),
+            supported_protocol_versions: versions.iter().map(|v| v.to_string()).collect(),
+            peer_metadata: None,
+        }
+    }
+
+    /// Connected and past the handshake, as `raw-peer`.
+    pub async fn joined(url: &str, token: &str) -> Socket {
+        joined_as(url, token, "raw-peer").await.0
+    }
+
+    /// Connected and past the handshake; also returns the server's peer id.
+    pub async fn joined_as(url: &str, token: &str, peer_id: &str) -> (Socket, String) {
+        let mut socket = connect(url, token).await;
+        send(&mut socket, &join_as(peer_id, &["1"])).await;
+        match next_message(&mut socket).await {
+            Some(Message::Peer {
+                selected_protocol_version,
+                sender_id,
+                target_id,
+                ..
+            }) => {
+                assert_eq!(selected_protocol_version, "1");
+                assert_eq!(target_id, peer_id);
+                (socket, sender_id)
+            }
+            other => panic!("expected peer, got {other:?}"),
+        }
+    }
+
+    /// The next protocol message, or `None` once the server closed.
+    pub async fn next_message(socket: &mut Socket) -> Option<Message> {
+        loop {
+            match tokio::time::timeout(LIMIT, socket.next()).await.expect("server answers in time") {
+                Some(Ok(WsMessage::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}

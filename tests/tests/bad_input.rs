@@ -7,59 +7,16 @@ use std::time::Duration;
 use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
 use client_core::{ClientCore, DocumentId, SyncConfig};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use sync_protocol::Message;
 use sync_server::auth::Role;
 use sync_server::store::Store;
+use sync_tests::raw::{connect, join, joined, next_message, send, Socket};
 use sync_tests::{create_token, test_config, wait_until, InProcessServer};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const LIMIT: Duration = Duration::from_secs(20);
 const MAX_MESSAGE: usize = 64 * 1024;
-
-async fn connect(url: &str, token: &str) -> Socket {
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
-async fn send(socket: &mut Socket, message: &Message) {
-    socket.send(WsMessage::Binary(message.encode().into())).await.unwrap();
-}
-
-fn join(versions: &[&str]) -> Message {
-    Message::Join {
-        sender_id: "raw-peer".into(),
-        supported_protocol_versions: versions.iter().map(|v| v.to_string()).collect(),
-        peer_metadata: None,
-    }
-}
-
-async fn joined(url: &str, token: &str) -> Socket {
-    let mut socket = connect(url, token).await;
-    send(&mut socket, &join(&["1"])).await;
-    match next_message(&mut socket).await {
-        Some(Message::Peer { selected_protocol_version, .. }) => assert_eq!(selected_protocol_version, "1"),
-        other => panic!("expected peer, got {other:?}"),
-    }
-    socket
-}
-
-async fn next_message(socket: &mut Socket) -> Option<Message> {
-    loop {
-        match tokio::time::timeout(LIMIT, socket.next()).await.expect("server answers") {
-            Some(Ok(WsMessage::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
-            Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => continue,
-        }
-    }
-}
 
 /// The server must answer with an `error` (whose text contains `expect`) and then close.
 async fn assert_error_then_close(socket: &mut Socket, expect: &str) {
