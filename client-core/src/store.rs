@@ -64,7 +64,8 @@ impl LocalStore {
 
     pub fn load(&self, id: DocumentId) -> Result<Option<StoredDocument>, ClientError> {
         let key = id.to_string();
-        let row: Option<(Option<Vec<u8>>, i64, Option<Vec<u8>>, bool)> = self
+        type Row = (Option<Vec<u8>>, i64, Option<Vec<u8>>, bool);
+        let row: Option<Row> = self
             .conn
             .query_row(
                 "SELECT snapshot, snapshot_seq, server_heads, wanted FROM documents WHERE id = ?1",

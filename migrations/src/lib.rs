@@ -66,7 +66,9 @@ macro_rules! migration {
     };
 }
 
-/// The sync server's embedded SQLite store.
+/// The sync server's embedded SQLite store. (Versions are written with their
+/// file names' leading zeros, which the macro turns into the file path.)
+#[allow(clippy::zero_prefixed_literal)]
 pub static SERVER_SQLITE: MigrationSet = MigrationSet {
     name: "server-sqlite",
     migrations: &[
@@ -76,6 +78,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
 };
 
 /// The client's local SQLite store.
+#[allow(clippy::zero_prefixed_literal)]
 pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
     name: "client-sqlite",
     migrations: &[migration!("client-sqlite", 0001, "documents")],

@@ -243,7 +243,7 @@ impl Message {
             } => {
                 map.push(entry("senderId", text(sender_id)));
                 map.push(entry("targetId", text(target_id)));
-                map.push(entry("documentId", text(&document_id.to_string())));
+                map.push(entry("documentId", text(document_id.to_string())));
                 map.push(entry("data", Value::Bytes(data.clone())));
             }
             Message::DocUnavailable {
@@ -253,7 +253,7 @@ impl Message {
             } => {
                 map.push(entry("senderId", text(sender_id)));
                 map.push(entry("targetId", text(target_id)));
-                map.push(entry("documentId", text(&document_id.to_string())));
+                map.push(entry("documentId", text(document_id.to_string())));
             }
             Message::Ephemeral {
                 sender_id,
@@ -267,7 +267,7 @@ impl Message {
                 map.push(entry("targetId", text(target_id)));
                 map.push(entry("count", Value::Integer((*count).into())));
                 map.push(entry("sessionId", text(session_id)));
-                map.push(entry("documentId", text(&document_id.to_string())));
+                map.push(entry("documentId", text(document_id.to_string())));
                 map.push(entry("data", Value::Bytes(data.clone())));
             }
             Message::Error { message } => map.push(entry("message", text(message))),
@@ -293,7 +293,7 @@ impl Message {
             } => {
                 map.push(entry("senderId", text(sender_id)));
                 map.push(entry("targetId", text(target_id)));
-                map.push(entry("documentId", text(&document_id.to_string())));
+                map.push(entry("documentId", text(document_id.to_string())));
                 let heads = new_heads
                     .iter()
                     .map(|(storage, info)| {
@@ -576,7 +576,7 @@ mod tests {
             entry("targetId", text("srv")),
             entry("count", Value::Float(4.0)),
             entry("sessionId", text("sess")),
-            entry("documentId", text(&doc().to_string())),
+            entry("documentId", text(doc().to_string())),
             entry("data", Value::Tag(64, Box::new(Value::Bytes(vec![1])))),
             entry("extra", Value::Bool(true)),
         ]));

@@ -51,14 +51,14 @@ impl Default for Config {
 
 impl Config {
     /// Defaults, the TOML file (if given, it must exist), then `SYNC_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(figment::Error::from(format!(
+                return Err(Box::new(figment::Error::from(format!(
                     "config file {} does not exist",
                     file.display()
-                )));
+                ))));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -75,10 +75,12 @@ impl Config {
                 "log_format",
             ]))
             .extract()
+            .map_err(Box::new)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
 
@@ -91,7 +93,7 @@ mod tests {
             )?;
             jail.set_env("SYNC_MAX_MESSAGE_BYTES", "2048");
             jail.set_env("SYNC_SOMETHING_ELSE", "ignored");
-            let config = Config::load(Some(Path::new("server.toml")))?;
+            let config = Config::load(Some(Path::new("server.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen.port(), 9999);
             assert_eq!(config.max_message_bytes, 2048);
             assert_eq!(config.log_format, LogFormat::Json);

@@ -90,7 +90,7 @@ impl DocumentCore {
     }
 
     pub fn attach(&mut self, peer: PeerKey) {
-        self.peers.entry(peer).or_insert_with(sync::State::new);
+        self.peers.entry(peer).or_default();
         self.touched.insert(peer);
     }
 

@@ -65,7 +65,6 @@ impl SqliteStore {
             migrator.verify()?;
             let current = migrator.current_version()?;
             let latest = SERVER_SQLITE.latest_version();
-            drop(migrator);
             if current > 0 && current < latest {
                 backup_before_migration(&conn, data_dir, current)?;
             }
