@@ -113,3 +113,19 @@ async fn health_readiness_and_metrics_are_served() {
     assert!(metrics.contains("sync_auth_failures_total"), "{metrics}");
     assert!(metrics.contains("store_operation_seconds"), "{metrics}");
 }
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expect) in [
+        (vec!["--help"], "serve"),
+        (vec!["serve", "--help"], "--listen"),
+        (vec!["migrate", "--help"], "verify"),
+        (vec!["migrate", "down", "--help"], "--to"),
+        (vec!["token", "create", "--help"], "--role"),
+    ] {
+        let out = server(dir.path(), &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(expect), "{args:?} help lacks {expect}: {}", text(&out.stdout));
+    }
+}
