@@ -96,10 +96,15 @@ impl ServerProcess {
     /// Starts `sync-server serve` on an ephemeral loopback port and waits
     /// until it logs the address it listens on.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    /// Like [`ServerProcess::start`], on a given address (to restart in place).
+    pub fn start_on(data_dir: &Path, listen: &str) -> Self {
         let mut child = Command::new(workspace_binary("sync-server"))
             .args(["--data-dir"])
             .arg(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .env("RUST_LOG", "info,automerge=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())

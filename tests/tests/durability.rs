@@ -96,3 +96,52 @@ fn a_client_killed_between_writes_keeps_everything_it_committed() {
     // And the store still takes writes.
     core.change(doc, |tx| tx.put(ROOT, "after", 1)).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_stream_loses_nothing_once_clients_reconnect() {
+    const N: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let token = create_token(&server_dir, Role::Admin).await;
+    let server = ServerProcess::start(&server_dir);
+    let addr = server.addr.clone();
+
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let config = SyncConfig {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(300),
+        ..SyncConfig::new(&server.url, &token)
+    };
+    let sync_a = a.start_sync(config.clone());
+    let id = a.create_document().unwrap();
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64)).unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    // Kill the server while changes are streaming in.
+    wait_until("some changes reach the server", LIMIT, || async {
+        a.sync_status().last_sync_at.is_some() || count_keys(&a, id) > N / 4
+    })
+    .await;
+    server.kill9();
+    writer.await.unwrap();
+
+    // Same address again; the client reconnects by itself.
+    let server = ServerProcess::start_on(&server_dir, &addr);
+    wait_until("every change is confirmed after the restart", LIMIT, || async {
+        let s = a.sync_status();
+        s.connected && s.pending_changes == 0
+    })
+    .await;
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
+    b.find(id).unwrap();
+    wait_until("a fresh client gets all of them", LIMIT, || async { count_keys(&b, id) == N }).await;
+    sync_a.stop().await;
+    sync_b.stop().await;
+}
