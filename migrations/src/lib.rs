@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 
 mod sqlite;
 pub use sqlite::SqliteBackend;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresBackend;
 
 /// One numbered schema step.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +81,16 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
     ],
 };
 
+/// The sync server's PostgreSQL store.
+#[allow(clippy::zero_prefixed_literal)]
+pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
+    name: "server-postgres",
+    migrations: &[
+        migration!("server-postgres", 0001, "documents"),
+        migration!("server-postgres", 0002, "api_keys"),
+    ],
+};
+
 /// The client's local SQLite store.
 #[allow(clippy::zero_prefixed_literal)]
 pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
@@ -135,6 +149,30 @@ pub enum MigrationError {
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Checks migrations as recorded in a database against `set`: every applied
+/// one must be known and unchanged. Pure, so async stores can use it on rows
+/// they fetched themselves.
+pub fn check_applied(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<(), MigrationError> {
+    for applied in applied {
+        let Some(known) = set.get(applied.version) else {
+            return Err(MigrationError::UnknownApplied {
+                version: applied.version,
+                name: applied.name.clone(),
+            });
+        };
+        let current = known.checksum();
+        if applied.checksum != current {
+            return Err(MigrationError::ChecksumMismatch {
+                version: applied.version,
+                name: applied.name.clone(),
+                recorded: applied.checksum.clone(),
+                current,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What the runner needs from a database. Implementations apply a script and
 /// its bookkeeping row in one transaction.
 pub trait MigrationBackend {
@@ -190,24 +228,7 @@ impl<'a, B: MigrationBackend> Migrator<'a, B> {
     /// Fails if any applied migration differs from the file of the same number,
     /// or if the database has migrations this build does not know.
     pub fn verify(&mut self) -> Result<(), MigrationError> {
-        for applied in self.backend.applied()? {
-            let Some(known) = self.set.get(applied.version) else {
-                return Err(MigrationError::UnknownApplied {
-                    version: applied.version,
-                    name: applied.name,
-                });
-            };
-            let current = known.checksum();
-            if applied.checksum != current {
-                return Err(MigrationError::ChecksumMismatch {
-                    version: applied.version,
-                    name: applied.name,
-                    recorded: applied.checksum,
-                    current,
-                });
-            }
-        }
-        Ok(())
+        check_applied(self.set, &self.backend.applied()?)
     }
 
     /// The highest applied version (0 for an empty database).

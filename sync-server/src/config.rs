@@ -23,6 +23,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the embedded store (created on start).
     pub data_dir: PathBuf,
+    /// `postgres://...`: use PostgreSQL instead of the embedded store.
+    pub database_url: Option<String>,
     /// Largest websocket message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Seconds a document with no connected peer stays in memory.
@@ -40,6 +42,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             data_dir: PathBuf::from("data"),
+            database_url: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             evict_after_secs: 60,
             compact_after_chunks: 64,
@@ -68,6 +71,7 @@ impl Config {
             .merge(Env::prefixed("SYNC_").only(&[
                 "listen",
                 "data_dir",
+                "database_url",
                 "max_message_bytes",
                 "evict_after_secs",
                 "compact_after_chunks",

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use migrations::{MigrationState, Migrator, SqliteBackend, SERVER_SQLITE};
+use migrations::{MigrationState, Migrator, PostgresBackend, SqliteBackend, SERVER_POSTGRES, SERVER_SQLITE};
 use sync_server::auth::{self, Role};
 use sync_server::config::{Config, LogFormat};
-use sync_server::store::{SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(name = "sync-server", version, about = "Offline-first sync server (automerge-repo protocol v1)")]
@@ -18,6 +17,9 @@ struct Cli {
     /// Data directory of the embedded store [default: ./data].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) to use instead of the embedded store.
+    #[arg(long, global = true, env = "SYNC_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -78,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    if cli.database_url.is_some() {
+        config.database_url = cli.database_url;
+    }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command.unwrap_or(Command::Serve { listen: None }) {
@@ -135,10 +140,19 @@ async fn wait_for_signal() {
 }
 
 fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    if let Some(url) = &config.database_url {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
+        let migrator = Migrator::new(&SERVER_POSTGRES, PostgresBackend::new(&mut client))?;
+        return run_migration(migrator, action);
+    }
     std::fs::create_dir_all(&config.data_dir)?;
     let path = sync_server::store::sqlite_database_path(&config.data_dir);
     let mut conn = rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?;
+    let migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?;
+    run_migration(migrator, action)
+}
+
+fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>, action: MigrateAction) -> anyhow::Result<()> {
     match action {
         MigrateAction::Status => {
             for status in migrator.status()? {
@@ -171,7 +185,7 @@ fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
 async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
     match action {
         TokenAction::Create { name, role } => {
-            let store = SqliteStore::open(&config.data_dir, config.synchronous_full)?;
+            let store = sync_server::open_store(config).await?;
             let (token, hash) = auth::new_token();
             let key = store.create_api_key(&name, role, &hash).await?;
             store.close().await?;

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
 use crate::metrics as m;
 use crate::registry::{DocumentSettings, Registry};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -86,11 +86,27 @@ impl RunningServer {
     }
 }
 
-/// Opens the embedded store from `config` and starts serving.
+/// Opens the store `config` names (PostgreSQL when `database_url` is set,
+/// else the embedded SQLite store in `data_dir`), migrates it, and serves.
 pub async fn start(config: &Config) -> Result<RunningServer, ServeError> {
-    let store = SqliteStore::open(&config.data_dir, config.synchronous_full)?;
+    let store = open_store(config).await?;
+    std::fs::create_dir_all(&config.data_dir)?;
     let storage_id = storage_id(&config.data_dir)?;
-    start_with_store(config, Arc::new(store), storage_id).await
+    start_with_store(config, store, storage_id).await
+}
+
+/// The store `config` names, migrated.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PostgresStore::connect(url).await?))
+        }
+        Some(other) => Err(StoreError::Database(format!(
+            "unsupported database URL `{}`: expected postgres://",
+            other.split('@').next_back().unwrap_or_default()
+        ))),
+        None => Ok(Arc::new(SqliteStore::open(&config.data_dir, config.synchronous_full)?)),
+    }
 }
 
 /// A stable id for this data directory, which automerge-repo peers use to tell stores apart.

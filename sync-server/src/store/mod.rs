@@ -2,11 +2,13 @@
 //! database is underneath; `sqlite` is the embedded default and a PostgreSQL
 //! implementation plugs in beside it.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use sync_protocol::DocumentId;
 
+pub use postgres::{migrate as migrate_postgres, PostgresStore};
 pub use sqlite::{database_path as sqlite_database_path, SqliteStore};
 
 use crate::auth::Role;

@@ -1,0 +1,2 @@
+DROP TABLE document_chunks;
+DROP TABLE documents;

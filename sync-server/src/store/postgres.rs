@@ -1,0 +1,238 @@
+//! The PostgreSQL store, for production and for several server nodes sharing
+//! one database. Same contract as the SQLite store; sequence numbers are
+//! allocated under the document row's lock so concurrent writers never collide.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Pool, Runtime};
+use migrations::{check_applied, AppliedMigration, Migrator, PostgresBackend, SERVER_POSTGRES};
+use sync_protocol::DocumentId;
+use tokio_postgres::NoTls;
+
+use super::{ApiKey, Readiness, Store, StoreError, StoredDocument};
+use crate::auth::Role;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+/// Applies pending migrations (refusing edited history) with a blocking
+/// client, off the async runtime.
+pub async fn migrate(url: &str) -> Result<u32, StoreError> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)
+            .map_err(|e| StoreError::Database(format!("connecting to PostgreSQL: {e}")))?;
+        let mut migrator = Migrator::new(&SERVER_POSTGRES, PostgresBackend::new(&mut client))?;
+        migrator.up(None)?;
+        Ok(migrator.current_version()?)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+impl PostgresStore {
+    /// Connects, migrates, and opens a connection pool.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        migrate(url).await?;
+        let mut config = deadpool_postgres::Config::new();
+        config.url = Some(url.to_owned());
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map_err(|e| StoreError::Database(format!("creating pool: {e}")))?;
+        // Fail now, not at the first request, if the database is unreachable.
+        drop(pool.get().await?);
+        Ok(Self { pool })
+    }
+
+    fn timed(op: &'static str, started: Instant) {
+        metrics::histogram!(crate::metrics::STORE_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
+    }
+}
+
+fn parse_id(text: &str) -> Result<DocumentId, StoreError> {
+    DocumentId::parse(text).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        // One snapshot of both tables: a concurrent compaction cannot slip between.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let key = id.to_string();
+        let Some(row) = tx
+            .query_opt("SELECT snapshot, snapshot_seq FROM documents WHERE id = $1", &[&key])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let snapshot: Option<Vec<u8>> = row.get(0);
+        let snapshot_seq: i64 = row.get(1);
+        let rows = tx
+            .query(
+                "SELECT seq, data FROM document_chunks WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+                &[&key, &snapshot_seq],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut last_seq = snapshot_seq as u64;
+        let chunks = rows
+            .iter()
+            .map(|r| {
+                last_seq = r.get::<_, i64>(0) as u64;
+                r.get::<_, Vec<u8>>(1)
+            })
+            .collect();
+        Self::timed("load_document", started);
+        Ok(Some(StoredDocument {
+            snapshot,
+            chunks,
+            last_seq,
+        }))
+    }
+
+    async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let key = id.to_string();
+        let seq: i64 = tx
+            .query_one(
+                "INSERT INTO documents (id, last_seq) VALUES ($1, 1)
+                 ON CONFLICT (id) DO UPDATE SET last_seq = documents.last_seq + 1, updated_at = now()
+                 RETURNING last_seq",
+                &[&key],
+            )
+            .await?
+            .get(0);
+        tx.execute(
+            "INSERT INTO document_chunks (document_id, seq, data) VALUES ($1, $2, $3)",
+            &[&key, &seq, &data],
+        )
+        .await?;
+        tx.commit().await?;
+        Self::timed("append_chunk", started);
+        Ok(seq as u64)
+    }
+
+    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let key = id.to_string();
+        let through = through_seq as i64;
+        tx.execute(
+            "UPDATE documents SET snapshot = $2, snapshot_seq = $3, updated_at = now() WHERE id = $1",
+            &[&key, &snapshot, &through],
+        )
+        .await?;
+        tx.execute("DELETE FROM document_chunks WHERE document_id = $1 AND seq <= $2", &[&key, &through])
+            .await?;
+        tx.commit().await?;
+        Self::timed("compact", started);
+        Ok(())
+    }
+
+    async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT id FROM documents ORDER BY id", &[]).await?;
+        rows.iter().map(|r| parse_id(r.get(0))).collect()
+    }
+
+    async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM document_chunks WHERE document_id = $1", &[&id.to_string()])
+            .await?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError> {
+        let client = self.pool.get().await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        client
+            .execute(
+                "INSERT INTO api_keys (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
+                &[&id, &name, &role.as_str(), &token_hash],
+            )
+            .await?;
+        Ok(ApiKey {
+            id,
+            name: name.to_owned(),
+            role,
+        })
+    }
+
+    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let client = self.pool.get().await?;
+        let Some(row) = client
+            .query_opt(
+                "UPDATE api_keys SET last_used_at = now()
+                 WHERE token_hash = $1 AND revoked_at IS NULL
+                 RETURNING id, name, role",
+                &[&token_hash],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let role: String = row.get(2);
+        let id: String = row.get(0);
+        let role = role
+            .parse()
+            .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
+        Ok(Some(ApiKey {
+            id,
+            name: row.get(1),
+            role,
+        }))
+    }
+
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])
+            .await?;
+        let applied: Vec<AppliedMigration> = rows
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get::<_, i32>(0) as u32,
+                name: r.get(1),
+                checksum: r.get(2),
+                applied_at: r.get(3),
+            })
+            .collect();
+        check_applied(&SERVER_POSTGRES, &applied)?;
+        Ok(Readiness {
+            schema_version: applied.iter().map(|a| a.version).max().unwrap_or(0),
+            expected_version: SERVER_POSTGRES.latest_version(),
+        })
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.pool.close();
+        Ok(())
+    }
+}

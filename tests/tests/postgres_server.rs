@@ -1,0 +1,122 @@
+//! The server on PostgreSQL: sync through it across a restart, and its
+//! migrations (status, down/up giving the same schema, edited history refused).
+
+use std::process::Command;
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{ReadDoc, ROOT};
+use client_core::{ClientCore, SyncConfig};
+use sync_server::auth::{self, Role};
+use sync_server::store::{PostgresStore, Store};
+use sync_server::Config;
+use sync_tests::{wait_until, workspace_binary, PgCluster};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn value(core: &ClientCore, id: client_core::DocumentId) -> Option<i64> {
+    core.read(id, |d| d.get(ROOT, "n").ok().flatten().and_then(|(v, _)| v.as_i64())).ok().flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sync_through_a_postgres_backed_server_and_its_restart() {
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let (token, hash) = auth::new_token();
+        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
+        token
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("server"),
+        database_url: Some(url.clone()),
+        compact_after_chunks: 3,
+        ..Config::default()
+    };
+    let server = sync_server::start(&config).await.unwrap();
+    let addr = server.addr();
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_a = a.start_sync(SyncConfig::new(server.sync_url(), &token));
+    let sync_b = b.start_sync(SyncConfig::new(server.sync_url(), &token));
+    let id = a.create_document().unwrap();
+    for n in 0..10 {
+        a.change(id, |tx| tx.put(ROOT, "n", n)).unwrap();
+        wait_until("the server confirms", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    }
+    b.find(id).unwrap();
+    wait_until("b receives a's document", LIMIT, || async { value(&b, id) == Some(9) }).await;
+
+    server.shutdown().await.unwrap();
+    let config = Config { listen: addr, ..config };
+    let server = sync_server::start(&config).await.unwrap();
+    b.change(id, |tx| tx.put(ROOT, "n", 10)).unwrap();
+    wait_until("a receives b's change after the restart", LIMIT, || async { value(&a, id) == Some(10) }).await;
+
+    let check = PostgresStore::connect(&url).await.unwrap();
+    assert!(check.chunk_count(id).await.unwrap() < 3, "chunks are compacted on PostgreSQL too");
+    assert_eq!(check.list_documents().await.unwrap(), vec![id]);
+    sync_a.stop().await;
+    sync_b.stop().await;
+    server.shutdown().await.unwrap();
+}
+
+fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(workspace_binary("sync-server"))
+        .args(["--database-url", url])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn schema(url: &str) -> Vec<String> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .query(
+            "SELECT table_name || '.' || column_name || ':' || data_type || ':' || is_nullable
+             FROM information_schema.columns
+             WHERE table_schema = 'public' AND table_name <> 'schema_migrations'
+             ORDER BY table_name, column_name",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[test]
+fn postgres_migrations_go_down_and_up_to_the_same_schema_and_refuse_edits() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database();
+    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+
+    let up = cli(&url, &["migrate", "up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let first = schema(&url);
+    assert!(first.iter().any(|c| c.starts_with("document_chunks.data:bytea")), "{first:?}");
+
+    let down = cli(&url, &["migrate", "down", "--to", "0"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(schema(&url).is_empty());
+    let status = cli(&url, &["migrate", "status"]);
+    assert_eq!(String::from_utf8_lossy(&status.stdout).lines().filter(|l| l.ends_with("pending")).count(), 2);
+
+    assert!(cli(&url, &["migrate", "up"]).status.success());
+    assert_eq!(schema(&url), first);
+    let token = cli(&url, &["token", "create", "--name", "pg", "--role", "admin"]);
+    assert!(token.status.success(), "{}", text(&token));
+    assert!(String::from_utf8_lossy(&token.stdout).trim().starts_with("sk_"));
+
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    client.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2", &[]).unwrap();
+    let verify = cli(&url, &["migrate", "verify"]);
+    assert!(!verify.status.success());
+    assert!(text(&verify).contains("changed after it was applied"), "{}", text(&verify));
+    let serve = cli(&url, &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!serve.status.success(), "served on an edited schema history");
+    assert!(text(&serve).contains("changed after it was applied"), "{}", text(&serve));
+}
