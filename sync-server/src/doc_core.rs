@@ -133,6 +133,15 @@ impl DocumentCore {
         Ok(())
     }
 
+    /// Applies changes read from the store (written by another node). They
+    /// are durable by definition; call only when nothing is unpersisted.
+    pub fn apply_stored(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        debug_assert!(self.unpersisted().is_none(), "would mark undurable changes as durable");
+        self.doc.load_incremental(bytes).map_err(|e| LoadError(e.to_string()))?;
+        self.persisted_heads = self.doc.get_heads();
+        Ok(())
+    }
+
     /// Changes not yet durable, as one chunk, with the heads that chunk reaches.
     pub fn unpersisted(&self) -> Option<(Vec<u8>, Vec<ChangeHash>)> {
         let heads = self.doc.get_heads();

@@ -70,6 +70,8 @@ pub enum DocCommand {
         key: PeerKey,
         message: Message,
     },
+    /// Another server node wrote this document to the shared store.
+    StoreChanged,
     Shutdown {
         done: oneshot::Sender<()>,
     },
@@ -109,6 +111,31 @@ impl Registry {
         }
     }
 
+    /// Forwards another node's writes to the documents loaded here.
+    pub fn follow(&self, mut feed: tokio::sync::broadcast::Receiver<crate::store::ChangeNotice>) {
+        use crate::store::ChangeNotice;
+        use tokio::sync::broadcast::error::RecvError;
+        let registry = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let targets: Vec<mpsc::Sender<DocCommand>> = match feed.recv().await {
+                    Ok(ChangeNotice::Written { document, .. }) => {
+                        let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
+                        docs.get(&document).map(|e| e.tx.clone()).into_iter().collect()
+                    }
+                    Ok(ChangeNotice::Resync) | Err(RecvError::Lagged(_)) => {
+                        let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
+                        docs.values().map(|e| e.tx.clone()).collect()
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                for tx in targets {
+                    let _ = tx.send(DocCommand::StoreChanged).await;
+                }
+            }
+        });
+    }
+
     pub fn loaded_count(&self) -> usize {
         self.inner.docs.lock().map(|d| d.len()).unwrap_or(0)
     }
@@ -134,7 +161,8 @@ impl Registry {
             core: None,
             peers: HashMap::new(),
             chunks_since_snapshot: 0,
-            last_seq: 0,
+            applied_through: 0,
+            needs_catch_up: false,
             broken: false,
         };
         tokio::spawn(actor.run(rx));
@@ -191,7 +219,12 @@ struct DocActor {
     core: Option<DocumentCore>,
     peers: HashMap<PeerKey, PeerHandle>,
     chunks_since_snapshot: u64,
-    last_seq: u64,
+    /// Every stored chunk with a sequence number up to this one is in the
+    /// in-memory document (the safe bound for compaction when several
+    /// nodes write one document).
+    applied_through: u64,
+    /// Another node wrote to the store: catch up after this batch is persisted.
+    needs_catch_up: bool,
     /// Set when the in-memory document can no longer be trusted (a store
     /// write or reload failed): the actor leaves, and the next attach starts
     /// a fresh one from what the store holds.
@@ -266,7 +299,7 @@ impl DocActor {
         let core = match stored {
             None => DocumentCore::empty(),
             Some(stored) => {
-                self.last_seq = stored.last_seq;
+                self.applied_through = stored.last_seq;
                 self.chunks_since_snapshot = stored.chunks.len() as u64;
                 DocumentCore::load(stored.snapshot.as_deref(), &stored.chunks)
                     .map_err(|e| format!("document {}: {e}", self.id))?
@@ -307,10 +340,17 @@ impl DocActor {
                     self.handle_sync(key, kind, &data).await;
                 }
                 DocCommand::Ephemeral { key, message } => self.relay_ephemeral(key, message),
+                DocCommand::StoreChanged => self.needs_catch_up = true,
                 DocCommand::Shutdown { done } => shutdown = Some(done),
             }
         }
         if !self.persist().await {
+            return shutdown;
+        }
+        if std::mem::take(&mut self.needs_catch_up) {
+            self.catch_up().await;
+        }
+        if self.broken {
             return shutdown;
         }
         self.send_outgoing();
@@ -416,9 +456,14 @@ impl DocActor {
         };
         match self.registry.store.append_chunk(self.id, chunk).await {
             Ok(seq) => {
-                self.last_seq = seq;
                 self.chunks_since_snapshot += 1;
                 self.core().mark_persisted(heads);
+                if seq == self.applied_through + 1 {
+                    self.applied_through = seq;
+                } else {
+                    // Another node wrote in between: take its chunks too.
+                    self.catch_up().await;
+                }
                 metrics::counter!(m::CHUNKS_WRITTEN).increment(1);
                 if self.chunks_since_snapshot >= self.registry.settings.compact_after_chunks {
                     self.compact().await;
@@ -434,12 +479,36 @@ impl DocActor {
         }
     }
 
+    /// Applies whatever the store holds beyond `applied_through` (written by
+    /// other nodes). Only called when nothing in memory is unpersisted.
+    async fn catch_up(&mut self) {
+        let after = self.applied_through;
+        let fetched = match self.registry.store.chunks_after(self.id, after).await {
+            Ok(fetched) => fetched,
+            Err(error) => return self.fail_all(&format!("reading other nodes' changes: {error}")),
+        };
+        let core = self.core.as_mut().expect("document is loaded");
+        let mut applied = 0;
+        for bytes in fetched.snapshot.iter().chain(fetched.chunks.iter().map(|(_, data)| data)) {
+            if let Err(error) = core.apply_stored(bytes) {
+                return self.fail_all(&format!("stored change is unreadable: {error}"));
+            }
+            applied += 1;
+        }
+        if fetched.snapshot.is_some() {
+            self.chunks_since_snapshot = fetched.chunks.len() as u64;
+        } else {
+            self.chunks_since_snapshot += applied;
+        }
+        self.applied_through = self.applied_through.max(fetched.through_seq);
+    }
+
     async fn compact(&mut self) {
         if self.chunks_since_snapshot == 0 {
             return;
         }
         let snapshot = self.core().save();
-        match self.registry.store.compact(self.id, snapshot, self.last_seq).await {
+        match self.registry.store.compact(self.id, snapshot, self.applied_through).await {
             Ok(()) => {
                 self.chunks_since_snapshot = 0;
                 metrics::counter!(m::COMPACTIONS).increment(1);

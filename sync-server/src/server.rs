@@ -145,6 +145,9 @@ pub async fn start_with_store(
             server_peer_id: server_peer_id.clone(),
         },
     );
+    if let Some(feed) = store.change_feed() {
+        registry.follow(feed);
+    }
     let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
     let state = AppState {
         store: store.clone(),

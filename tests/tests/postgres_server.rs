@@ -120,3 +120,58 @@ fn postgres_migrations_go_down_and_up_to_the_same_schema_and_refuse_edits() {
     assert!(!serve.status.success(), "served on an edited schema history");
     assert!(text(&serve).contains("changed after it was applied"), "{}", text(&serve));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_push_each_others_changes() {
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let (token, hash) = auth::new_token();
+        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
+        token
+    };
+    let node = |name: &str| Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join(name),
+        database_url: Some(url.clone()),
+        compact_after_chunks: 4,
+        ..Config::default()
+    };
+    let node1 = sync_server::start(&node("node1")).await.unwrap();
+    let node2 = sync_server::start(&node("node2")).await.unwrap();
+
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_a = a.start_sync(SyncConfig::new(node1.sync_url(), &token));
+    let sync_b = b.start_sync(SyncConfig::new(node2.sync_url(), &token));
+    let id = a.create_document().unwrap();
+    a.change(id, |tx| tx.put(ROOT, "n", 0)).unwrap();
+    wait_until("node 1 stores the document", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    b.find(id).unwrap();
+    wait_until("b on node 2 loads it", LIMIT, || async { value(&b, id) == Some(0) }).await;
+
+    // Live edits in both directions, interleaved, across compactions on both nodes.
+    for n in 1..=12i64 {
+        let (writer, reader) = if n % 2 == 1 { (&a, &b) } else { (&b, &a) };
+        writer.change(id, |tx| tx.put(ROOT, "n", n)).unwrap();
+        wait_until("the other node's client receives the edit", LIMIT, || async { value(reader, id) == Some(n) }).await;
+    }
+    assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
+
+    // What the shared store holds is the whole document.
+    let c = ClientCore::open(dir.path().join("c.sqlite3")).unwrap();
+    node1.shutdown().await.unwrap();
+    let node3 = sync_server::start(&node("node3")).await.unwrap();
+    let sync_c = c.start_sync(SyncConfig::new(node3.sync_url(), &token));
+    c.find(id).unwrap();
+    wait_until("a fresh node serves everything", LIMIT, || async {
+        c.heads(id).map(|h| h == a.heads(id).unwrap()).unwrap_or(false)
+    })
+    .await;
+    sync_a.stop().await;
+    sync_b.stop().await;
+    sync_c.stop().await;
+    node2.shutdown().await.unwrap();
+    node3.shutdown().await.unwrap();
+}

@@ -23,6 +23,26 @@ pub struct StoredDocument {
     pub last_seq: u64,
 }
 
+/// What changed in a document since a sequence number: the snapshot if a
+/// compaction folded away chunks the caller has not seen, then newer chunks.
+#[derive(Debug, Default, Clone)]
+pub struct ChunksAfter {
+    pub snapshot: Option<Vec<u8>>,
+    /// `(seq, data)` in order.
+    pub chunks: Vec<(u64, Vec<u8>)>,
+    /// The highest sequence number covered (snapshot or last chunk).
+    pub through_seq: u64,
+}
+
+/// Another server node wrote to a document (multi-node stores only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeNotice {
+    Written { document: DocumentId, seq: u64 },
+    /// Notices may have been missed (the feed reconnected or lagged):
+    /// every loaded document should catch up.
+    Resync,
+}
+
 /// An API key as stored (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -71,4 +91,11 @@ pub trait Store: Send + Sync + 'static {
     async fn readiness(&self) -> Result<Readiness, StoreError>;
     /// Flushes and releases the database (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;
+    /// Everything stored for the document after `after_seq` (see [`ChunksAfter`]).
+    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError>;
+    /// Writes by other nodes sharing this store, for stores that can have
+    /// several nodes; `None` for a single-node store.
+    fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
+        None
+    }
 }

@@ -2,15 +2,17 @@
 //! one database. Same contract as the SQLite store; sequence numbers are
 //! allocated under the document row's lock so concurrent writers never collide.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
 use migrations::{check_applied, AppliedMigration, Migrator, PostgresBackend, SERVER_POSTGRES};
 use sync_protocol::DocumentId;
-use tokio_postgres::NoTls;
+use futures_util::StreamExt;
+use tokio::sync::{broadcast, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{ApiKey, Readiness, Store, StoreError, StoredDocument};
+use super::{ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
 use crate::auth::Role;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -25,9 +27,16 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// The channel writes are announced on (NOTIFY is delivered at commit).
+const CHANNEL: &str = "sync_document_written";
+
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// This process's id in change notices, to skip its own writes.
+    node_id: String,
+    feed: broadcast::Sender<ChangeNotice>,
+    stop_feed: watch::Sender<bool>,
 }
 
 /// Applies pending migrations (refusing edited history) with a blocking
@@ -56,7 +65,16 @@ impl PostgresStore {
             .map_err(|e| StoreError::Database(format!("creating pool: {e}")))?;
         // Fail now, not at the first request, if the database is unreachable.
         drop(pool.get().await?);
-        Ok(Self { pool })
+        let node_id = uuid::Uuid::new_v4().simple().to_string();
+        let (feed, _) = broadcast::channel(4096);
+        let (stop_feed, stop_rx) = watch::channel(false);
+        tokio::spawn(listen(url.to_owned(), node_id.clone(), feed.clone(), stop_rx));
+        Ok(Self {
+            pool,
+            node_id,
+            feed,
+            stop_feed,
+        })
     }
 
     fn timed(op: &'static str, started: Instant) {
@@ -131,6 +149,9 @@ impl Store for PostgresStore {
             &[&key, &seq, &data],
         )
         .await?;
+        // Other nodes holding this document catch up from the store on this notice.
+        let notice = format!("{} {key} {seq}", self.node_id);
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice]).await?;
         tx.commit().await?;
         Self::timed("append_chunk", started);
         Ok(seq as u64)
@@ -142,8 +163,11 @@ impl Store for PostgresStore {
         let tx = client.transaction().await?;
         let key = id.to_string();
         let through = through_seq as i64;
+        // Another node may already have compacted further; its snapshot then
+        // holds everything ours does.
         tx.execute(
-            "UPDATE documents SET snapshot = $2, snapshot_seq = $3, updated_at = now() WHERE id = $1",
+            "UPDATE documents SET snapshot = $2, snapshot_seq = $3, updated_at = now()
+             WHERE id = $1 AND snapshot_seq < $3",
             &[&key, &snapshot, &through],
         )
         .await?;
@@ -232,7 +256,114 @@ impl Store for PostgresStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        let _ = self.stop_feed.send(true);
         self.pool.close();
         Ok(())
+    }
+
+    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let key = id.to_string();
+        let Some(row) = tx
+            .query_opt("SELECT snapshot, snapshot_seq FROM documents WHERE id = $1", &[&key])
+            .await?
+        else {
+            return Ok(ChunksAfter::default());
+        };
+        let snapshot_seq = row.get::<_, i64>(1) as u64;
+        let mut out = ChunksAfter {
+            through_seq: after_seq,
+            ..ChunksAfter::default()
+        };
+        let from = if snapshot_seq > after_seq {
+            out.snapshot = row.get(0);
+            out.through_seq = snapshot_seq;
+            snapshot_seq
+        } else {
+            after_seq
+        };
+        let rows = tx
+            .query(
+                "SELECT seq, data FROM document_chunks WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+                &[&key, &(from as i64)],
+            )
+            .await?;
+        tx.commit().await?;
+        for r in rows {
+            let seq = r.get::<_, i64>(0) as u64;
+            out.through_seq = seq;
+            out.chunks.push((seq, r.get(1)));
+        }
+        Self::timed("chunks_after", started);
+        Ok(out)
+    }
+
+    fn change_feed(&self) -> Option<broadcast::Receiver<ChangeNotice>> {
+        Some(self.feed.subscribe())
+    }
+}
+
+/// Listens for other nodes' writes on a dedicated connection, reconnecting
+/// with backoff; after any gap it announces `Resync`, since NOTIFYs sent
+/// while disconnected are lost.
+async fn listen(url: String, node_id: String, feed: broadcast::Sender<ChangeNotice>, mut stop: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let session = async {
+            let (client, mut connection) = tokio_postgres::connect(&url, NoTls).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let driver = tokio::spawn(async move {
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(AsyncMessage::Notification(n)) => {
+                            if tx.send(n.payload().to_owned()).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+            client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            // Anything written before LISTEN took effect is picked up here.
+            let _ = feed.send(ChangeNotice::Resync);
+            while let Some(payload) = rx.recv().await {
+                let mut parts = payload.split(' ');
+                let (Some(node), Some(doc), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                if node == node_id {
+                    continue;
+                }
+                if let (Ok(document), Ok(seq)) = (DocumentId::parse(doc), seq.parse()) {
+                    let _ = feed.send(ChangeNotice::Written { document, seq });
+                }
+            }
+            driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
+            Ok::<(), StoreError>(())
+        };
+        tokio::select! {
+            result = session => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "change feed connection lost; reconnecting");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

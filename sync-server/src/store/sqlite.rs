@@ -9,7 +9,7 @@ use migrations::{Migrator, SqliteBackend, SERVER_SQLITE};
 use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::DocumentId;
 
-use super::{ApiKey, Readiness, Store, StoreError, StoredDocument};
+use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
 use crate::auth::Role;
 
 const DB_FILE: &str = "sync.sqlite3";
@@ -276,6 +276,47 @@ impl Store for SqliteStore {
                 schema_version: migrator.current_version()?,
                 expected_version: SERVER_SQLITE.latest_version(),
             })
+        })
+        .await
+    }
+
+    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
+        self.with_conn("chunks_after", move |conn| {
+            let key = id.to_string();
+            let tx = conn.transaction()?;
+            let row: Option<(Option<Vec<u8>>, i64)> = tx
+                .query_row(
+                    "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+                    params![key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((snapshot, snapshot_seq)) = row else {
+                return Ok(ChunksAfter::default());
+            };
+            let snapshot_seq = snapshot_seq as u64;
+            let mut out = ChunksAfter {
+                through_seq: after_seq,
+                ..ChunksAfter::default()
+            };
+            let from = if snapshot_seq > after_seq {
+                out.snapshot = snapshot;
+                out.through_seq = snapshot_seq;
+                snapshot_seq
+            } else {
+                after_seq
+            };
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
+            )?;
+            for row in stmt.query_map(params![key, from as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })? {
+                let (seq, data) = row?;
+                out.through_seq = seq;
+                out.chunks.push((seq, data));
+            }
+            Ok(out)
         })
         .await
     }
