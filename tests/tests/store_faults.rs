@@ -12,7 +12,7 @@ use automerge::{ReadDoc, ROOT};
 use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
 use sync_server::auth::Role;
-use sync_server::store::{ApiKey, Readiness, SqliteStore, Store, StoreError, StoredDocument};
+use sync_server::store::{ApiKey, ChunksAfter, Readiness, SqliteStore, Store, StoreError, StoredDocument};
 use sync_tests::{create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -54,6 +54,9 @@ impl Store for FlakyStore {
     }
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
+    }
+    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
+        self.inner.chunks_after(id, after_seq).await
     }
 }
 

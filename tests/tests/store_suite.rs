@@ -31,6 +31,16 @@ async fn exercise(store: Arc<dyn Store>) {
     store.compact(id, vec![8], 3).await.unwrap();
     assert_eq!(store.load_document(id).await.unwrap().unwrap().chunks, vec![vec![4]]);
 
+    // Catching up: after a seq past the snapshot, only newer chunks; after a
+    // seq the snapshot folded away, the snapshot too.
+    let after = store.chunks_after(id, 3).await.unwrap();
+    assert_eq!((after.snapshot, after.chunks, after.through_seq), (None, vec![(4, vec![4])], 4));
+    let after = store.chunks_after(id, 1).await.unwrap();
+    assert_eq!((after.snapshot, after.chunks, after.through_seq), (Some(vec![8]), vec![(4, vec![4])], 4));
+    let after = store.chunks_after(id, 4).await.unwrap();
+    assert!(after.snapshot.is_none() && after.chunks.is_empty());
+    assert!(store.chunks_after(DocumentId::random(), 0).await.unwrap().chunks.is_empty());
+
     // Concurrent writers on one document get distinct, gap-free sequence numbers.
     let hot = DocumentId::random();
     let writers: Vec<_> = (0..16)
