@@ -31,9 +31,11 @@ enum Mode {
 #[derive(Parser)]
 #[command(about = "Load tool for automerge-repo sync servers; prints JSON")]
 struct Args {
-    /// Server websocket URL, e.g. ws://127.0.0.1:8080/sync
-    #[arg(long)]
-    url: String,
+    /// Server websocket URL, e.g. ws://127.0.0.1:8080/sync. Repeat it to
+    /// spread clients over several nodes (client i uses URL i mod n), which
+    /// measures cross-node propagation.
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
     /// Bearer token (sent as `?token=` too, for servers that only read that).
     #[arg(long, default_value = "")]
     token: String,
@@ -72,7 +74,7 @@ struct Latency {
 #[derive(Serialize)]
 struct Report {
     mode: Mode,
-    url: String,
+    urls: Vec<String>,
     clients: usize,
     docs: usize,
     changes_per_client: usize,
@@ -88,12 +90,12 @@ struct Report {
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects and completes the join/peer handshake; returns the socket and the server's peer id.
-async fn connect(args: &Args, peer_id: &str) -> anyhow::Result<(Socket, String)> {
+async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Socket, String)> {
     let url = if args.token.is_empty() {
-        args.url.clone()
+        base.to_owned()
     } else {
-        let sep = if args.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}token={}", args.url, args.token)
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}token={}", args.token)
     };
     let mut request = url.into_client_request()?;
     if !args.token.is_empty() {
@@ -138,9 +140,9 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(args: &Args, label: &str, doc_id: DocumentId, doc: Automerge) -> anyhow::Result<Self> {
+    async fn connect(args: &Args, url: &str, label: &str, doc_id: DocumentId, doc: Automerge) -> anyhow::Result<Self> {
         let peer_id = format!("bench-{label}-{}", uuid::Uuid::new_v4());
-        let (socket, server_id) = connect(args, &peer_id).await?;
+        let (socket, server_id) = connect(args, url, &peer_id).await?;
         Ok(Self {
             socket,
             peer_id,
@@ -203,7 +205,7 @@ impl Client {
 
 /// Puts one document on the server and waits until the server confirms it.
 async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut client = Client::connect(args, "seed", doc_id, Automerge::load(bytes)?).await?;
+    let mut client = Client::connect(args, &args.urls[0], "seed", doc_id, Automerge::load(bytes)?).await?;
     client.send_sync(false).await?;
     let heads = client.doc.get_heads();
     while client.state.their_heads.as_ref() != Some(&heads) {
@@ -216,7 +218,10 @@ async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow:
 
 /// Connects and downloads the document; every client then starts writing at once.
 async fn join_document(args: &Args, index: usize, doc_id: DocumentId) -> anyhow::Result<Client> {
-    let mut client = Client::connect(args, &index.to_string(), doc_id, Automerge::new()).await?;
+    // Clients of one document alternate between nodes, so with several URLs
+    // most propagations cross nodes.
+    let url = &args.urls[(index / args.docs.max(1)) % args.urls.len()];
+    let mut client = Client::connect(args, url, &index.to_string(), doc_id, Automerge::new()).await?;
     client.send_sync(true).await?;
     while client.doc.get_heads().is_empty() {
         let frame = client.socket.next().await.context("closed while loading")??;
@@ -313,7 +318,7 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
     let accepted = finished * args.changes;
     Ok(Report {
         mode: Mode::Load,
-        url: args.url.clone(),
+        urls: args.urls.clone(),
         clients: args.clients,
         docs,
         changes_per_client: args.changes,
@@ -342,7 +347,8 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
     for wave in (0..args.clients).collect::<Vec<_>>().chunks(100) {
         let results = futures_util::future::join_all(wave.iter().map(|i| {
             let peer = format!("idle-{i}");
-            async move { connect(args, &peer).await }
+            let url = &args.urls[i % args.urls.len()];
+            async move { connect(args, url, &peer).await }
         }))
         .await;
         for r in results {
@@ -361,7 +367,7 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         mode: Mode::Idle,
-        url: args.url.clone(),
+        urls: args.urls.clone(),
         clients: args.clients,
         docs: 0,
         changes_per_client: 0,
@@ -378,7 +384,7 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
 impl Args {
     fn clone_args(&self) -> Args {
         Args {
-            url: self.url.clone(),
+            urls: self.urls.clone(),
             token: self.token.clone(),
             mode: self.mode,
             clients: self.clients,
@@ -395,8 +401,10 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !(args.url.starts_with("ws://127.") || args.url.starts_with("ws://localhost") || args.url.starts_with("ws://[::1]")) {
-        bail!("sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1])");
+    for url in &args.urls {
+        if !(url.starts_with("ws://127.") || url.starts_with("ws://localhost") || url.starts_with("ws://[::1]")) {
+            bail!("sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1]), not {url}");
+        }
     }
     let limit = Duration::from_secs(args.timeout_secs);
     let report = match args.mode {
