@@ -21,6 +21,9 @@ use crate::{ClientCore, DocEvent};
 pub struct SyncConfig {
     /// `ws://host:port/sync`
     pub url: String,
+    /// Further servers (nodes sharing one store) tried in turn when the
+    /// current one cannot be reached or drops the connection.
+    pub fallback_urls: Vec<String>,
     pub token: String,
     pub max_message_bytes: usize,
     /// First reconnect delay; doubles (with jitter) up to `max_backoff`.
@@ -29,9 +32,22 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
+    /// Several nodes: the first is preferred, the others are failovers.
+    pub fn with_fallbacks(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.fallback_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn all_urls(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.fallback_urls.iter().map(String::as_str))
+            .collect()
+    }
+
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            fallback_urls: Vec::new(),
             token: token.into(),
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             min_backoff: Duration::from_millis(200),
@@ -79,16 +95,21 @@ enum SessionError {
 #[tracing::instrument(name = "sync", skip_all, fields(url = %config.url))]
 async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<bool>) {
     let mut backoff = config.min_backoff;
+    let urls = config.all_urls();
+    let mut current = 0;
     loop {
         if *stop.borrow() {
             break;
         }
-        let outcome = session(&core, &config, &mut stop, &mut backoff).await;
+        let url = urls[current];
+        let outcome = session(&core, &config, url, &mut stop, &mut backoff).await;
         core.set_status(|s| s.connected = false);
         match outcome {
             Ok(()) => break, // stopped
             Err(error) => {
-                tracing::info!(%error, "sync connection ended");
+                tracing::info!(%error, url, "sync connection ended");
+                // Next time, try the next node; a lone server is simply retried.
+                current = (current + 1) % urls.len();
                 let text = error.to_string();
                 core.set_status(|s| {
                     s.last_error = Some(text);
@@ -110,12 +131,11 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
 async fn session(
     core: &ClientCore,
     config: &SyncConfig,
+    url: &str,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
 ) -> Result<(), SessionError> {
-    let mut request = config
-        .url
-        .as_str()
+    let mut request = url
         .into_client_request()
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
@@ -156,7 +176,7 @@ async fn session(
         Ok(_) => return Err(SessionError::Closed),
         Err(_) => return Err(SessionError::Protocol("no `peer` reply within 10 s".into())),
     };
-    tracing::info!(%server_id, "connected");
+    tracing::info!(%server_id, url, "connected");
     *backoff = config.min_backoff;
     core.set_status(|s| s.connected = true);
 

@@ -101,9 +101,15 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], on a given address (to restart in place).
     pub fn start_on(data_dir: &Path, listen: &str) -> Self {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// With extra global options, e.g. `["--database-url", url]`.
+    pub fn start_with(data_dir: &Path, listen: &str, options: &[&str]) -> Self {
         let mut child = Command::new(workspace_binary("sync-server"))
             .args(["--data-dir"])
             .arg(data_dir)
+            .args(options)
             .args(["serve", "--listen", listen])
             .env("RUST_LOG", "info,automerge=warn")
             .env("NO_COLOR", "1")

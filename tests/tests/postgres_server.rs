@@ -10,7 +10,7 @@ use client_core::{ClientCore, SyncConfig};
 use sync_server::auth::{self, Role};
 use sync_server::store::{PostgresStore, Store};
 use sync_server::Config;
-use sync_tests::{wait_until, workspace_binary, PgCluster};
+use sync_tests::{wait_until, workspace_binary, PgCluster, ServerProcess};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -174,4 +174,59 @@ async fn two_nodes_on_one_database_push_each_others_changes() {
     sync_c.stop().await;
     node2.shutdown().await.unwrap();
     node3.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
+    const N: usize = 300;
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        let (token, hash) = auth::new_token();
+        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
+        token
+    };
+    let options = ["--database-url", url.as_str()];
+    let node1 = ServerProcess::start_with(&dir.path().join("n1"), "127.0.0.1:0", &options);
+    let node2 = ServerProcess::start_with(&dir.path().join("n2"), "127.0.0.1:0", &options);
+
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let config = SyncConfig {
+        min_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        ..SyncConfig::new(&node1.url, &token).with_fallbacks([node2.url.clone()])
+    };
+    let sync_a = a.start_sync(config);
+    let id = a.create_document().unwrap();
+    let count = |core: &ClientCore| core.read(id, |d| d.keys(ROOT).count()).unwrap_or(0);
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64)).unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    wait_until("node 1 has confirmed some changes", LIMIT, || async {
+        a.sync_status().last_sync_at.is_some() && count(&a) > N / 3
+    })
+    .await;
+    node1.kill9();
+    writer.await.unwrap();
+
+    wait_until("everything is confirmed by node 2", LIMIT, || async {
+        let s = a.sync_status();
+        s.connected && s.pending_changes == 0
+    })
+    .await;
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_b = b.start_sync(SyncConfig::new(&node2.url, &token));
+    b.find(id).unwrap();
+    wait_until("a fresh client on node 2 sees every change", LIMIT, || async { count(&b) == N }).await;
+    assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
+    sync_a.stop().await;
+    sync_b.stop().await;
+    drop(node2);
 }
