@@ -5,6 +5,7 @@
 //! `doc_core` (sans-IO sync state) and `store` (persistence behind a trait).
 
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod doc_core;

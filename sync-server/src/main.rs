@@ -42,6 +42,19 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Copy the embedded store to FILE, consistently, while the server runs.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the embedded store with a verified backup (server stopped).
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace the store even if it is newer than the backup.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +107,28 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { action } => migrate(&config, action),
         Command::Token { action } => runtime.block_on(token(&config, action)),
+        Command::Backup { to } => {
+            no_postgres(&config, "backup")?;
+            let summary = sync_server::backup::backup(&config.data_dir, &to)?;
+            println!(
+                "backed up {} documents (schema {}) to {}",
+                summary.documents,
+                summary.schema_version,
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore { from, force } => {
+            no_postgres(&config, "restore")?;
+            let summary = sync_server::backup::restore(&config.data_dir, &from, force)?;
+            println!(
+                "restored {} documents (schema {}) into {}",
+                summary.documents,
+                summary.schema_version,
+                config.data_dir.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -118,7 +153,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn no_postgres(config: &Config, what: &str) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        anyhow::bail!(
+            "{what} works on the embedded store; for PostgreSQL use pg_dump --format=custom and pg_restore (see README)"
+        );
+    }
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // One server per data directory; `restore` checks the same lock.
+    let _lock = if config.database_url.is_none() {
+        Some(sync_server::backup::lock_data_dir(&config.data_dir)?)
+    } else {
+        None
+    };
     let server = sync_server::start(&config).await.context("starting the server")?;
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
