@@ -35,6 +35,16 @@ pub struct Config {
     /// survives the process being killed, which is the common failure.
     pub synchronous_full: bool,
     pub log_format: LogFormat,
+    /// HTTP requests (including websocket upgrades) per second from one address.
+    pub http_requests_per_second_per_ip: u32,
+    /// Requests one address may make at once before the rate applies.
+    pub http_burst_per_ip: u32,
+    /// Open sync connections one principal (token) may hold.
+    pub max_connections_per_principal: usize,
+    /// Sustained messages per second on one websocket; beyond it the server
+    /// stops reading that socket until the rate allows (nothing is dropped).
+    pub messages_per_second_per_connection: u32,
+    pub message_burst_per_connection: u32,
 }
 
 impl Default for Config {
@@ -48,6 +58,11 @@ impl Default for Config {
             compact_after_chunks: 64,
             synchronous_full: false,
             log_format: LogFormat::Text,
+            http_requests_per_second_per_ip: 50,
+            http_burst_per_ip: 200,
+            max_connections_per_principal: 200,
+            messages_per_second_per_connection: 2000,
+            message_burst_per_connection: 4000,
         }
     }
 }
@@ -77,6 +92,11 @@ impl Config {
                 "compact_after_chunks",
                 "synchronous_full",
                 "log_format",
+                "http_requests_per_second_per_ip",
+                "http_burst_per_ip",
+                "max_connections_per_principal",
+                "messages_per_second_per_connection",
+                "message_burst_per_connection",
             ]))
             .extract()
             .map_err(Box::new)

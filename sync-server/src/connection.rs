@@ -33,6 +33,16 @@ pub struct ConnectionContext {
     pub storage_id: String,
     pub max_message_bytes: usize,
     pub shutdown: watch::Receiver<bool>,
+    /// Sustained messages per second per connection, and the burst allowed.
+    pub message_rate: (u32, u32),
+}
+
+type MessageLimiter = governor::DefaultDirectRateLimiter;
+
+fn message_limiter((per_second, burst): (u32, u32)) -> Option<MessageLimiter> {
+    let rate = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
+    Some(governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)))
 }
 
 /// Why a connection ends.
@@ -65,6 +75,7 @@ pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Princip
         documents: HashMap::new(),
     };
     let mut shutdown = ctx.shutdown.clone();
+    let limiter = message_limiter(ctx.message_rate);
     let end = loop {
         let frame = tokio::select! {
             frame = next_frame(&mut stream, session.peer_id.is_none()) => frame,
@@ -79,6 +90,14 @@ pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Princip
         };
         metrics::counter!(m::MESSAGES_IN).increment(1);
         metrics::counter!(m::BYTES_IN).increment(bytes.len() as u64);
+        if let Some(limiter) = &limiter
+            && limiter.check().is_err()
+        {
+            // Over the rate: stop reading this socket until it may go on.
+            // TCP pushes back on the peer; nothing is dropped.
+            metrics::counter!(m::MESSAGES_THROTTLED).increment(1);
+            limiter.until_ready().await;
+        }
         let message = match Message::decode_limited(&bytes, ctx.max_message_bytes) {
             Ok(message) => message,
             Err(error) => break End::Error(format!("invalid message: {error}")),

@@ -21,6 +21,12 @@ pub const DOCUMENT_LOADS: &str = "sync_document_loads_total";
 pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";
 pub const COMPACTIONS: &str = "sync_compactions_total";
 pub const STORE_SECONDS: &str = "store_operation_seconds";
+/// Requests refused by the per-address rate limit.
+pub const HTTP_RATE_LIMITED: &str = "http_rate_limited_total";
+/// Upgrades refused because the principal holds too many connections.
+pub const CONNECTIONS_REFUSED: &str = "sync_connections_refused_total";
+/// Messages that had to wait for a connection's message-rate limit.
+pub const MESSAGES_THROTTLED: &str = "sync_messages_throttled_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -2,6 +2,7 @@
 //! metrics, and a graceful shutdown that closes connections, lets documents
 //! finish and closes the store.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,41 @@ struct AppState {
     max_message_bytes: usize,
     /// Held by every live connection; shutdown waits until all are dropped.
     connection_guard: mpsc::Sender<()>,
+    connections_per_principal: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    max_connections_per_principal: usize,
+}
+
+/// One open connection counted against its principal's cap; uncounted on drop.
+struct PrincipalSlot {
+    counts: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+    principal: String,
+}
+
+impl PrincipalSlot {
+    fn take(state: &AppState, principal: &str) -> Option<Self> {
+        let mut counts = state.connections_per_principal.lock().expect("connection counts poisoned");
+        let count = counts.entry(principal.to_owned()).or_default();
+        if *count >= state.max_connections_per_principal {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            counts: state.connections_per_principal.clone(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for PrincipalSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("connection counts poisoned");
+        if let Some(count) = counts.get_mut(&self.principal) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.principal);
+            }
+        }
+    }
 }
 
 /// A server that is accepting connections.
@@ -157,17 +193,23 @@ pub async fn start_with_store(
             storage_id,
             max_message_bytes: config.max_message_bytes,
             shutdown: shutdown_rx.clone(),
+            message_rate: (
+                config.messages_per_second_per_connection,
+                config.message_burst_per_connection,
+            ),
         },
         metrics: m::install(),
         max_message_bytes: config.max_message_bytes,
         connection_guard: guard_tx,
+        connections_per_principal: Arc::default(),
+        max_connections_per_principal: config.max_connections_per_principal,
     };
-    let app = router(state);
+    let app = router(state, config);
     tracing::info!(%addr, "sync server listening");
 
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -188,8 +230,8 @@ pub async fn start_with_store(
     })
 }
 
-fn router(state: AppState) -> Router {
-    Router::new()
+fn router(state: AppState, config: &Config) -> Router {
+    let router = Router::new()
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -204,7 +246,40 @@ fn router(state: AppState) -> Router {
                 .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
         }))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    match per_ip_limit(config) {
+        Some(limit) => router.layer(limit),
+        None => router,
+    }
+}
+
+/// Requests per address (the peer's IP, never a forwarded header, which a
+/// client could forge). `None` when disabled (rate 0).
+fn per_ip_limit(
+    config: &Config,
+) -> Option<tower_governor::GovernorLayer<tower_governor::key_extractor::PeerIpKeyExtractor, governor::middleware::StateInformationMiddleware, axum::body::Body>> {
+    if config.http_requests_per_second_per_ip == 0 {
+        return None;
+    }
+    let period = Duration::from_secs(1) / config.http_requests_per_second_per_ip;
+    let governor = tower_governor::governor::GovernorConfigBuilder::default()
+        .period(period)
+        .burst_size(config.http_burst_per_ip.max(1))
+        .use_headers()
+        .finish()?;
+    let limiter = governor.limiter().clone();
+    // Forget addresses that have been quiet, so the table cannot grow without bound.
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.retain_recent();
+        }
+    });
+    Some(tower_governor::GovernorLayer::new(governor).error_handler(|error| {
+        metrics::counter!(m::HTTP_RATE_LIMITED).increment(1);
+        axum::response::Response::from(error)
+    }))
 }
 
 async fn sync_upgrade(
@@ -237,6 +312,17 @@ async fn sync_upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
+    let Some(slot) = PrincipalSlot::take(&state, &principal.id) else {
+        metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_principal_cap").increment(1);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "this token already holds {} sync connections",
+                state.max_connections_per_principal
+            ),
+        )
+            .into_response();
+    };
     let guard = state.connection_guard.clone();
     let ctx = state.ctx.clone();
     upgrade
@@ -248,6 +334,7 @@ async fn sync_upgrade(
         .max_frame_size(state.max_message_bytes)
         .on_upgrade(move |socket| async move {
             connection::serve(socket, ctx, principal).await;
+            drop(slot);
             drop(guard);
         })
 }

@@ -1,0 +1,128 @@
+//! Limits: requests per address, connections per token, messages per
+//! websocket (which slows a peer down without dropping anything).
+
+use std::time::Duration;
+
+use sync_protocol::{DocumentId, Message};
+use sync_server::auth::Role;
+use sync_tests::raw::{joined_as, next_message, send};
+use sync_tests::{create_token, test_config, InProcessServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn metric(name: &str) -> f64 {
+    sync_server::metrics::install()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_address_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.http_requests_per_second_per_ip = 1;
+    config.http_burst_per_ip = 3;
+    let server = InProcessServer::start(&config).await;
+    let addr = server.server.addr();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(status_of(addr, "/healthz").await);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(metric("http_rate_limited_total") >= 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_token_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let mut config = test_config(dir.path());
+    config.max_connections_per_principal = 2;
+    let server = InProcessServer::start(&config).await;
+    let first = joined_as(&server.url, &token, "one").await;
+    let second = joined_as(&server.url, &token, "two").await;
+    let third = format!("{}?token={token}", server.url);
+    match tokio_tungstenite::connect_async(third.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 429),
+        other => panic!("third connection was not refused: {:?}", other.map(|_| ())),
+    }
+    // Closing one frees its slot.
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..100 {
+        if tokio_tungstenite::connect_async(third.as_str()).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a freed slot was never reused");
+    assert!(metric("sync_connections_refused_total") >= 1.0);
+    drop(second);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_peer_is_slowed_down_and_loses_nothing() {
+    const MESSAGES: u64 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let mut config = test_config(dir.path());
+    config.messages_per_second_per_connection = 50;
+    config.message_burst_per_connection = 10;
+    let server = InProcessServer::start(&config).await;
+
+    // Both peers attach to one (not yet existing) document, then the sender
+    // floods ephemeral messages; the receiver must get every one, in order.
+    let id = DocumentId::random();
+    let (mut sender, server_id) = joined_as(&server.url, &token, "sender").await;
+    let (mut receiver, _) = joined_as(&server.url, &token, "receiver").await;
+    for (socket, name) in [(&mut sender, "sender"), (&mut receiver, "receiver")] {
+        let data = {
+            use automerge::sync::SyncDoc;
+            automerge::Automerge::new().generate_sync_message(&mut automerge::sync::State::new()).unwrap().encode()
+        };
+        send(socket, &Message::Request { sender_id: name.into(), target_id: server_id.clone(), document_id: id, data }).await;
+        assert!(matches!(next_message(socket).await, Some(Message::DocUnavailable { .. })));
+    }
+    for count in 0..MESSAGES {
+        send(
+            &mut sender,
+            &Message::Ephemeral {
+                sender_id: "sender".into(),
+                target_id: server_id.clone(),
+                count,
+                session_id: "s".into(),
+                document_id: id,
+                data: vec![count as u8],
+            },
+        )
+        .await;
+    }
+    let mut received = Vec::new();
+    while received.len() < MESSAGES as usize {
+        match next_message(&mut receiver).await {
+            Some(Message::Ephemeral { count, .. }) => received.push(count),
+            Some(_) => continue,
+            None => panic!("receiver was disconnected"),
+        }
+    }
+    assert_eq!(received, (0..MESSAGES).collect::<Vec<_>>());
+    assert!(metric("sync_messages_throttled_total") >= 1.0, "the limit never applied");
+    server.stop().await;
+}
