@@ -78,6 +78,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
     migrations: &[
         migration!("server-sqlite", 0001, "documents"),
         migration!("server-sqlite", 0002, "api_keys"),
+        migration!("server-sqlite", 0003, "audit_log"),
     ],
 };
 
@@ -88,6 +89,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
     migrations: &[
         migration!("server-postgres", 0001, "documents"),
         migration!("server-postgres", 0002, "api_keys"),
+        migration!("server-postgres", 0003, "audit_log"),
     ],
 };
 

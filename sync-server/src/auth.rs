@@ -56,6 +56,13 @@ pub struct Principal {
     pub role: Role,
 }
 
+impl Principal {
+    /// How the audit log names this caller (never the token).
+    pub fn audit_name(&self) -> String {
+        format!("api_key:{}", self.id)
+    }
+}
+
 /// Prefix of API key tokens, so leaked tokens are recognisable by scanners.
 pub const TOKEN_PREFIX: &str = "sk_";
 

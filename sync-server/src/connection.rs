@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use sync_protocol::{DocumentId, Message, PeerMetadata, PROTOCOL_VERSION};
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::audit::NewAuditEntry;
 use crate::auth::Principal;
 use crate::metrics as m;
 use crate::policy;
@@ -54,7 +55,7 @@ enum End {
 }
 
 #[tracing::instrument(name = "connection", skip_all, fields(conn = tracing::field::Empty, principal = %principal.name, peer = tracing::field::Empty))]
-pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Principal) {
+pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Principal, address: std::net::SocketAddr) {
     let key = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("conn", key);
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
@@ -68,6 +69,8 @@ pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Princip
     let mut session = Session {
         key,
         ctx: ctx.clone(),
+        actor: principal.audit_name(),
+        address: address.ip().to_string(),
         principal,
         peer_id: None,
         outbound: outbound_tx.clone(),
@@ -195,6 +198,8 @@ struct Session {
     key: u64,
     ctx: ConnectionContext,
     principal: Principal,
+    actor: String,
+    address: String,
     peer_id: Option<String>,
     outbound: mpsc::Sender<Outbound>,
     kill: Arc<Notify>,
@@ -280,11 +285,19 @@ impl Session {
                 let access = policy::generic_document_access(&self.principal);
                 if !access.read {
                     tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
+                    let entry = NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
+                        .target(document_id.to_string())
+                        .address(&self.address);
+                    if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
+                        tracing::error!(%error, "audit log write failed");
+                    }
                     return self.unavailable(peer_id, document_id).await;
                 }
                 let peer = PeerHandle {
                     key: self.key,
                     peer_id: peer_id.to_owned(),
+                    actor: self.actor.clone(),
+                    address: self.address.clone(),
                     access,
                     outbound: self.outbound.clone(),
                     kill: self.kill.clone(),

@@ -42,6 +42,8 @@ pub struct DocumentCore {
     /// per call), so when the heads did not move only these peers are asked.
     touched: HashSet<PeerKey>,
     heads_at_last_outgoing: Vec<ChangeHash>,
+    /// Change chunks accepted since `take_accepted` (for the audit log).
+    accepted_chunks: usize,
 }
 
 impl DocumentCore {
@@ -62,6 +64,7 @@ impl DocumentCore {
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
             heads_at_last_outgoing: persisted_heads,
+            accepted_chunks: 0,
         })
     }
 
@@ -73,6 +76,7 @@ impl DocumentCore {
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
             heads_at_last_outgoing: Vec::new(),
+            accepted_chunks: 0,
         }
     }
 
@@ -115,7 +119,8 @@ impl DocumentCore {
     /// Applies one sync message from `peer`. `may_write` false refuses any
     /// message that carries changes. On `Apply` the in-memory document may hold
     /// part of the message: the shell must reload it from the store.
-    pub fn receive(&mut self, peer: PeerKey, data: &[u8], may_write: bool) -> Result<(), ReceiveError> {
+    /// Returns whether the document changed.
+    pub fn receive(&mut self, peer: PeerKey, data: &[u8], may_write: bool) -> Result<bool, ReceiveError> {
         let message = sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
         if !may_write && !message.changes.is_empty() {
             return Err(ReceiveError::WriteDenied);
@@ -124,13 +129,21 @@ impl DocumentCore {
         validate_chunks(&message)?;
         self.touched.insert(peer);
         let before = self.doc.get_heads();
+        let chunks = message.changes.len();
         self.doc
             .receive_sync_message(state, message)
             .map_err(|e| ReceiveError::Apply(e.to_string()))?;
-        if self.doc.get_heads() != before {
+        let changed = self.doc.get_heads() != before;
+        if changed {
             self.owed_ack.insert(peer);
+            self.accepted_chunks += chunks;
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// Change chunks accepted since the last call.
+    pub fn take_accepted(&mut self) -> usize {
+        std::mem::take(&mut self.accepted_chunks)
     }
 
     /// Applies changes read from the store (written by another node). They
@@ -304,7 +317,7 @@ mod tests {
             for (key, client) in clients.iter_mut() {
                 if let Some(msg) = client.message() {
                     quiet = false;
-                    core.receive(*key, &msg, true).unwrap();
+                    let _changed = core.receive(*key, &msg, true).unwrap();
                 }
             }
             if let Some((chunk, heads)) = core.unpersisted() {
@@ -348,12 +361,13 @@ mod tests {
         a.put("x", 1);
         // First message only announces heads; keep going until changes flow.
         let first = a.message().unwrap();
-        core.receive(1, &first, false).unwrap();
+        assert_eq!(core.receive(1, &first, false), Ok(false));
         for (_, msg) in core.outgoing() {
             a.receive(&msg);
         }
         let with_changes = a.message().unwrap();
         assert_eq!(core.receive(1, &with_changes, false), Err(ReceiveError::WriteDenied));
+        assert_eq!(core.take_accepted(), 0);
         assert!(!core.exists());
         assert!(core.unpersisted().is_none());
     }
@@ -381,6 +395,11 @@ mod tests {
             m
         };
         assert_eq!(validate_chunks(&message(both.clone())), Ok(()));
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        assert_eq!(core.receive(1, &message(both.clone()).encode(), true), Ok(true));
+        assert_eq!(core.take_accepted(), 1);
+        assert_eq!(core.take_accepted(), 0);
         let mut changes = Vec::new();
         for change in a.doc.get_changes(&[]) {
             changes.extend_from_slice(change.raw_bytes());

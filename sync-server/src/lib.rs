@@ -4,6 +4,7 @@
 //! `connection` (one websocket) → `registry` (one actor per live document) →
 //! `doc_core` (sans-IO sync state) and `store` (persistence behind a trait).
 
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod config;

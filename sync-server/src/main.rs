@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use migrations::{MigrationState, Migrator, PostgresBackend, SqliteBackend, SERVER_POSTGRES, SERVER_SQLITE};
+use sync_server::audit::NewAuditEntry;
 use sync_server::auth::{self, Role};
 use sync_server::config::{Config, LogFormat};
 
@@ -42,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Check or export the audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Copy the embedded store to FILE, consistently, while the server runs.
     Backup {
         #[arg(long)]
@@ -76,6 +82,18 @@ enum MigrateAction {
 }
 
 #[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the hash chain; fails on any edited, removed or reordered entry.
+    Verify,
+    /// Write entries as JSON lines to stdout.
+    Export {
+        /// Only entries at or after this UTC time (RFC 3339, e.g. 2026-11-21T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Create an API token and print it (once) on stdout.
     Create {
@@ -107,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { action } => migrate(&config, action),
         Command::Token { action } => runtime.block_on(token(&config, action)),
+        Command::Audit { action } => runtime.block_on(audit(&config, action)),
         Command::Backup { to } => {
             no_postgres(&config, "backup")?;
             let summary = sync_server::backup::backup(&config.data_dir, &to)?;
@@ -232,12 +251,58 @@ fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>,
     Ok(())
 }
 
+async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
+    let store = sync_server::open_store(config).await?;
+    // Reads of the log are themselves audited.
+    let (verb, details) = match &action {
+        AuditAction::Verify => ("audit.verify", serde_json::json!({})),
+        AuditAction::Export { since } => ("audit.export", serde_json::json!({ "since": since })),
+    };
+    match action {
+        AuditAction::Verify => {
+            let result = sync_server::audit::verify_store(store.as_ref()).await;
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            store.append_audit(NewAuditEntry::new("cli", verb, outcome).details(details)).await?;
+            store.close().await?;
+            let count = result?;
+            println!("ok: {count} audit entries, chain intact");
+        }
+        AuditAction::Export { since } => {
+            store.append_audit(NewAuditEntry::new("cli", verb, "ok").details(details)).await?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = 0;
+            loop {
+                let page = store.audit_entries(after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for entry in &page {
+                    if since.as_deref().is_some_and(|s| entry.at.as_str() < s) {
+                        continue;
+                    }
+                    serde_json::to_writer(&mut out, entry)?;
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+            }
+            std::io::Write::flush(&mut out)?;
+            store.close().await?;
+        }
+    }
+    Ok(())
+}
+
 async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
     match action {
         TokenAction::Create { name, role } => {
             let store = sync_server::open_store(config).await?;
             let (token, hash) = auth::new_token();
             let key = store.create_api_key(&name, role, &hash).await?;
+            store
+                .append_audit(
+                    NewAuditEntry::new("cli", "api_key.created", "ok")
+                        .target(format!("api_key:{}", key.id))
+                        .details(serde_json::json!({ "name": key.name, "role": key.role.as_str() })),
+                )
+                .await?;
             store.close().await?;
             tracing::info!(id = %key.id, name = %key.name, role = %key.role, "API token created");
             println!("{token}");

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::doc_core::{DocumentCore, PeerKey, ReceiveError};
 use crate::metrics as m;
 use crate::policy::Access;
+use crate::audit::NewAuditEntry;
 use crate::store::Store;
 
 /// Tunables of live documents.
@@ -40,6 +41,9 @@ pub enum Outbound {
 pub struct PeerHandle {
     pub key: PeerKey,
     pub peer_id: String,
+    /// Who is behind the connection, as the audit log names them.
+    pub actor: String,
+    pub address: String,
     pub access: Access,
     pub outbound: mpsc::Sender<Outbound>,
     /// Woken when the document gives up on this peer (it lagged too far behind).
@@ -136,6 +140,10 @@ impl Registry {
         });
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
     pub fn loaded_count(&self) -> usize {
         self.inner.docs.lock().map(|d| d.len()).unwrap_or(0)
     }
@@ -163,6 +171,7 @@ impl Registry {
             chunks_since_snapshot: 0,
             applied_through: 0,
             needs_catch_up: false,
+            batch_writers: Default::default(),
             broken: false,
         };
         tokio::spawn(actor.run(rx));
@@ -225,6 +234,8 @@ struct DocActor {
     applied_through: u64,
     /// Another node wrote to the store: catch up after this batch is persisted.
     needs_catch_up: bool,
+    /// Actors whose changes this batch accepted (audited once persisted).
+    batch_writers: std::collections::BTreeSet<String>,
     /// Set when the in-memory document can no longer be trusted (a store
     /// write or reload failed): the actor leaves, and the next attach starts
     /// a fresh one from what the store holds.
@@ -378,9 +389,20 @@ impl DocActor {
         }
         let before = self.core().heads();
         match self.core().receive(key, data, peer.access.write) {
-            Ok(()) => {}
+            Ok(changed) => {
+                if changed {
+                    self.batch_writers.insert(peer.actor.clone());
+                }
+            }
             Err(error) => {
                 tracing::warn!(peer = %peer.peer_id, %error, "refusing sync message");
+                self.audit(
+                    NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
+                        .target(self.id.to_string())
+                        .address(&peer.address)
+                        .details(serde_json::json!({ "reason": error.to_string() })),
+                )
+                .await;
                 metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "sync_data").increment(1);
                 let _ = peer.outbound.try_send(Outbound::Close(error.to_string()));
                 self.core().detach(key);
@@ -457,6 +479,18 @@ impl DocActor {
         match self.registry.store.append_chunk(self.id, chunk).await {
             Ok(seq) => {
                 self.chunks_since_snapshot += 1;
+                let changes = self.core().take_accepted();
+                let writers = std::mem::take(&mut self.batch_writers);
+                self.audit(
+                    NewAuditEntry::new(writers.into_iter().collect::<Vec<_>>().join(","), "document.write", "ok")
+                        .target(self.id.to_string())
+                        .details(serde_json::json!({
+                            "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                            "changes": changes,
+                            "seq": seq,
+                        })),
+                )
+                .await;
                 self.core().mark_persisted(heads);
                 if seq == self.applied_through + 1 {
                     self.applied_through = seq;
@@ -476,6 +510,14 @@ impl DocActor {
                 self.fail_all(&format!("store write failed: {error}"));
                 false
             }
+        }
+    }
+
+    /// Records an audit entry; a failure is logged, never fatal to syncing
+    /// (the data itself is already durable).
+    async fn audit(&self, entry: NewAuditEntry) {
+        if let Err(error) = self.registry.store.append_audit(entry).await {
+            tracing::error!(%error, "audit log write failed");
         }
     }
 

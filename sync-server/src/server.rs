@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::audit::NewAuditEntry;
 use crate::auth::{self, Principal};
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
@@ -284,6 +285,7 @@ fn per_ip_limit(
 
 async fn sync_upgrade(
     State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -291,6 +293,7 @@ async fn sync_upgrade(
     // Authenticate before anything websocket-related: no token, no upgrade.
     let Some(token) = auth::token_from_request(&headers, query.as_deref()) else {
         metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
+        audit_rejection(&state, address, "missing").await;
         return (StatusCode::UNAUTHORIZED, "missing token: send `Authorization: Bearer <token>` or `?token=`").into_response();
     };
     let principal = match state.store.authenticate_api_key(&auth::hash_token(&token)).await {
@@ -301,6 +304,7 @@ async fn sync_upgrade(
         },
         Ok(None) => {
             metrics::counter!(m::AUTH_FAILURES, "reason" => "invalid").increment(1);
+            audit_rejection(&state, address, "invalid or revoked").await;
             return (StatusCode::UNAUTHORIZED, "invalid or revoked token").into_response();
         }
         Err(error) => {
@@ -333,10 +337,20 @@ async fn sync_upgrade(
         .max_message_size(state.max_message_bytes)
         .max_frame_size(state.max_message_bytes)
         .on_upgrade(move |socket| async move {
-            connection::serve(socket, ctx, principal).await;
+            connection::serve(socket, ctx, principal, address).await;
             drop(slot);
             drop(guard);
         })
+}
+
+/// A refused sign-in at the upgrade is audited (with the address, never the token).
+async fn audit_rejection(state: &AppState, address: SocketAddr, reason: &str) {
+    let entry = NewAuditEntry::new("anonymous", "auth.token_rejected", "denied")
+        .address(address.ip().to_string())
+        .details(serde_json::json!({ "reason": reason }));
+    if let Err(error) = state.store.append_audit(entry).await {
+        tracing::error!(%error, "audit log write failed");
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

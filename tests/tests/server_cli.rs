@@ -62,12 +62,12 @@ fn migrate_status_down_up_verify() {
     let up = server(dir.path(), &["migrate", "up"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.contains(" applied ")).count(), 2, "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains(" applied ")).count(), 3, "{status}");
 
     let down = server(dir.path(), &["migrate", "down", "--to", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.ends_with("pending")).count(), 2, "{status}");
+    assert_eq!(status.lines().filter(|l| l.ends_with("pending")).count(), 3, "{status}");
 
     assert!(server(dir.path(), &["migrate", "up", "--to", "1"]).status.success());
     assert!(server(dir.path(), &["migrate", "up"]).status.success());
@@ -103,7 +103,7 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(status, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["schema_version"], 2);
+    assert_eq!(ready["schema_version"], 3);
 
     // One refused upgrade shows up in the metrics.
     let (status, _) = http_get(&server.addr, "/sync").await;

@@ -11,6 +11,7 @@ use automerge::transaction::Transactable;
 use automerge::{ReadDoc, ROOT};
 use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
+use sync_server::audit::{AuditEntry, NewAuditEntry};
 use sync_server::auth::Role;
 use sync_server::store::{ApiKey, ChunksAfter, Readiness, SqliteStore, Store, StoreError, StoredDocument};
 use sync_tests::{create_token, test_config, wait_until};
@@ -57,6 +58,15 @@ impl Store for FlakyStore {
     }
     async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
         self.inner.chunks_after(id, after_seq).await
+    }
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        self.inner.append_audit(entry).await
+    }
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_entries(after_seq, limit).await
+    }
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        self.inner.audit_head().await
     }
 }
 

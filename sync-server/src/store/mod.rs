@@ -11,6 +11,7 @@ use sync_protocol::DocumentId;
 pub use postgres::{migrate as migrate_postgres, PostgresStore};
 pub use sqlite::{database_path as sqlite_database_path, SqliteStore};
 
+use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::auth::Role;
 
 /// A document as persisted: the last compacted snapshot and the chunks
@@ -98,4 +99,10 @@ pub trait Store: Send + Sync + 'static {
     fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
         None
     }
+    /// Appends to the hash-chained audit log (serialised across writers).
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError>;
+    /// Up to `limit` entries after `after_seq`, in order.
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The chain's recorded head: last sequence number and hash.
+    async fn audit_head(&self) -> Result<(u64, String), StoreError>;
 }

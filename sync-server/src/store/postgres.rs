@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
+use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
 use crate::auth::Role;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -307,6 +308,89 @@ impl Store for PostgresStore {
 
     fn change_feed(&self) -> Option<broadcast::Receiver<ChangeNotice>> {
         Some(self.feed.subscribe())
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // The head row lock orders appenders on every node into one chain.
+        let head = tx
+            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])
+            .await?;
+        let at: String = tx
+            .query_one(
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                &[],
+            )
+            .await?
+            .get(0);
+        let stored = next_entry(head.get::<_, i64>(0) as u64, head.get(1), at, entry);
+        let e = &stored.entry;
+        tx.execute(
+            "INSERT INTO audit_log (seq, at, actor, device, address, action, target, result, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &(stored.seq as i64),
+                &stored.at,
+                &e.actor,
+                &e.device,
+                &e.address,
+                &e.action,
+                &e.target,
+                &e.result,
+                &e.details.to_string(),
+                &stored.prev_hash,
+                &stored.hash,
+            ],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            &[&(stored.seq as i64), &stored.hash],
+        )
+        .await?;
+        tx.commit().await?;
+        Self::timed("append_audit", started);
+        Ok(stored)
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
+                 FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&(after_seq as i64), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let details: String = r.get(8);
+                AuditEntry {
+                    seq: r.get::<_, i64>(0) as u64,
+                    at: r.get(1),
+                    entry: NewAuditEntry {
+                        actor: r.get(2),
+                        device: r.get(3),
+                        address: r.get(4),
+                        action: r.get(5),
+                        target: r.get(6),
+                        result: r.get(7),
+                        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                    },
+                    prev_hash: r.get(9),
+                    hash: r.get(10),
+                }
+            })
+            .collect())
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let client = self.pool.get().await?;
+        let row = client.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[]).await?;
+        Ok((row.get::<_, i64>(0) as u64, row.get(1)))
     }
 }
 

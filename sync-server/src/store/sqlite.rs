@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::DocumentId;
 
 use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
+use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
 use crate::auth::Role;
 
 const DB_FILE: &str = "sync.sqlite3";
@@ -317,6 +318,80 @@ impl Store for SqliteStore {
                 out.chunks.push((seq, data));
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        self.with_conn("append_audit", move |conn| {
+            let tx = conn.transaction()?;
+            let (seq, hash): (i64, String) =
+                tx.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let at: String = tx.query_row(&format!("SELECT {NOW}"), [], |r| r.get(0))?;
+            let stored = next_entry(seq as u64, &hash, at, entry);
+            let e = &stored.entry;
+            tx.prepare_cached(
+                "INSERT INTO audit_log (seq, at, actor, device, address, action, target, result, details, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                stored.seq as i64,
+                stored.at,
+                e.actor,
+                e.device,
+                e.address,
+                e.action,
+                e.target,
+                e.result,
+                e.details.to_string(),
+                stored.prev_hash,
+                stored.hash
+            ])?;
+            tx.execute(
+                "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+                params![stored.seq as i64, stored.hash],
+            )?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with_conn("audit_entries", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
+                 FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq as i64, limit], |r| {
+                let details: String = r.get(8)?;
+                Ok(AuditEntry {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at: r.get(1)?,
+                    entry: NewAuditEntry {
+                        actor: r.get(2)?,
+                        device: r.get(3)?,
+                        address: r.get(4)?,
+                        action: r.get(5)?,
+                        target: r.get(6)?,
+                        result: r.get(7)?,
+                        // Unparseable details keep their text, so verification reports the edit.
+                        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                    },
+                    prev_hash: r.get(9)?,
+                    hash: r.get(10)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        self.with_conn("audit_head", |conn| {
+            Ok(conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })?)
         })
         .await
     }
