@@ -10,6 +10,7 @@ pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod doc_core;
+pub mod identity;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
