@@ -79,6 +79,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
         migration!("server-sqlite", 0001, "documents"),
         migration!("server-sqlite", 0002, "api_keys"),
         migration!("server-sqlite", 0003, "audit_log"),
+        migration!("server-sqlite", 0004, "users"),
     ],
 };
 
@@ -90,6 +91,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
         migration!("server-postgres", 0001, "documents"),
         migration!("server-postgres", 0002, "api_keys"),
         migration!("server-postgres", 0003, "audit_log"),
+        migration!("server-postgres", 0004, "users"),
     ],
 };
 

@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Manage people who sign in.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Check or export the audit log.
     Audit {
         #[command(subcommand)]
@@ -79,6 +84,20 @@ enum MigrateAction {
     },
     /// Fail if an applied migration was edited or is unknown to this build.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user (e.g. the first admin). With --password-stdin the
+    /// password is read from standard input, never from the command line.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "member")]
+        role: Role,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -126,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         Command::Migrate { action } => migrate(&config, action),
         Command::Token { action } => runtime.block_on(token(&config, action)),
         Command::Audit { action } => runtime.block_on(audit(&config, action)),
+        Command::User { action } => runtime.block_on(user(&config, action)),
         Command::Backup { to } => {
             no_postgres(&config, "backup")?;
             let summary = sync_server::backup::backup(&config.data_dir, &to)?;
@@ -246,6 +266,29 @@ fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>,
         MigrateAction::Verify => {
             migrator.verify()?;
             println!("ok: {} applied migrations match their files", migrator.current_version()?);
+        }
+    }
+    Ok(())
+}
+
+async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Create { email, role, password_stdin: _ } => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).context("reading the password from stdin")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let hash = sync_server::identity::password::hash_password(password)?;
+            let store = sync_server::open_store(config).await?;
+            let user = store.create_user(&email, role, &hash).await?;
+            store
+                .append_audit(
+                    NewAuditEntry::new("cli", "user.created", "ok")
+                        .target(format!("user:{}", user.id))
+                        .details(serde_json::json!({ "email": user.email, "role": user.role.as_str() })),
+                )
+                .await?;
+            store.close().await?;
+            println!("{}", user.id);
         }
     }
     Ok(())

@@ -57,17 +57,52 @@ fn token_create_prints_one_token_line_and_stores_only_its_hash() {
 }
 
 #[test]
+fn user_create_reads_the_password_from_stdin_and_stores_only_a_hash() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let create = |email: &str, password: &str| {
+        let mut child = Command::new(workspace_binary("sync-server"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["user", "create", "--email", email, "--role", "admin", "--password-stdin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = create("Admin@Example.org", "a long enough passphrase");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let conn = rusqlite::Connection::open(dir.path().join("sync.sqlite3")).unwrap();
+    let (email, hash): (String, String) = conn
+        .query_row("SELECT email, password_hash FROM users", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(email, "admin@example.org");
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("passphrase"));
+    let dup = create("admin@example.org", "another long passphrase");
+    assert!(!dup.status.success() && text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
+    let short = create("b@example.org", "short");
+    assert!(!short.status.success() && text(&short.stderr).contains("at least"), "{}", text(&short.stderr));
+    let audited: i64 = conn
+        .query_row("SELECT count(*) FROM audit_log WHERE action = 'user.created'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(audited, 1);
+}
+
+#[test]
 fn migrate_status_down_up_verify() {
     let dir = tempfile::tempdir().unwrap();
     let up = server(dir.path(), &["migrate", "up"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.contains(" applied ")).count(), 3, "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains(" applied ")).count(), 4, "{status}");
 
     let down = server(dir.path(), &["migrate", "down", "--to", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.ends_with("pending")).count(), 3, "{status}");
+    assert_eq!(status.lines().filter(|l| l.ends_with("pending")).count(), 4, "{status}");
 
     assert!(server(dir.path(), &["migrate", "up", "--to", "1"]).status.success());
     assert!(server(dir.path(), &["migrate", "up"]).status.success());
@@ -103,7 +138,7 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(status, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["schema_version"], 3);
+    assert_eq!(ready["schema_version"], 4);
 
     // One refused upgrade shows up in the metrics.
     let (status, _) = http_get(&server.addr, "/sync").await;

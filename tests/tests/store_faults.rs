@@ -13,7 +13,7 @@ use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
 use sync_server::audit::{AuditEntry, NewAuditEntry};
 use sync_server::auth::Role;
-use sync_server::store::{ApiKey, ChunksAfter, Readiness, SqliteStore, Store, StoreError, StoredDocument};
+use sync_server::store::{ApiKey, ChunksAfter, Readiness, User, SqliteStore, Store, StoreError, StoredDocument};
 use sync_tests::{create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -67,6 +67,24 @@ impl Store for FlakyStore {
     }
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
         self.inner.audit_head().await
+    }
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError> {
+        self.inner.create_user(email, role, password_hash).await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        self.inner.user_by_email(email).await
+    }
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        self.inner.set_totp_secret(user_id, secret).await
+    }
+    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError> {
+        self.inner.accept_totp_step(user_id, step, confirm).await
+    }
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+        self.inner.replace_recovery_codes(user_id, hashes).await
+    }
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        self.inner.consume_recovery_code(user_id, hash).await
     }
 }
 

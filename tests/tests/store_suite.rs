@@ -79,6 +79,35 @@ async fn exercise(store: Arc<dyn Store>) {
     assert_eq!(page[0].entry.details, serde_json::json!({ "i": 2 }));
     assert_eq!(sync_server::audit::verify_store(store.as_ref()).await.unwrap(), 5);
 
+    // Users: case-insensitive unique emails, TOTP steps accepted once, recovery codes used once.
+    let user = store.create_user(" Ada@Example.org ", Role::Admin, "$argon2id$stub").await.unwrap();
+    assert_eq!(user.email, "ada@example.org");
+    assert!(matches!(
+        store.create_user("ADA@example.org", Role::Member, "x").await,
+        Err(sync_server::store::StoreError::Conflict(_))
+    ));
+    let found = store.user_by_email("ada@EXAMPLE.org").await.unwrap().unwrap();
+    assert_eq!((found.id.as_str(), found.role, found.totp_confirmed), (user.id.as_str(), Role::Admin, false));
+    assert!(store.user_by_email("nobody@example.org").await.unwrap().is_none());
+    store.set_totp_secret(&user.id, "JBSWY3DPEHPK3PXP").await.unwrap();
+    assert!(store.accept_totp_step(&user.id, 100, true).await.unwrap());
+    assert!(!store.accept_totp_step(&user.id, 100, false).await.unwrap(), "same step twice");
+    assert!(!store.accept_totp_step(&user.id, 99, false).await.unwrap(), "earlier step");
+    assert!(store.accept_totp_step(&user.id, 101, false).await.unwrap());
+    let found = store.user_by_email("ada@example.org").await.unwrap().unwrap();
+    assert_eq!((found.totp_secret.as_deref(), found.totp_confirmed, found.totp_last_step), (Some("JBSWY3DPEHPK3PXP"), true, Some(101)));
+    // Re-enrolling resets confirmation and the replay window.
+    store.set_totp_secret(&user.id, "KRSXG5CTMVRXEZLU").await.unwrap();
+    let found = store.user_by_email("ada@example.org").await.unwrap().unwrap();
+    assert_eq!((found.totp_confirmed, found.totp_last_step), (false, None));
+    store.replace_recovery_codes(&user.id, &["h1".into(), "h2".into()]).await.unwrap();
+    assert!(store.consume_recovery_code(&user.id, "h1").await.unwrap());
+    assert!(!store.consume_recovery_code(&user.id, "h1").await.unwrap(), "used twice");
+    assert!(!store.consume_recovery_code(&user.id, "h9").await.unwrap(), "unknown");
+    store.replace_recovery_codes(&user.id, &["h3".into()]).await.unwrap();
+    assert!(!store.consume_recovery_code(&user.id, "h2").await.unwrap(), "replaced codes are gone");
+    assert!(store.consume_recovery_code(&user.id, "h3").await.unwrap());
+
     let ready = store.readiness().await.unwrap();
     assert_eq!(ready.schema_version, ready.expected_version);
     store.close().await.unwrap();

@@ -52,6 +52,19 @@ pub struct ApiKey {
     pub role: Role,
 }
 
+/// A person who signs in (the password hash and TOTP secret stay in the store layer's callers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+    pub totp_confirmed: bool,
+    pub totp_last_step: Option<u64>,
+    pub disabled: bool,
+}
+
 /// Outcome of a readiness check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
@@ -69,6 +82,8 @@ pub enum StoreError {
     Task(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("already exists: {0}")]
+    Conflict(String),
 }
 
 /// Everything the server persists.
@@ -105,4 +120,18 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// The chain's recorded head: last sequence number and hash.
     async fn audit_head(&self) -> Result<(u64, String), StoreError>;
+
+    /// Creates a user; `Conflict` if the (lower-cased) email is taken.
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    /// Starts (or restarts) TOTP enrollment with a new secret, unconfirmed.
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError>;
+    /// Records `step` as the newest accepted TOTP step, atomically: false if
+    /// it is not newer than the stored one (a replay, even across nodes).
+    /// `confirm` also marks the enrollment confirmed.
+    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError>;
+    /// Replaces the user's recovery codes with these hashes.
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError>;
+    /// Uses a recovery code once: false if unknown or already used.
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError>;
 }

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
+use super::{ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
 use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
 use crate::auth::Role;
 
@@ -391,6 +391,113 @@ impl Store for PostgresStore {
         let client = self.pool.get().await?;
         let row = client.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[]).await?;
         Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+    }
+
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError> {
+        let email = email.trim().to_lowercase();
+        let client = self.pool.get().await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let inserted = client
+            .execute(
+                "INSERT INTO users (id, email, role, password_hash) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (email) DO NOTHING",
+                &[&id, &email, &role.as_str(), &password_hash],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("user {email}")));
+        }
+        Ok(User {
+            id,
+            email,
+            role,
+            password_hash: password_hash.to_owned(),
+            totp_secret: None,
+            totp_confirmed: false,
+            totp_last_step: None,
+            disabled: false,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = email.trim().to_lowercase();
+        let client = self.pool.get().await?;
+        let Some(r) = client
+            .query_opt(
+                "SELECT id, email, role, password_hash, totp_secret, totp_confirmed_at IS NOT NULL,
+                        totp_last_step, disabled_at IS NOT NULL
+                 FROM users WHERE email = $1",
+                &[&email],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: String = r.get(0);
+        let role: String = r.get(2);
+        Ok(Some(User {
+            role: role
+                .parse()
+                .map_err(|_| StoreError::Database(format!("user {id} has unknown role {role}")))?,
+            id,
+            email: r.get(1),
+            password_hash: r.get(3),
+            totp_secret: r.get(4),
+            totp_confirmed: r.get(5),
+            totp_last_step: r.get::<_, Option<i64>>(6).map(|s| s as u64),
+            disabled: r.get(7),
+        }))
+    }
+
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE users SET totp_secret = $2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = $1",
+                &[&user_id, &secret],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        // One statement, so two nodes checking the same code cannot both accept it.
+        let changed = client
+            .execute(
+                "UPDATE users SET totp_last_step = $2,
+                    totp_confirmed_at = CASE WHEN $3 THEN coalesce(totp_confirmed_at, now()) ELSE totp_confirmed_at END
+                 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                &[&user_id, &(step as i64), &confirm],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id]).await?;
+        for hash in hashes {
+            tx.execute(
+                "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
+                &[&user_id, hash],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let used = client
+            .execute(
+                "UPDATE recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                &[&user_id, &hash],
+            )
+            .await?;
+        Ok(used == 1)
     }
 }
 

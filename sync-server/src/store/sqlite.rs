@@ -9,7 +9,7 @@ use migrations::{Migrator, SqliteBackend, SERVER_SQLITE};
 use rusqlite::{params, Connection, OptionalExtension};
 use sync_protocol::DocumentId;
 
-use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument};
+use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
 use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
 use crate::auth::Role;
 
@@ -392,6 +392,137 @@ impl Store for SqliteStore {
             Ok(conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
             })?)
+        })
+        .await
+    }
+
+    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError> {
+        let email = email.trim().to_lowercase();
+        let password_hash = password_hash.to_owned();
+        self.with_conn("create_user", move |conn| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let inserted = conn.execute(
+                &format!(
+                    "INSERT INTO users (id, email, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})
+                     ON CONFLICT (email) DO NOTHING"
+                ),
+                params![id, email, role.as_str(), password_hash],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("user {email}")));
+            }
+            Ok(User {
+                id,
+                email,
+                role,
+                password_hash,
+                totp_secret: None,
+                totp_confirmed: false,
+                totp_last_step: None,
+                disabled: false,
+            })
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = email.trim().to_lowercase();
+        self.with_conn("user_by_email", move |conn| {
+            let row = conn
+                .query_row(
+                    "SELECT id, email, role, password_hash, totp_secret, totp_confirmed_at IS NOT NULL,
+                            totp_last_step, disabled_at IS NOT NULL
+                     FROM users WHERE email = ?1",
+                    params![email],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, bool>(5)?,
+                            r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, bool>(7)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(id, email, role, password_hash, totp_secret, totp_confirmed, last_step, disabled)| {
+                Ok(User {
+                    role: role
+                        .parse()
+                        .map_err(|_| StoreError::Database(format!("user {id} has unknown role {role}")))?,
+                    id,
+                    email,
+                    password_hash,
+                    totp_secret,
+                    totp_confirmed,
+                    totp_last_step: last_step.map(|s| s as u64),
+                    disabled,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        let (user_id, secret) = (user_id.to_owned(), secret.to_owned());
+        self.with_conn("set_totp_secret", move |conn| {
+            conn.execute(
+                "UPDATE users SET totp_secret = ?2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = ?1",
+                params![user_id, secret],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_conn("accept_totp_step", move |conn| {
+            let changed = conn.execute(
+                &format!(
+                    "UPDATE users SET totp_last_step = ?2,
+                        totp_confirmed_at = CASE WHEN ?3 THEN coalesce(totp_confirmed_at, {NOW}) ELSE totp_confirmed_at END
+                     WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)"
+                ),
+                params![user_id, step as i64, confirm],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+        let (user_id, hashes) = (user_id.to_owned(), hashes.to_vec());
+        self.with_conn("replace_recovery_codes", move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", params![user_id])?;
+            for hash in &hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
+                    params![user_id, hash],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
+        self.with_conn("consume_recovery_code", move |conn| {
+            let used = conn.execute(
+                &format!(
+                    "UPDATE recovery_codes SET used_at = {NOW}
+                     WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL"
+                ),
+                params![user_id, hash],
+            )?;
+            Ok(used == 1)
         })
         .await
     }
