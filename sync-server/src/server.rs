@@ -205,7 +205,7 @@ pub async fn start_with_store(
         connections_per_principal: Arc::default(),
         max_connections_per_principal: config.max_connections_per_principal,
     };
-    let app = router(state, config);
+    let app = router(state, config, shutdown_rx.clone());
     tracing::info!(%addr, "sync server listening");
 
     let mut stop = shutdown_rx.clone();
@@ -231,7 +231,7 @@ pub async fn start_with_store(
     })
 }
 
-fn router(state: AppState, config: &Config) -> Router {
+fn router(state: AppState, config: &Config, shutdown: watch::Receiver<bool>) -> Router {
     let router = Router::new()
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(|| async { "ok" }))
@@ -248,7 +248,7 @@ fn router(state: AppState, config: &Config) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    match per_ip_limit(config) {
+    match per_ip_limit(config, shutdown) {
         Some(limit) => router.layer(limit),
         None => router,
     }
@@ -258,6 +258,7 @@ fn router(state: AppState, config: &Config) -> Router {
 /// client could forge). `None` when disabled (rate 0).
 fn per_ip_limit(
     config: &Config,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Option<tower_governor::GovernorLayer<tower_governor::key_extractor::PeerIpKeyExtractor, governor::middleware::StateInformationMiddleware, axum::body::Body>> {
     if config.http_requests_per_second_per_ip == 0 {
         return None;
@@ -273,8 +274,10 @@ fn per_ip_limit(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
-            limiter.retain_recent();
+            tokio::select! {
+                _ = tick.tick() => limiter.retain_recent(),
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
         }
     });
     Some(tower_governor::GovernorLayer::new(governor).error_handler(|error| {
