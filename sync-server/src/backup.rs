@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use migrations::{check_applied, AppliedMigration, SERVER_SQLITE};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::audit::{AuditEntry, ChainVerifier, NewAuditEntry};
 use crate::store::sqlite_database_path;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,7 @@ fn summarize(conn: &Connection, path: &Path) -> Result<StoreSummary, BackupError
         .collect::<Result<_, _>>()?;
     check_applied(&SERVER_SQLITE, &applied).map_err(|e| invalid(e.to_string()))?;
     let schema_version = applied.iter().map(|a| a.version).max().unwrap_or(0);
+    verify_audit_chain(conn).map_err(|e| invalid(format!("audit chain broken: {e}")))?;
     let documents: i64 = conn
         .query_row("SELECT count(*) FROM documents", [], |r| r.get(0))
         .map_err(|e| invalid(e.to_string()))?;
@@ -106,6 +108,44 @@ fn summarize(conn: &Connection, path: &Path) -> Result<StoreSummary, BackupError
         documents: documents as u64,
         last_write,
     })
+}
+
+/// Walks the audit chain of a SQLite store file (see `audit::ChainVerifier`).
+fn verify_audit_chain(conn: &Connection) -> Result<u64, String> {
+    let head: (i64, String) = conn
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
+             FROM audit_log ORDER BY seq",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |r| {
+            let details: String = r.get(8)?;
+            Ok(AuditEntry {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: r.get(1)?,
+                entry: NewAuditEntry {
+                    actor: r.get(2)?,
+                    device: r.get(3)?,
+                    address: r.get(4)?,
+                    action: r.get(5)?,
+                    target: r.get(6)?,
+                    result: r.get(7)?,
+                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                },
+                prev_hash: r.get(9)?,
+                hash: r.get(10)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    let mut verifier = ChainVerifier::default();
+    for row in rows {
+        verifier.check(&row.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    verifier.finish(Some((head.0 as u64, head.1))).map_err(|e| e.to_string())
 }
 
 /// Copies the store in `data_dir` to `target` (consistent while serving);

@@ -107,6 +107,20 @@ async fn backup_while_serving_then_wipe_and_restore_gives_the_same_documents() {
     std::fs::write(&damaged, bytes).unwrap();
     let (ok, out) = cli(&data, &["restore", "--from", damaged.to_str().unwrap(), "--force"]);
     assert!(!ok && out.contains("not a valid backup"), "{out}");
+    // So is a backup whose audit log was edited.
+    let edited = dir.path().join("edited.sqlite3");
+    std::fs::copy(&backup_file, &edited).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&edited).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET result = 'denied' WHERE seq = 1;",
+        )
+        .unwrap();
+    }
+    let (ok, out) = cli(&data, &["restore", "--from", edited.to_str().unwrap(), "--force"]);
+    assert!(!ok && out.contains("audit chain broken"), "{out}");
     let (ok, out) = cli(&data, &["migrate", "verify"]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&data, &["audit", "verify"]);
     assert!(ok, "{out}");
 }
