@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use migrations::{check_applied, AppliedMigration, SERVER_SQLITE};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::audit::{AuditEntry, ChainVerifier, NewAuditEntry};
+use crate::audit::ChainVerifier;
+use crate::store::sqlite::audit_entry_from_row;
 use crate::store::sqlite_database_path;
 
 #[derive(Debug, thiserror::Error)]
@@ -121,26 +122,7 @@ fn verify_audit_chain(conn: &Connection) -> Result<u64, String> {
              FROM audit_log ORDER BY seq",
         )
         .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([], |r| {
-            let details: String = r.get(8)?;
-            Ok(AuditEntry {
-                seq: r.get::<_, i64>(0)? as u64,
-                at: r.get(1)?,
-                entry: NewAuditEntry {
-                    actor: r.get(2)?,
-                    device: r.get(3)?,
-                    address: r.get(4)?,
-                    action: r.get(5)?,
-                    target: r.get(6)?,
-                    result: r.get(7)?,
-                    details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-                },
-                prev_hash: r.get(9)?,
-                hash: r.get(10)?,
-            })
-        })
-        .map_err(|e| e.to_string())?;
+    let rows = stmt.query_map([], audit_entry_from_row).map_err(|e| e.to_string())?;
     let mut verifier = ChainVerifier::default();
     for row in rows {
         verifier.check(&row.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;

@@ -14,6 +14,14 @@ use sync_tests::{wait_until, workspace_binary, PgCluster, ServerProcess};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// An admin API token created directly in the PostgreSQL store.
+async fn admin_token(url: &str) -> String {
+    let store = PostgresStore::connect(url).await.unwrap();
+    let (token, hash) = auth::new_token();
+    store.create_api_key("test", Role::Admin, &hash).await.unwrap();
+    token
+}
+
 fn value(core: &ClientCore, id: client_core::DocumentId) -> Option<i64> {
     core.read(id, |d| d.get(ROOT, "n").ok().flatten().and_then(|(v, _)| v.as_i64())).ok().flatten()
 }
@@ -22,12 +30,7 @@ fn value(core: &ClientCore, id: client_core::DocumentId) -> Option<i64> {
 async fn clients_sync_through_a_postgres_backed_server_and_its_restart() {
     let (_cluster, url) = PgCluster::start_with_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let token = {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        let (token, hash) = auth::new_token();
-        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
-        token
-    };
+    let token = admin_token(&url).await;
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("server"),
@@ -125,12 +128,7 @@ fn postgres_migrations_go_down_and_up_to_the_same_schema_and_refuse_edits() {
 async fn two_nodes_on_one_database_push_each_others_changes() {
     let (_cluster, url) = PgCluster::start_with_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let token = {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        let (token, hash) = auth::new_token();
-        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
-        token
-    };
+    let token = admin_token(&url).await;
     let node = |name: &str| Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join(name),
@@ -181,12 +179,7 @@ async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
     const N: usize = 300;
     let (_cluster, url) = PgCluster::start_with_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let token = {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        let (token, hash) = auth::new_token();
-        store.create_api_key("test", Role::Admin, &hash).await.unwrap();
-        token
-    };
+    let token = admin_token(&url).await;
     let options = ["--database-url", url.as_str()];
     let node1 = ServerProcess::start_with(&dir.path().join("n1"), "127.0.0.1:0", &options);
     let node2 = ServerProcess::start_with(&dir.path().join("n2"), "127.0.0.1:0", &options);

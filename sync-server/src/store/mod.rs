@@ -3,7 +3,7 @@
 //! implementation plugs in beside it.
 
 mod postgres;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use async_trait::async_trait;
 use sync_protocol::DocumentId;

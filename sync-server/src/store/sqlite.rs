@@ -119,6 +119,28 @@ fn backup_before_migration(conn: &Connection, data_dir: &Path, version: u32) -> 
     Ok(())
 }
 
+/// An `audit_log` row selected as `seq, at, actor, device, address, action,
+/// target, result, details, prev_hash, hash`.
+pub(crate) fn audit_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let details: String = r.get(8)?;
+    Ok(AuditEntry {
+        seq: r.get::<_, i64>(0)? as u64,
+        at: r.get(1)?,
+        entry: NewAuditEntry {
+            actor: r.get(2)?,
+            device: r.get(3)?,
+            address: r.get(4)?,
+            action: r.get(5)?,
+            target: r.get(6)?,
+            result: r.get(7)?,
+            // Unparseable details keep their text, so verification reports the edit.
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        },
+        prev_hash: r.get(9)?,
+        hash: r.get(10)?,
+    })
+}
+
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 #[async_trait]
@@ -363,25 +385,7 @@ impl Store for SqliteStore {
                 "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
                  FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after_seq as i64, limit], |r| {
-                let details: String = r.get(8)?;
-                Ok(AuditEntry {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    at: r.get(1)?,
-                    entry: NewAuditEntry {
-                        actor: r.get(2)?,
-                        device: r.get(3)?,
-                        address: r.get(4)?,
-                        action: r.get(5)?,
-                        target: r.get(6)?,
-                        result: r.get(7)?,
-                        // Unparseable details keep their text, so verification reports the edit.
-                        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
-                    },
-                    prev_hash: r.get(9)?,
-                    hash: r.get(10)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![after_seq as i64, limit], audit_entry_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
