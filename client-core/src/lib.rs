@@ -125,7 +125,9 @@ pub struct ClientCore {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl ClientCore {
@@ -166,7 +168,11 @@ impl ClientCore {
         };
         let (events, _) = broadcast::channel(1024);
         Ok(Self {
-            inner: Arc::new(Mutex::new(Inner { store, docs, pending })),
+            inner: Arc::new(Mutex::new(Inner {
+                store,
+                docs,
+                pending,
+            })),
             events,
             status: Arc::new(watch::channel(status).0),
             path,
@@ -180,7 +186,9 @@ impl ClientCore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave SQLite half-written
         // (transactions roll back), so the data is safe to keep using.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A new, empty document, recorded in the store (it syncs once it has content).
@@ -194,14 +202,21 @@ impl ClientCore {
 
     /// Whether the store holds this document with any content.
     pub fn has_document(&self, id: DocumentId) -> bool {
-        self.lock().docs.get(&id).is_some_and(|d| !d.doc.get_heads().is_empty())
+        self.lock()
+            .docs
+            .get(&id)
+            .is_some_and(|d| !d.doc.get_heads().is_empty())
     }
 
     /// Returns true if the document is here; otherwise records that we want it,
     /// so the sync client asks the server for it, and returns false.
     pub fn find(&self, id: DocumentId) -> Result<bool, ClientError> {
         let mut inner = self.lock();
-        if inner.docs.get(&id).is_some_and(|d| !d.doc.get_heads().is_empty()) {
+        if inner
+            .docs
+            .get(&id)
+            .is_some_and(|d| !d.doc.get_heads().is_empty())
+        {
             return Ok(true);
         }
         if !inner.docs.contains_key(&id) {
@@ -221,7 +236,11 @@ impl ClientCore {
     }
 
     /// Reads a document.
-    pub fn read<T>(&self, id: DocumentId, f: impl FnOnce(&Automerge) -> T) -> Result<T, ClientError> {
+    pub fn read<T>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&Automerge) -> T,
+    ) -> Result<T, ClientError> {
         let inner = self.lock();
         let local = inner.docs.get(&id).ok_or(ClientError::NotFound(id))?;
         Ok(f(&local.doc))
@@ -309,7 +328,11 @@ impl ClientCore {
             .collect()
     }
 
-    fn generate_sync_message(&self, id: DocumentId, state: &mut automerge::sync::State) -> Option<Vec<u8>> {
+    fn generate_sync_message(
+        &self,
+        id: DocumentId,
+        state: &mut automerge::sync::State,
+    ) -> Option<Vec<u8>> {
         let inner = self.lock();
         let local = inner.docs.get(&id)?;
         local.doc.generate_sync_message(state).map(|m| m.encode())
@@ -359,7 +382,9 @@ impl ClientCore {
         let all_confirmed = total == 0;
         if all_confirmed {
             let now = SystemTime::now();
-            inner.store.set_meta("last_sync_at_ms", &unix_ms(now).to_string())?;
+            inner
+                .store
+                .set_meta("last_sync_at_ms", &unix_ms(now).to_string())?;
         }
         drop(guard);
         self.set_status(|s| {
@@ -384,7 +409,12 @@ impl ClientCore {
 }
 
 /// Appends a chunk and compacts when enough have piled up.
-fn persist_chunk(store: &mut LocalStore, id: DocumentId, local: &mut LocalDoc, chunk: &[u8]) -> Result<(), ClientError> {
+fn persist_chunk(
+    store: &mut LocalStore,
+    id: DocumentId,
+    local: &mut LocalDoc,
+    chunk: &[u8],
+) -> Result<(), ClientError> {
     local.last_seq = store.append_chunk(id, chunk)?;
     local.chunks_since_snapshot += 1;
     if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS {

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use automerge::ChangeHash;
-use migrations::{Migrator, SqliteBackend, CLIENT_SQLITE};
-use rusqlite::{params, Connection, OptionalExtension};
+use migrations::{CLIENT_SQLITE, Migrator, SqliteBackend};
+use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use crate::ClientError;
@@ -53,7 +53,9 @@ impl LocalStore {
     }
 
     pub fn document_ids(&self) -> Result<Vec<DocumentId>, ClientError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM documents ORDER BY created_at, id")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM documents ORDER BY created_at, id")?;
         let ids = stmt
             .query_map([], |r| r.get::<_, String>(0))?
             .collect::<Result<Vec<_>, _>>()?;
@@ -92,7 +94,10 @@ impl LocalStore {
             snapshot,
             chunks,
             last_seq,
-            server_heads: server_heads.as_deref().map(decode_heads).unwrap_or_default(),
+            server_heads: server_heads
+                .as_deref()
+                .map(decode_heads)
+                .unwrap_or_default(),
             wanted,
         }))
     }
@@ -134,7 +139,12 @@ impl LocalStore {
         Ok(seq as u64)
     }
 
-    pub fn compact(&mut self, id: DocumentId, snapshot: &[u8], through_seq: u64) -> Result<(), ClientError> {
+    pub fn compact(
+        &mut self,
+        id: DocumentId,
+        snapshot: &[u8],
+        through_seq: u64,
+    ) -> Result<(), ClientError> {
         let key = id.to_string();
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -149,7 +159,11 @@ impl LocalStore {
         Ok(())
     }
 
-    pub fn set_server_heads(&self, id: DocumentId, heads: &[ChangeHash]) -> Result<(), ClientError> {
+    pub fn set_server_heads(
+        &self,
+        id: DocumentId,
+        heads: &[ChangeHash],
+    ) -> Result<(), ClientError> {
         self.conn.execute(
             "UPDATE documents SET server_heads = ?2 WHERE id = ?1",
             params![id.to_string(), encode_heads(heads)],
@@ -160,7 +174,11 @@ impl LocalStore {
     pub fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM sync_meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM sync_meta WHERE key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 

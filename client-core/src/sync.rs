@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 use automerge::sync::State;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng;
-use sync_protocol::{DocumentId, Message, PeerMetadata, PROTOCOL_VERSION};
+use sync_protocol::{DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::{broadcast, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::{ClientCore, DocEvent};
 
@@ -147,7 +147,9 @@ async fn session(
     let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
         .await
         .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => SessionError::Unauthorized,
+            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
+                SessionError::Unauthorized
+            }
             other => SessionError::Connect(other.to_string()),
         })?;
     let (mut sink, mut stream) = socket.split();
@@ -170,7 +172,12 @@ async fn session(
         Ok(Some(Ok(WsMessage::Binary(bytes)))) => match Message::decode(&bytes) {
             Ok(Message::Peer { sender_id, .. }) => sender_id,
             Ok(Message::Error { message }) => return Err(SessionError::Server(message)),
-            Ok(other) => return Err(SessionError::Protocol(format!("expected `peer`, got `{}`", other.type_name()))),
+            Ok(other) => {
+                return Err(SessionError::Protocol(format!(
+                    "expected `peer`, got `{}`",
+                    other.type_name()
+                )));
+            }
             Err(e) => return Err(SessionError::Protocol(e.to_string())),
         },
         Ok(_) => return Err(SessionError::Closed),
@@ -275,7 +282,12 @@ impl Peer<'_> {
 
     fn handle(&mut self, message: Message) -> Result<(), SessionError> {
         match message {
-            Message::Sync { document_id, data, .. } | Message::Request { document_id, data, .. } => {
+            Message::Sync {
+                document_id, data, ..
+            }
+            | Message::Request {
+                document_id, data, ..
+            } => {
                 if !self.core.lock().docs.contains_key(&document_id) {
                     // We never asked for it; the server should not push it.
                     return Ok(());

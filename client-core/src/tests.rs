@@ -1,11 +1,13 @@
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 
 use super::*;
 
 fn get_i64(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
-    core.read(id, |d| d.get(ROOT, key).unwrap().and_then(|(v, _)| v.as_i64()))
-        .unwrap()
+    core.read(id, |d| {
+        d.get(ROOT, key).unwrap().and_then(|(v, _)| v.as_i64())
+    })
+    .unwrap()
 }
 
 #[test]
@@ -22,10 +24,16 @@ fn changes_survive_reopening_and_compaction() {
         }
     }
     let core = ClientCore::open(&path).unwrap();
-    assert_eq!(get_i64(&core, id, "n"), Some((COMPACT_AFTER_CHUNKS * 2 + 4) as i64));
+    assert_eq!(
+        get_i64(&core, id, "n"),
+        Some((COMPACT_AFTER_CHUNKS * 2 + 4) as i64)
+    );
     assert_eq!(core.document_ids(), vec![id]);
     // Never confirmed by a server: every change is pending.
-    assert_eq!(core.sync_status().pending_changes, COMPACT_AFTER_CHUNKS * 2 + 5);
+    assert_eq!(
+        core.sync_status().pending_changes,
+        COMPACT_AFTER_CHUNKS * 2 + 5
+    );
 }
 
 #[test]
@@ -57,7 +65,11 @@ fn local_changes_are_announced_to_subscribers() {
     let id = core.create_document().unwrap();
     core.change(id, |tx| tx.put(ROOT, "a", 1)).unwrap();
     match events.try_recv().unwrap() {
-        DocEvent::Changed { document, origin, heads } => {
+        DocEvent::Changed {
+            document,
+            origin,
+            heads,
+        } => {
             assert_eq!(document, id);
             assert_eq!(origin, ChangeOrigin::Local);
             assert_eq!(heads, core.heads(id).unwrap());

@@ -61,10 +61,22 @@ macro_rules! migration {
             version: $version,
             name: $name,
             up: include_str!(concat!(
-                "../sql/", $set, "/", stringify!($version), "_", $name, ".up.sql"
+                "../sql/",
+                $set,
+                "/",
+                stringify!($version),
+                "_",
+                $name,
+                ".up.sql"
             )),
             down: include_str!(concat!(
-                "../sql/", $set, "/", stringify!($version), "_", $name, ".down.sql"
+                "../sql/",
+                $set,
+                "/",
+                stringify!($version),
+                "_",
+                $name,
+                ".down.sql"
             )),
         }
     };
@@ -115,7 +127,10 @@ pub struct AppliedMigration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MigrationState {
     Pending,
-    Applied { applied_at: String, checksum_matches: bool },
+    Applied {
+        applied_at: String,
+        checksum_matches: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +171,10 @@ pub enum MigrationError {
 /// Checks migrations as recorded in a database against `set`: every applied
 /// one must be known and unchanged. Pure, so async stores can use it on rows
 /// they fetched themselves.
-pub fn check_applied(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<(), MigrationError> {
+pub fn check_applied(
+    set: &MigrationSet,
+    applied: &[AppliedMigration],
+) -> Result<(), MigrationError> {
     for applied in applied {
         let Some(known) = set.get(applied.version) else {
             return Err(MigrationError::UnknownApplied {
@@ -260,7 +278,12 @@ impl<'a, B: MigrationBackend> Migrator<'a, B> {
             if migration.version > target || applied.contains(&migration.version) {
                 continue;
             }
-            tracing::info!(set = self.set.name, version = migration.version, name = migration.name, "applying migration");
+            tracing::info!(
+                set = self.set.name,
+                version = migration.version,
+                name = migration.name,
+                "applying migration"
+            );
             self.backend.apply_up(migration)?;
             done.push(migration.version);
         }
@@ -286,7 +309,12 @@ impl<'a, B: MigrationBackend> Migrator<'a, B> {
                 .set
                 .get(version)
                 .ok_or(MigrationError::NoSuchVersion(version, self.set.name))?;
-            tracing::info!(set = self.set.name, version, name = migration.name, "reverting migration");
+            tracing::info!(
+                set = self.set.name,
+                version,
+                name = migration.name,
+                "reverting migration"
+            );
             self.backend.apply_down(migration)?;
             done.push(version);
         }

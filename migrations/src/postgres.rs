@@ -60,13 +60,18 @@ impl MigrationBackend for PostgresBackend<'_> {
     fn apply_up(&mut self, migration: &Migration) -> Result<(), MigrationError> {
         let mut tx = self.client.transaction().map_err(db)?;
         // Two writers migrating at once (two nodes starting together) queue here.
-        tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE").map_err(db)?;
+        tx.batch_execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
+            .map_err(db)?;
         let already: i64 = tx
-            .query_one("SELECT count(*) FROM schema_migrations WHERE version = $1", &[&(migration.version as i32)])
+            .query_one(
+                "SELECT count(*) FROM schema_migrations WHERE version = $1",
+                &[&(migration.version as i32)],
+            )
             .map_err(db)?
             .get(0);
         if already == 0 {
-            tx.batch_execute(migration.up).map_err(|e| failed(migration, e))?;
+            tx.batch_execute(migration.up)
+                .map_err(|e| failed(migration, e))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at)
                  VALUES ($1, $2, $3, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'))",
@@ -79,9 +84,13 @@ impl MigrationBackend for PostgresBackend<'_> {
 
     fn apply_down(&mut self, migration: &Migration) -> Result<(), MigrationError> {
         let mut tx = self.client.transaction().map_err(db)?;
-        tx.batch_execute(migration.down).map_err(|e| failed(migration, e))?;
-        tx.execute("DELETE FROM schema_migrations WHERE version = $1", &[&(migration.version as i32)])
-            .map_err(db)?;
+        tx.batch_execute(migration.down)
+            .map_err(|e| failed(migration, e))?;
+        tx.execute(
+            "DELETE FROM schema_migrations WHERE version = $1",
+            &[&(migration.version as i32)],
+        )
+        .map_err(db)?;
         tx.commit().map_err(db)
     }
 }

@@ -59,7 +59,8 @@ impl MigrationBackend for SqliteBackend<'_> {
 
     fn apply_up(&mut self, migration: &Migration) -> Result<(), MigrationError> {
         let tx = self.conn.transaction().map_err(db)?;
-        tx.execute_batch(migration.up).map_err(|e| failed(migration, e))?;
+        tx.execute_batch(migration.up)
+            .map_err(|e| failed(migration, e))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at)
              VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
@@ -71,7 +72,8 @@ impl MigrationBackend for SqliteBackend<'_> {
 
     fn apply_down(&mut self, migration: &Migration) -> Result<(), MigrationError> {
         let tx = self.conn.transaction().map_err(db)?;
-        tx.execute_batch(migration.down).map_err(|e| failed(migration, e))?;
+        tx.execute_batch(migration.down)
+            .map_err(|e| failed(migration, e))?;
         tx.execute(
             "DELETE FROM schema_migrations WHERE version = ?1",
             params![migration.version],

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{Automerge, ROOT};
@@ -18,8 +18,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use sync_protocol::{DocumentId, Message, PROTOCOL_VERSION};
 use tokio::sync::Barrier;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[derive(Clone, Copy, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -87,7 +87,8 @@ struct Report {
     server_rss_mib: Option<f64>,
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects and completes the join/peer handshake; returns the socket and the server's peer id.
 async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Socket, String)> {
@@ -103,7 +104,9 @@ async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Sock
             .headers_mut()
             .insert("authorization", format!("Bearer {}", args.token).parse()?);
     }
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.context("connecting")?;
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("connecting")?;
     let join = Message::Join {
         sender_id: peer_id.to_owned(),
         supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
@@ -125,7 +128,10 @@ async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Sock
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// One simulated client on one document.
@@ -140,7 +146,13 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(args: &Args, url: &str, label: &str, doc_id: DocumentId, doc: Automerge) -> anyhow::Result<Self> {
+    async fn connect(
+        args: &Args,
+        url: &str,
+        label: &str,
+        doc_id: DocumentId,
+        doc: Automerge,
+    ) -> anyhow::Result<Self> {
         let peer_id = format!("bench-{label}-{}", uuid::Uuid::new_v4());
         let (socket, server_id) = connect(args, url, &peer_id).await?;
         Ok(Self {
@@ -172,22 +184,32 @@ impl Client {
                     data,
                 }
             };
-            self.socket.send(WsMessage::Binary(message.encode().into())).await?;
+            self.socket
+                .send(WsMessage::Binary(message.encode().into()))
+                .await?;
         }
         Ok(())
     }
 
     /// Applies one incoming frame; records propagation latency of other peers' changes.
     async fn on_frame(&mut self, frame: WsMessage) -> anyhow::Result<()> {
-        let WsMessage::Binary(bytes) = frame else { return Ok(()) };
+        let WsMessage::Binary(bytes) = frame else {
+            return Ok(());
+        };
         match Message::decode(&bytes)? {
             Message::Sync { data, .. } | Message::Request { data, .. } => {
                 let before = self.doc.get_heads();
-                self.doc.receive_sync_message(&mut self.state, sync::Message::decode(&data)?)?;
+                self.doc
+                    .receive_sync_message(&mut self.state, sync::Message::decode(&data)?)?;
                 let received = now_us();
                 for change in self.doc.get_changes(&before) {
-                    if let Some(sent) = change.message().and_then(|m| m.strip_prefix("t=")).and_then(|t| t.parse::<u64>().ok()) {
-                        self.latencies_ms.push(received.saturating_sub(sent) as f64 / 1000.0);
+                    if let Some(sent) = change
+                        .message()
+                        .and_then(|m| m.strip_prefix("t="))
+                        .and_then(|t| t.parse::<u64>().ok())
+                    {
+                        self.latencies_ms
+                            .push(received.saturating_sub(sent) as f64 / 1000.0);
                     }
                 }
                 self.send_sync(false).await
@@ -205,11 +227,16 @@ impl Client {
 
 /// Puts one document on the server and waits until the server confirms it.
 async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut client = Client::connect(args, &args.urls[0], "seed", doc_id, Automerge::load(bytes)?).await?;
+    let mut client =
+        Client::connect(args, &args.urls[0], "seed", doc_id, Automerge::load(bytes)?).await?;
     client.send_sync(false).await?;
     let heads = client.doc.get_heads();
     while client.state.their_heads.as_ref() != Some(&heads) {
-        let frame = client.socket.next().await.context("closed while seeding")??;
+        let frame = client
+            .socket
+            .next()
+            .await
+            .context("closed while seeding")??;
         client.on_frame(frame).await?;
     }
     let _ = client.socket.close(None).await;
@@ -221,16 +248,27 @@ async fn join_document(args: &Args, index: usize, doc_id: DocumentId) -> anyhow:
     // Clients of one document alternate between nodes, so with several URLs
     // most propagations cross nodes.
     let url = &args.urls[(index / args.docs.max(1)) % args.urls.len()];
-    let mut client = Client::connect(args, url, &index.to_string(), doc_id, Automerge::new()).await?;
+    let mut client =
+        Client::connect(args, url, &index.to_string(), doc_id, Automerge::new()).await?;
     client.send_sync(true).await?;
     while client.doc.get_heads().is_empty() {
-        let frame = client.socket.next().await.context("closed while loading")??;
+        let frame = client
+            .socket
+            .next()
+            .await
+            .context("closed while loading")??;
         client.on_frame(frame).await?;
     }
     Ok(client)
 }
 
-async fn load_client(args: &Args, index: usize, doc_id: DocumentId, start: &Barrier, expected: usize) -> anyhow::Result<Vec<f64>> {
+async fn load_client(
+    args: &Args,
+    index: usize,
+    doc_id: DocumentId,
+    start: &Barrier,
+    expected: usize,
+) -> anyhow::Result<Vec<f64>> {
     let joined = join_document(args, index, doc_id).await;
     // Every task reaches the barrier exactly once, even after an error,
     // so one failed client cannot hang the others.
@@ -268,7 +306,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn server_rss_mib(pid: Option<u32>) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -285,11 +329,17 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         seeds.push((id, doc.save()));
     }
     for (id, bytes) in &seeds {
-        seed_document(args, *id, bytes).await.context("seeding documents")?;
+        seed_document(args, *id, bytes)
+            .await
+            .context("seeding documents")?;
     }
-    let clients_per_doc: Vec<usize> = (0..docs).map(|d| (0..args.clients).filter(|i| i % docs == d).count()).collect();
+    let clients_per_doc: Vec<usize> = (0..docs)
+        .map(|d| (0..args.clients).filter(|i| i % docs == d).count())
+        .collect();
     let barrier = std::sync::Arc::new(Barrier::new(args.clients));
-    let args = std::sync::Arc::new(Args { ..args.clone_args() });
+    let args = std::sync::Arc::new(Args {
+        ..args.clone_args()
+    });
     let mut tasks = Vec::new();
     for i in 0..args.clients {
         let d = i % docs;
@@ -297,7 +347,9 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         let expected = 1 + clients_per_doc[d] * args.changes;
         let args = args.clone();
         let barrier = barrier.clone();
-        tasks.push(tokio::spawn(async move { load_client(&args, i, id, &barrier, expected).await }));
+        tasks.push(tokio::spawn(async move {
+            load_client(&args, i, id, &barrier, expected).await
+        }));
     }
     let started = Instant::now();
     let mut latencies = Vec::new();
@@ -402,14 +454,23 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for url in &args.urls {
-        if !(url.starts_with("ws://127.") || url.starts_with("ws://localhost") || url.starts_with("ws://[::1]")) {
-            bail!("sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1]), not {url}");
+        if !(url.starts_with("ws://127.")
+            || url.starts_with("ws://localhost")
+            || url.starts_with("ws://[::1]"))
+        {
+            bail!(
+                "sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1]), not {url}"
+            );
         }
     }
     let limit = Duration::from_secs(args.timeout_secs);
     let report = match args.mode {
-        Mode::Load => tokio::time::timeout(limit, run_load(&args)).await.context("timed out")??,
-        Mode::Idle => tokio::time::timeout(limit, run_idle(&args)).await.context("timed out")??,
+        Mode::Load => tokio::time::timeout(limit, run_load(&args))
+            .await
+            .context("timed out")??,
+        Mode::Idle => tokio::time::timeout(limit, run_idle(&args))
+            .await
+            .context("timed out")??,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

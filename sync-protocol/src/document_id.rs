@@ -93,6 +93,9 @@ mod tests {
         let zero = DocumentId::from_bytes([0; 16]);
         let text = zero.to_string();
         assert_eq!(DocumentId::parse(&text).unwrap(), zero);
-        assert!(text.starts_with('1'), "bs58 encodes leading zero bytes as '1': {text}");
+        assert!(
+            text.starts_with('1'),
+            "bs58 encodes leading zero bytes as '1': {text}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ROOT};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sync_protocol::DocumentId;
 use sync_server::store::{SqliteStore, Store};
 
@@ -49,7 +49,12 @@ fn store_benches(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(sample_chunks.len() as u64));
     group.bench_function("load_document_1000_chunks", |b| {
-        b.iter(|| runtime.block_on(store.load_document(loaded)).unwrap().unwrap())
+        b.iter(|| {
+            runtime
+                .block_on(store.load_document(loaded))
+                .unwrap()
+                .unwrap()
+        })
     });
 
     let snapshot = doc.save();
@@ -66,7 +71,11 @@ fn store_benches(c: &mut Criterion) {
                     (id, last)
                 })
             },
-            |(id, last)| runtime.block_on(store.compact(id, snapshot.clone(), last)).unwrap(),
+            |(id, last)| {
+                runtime
+                    .block_on(store.compact(id, snapshot.clone(), last))
+                    .unwrap()
+            },
             BatchSize::PerIteration,
         )
     });

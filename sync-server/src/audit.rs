@@ -29,7 +29,11 @@ pub struct NewAuditEntry {
 }
 
 impl NewAuditEntry {
-    pub fn new(actor: impl Into<String>, action: impl Into<String>, result: impl Into<String>) -> Self {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        result: impl Into<String>,
+    ) -> Self {
         Self {
             actor: actor.into(),
             action: action.into(),
@@ -106,11 +110,15 @@ pub fn next_entry(last_seq: u64, last_hash: &str, at: String, entry: NewAuditEnt
 pub enum ChainError {
     #[error("entry {found} follows entry {expected_after}: entries were removed or reordered")]
     Gap { expected_after: u64, found: u64 },
-    #[error("entry {seq} does not link to the entry before it: an entry was removed, reordered or edited")]
+    #[error(
+        "entry {seq} does not link to the entry before it: an entry was removed, reordered or edited"
+    )]
     BrokenLink { seq: u64 },
     #[error("entry {seq} was edited (its hash no longer matches its contents)")]
     Edited { seq: u64 },
-    #[error("the chain ends at entry {last} but its recorded head is entry {head}: entries were removed from the end")]
+    #[error(
+        "the chain ends at entry {last} but its recorded head is entry {head}: entries were removed from the end"
+    )]
     Truncated { last: u64, head: u64 },
     #[error("the chain's recorded head hash does not match entry {seq}")]
     HeadMismatch { seq: u64 },
@@ -214,7 +222,9 @@ mod tests {
     fn chain(n: u64) -> Vec<AuditEntry> {
         let mut out: Vec<AuditEntry> = Vec::new();
         for i in 0..n {
-            let (seq, hash) = out.last().map_or((0, GENESIS_HASH.to_owned()), |e| (e.seq, e.hash.clone()));
+            let (seq, hash) = out
+                .last()
+                .map_or((0, GENESIS_HASH.to_owned()), |e| (e.seq, e.hash.clone()));
             out.push(next_entry(
                 seq,
                 &hash,
@@ -243,11 +253,20 @@ mod tests {
 
         let mut edited = entries.clone();
         edited[2].entry.result = "denied".into();
-        assert_eq!(verify_chain(&edited, h.clone()), Err(ChainError::Edited { seq: 3 }));
+        assert_eq!(
+            verify_chain(&edited, h.clone()),
+            Err(ChainError::Edited { seq: 3 })
+        );
 
         let mut removed = entries.clone();
         removed.remove(2);
-        assert_eq!(verify_chain(&removed, h.clone()), Err(ChainError::Gap { expected_after: 2, found: 4 }));
+        assert_eq!(
+            verify_chain(&removed, h.clone()),
+            Err(ChainError::Gap {
+                expected_after: 2,
+                found: 4
+            })
+        );
 
         let mut reordered = entries.clone();
         reordered.swap(1, 2);
@@ -256,9 +275,15 @@ mod tests {
         let (a, b) = (reordered[1].seq, reordered[2].seq);
         reordered[1].seq = b;
         reordered[2].seq = a;
-        assert_eq!(verify_chain(&reordered, h.clone()), Err(ChainError::BrokenLink { seq: 2 }));
+        assert_eq!(
+            verify_chain(&reordered, h.clone()),
+            Err(ChainError::BrokenLink { seq: 2 })
+        );
 
         let truncated = &entries[..4];
-        assert_eq!(verify_chain(truncated, h), Err(ChainError::Truncated { last: 4, head: 5 }));
+        assert_eq!(
+            verify_chain(truncated, h),
+            Err(ChainError::Truncated { last: 4, head: 5 })
+        );
     }
 }

@@ -42,7 +42,9 @@ impl FromStr for Role {
             "admin" => Ok(Role::Admin),
             "staff" => Ok(Role::Staff),
             "member" => Ok(Role::Member),
-            other => Err(format!("unknown role `{other}` (expected admin, staff or member)")),
+            other => Err(format!(
+                "unknown role `{other}` (expected admin, staff or member)"
+            )),
         }
     }
 }
@@ -86,7 +88,10 @@ pub fn hash_token(token: &str) -> String {
 /// The token of a request: `Authorization: Bearer <token>` first, then the
 /// `token` query parameter (browsers cannot set headers on websockets).
 pub fn token_from_request(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let mut parts = value.splitn(2, ' ');
         if let (Some(scheme), Some(token)) = (parts.next(), parts.next())
             && scheme.eq_ignore_ascii_case("bearer")
@@ -150,7 +155,10 @@ mod tests {
             Some("sk_x-y".into())
         );
         headers.insert(header::AUTHORIZATION, "Bearer sk_h".parse().unwrap());
-        assert_eq!(token_from_request(&headers, Some("token=sk_q")), Some("sk_h".into()));
+        assert_eq!(
+            token_from_request(&headers, Some("token=sk_q")),
+            Some("sk_h".into())
+        );
         headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert_eq!(token_from_request(&headers, None), None);
     }

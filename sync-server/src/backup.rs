@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use migrations::{check_applied, AppliedMigration, SERVER_SQLITE};
+use migrations::{AppliedMigration, SERVER_SQLITE, check_applied};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::audit::ChainVerifier;
@@ -80,7 +80,9 @@ fn summarize(conn: &Connection, path: &Path) -> Result<StoreSummary, BackupError
         return Err(invalid(format!("integrity check: {check}")));
     }
     let mut stmt = conn
-        .prepare("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        .prepare(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version",
+        )
         .map_err(|e| invalid(format!("no migration history: {e}")))?;
     let applied: Vec<AppliedMigration> = stmt
         .query_map([], |r| {
@@ -114,7 +116,9 @@ fn summarize(conn: &Connection, path: &Path) -> Result<StoreSummary, BackupError
 /// Walks the audit chain of a SQLite store file (see `audit::ChainVerifier`).
 fn verify_audit_chain(conn: &Connection) -> Result<u64, String> {
     let head: (i64, String) = conn
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .map_err(|e| e.to_string())?;
     let mut stmt = conn
         .prepare(
@@ -122,12 +126,18 @@ fn verify_audit_chain(conn: &Connection) -> Result<u64, String> {
              FROM audit_log ORDER BY seq",
         )
         .map_err(|e| e.to_string())?;
-    let rows = stmt.query_map([], audit_entry_from_row).map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], audit_entry_from_row)
+        .map_err(|e| e.to_string())?;
     let mut verifier = ChainVerifier::default();
     for row in rows {
-        verifier.check(&row.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        verifier
+            .check(&row.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
-    verifier.finish(Some((head.0 as u64, head.1))).map_err(|e| e.to_string())
+    verifier
+        .finish(Some((head.0 as u64, head.1)))
+        .map_err(|e| e.to_string())
 }
 
 /// Copies the store in `data_dir` to `target` (consistent while serving);
@@ -156,7 +166,11 @@ pub fn backup(data_dir: &Path, target: &Path) -> Result<StoreSummary, BackupErro
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                _ => return Err(BackupError::Io(std::io::Error::other("the store stayed locked; backup abandoned"))),
+                _ => {
+                    return Err(BackupError::Io(std::io::Error::other(
+                        "the store stayed locked; backup abandoned",
+                    )));
+                }
             }
         }
     }

@@ -4,14 +4,14 @@
 //! other connections never notice.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use sync_protocol::{DocumentId, Message, PeerMetadata, PROTOCOL_VERSION};
-use tokio::sync::{mpsc, watch, Notify};
+use sync_protocol::{DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::audit::NewAuditEntry;
 use crate::auth::Principal;
@@ -43,7 +43,9 @@ type MessageLimiter = governor::DefaultDirectRateLimiter;
 fn message_limiter((per_second, burst): (u32, u32)) -> Option<MessageLimiter> {
     let rate = std::num::NonZeroU32::new(per_second)?;
     let burst = std::num::NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
-    Some(governor::RateLimiter::direct(governor::Quota::per_second(rate).allow_burst(burst)))
+    Some(governor::RateLimiter::direct(
+        governor::Quota::per_second(rate).allow_burst(burst),
+    ))
 }
 
 /// Why a connection ends.
@@ -55,7 +57,12 @@ enum End {
 }
 
 #[tracing::instrument(name = "connection", skip_all, fields(conn = tracing::field::Empty, principal = %principal.name, peer = tracing::field::Empty))]
-pub async fn serve(socket: WebSocket, ctx: ConnectionContext, principal: Principal, address: std::net::SocketAddr) {
+pub async fn serve(
+    socket: WebSocket,
+    ctx: ConnectionContext,
+    principal: Principal,
+    address: std::net::SocketAddr,
+) {
     let key = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     tracing::Span::current().record("conn", key);
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
@@ -132,7 +139,10 @@ enum Frame {
     Bad(String),
 }
 
-async fn next_frame(stream: &mut futures_util::stream::SplitStream<WebSocket>, handshaking: bool) -> Frame {
+async fn next_frame(
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+    handshaking: bool,
+) -> Frame {
     let next = if handshaking {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.next()).await {
             Ok(next) => next,
@@ -144,7 +154,9 @@ async fn next_frame(stream: &mut futures_util::stream::SplitStream<WebSocket>, h
     match next {
         None | Some(Ok(WsMessage::Close(_))) => Frame::Closed,
         Some(Ok(WsMessage::Binary(bytes))) => Frame::Binary(bytes.to_vec()),
-        Some(Ok(WsMessage::Text(_))) => Frame::Bad("text frames are not part of the protocol; send CBOR in binary frames".into()),
+        Some(Ok(WsMessage::Text(_))) => Frame::Bad(
+            "text frames are not part of the protocol; send CBOR in binary frames".into(),
+        ),
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Frame::Ignored,
         Some(Err(error)) => Frame::Bad(frame_error(&error.to_string())),
     }
@@ -212,12 +224,15 @@ impl Session {
             return self.handshake(message).await;
         };
         match message {
-            Message::Request { document_id, data, .. } => {
-                self.sync(&peer_id, document_id, SyncKind::Request, data).await
+            Message::Request {
+                document_id, data, ..
+            } => {
+                self.sync(&peer_id, document_id, SyncKind::Request, data)
+                    .await
             }
-            Message::Sync { document_id, data, .. } => {
-                self.sync(&peer_id, document_id, SyncKind::Sync, data).await
-            }
+            Message::Sync {
+                document_id, data, ..
+            } => self.sync(&peer_id, document_id, SyncKind::Sync, data).await,
             Message::Ephemeral { document_id, .. } => {
                 // Ephemeral messages go only to peers of documents this one may read.
                 if let Some(tx) = self.documents.get(&document_id) {
@@ -239,9 +254,10 @@ impl Session {
                 tracing::info!(%message, "peer reported an error");
                 Ok(())
             }
-            Message::Join { .. } | Message::Peer { .. } => {
-                Err(format!("unexpected `{}` after the handshake", message.type_name()))
-            }
+            Message::Join { .. } | Message::Peer { .. } => Err(format!(
+                "unexpected `{}` after the handshake",
+                message.type_name()
+            )),
         }
     }
 
@@ -254,7 +270,10 @@ impl Session {
         else {
             return Err(format!("expected `join`, got `{}`", message.type_name()));
         };
-        if !supported_protocol_versions.iter().any(|v| v == PROTOCOL_VERSION) {
+        if !supported_protocol_versions
+            .iter()
+            .any(|v| v == PROTOCOL_VERSION)
+        {
             return Err(format!(
                 "unsupported protocol version(s) {supported_protocol_versions:?}; this server speaks \"{PROTOCOL_VERSION}\""
             ));
@@ -277,7 +296,13 @@ impl Session {
         Ok(())
     }
 
-    async fn sync(&mut self, peer_id: &str, document_id: DocumentId, kind: SyncKind, data: Vec<u8>) -> Result<(), String> {
+    async fn sync(
+        &mut self,
+        peer_id: &str,
+        document_id: DocumentId,
+        kind: SyncKind,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
         let received_at = Instant::now();
         let tx = match self.documents.get(&document_id) {
             Some(tx) => tx.clone(),

@@ -54,7 +54,8 @@ impl DocumentCore {
             None => Automerge::new(),
         };
         for chunk in chunks {
-            doc.load_incremental(chunk).map_err(|e| LoadError(e.to_string()))?;
+            doc.load_incremental(chunk)
+                .map_err(|e| LoadError(e.to_string()))?;
         }
         let persisted_heads = doc.get_heads();
         Ok(Self {
@@ -89,10 +90,6 @@ impl DocumentCore {
         self.doc.get_heads()
     }
 
-    pub fn document(&self) -> &Automerge {
-        &self.doc
-    }
-
     pub fn attach(&mut self, peer: PeerKey) {
         self.peers.entry(peer).or_default();
         self.touched.insert(peer);
@@ -104,24 +101,18 @@ impl DocumentCore {
         self.touched.remove(&peer);
     }
 
-    pub fn is_attached(&self, peer: PeerKey) -> bool {
-        self.peers.contains_key(&peer)
-    }
-
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
-    pub fn peer_keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
-        self.peers.keys().copied()
-    }
-
     /// Applies one sync message from `peer`. `may_write` false refuses any
     /// message that carries changes. On `Apply` the in-memory document may hold
     /// part of the message: the shell must reload it from the store.
     /// Returns whether the document changed.
-    pub fn receive(&mut self, peer: PeerKey, data: &[u8], may_write: bool) -> Result<bool, ReceiveError> {
-        let message = sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
+    pub fn receive(
+        &mut self,
+        peer: PeerKey,
+        data: &[u8],
+        may_write: bool,
+    ) -> Result<bool, ReceiveError> {
+        let message =
+            sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
         if !may_write && !message.changes.is_empty() {
             return Err(ReceiveError::WriteDenied);
         }
@@ -149,8 +140,13 @@ impl DocumentCore {
     /// Applies changes read from the store (written by another node). They
     /// are durable by definition; call only when nothing is unpersisted.
     pub fn apply_stored(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
-        debug_assert!(self.unpersisted().is_none(), "would mark undurable changes as durable");
-        self.doc.load_incremental(bytes).map_err(|e| LoadError(e.to_string()))?;
+        debug_assert!(
+            self.unpersisted().is_none(),
+            "would mark undurable changes as durable"
+        );
+        self.doc
+            .load_incremental(bytes)
+            .map_err(|e| LoadError(e.to_string()))?;
         self.persisted_heads = self.doc.get_heads();
         Ok(())
     }
@@ -172,7 +168,10 @@ impl DocumentCore {
     /// The sync messages due to each peer now. Call only after `unpersisted`
     /// is empty, so nothing undurable is announced.
     pub fn outgoing(&mut self) -> Vec<(PeerKey, Vec<u8>)> {
-        debug_assert!(self.unpersisted().is_none(), "announcing changes that are not durable");
+        debug_assert!(
+            self.unpersisted().is_none(),
+            "announcing changes that are not durable"
+        );
         let doc = &self.doc;
         let exists = self.exists();
         let heads = doc.get_heads();
@@ -223,7 +222,9 @@ fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
                     // The header checksum is the start of the change hash;
                     // `try_from` does not compare them.
                     if change.hash().0[..4] != chunk[4..8] {
-                        return Err(ReceiveError::Apply("corrupt change: checksum mismatch".into()));
+                        return Err(ReceiveError::Apply(
+                            "corrupt change: checksum mismatch".into(),
+                        ));
                     }
                 }
                 other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
@@ -278,7 +279,7 @@ fn split_chunks(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ReceiveError> {
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
-    use automerge::{ReadDoc, ROOT};
+    use automerge::{ROOT, ReadDoc};
 
     /// A client-side automerge document syncing with the core as peer `key`.
     struct Client {
@@ -299,7 +300,9 @@ mod tests {
             tx.commit();
         }
         fn message(&mut self) -> Option<Vec<u8>> {
-            self.doc.generate_sync_message(&mut self.state).map(|m| m.encode())
+            self.doc
+                .generate_sync_message(&mut self.state)
+                .map(|m| m.encode())
         }
         fn receive(&mut self, data: &[u8]) {
             self.doc
@@ -366,7 +369,10 @@ mod tests {
             a.receive(&msg);
         }
         let with_changes = a.message().unwrap();
-        assert_eq!(core.receive(1, &with_changes, false), Err(ReceiveError::WriteDenied));
+        assert_eq!(
+            core.receive(1, &with_changes, false),
+            Err(ReceiveError::WriteDenied)
+        );
         assert_eq!(core.take_accepted(), 0);
         assert!(!core.exists());
         assert!(core.unpersisted().is_none());
@@ -376,9 +382,18 @@ mod tests {
     fn corrupt_sync_data_is_refused_without_touching_the_document() {
         let mut core = DocumentCore::empty();
         core.attach(1);
-        assert!(matches!(core.receive(1, b"\x42garbage", true), Err(ReceiveError::Decode(_))));
-        assert!(matches!(core.receive(1, &[0x99, 1, 2, 3], true), Err(ReceiveError::Decode(_))));
-        assert!(matches!(core.receive(9, &Client::new().message().unwrap(), true), Err(ReceiveError::NotAttached)));
+        assert!(matches!(
+            core.receive(1, b"\x42garbage", true),
+            Err(ReceiveError::Decode(_))
+        ));
+        assert!(matches!(
+            core.receive(1, &[0x99, 1, 2, 3], true),
+            Err(ReceiveError::Decode(_))
+        ));
+        assert!(matches!(
+            core.receive(9, &Client::new().message().unwrap(), true),
+            Err(ReceiveError::NotAttached)
+        ));
         assert!(core.unpersisted().is_none());
     }
 
@@ -397,7 +412,10 @@ mod tests {
         assert_eq!(validate_chunks(&message(both.clone())), Ok(()));
         let mut core = DocumentCore::empty();
         core.attach(1);
-        assert_eq!(core.receive(1, &message(both.clone()).encode(), true), Ok(true));
+        assert_eq!(
+            core.receive(1, &message(both.clone()).encode(), true),
+            Ok(true)
+        );
         assert_eq!(core.take_accepted(), 1);
         assert_eq!(core.take_accepted(), 0);
         let mut changes = Vec::new();

@@ -18,4 +18,4 @@ pub mod server;
 pub mod store;
 
 pub use config::Config;
-pub use server::{open_store, start, start_with_store, RunningServer, ServeError};
+pub use server::{RunningServer, ServeError, open_store, start, start_with_store};

@@ -4,13 +4,19 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use migrations::{MigrationState, Migrator, PostgresBackend, SqliteBackend, SERVER_POSTGRES, SERVER_SQLITE};
+use migrations::{
+    MigrationState, Migrator, PostgresBackend, SERVER_POSTGRES, SERVER_SQLITE, SqliteBackend,
+};
 use sync_server::audit::NewAuditEntry;
 use sync_server::auth::{self, Role};
 use sync_server::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "sync-server", version, about = "Offline-first sync server (automerge-repo protocol v1)")]
+#[command(
+    name = "sync-server",
+    version,
+    about = "Offline-first sync server (automerge-repo protocol v1)"
+)]
 struct Cli {
     /// TOML configuration file (settings there are overridden by SYNC_* variables and flags).
     #[arg(long, global = true, env = "SYNC_CONFIG")]
@@ -208,7 +214,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let server = sync_server::start(&config).await.context("starting the server")?;
+    let server = sync_server::start(&config)
+        .await
+        .context("starting the server")?;
     let stop = server.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -220,7 +228,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -230,25 +238,36 @@ async fn wait_for_signal() {
 
 fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     if let Some(url) = &config.database_url {
-        let mut client = postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
+        let mut client =
+            postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
         let migrator = Migrator::new(&SERVER_POSTGRES, PostgresBackend::new(&mut client))?;
         return run_migration(migrator, action);
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let path = sync_server::store::sqlite_database_path(&config.data_dir);
-    let mut conn = rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut conn =
+        rusqlite::Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))?;
     run_migration(migrator, action)
 }
 
-fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>, action: MigrateAction) -> anyhow::Result<()> {
+fn run_migration<B: migrations::MigrationBackend>(
+    mut migrator: Migrator<'_, B>,
+    action: MigrateAction,
+) -> anyhow::Result<()> {
     match action {
         MigrateAction::Status => {
             for status in migrator.status()? {
                 let state = match status.state {
                     MigrationState::Pending => "pending".to_string(),
-                    MigrationState::Applied { applied_at, checksum_matches: true } => format!("applied {applied_at}"),
-                    MigrationState::Applied { applied_at, checksum_matches: false } => {
+                    MigrationState::Applied {
+                        applied_at,
+                        checksum_matches: true,
+                    } => format!("applied {applied_at}"),
+                    MigrationState::Applied {
+                        applied_at,
+                        checksum_matches: false,
+                    } => {
                         format!("applied {applied_at} CHANGED SINCE (checksum mismatch)")
                     }
                 };
@@ -257,15 +276,24 @@ fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>,
         }
         MigrateAction::Up { to } => {
             let applied = migrator.up(to)?;
-            println!("applied {applied:?}; now at version {}", migrator.current_version()?);
+            println!(
+                "applied {applied:?}; now at version {}",
+                migrator.current_version()?
+            );
         }
         MigrateAction::Down { to } => {
             let reverted = migrator.down(to)?;
-            println!("reverted {reverted:?}; now at version {}", migrator.current_version()?);
+            println!(
+                "reverted {reverted:?}; now at version {}",
+                migrator.current_version()?
+            );
         }
         MigrateAction::Verify => {
             migrator.verify()?;
-            println!("ok: {} applied migrations match their files", migrator.current_version()?);
+            println!(
+                "ok: {} applied migrations match their files",
+                migrator.current_version()?
+            );
         }
     }
     Ok(())
@@ -273,9 +301,15 @@ fn run_migration<B: migrations::MigrationBackend>(mut migrator: Migrator<'_, B>,
 
 async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
     match action {
-        UserAction::Create { email, role, password_stdin: _ } => {
+        UserAction::Create {
+            email,
+            role,
+            password_stdin: _,
+        } => {
             let mut password = String::new();
-            std::io::stdin().read_line(&mut password).context("reading the password from stdin")?;
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("reading the password from stdin")?;
             let password = password.trim_end_matches(['\r', '\n']);
             let hash = sync_server::identity::password::hash_password(password)?;
             let store = sync_server::open_store(config).await?;
@@ -284,7 +318,9 @@ async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
                 .append_audit(
                     NewAuditEntry::new("cli", "user.created", "ok")
                         .target(format!("user:{}", user.id))
-                        .details(serde_json::json!({ "email": user.email, "role": user.role.as_str() })),
+                        .details(
+                            serde_json::json!({ "email": user.email, "role": user.role.as_str() }),
+                        ),
                 )
                 .await?;
             store.close().await?;
@@ -305,13 +341,17 @@ async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
         AuditAction::Verify => {
             let result = sync_server::audit::verify_store(store.as_ref()).await;
             let outcome = if result.is_ok() { "ok" } else { "error" };
-            store.append_audit(NewAuditEntry::new("cli", verb, outcome).details(details)).await?;
+            store
+                .append_audit(NewAuditEntry::new("cli", verb, outcome).details(details))
+                .await?;
             store.close().await?;
             let count = result?;
             println!("ok: {count} audit entries, chain intact");
         }
         AuditAction::Export { since } => {
-            store.append_audit(NewAuditEntry::new("cli", verb, "ok").details(details)).await?;
+            store
+                .append_audit(NewAuditEntry::new("cli", verb, "ok").details(details))
+                .await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = 0;
             loop {
@@ -343,7 +383,9 @@ async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
                 .append_audit(
                     NewAuditEntry::new("cli", "api_key.created", "ok")
                         .target(format!("api_key:{}", key.id))
-                        .details(serde_json::json!({ "name": key.name, "role": key.role.as_str() })),
+                        .details(
+                            serde_json::json!({ "name": key.name, "role": key.role.as_str() }),
+                        ),
                 )
                 .await?;
             store.close().await?;

@@ -49,7 +49,13 @@ mod tests {
     fn only_admins_touch_generic_documents() {
         let admin = generic_document_access(&principal(Role::Admin));
         assert!(admin.read && admin.write && admin.create);
-        assert_eq!(generic_document_access(&principal(Role::Staff)), Access::NONE);
-        assert_eq!(generic_document_access(&principal(Role::Member)), Access::NONE);
+        assert_eq!(
+            generic_document_access(&principal(Role::Staff)),
+            Access::NONE
+        );
+        assert_eq!(
+            generic_document_access(&principal(Role::Member)),
+            Access::NONE
+        );
     }
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sync_protocol::{DocumentId, Message};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::audit::NewAuditEntry;
 use crate::doc_core::{DocumentCore, PeerKey, ReceiveError};
 use crate::metrics as m;
 use crate::policy::Access;
-use crate::audit::NewAuditEntry;
 use crate::store::Store;
 
 /// Tunables of live documents.
@@ -125,7 +125,10 @@ impl Registry {
                 let targets: Vec<mpsc::Sender<DocCommand>> = match feed.recv().await {
                     Ok(ChangeNotice::Written { document, .. }) => {
                         let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
-                        docs.get(&document).map(|e| e.tx.clone()).into_iter().collect()
+                        docs.get(&document)
+                            .map(|e| e.tx.clone())
+                            .into_iter()
+                            .collect()
                     }
                     Ok(ChangeNotice::Resync) | Err(RecvError::Lagged(_)) => {
                         let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
@@ -142,10 +145,6 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
-    }
-
-    pub fn loaded_count(&self) -> usize {
-        self.inner.docs.lock().map(|d| d.len()).unwrap_or(0)
     }
 
     fn get_or_spawn(&self, id: DocumentId) -> mpsc::Sender<DocCommand> {
@@ -180,7 +179,11 @@ impl Registry {
 
     /// Attaches a connection to a document, loading it if needed. Returns the
     /// document's mailbox for the connection's later messages.
-    pub async fn attach(&self, id: DocumentId, peer: PeerHandle) -> Result<mpsc::Sender<DocCommand>, String> {
+    pub async fn attach(
+        &self,
+        id: DocumentId,
+        peer: PeerHandle,
+    ) -> Result<mpsc::Sender<DocCommand>, String> {
         // A document may be evicted between lookup and attach; its actor then
         // drops our ack and we look it up again (a fresh actor reloads it).
         for _ in 0..8 {
@@ -317,7 +320,10 @@ impl DocActor {
             }
         };
         metrics::counter!(m::DOCUMENT_LOADS).increment(1);
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "document loaded");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "document loaded"
+        );
         self.core = Some(core);
         Ok(())
     }
@@ -432,7 +438,9 @@ impl DocActor {
     fn fail_all(&mut self, error: &str) {
         tracing::error!(%error, "document failed; disconnecting its peers");
         for peer in self.peers.values() {
-            let _ = peer.outbound.try_send(Outbound::Close(format!("document unavailable: {error}")));
+            let _ = peer
+                .outbound
+                .try_send(Outbound::Close(format!("document unavailable: {error}")));
         }
         self.peers.clear();
         self.broken = true;
@@ -482,13 +490,17 @@ impl DocActor {
                 let changes = self.core().take_accepted();
                 let writers = std::mem::take(&mut self.batch_writers);
                 self.audit(
-                    NewAuditEntry::new(writers.into_iter().collect::<Vec<_>>().join(","), "document.write", "ok")
-                        .target(self.id.to_string())
-                        .details(serde_json::json!({
-                            "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                            "changes": changes,
-                            "seq": seq,
-                        })),
+                    NewAuditEntry::new(
+                        writers.into_iter().collect::<Vec<_>>().join(","),
+                        "document.write",
+                        "ok",
+                    )
+                    .target(self.id.to_string())
+                    .details(serde_json::json!({
+                        "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                        "changes": changes,
+                        "seq": seq,
+                    })),
                 )
                 .await;
                 self.core().mark_persisted(heads);
@@ -531,7 +543,11 @@ impl DocActor {
         };
         let core = self.core.as_mut().expect("document is loaded");
         let mut applied = 0;
-        for bytes in fetched.snapshot.iter().chain(fetched.chunks.iter().map(|(_, data)| data)) {
+        for bytes in fetched
+            .snapshot
+            .iter()
+            .chain(fetched.chunks.iter().map(|(_, data)| data))
+        {
             if let Err(error) = core.apply_stored(bytes) {
                 return self.fail_all(&format!("stored change is unreadable: {error}"));
             }
@@ -550,7 +566,12 @@ impl DocActor {
             return;
         }
         let snapshot = self.core().save();
-        match self.registry.store.compact(self.id, snapshot, self.applied_through).await {
+        match self
+            .registry
+            .store
+            .compact(self.id, snapshot, self.applied_through)
+            .await
+        {
             Ok(()) => {
                 self.chunks_since_snapshot = 0;
                 metrics::counter!(m::COMPACTIONS).increment(1);
@@ -600,7 +621,10 @@ impl DocActor {
             if !force && !rx.is_empty() {
                 return false;
             }
-            if docs.get(&self.id).is_some_and(|e| e.generation == self.generation) {
+            if docs
+                .get(&self.id)
+                .is_some_and(|e| e.generation == self.generation)
+            {
                 docs.remove(&self.id);
             }
         }

@@ -61,7 +61,10 @@ struct PrincipalSlot {
 
 impl PrincipalSlot {
     fn take(state: &AppState, principal: &str) -> Option<Self> {
-        let mut counts = state.connections_per_principal.lock().expect("connection counts poisoned");
+        let mut counts = state
+            .connections_per_principal
+            .lock()
+            .expect("connection counts poisoned");
         let count = counts.entry(principal.to_owned()).or_default();
         if *count >= state.max_connections_per_principal {
             return None;
@@ -142,7 +145,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
             "unsupported database URL `{}`: expected postgres://",
             other.split('@').next_back().unwrap_or_default()
         ))),
-        None => Ok(Arc::new(SqliteStore::open(&config.data_dir, config.synchronous_full)?)),
+        None => Ok(Arc::new(SqliteStore::open(
+            &config.data_dir,
+            config.synchronous_full,
+        )?)),
     }
 }
 
@@ -210,11 +216,14 @@ pub async fn start_with_store(
 
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await?;
         tracing::info!("no longer accepting; waiting for connections to close");
         // Every connection holds a guard clone; recv() returns None once all
         // are gone (the router's own copy went with `app`).
@@ -259,7 +268,13 @@ fn router(state: AppState, config: &Config, shutdown: watch::Receiver<bool>) -> 
 fn per_ip_limit(
     config: &Config,
     mut shutdown: watch::Receiver<bool>,
-) -> Option<tower_governor::GovernorLayer<tower_governor::key_extractor::PeerIpKeyExtractor, governor::middleware::StateInformationMiddleware, axum::body::Body>> {
+) -> Option<
+    tower_governor::GovernorLayer<
+        tower_governor::key_extractor::PeerIpKeyExtractor,
+        governor::middleware::StateInformationMiddleware,
+        axum::body::Body,
+    >,
+> {
     if config.http_requests_per_second_per_ip == 0 {
         return None;
     }
@@ -280,10 +295,12 @@ fn per_ip_limit(
             }
         }
     });
-    Some(tower_governor::GovernorLayer::new(governor).error_handler(|error| {
-        metrics::counter!(m::HTTP_RATE_LIMITED).increment(1);
-        axum::response::Response::from(error)
-    }))
+    Some(
+        tower_governor::GovernorLayer::new(governor).error_handler(|error| {
+            metrics::counter!(m::HTTP_RATE_LIMITED).increment(1);
+            axum::response::Response::from(error)
+        }),
+    )
 }
 
 async fn sync_upgrade(
@@ -297,9 +314,17 @@ async fn sync_upgrade(
     let Some(token) = auth::token_from_request(&headers, query.as_deref()) else {
         metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
         audit_rejection(&state, address, "missing").await;
-        return (StatusCode::UNAUTHORIZED, "missing token: send `Authorization: Bearer <token>` or `?token=`").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing token: send `Authorization: Bearer <token>` or `?token=`",
+        )
+            .into_response();
     };
-    let principal = match state.store.authenticate_api_key(&auth::hash_token(&token)).await {
+    let principal = match state
+        .store
+        .authenticate_api_key(&auth::hash_token(&token))
+        .await
+    {
         Ok(Some(key)) => Principal {
             id: key.id,
             name: key.name,

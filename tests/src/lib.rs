@@ -16,7 +16,10 @@ use sync_server::{Config, RunningServer};
 pub async fn create_token(data_dir: &Path, role: Role) -> String {
     let store = SqliteStore::open(data_dir, false).expect("open store");
     let (token, hash) = auth::new_token();
-    store.create_api_key("test", role, &hash).await.expect("create key");
+    store
+        .create_api_key("test", role, &hash)
+        .await
+        .expect("create key");
     store.close().await.expect("close store");
     token
 }
@@ -148,7 +151,10 @@ impl ServerProcess {
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         self.child.wait().expect("wait")
     }
 }
@@ -177,7 +183,7 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
 /// A string field of a document's root, whether stored as a scalar string
 /// (Rust peers) or as a text object (JavaScript peers store strings as text).
 pub fn root_string(doc: &automerge::Automerge, key: &str) -> Option<String> {
-    use automerge::{ObjType, ReadDoc, Value, ROOT};
+    use automerge::{ObjType, ROOT, ReadDoc, Value};
     match doc.get(ROOT, key).ok().flatten()? {
         (Value::Object(ObjType::Text), id) => doc.text(&id).ok(),
         (value, _) => value.into_string().ok(),
@@ -192,8 +198,8 @@ pub mod raw {
     use futures_util::{SinkExt, StreamExt};
     use sync_protocol::Message;
     use tokio::net::TcpStream;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
     pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -208,7 +214,10 @@ pub mod raw {
     }
 
     pub async fn send(socket: &mut Socket, message: &Message) {
-        socket.send(WsMessage::Binary(message.encode().into())).await.unwrap();
+        socket
+            .send(WsMessage::Binary(message.encode().into()))
+            .await
+            .unwrap();
     }
 
     /// A `join` from the peer `raw-peer`.
@@ -251,8 +260,13 @@ pub mod raw {
     /// The next protocol message, or `None` once the server closed.
     pub async fn next_message(socket: &mut Socket) -> Option<Message> {
         loop {
-            match tokio::time::timeout(LIMIT, socket.next()).await.expect("server answers in time") {
-                Some(Ok(WsMessage::Binary(bytes))) => return Some(Message::decode(&bytes).unwrap()),
+            match tokio::time::timeout(LIMIT, socket.next())
+                .await
+                .expect("server answers in time")
+            {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    return Some(Message::decode(&bytes).unwrap());
+                }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
             }
@@ -280,21 +294,54 @@ impl PgCluster {
             .max()
             .expect("an initdb under /usr/lib/postgresql/*/bin");
         let dir = tempfile::tempdir().expect("tempdir");
-        let as_postgres = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
         if as_postgres {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
             assert!(status.success(), "chown the cluster directory");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cluster = Self { dir, bin, port, as_postgres };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = Self {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
         let data = cluster.data_dir();
-        cluster.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             cluster.dir.path().display()
         );
         let log = cluster.dir.path().join("server.log").display().to_string();
-        cluster.run("pg_ctl", &["-D", &data, "-o", &options, "-l", &log, "-w", "start"]);
+        cluster.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &options, "-l", &log, "-w", "start"],
+        );
         cluster
     }
 
@@ -305,7 +352,11 @@ impl PgCluster {
     fn run(&self, tool: &str, args: &[&str]) {
         let program = self.bin.join(tool);
         let output = if self.as_postgres {
-            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&program).args(args).output()
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
         } else {
             Command::new(&program).args(args).output()
         }
@@ -333,8 +384,11 @@ impl PgCluster {
     /// A new, empty database in this cluster; returns its URL (blocking).
     pub fn create_database(&self) -> String {
         let name = format!("test_{}", uuid_like());
-        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("connect to the cluster");
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
+            .expect("connect to the cluster");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create database");
         self.url(&name)
     }
 
@@ -349,7 +403,11 @@ impl Drop for PgCluster {
         let program = self.bin.join("pg_ctl");
         let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
         let _ = if self.as_postgres {
-            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&program).args(args).output()
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
         } else {
             Command::new(&program).args(args).output()
         };
@@ -358,6 +416,20 @@ impl Drop for PgCluster {
 
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{:x}", nanos, std::process::id())
+}
+
+/// Runs the `sync-server` binary on a data directory and waits for it.
+pub fn server_command(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(workspace_binary("sync-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run sync-server")
 }

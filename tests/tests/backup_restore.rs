@@ -2,28 +2,25 @@
 //! documents come back; a running server, a newer store and a corrupt backup
 //! are refused.
 
-use std::process::Command;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 use client_core::{ClientCore, SyncConfig};
 use sync_server::auth::Role;
-use sync_tests::{create_token, wait_until, workspace_binary, ServerProcess};
+use sync_tests::{ServerProcess, create_token, server_command, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn cli(data_dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(workspace_binary("sync-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = server_command(data_dir, args);
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -45,9 +42,13 @@ async fn backup_while_serving_then_wipe_and_restore_gives_the_same_documents() {
     });
     let kept = a.create_document().unwrap();
     for i in 0..100 {
-        a.change(kept, |tx| tx.put(ROOT, format!("k{i}"), i)).unwrap();
+        a.change(kept, |tx| tx.put(ROOT, format!("k{i}"), i))
+            .unwrap();
     }
-    wait_until("the server confirms", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    wait_until("the server confirms", LIMIT, || async {
+        a.sync_status().pending_changes == 0
+    })
+    .await;
     let kept_heads = a.heads(kept).unwrap();
 
     // Back up while another document is being written.
@@ -89,7 +90,10 @@ async fn backup_while_serving_then_wipe_and_restore_gives_the_same_documents() {
 
     // The store moves on; the older backup no longer replaces it without --force.
     b.change(kept, |tx| tx.put(ROOT, "after", 1)).unwrap();
-    wait_until("the new change is confirmed", LIMIT, || async { b.sync_status().pending_changes == 0 }).await;
+    wait_until("the new change is confirmed", LIMIT, || async {
+        b.sync_status().pending_changes == 0
+    })
+    .await;
     sync_b.stop().await;
     assert!(server.terminate().success());
     let (ok, out) = cli(&data, &["restore", "--from", backup]);
@@ -105,7 +109,10 @@ async fn backup_while_serving_then_wipe_and_restore_gives_the_same_documents() {
     }
     let damaged = dir.path().join("damaged.sqlite3");
     std::fs::write(&damaged, bytes).unwrap();
-    let (ok, out) = cli(&data, &["restore", "--from", damaged.to_str().unwrap(), "--force"]);
+    let (ok, out) = cli(
+        &data,
+        &["restore", "--from", damaged.to_str().unwrap(), "--force"],
+    );
     assert!(!ok && out.contains("not a valid backup"), "{out}");
     // So is a backup whose audit log was edited.
     let edited = dir.path().join("edited.sqlite3");
@@ -117,7 +124,10 @@ async fn backup_while_serving_then_wipe_and_restore_gives_the_same_documents() {
         )
         .unwrap();
     }
-    let (ok, out) = cli(&data, &["restore", "--from", edited.to_str().unwrap(), "--force"]);
+    let (ok, out) = cli(
+        &data,
+        &["restore", "--from", edited.to_str().unwrap(), "--force"],
+    );
     assert!(!ok && out.contains("audit chain broken"), "{out}");
     let (ok, out) = cli(&data, &["migrate", "verify"]);
     assert!(ok, "{out}");

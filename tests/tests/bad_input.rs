@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 use client_core::{ClientCore, DocumentId, SyncConfig};
 use futures_util::SinkExt;
 use sync_protocol::Message;
 use sync_server::auth::Role;
 use sync_server::store::Store;
-use sync_tests::raw::{connect, join, joined, next_message, send, Socket};
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+use sync_tests::raw::{Socket, connect, join, joined, next_message, send};
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -27,11 +27,18 @@ async fn assert_error_then_close(socket: &mut Socket, expect: &str) {
     }
     match reply {
         Some(Message::Error { message }) => {
-            assert!(message.contains(expect), "error {message:?} does not mention {expect:?}")
+            assert!(
+                message.contains(expect),
+                "error {message:?} does not mention {expect:?}"
+            )
         }
         other => panic!("expected an error mentioning {expect:?}, got {other:?}"),
     }
-    assert_eq!(next_message(socket).await, None, "connection stays open after the error");
+    assert_eq!(
+        next_message(socket).await,
+        None,
+        "connection stays open after the error"
+    );
 }
 
 fn sync_to_new_doc(data: Vec<u8>) -> Message {
@@ -85,8 +92,20 @@ async fn bad_input_is_refused_per_connection_and_nothing_is_stored() {
     let good = a.create_document().unwrap();
     a.change(good, |tx| tx.put(ROOT, "n", 0)).unwrap();
     b.find(good).unwrap();
-    let b_value = |b: &ClientCore| b.read(good, |d| d.get(ROOT, "n").ok().flatten().and_then(|(v, _)| v.as_i64())).ok().flatten();
-    wait_until("b gets the good document", LIMIT, || async { b_value(&b) == Some(0) }).await;
+    let b_value = |b: &ClientCore| {
+        b.read(good, |d| {
+            d.get(ROOT, "n")
+                .ok()
+                .flatten()
+                .and_then(|(v, _)| v.as_i64())
+        })
+        .ok()
+        .flatten()
+    };
+    wait_until("b gets the good document", LIMIT, || async {
+        b_value(&b) == Some(0)
+    })
+    .await;
 
     // 1. Unsupported protocol version in join.
     let mut s = connect(&url, &token).await;
@@ -95,14 +114,22 @@ async fn bad_input_is_refused_per_connection_and_nothing_is_stored() {
 
     // 2. Malformed CBOR after the handshake.
     let mut s = joined(&url, &token).await;
-    s.send(WsMessage::Binary(vec![0xff, 0xfe, 0x00].into())).await.unwrap();
+    s.send(WsMessage::Binary(vec![0xff, 0xfe, 0x00].into()))
+        .await
+        .unwrap();
     assert_error_then_close(&mut s, "not valid CBOR").await;
 
     // 3. Unknown message type.
     let mut s = joined(&url, &token).await;
     let unknown = raw_cbor(ciborium::Value::Map(vec![
-        (ciborium::Value::Text("type".into()), ciborium::Value::Text("gossip".into())),
-        (ciborium::Value::Text("senderId".into()), ciborium::Value::Text("raw-peer".into())),
+        (
+            ciborium::Value::Text("type".into()),
+            ciborium::Value::Text("gossip".into()),
+        ),
+        (
+            ciborium::Value::Text("senderId".into()),
+            ciborium::Value::Text("raw-peer".into()),
+        ),
     ]));
     s.send(WsMessage::Binary(unknown.into())).await.unwrap();
     assert_error_then_close(&mut s, "unknown message type `gossip`").await;
@@ -125,29 +152,47 @@ async fn bad_input_is_refused_per_connection_and_nothing_is_stored() {
         document_id: DocumentId::random(),
         data: vec![0u8; MAX_MESSAGE + 1024],
     };
-    s.send(WsMessage::Binary(oversized.encode().into())).await.unwrap();
+    s.send(WsMessage::Binary(oversized.encode().into()))
+        .await
+        .unwrap();
     assert_error_then_close(&mut s, "too large").await;
 
     // 6. Text frames are not part of the protocol.
     let mut s = joined(&url, &token).await;
-    s.send(WsMessage::Text("{\"type\":\"join\"}".into())).await.unwrap();
+    s.send(WsMessage::Text("{\"type\":\"join\"}".into()))
+        .await
+        .unwrap();
     assert_error_then_close(&mut s, "text frames").await;
 
     // 7. Anything but join first.
     let mut s = connect(&url, &token).await;
-    send(&mut s, &Message::Leave { sender_id: "raw-peer".into() }).await;
+    send(
+        &mut s,
+        &Message::Leave {
+            sender_id: "raw-peer".into(),
+        },
+    )
+    .await;
     assert_error_then_close(&mut s, "expected `join`").await;
 
     // The good clients never noticed.
     a.change(good, |tx| tx.put(ROOT, "n", 1)).unwrap();
-    wait_until("b still gets a's changes", LIMIT, || async { b_value(&b) == Some(1) }).await;
+    wait_until("b still gets a's changes", LIMIT, || async {
+        b_value(&b) == Some(1)
+    })
+    .await;
     assert!(a.sync_status().connected && b.sync_status().connected);
     assert_eq!(a.sync_status().last_error, None);
 
     // Nothing from the bad connections was stored.
     assert_eq!(server.store.list_documents().await.unwrap(), vec![good]);
     let metrics = sync_server::metrics::install().render();
-    assert!(metrics.lines().any(|l| l.starts_with("sync_protocol_errors_total")), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sync_protocol_errors_total")),
+        "{metrics}"
+    );
 
     sync_a.stop().await;
     sync_b.stop().await;
@@ -165,10 +210,19 @@ async fn the_upgrade_needs_a_valid_token() {
         Ok(_) => 101,
         Err(other) => panic!("unexpected {other}"),
     };
-    assert_eq!(status(tokio_tungstenite::connect_async(server.url.as_str()).await), 401);
+    assert_eq!(
+        status(tokio_tungstenite::connect_async(server.url.as_str()).await),
+        401
+    );
     let bad = format!("{}?token=sk_nope", server.url);
-    assert_eq!(status(tokio_tungstenite::connect_async(bad.as_str()).await), 401);
+    assert_eq!(
+        status(tokio_tungstenite::connect_async(bad.as_str()).await),
+        401
+    );
     let good = format!("{}?token={token}", server.url);
-    assert_eq!(status(tokio_tungstenite::connect_async(good.as_str()).await), 101);
+    assert_eq!(
+        status(tokio_tungstenite::connect_async(good.as_str()).await),
+        101
+    );
     server.stop().await;
 }

@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ObjType, ReadDoc, ROOT};
+use automerge::{ObjType, ROOT, ReadDoc};
 use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
 use proptest::prelude::*;
 use sync_server::auth::Role;
 use sync_server::store::Store;
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const REPLICAS: usize = 3;
 const LIMIT: Duration = Duration::from_secs(30);
@@ -43,8 +43,10 @@ struct Replica {
 
 /// Everything a replica shows: map keys and the list, as text.
 fn contents(core: &ClientCore, id: DocumentId) -> String {
-    core.read(id, |d| serde_json::to_string(&automerge::AutoSerde::from(d)).unwrap())
-        .unwrap_or_default()
+    core.read(id, |d| {
+        serde_json::to_string(&automerge::AutoSerde::from(d)).unwrap()
+    })
+    .unwrap_or_default()
 }
 
 async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
@@ -68,19 +70,31 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
     let id = replicas[0].core.create_document().unwrap();
     replicas[0]
         .core
-        .change(id, |tx| tx.put_object(ROOT, "list", ObjType::List).map(|_| ()))
+        .change(id, |tx| {
+            tx.put_object(ROOT, "list", ObjType::List).map(|_| ())
+        })
         .unwrap();
     for r in &replicas[1..] {
         r.core.find(id).unwrap();
     }
     for r in &replicas {
-        wait_until("every replica has the document", LIMIT, || async { r.core.has_document(id) }).await;
+        wait_until("every replica has the document", LIMIT, || async {
+            r.core.has_document(id)
+        })
+        .await;
     }
 
     for op in ops {
         match op {
-            Op::Put { replica, key, value } => {
-                replicas[replica].core.change(id, |tx| tx.put(ROOT, format!("k{key}"), value)).unwrap();
+            Op::Put {
+                replica,
+                key,
+                value,
+            } => {
+                replicas[replica]
+                    .core
+                    .change(id, |tx| tx.put(ROOT, format!("k{key}"), value))
+                    .unwrap();
             }
             Op::Append { replica, value } => {
                 replicas[replica]
@@ -113,7 +127,10 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
     }
     let converged = || {
         let heads: Vec<_> = replicas.iter().map(|r| r.core.heads(id).unwrap()).collect();
-        heads.iter().all(|h| *h == heads[0]) && replicas.iter().all(|r| r.core.sync_status().pending_changes == 0)
+        heads.iter().all(|h| *h == heads[0])
+            && replicas
+                .iter()
+                .all(|r| r.core.sync_status().pending_changes == 0)
     };
     let deadline = std::time::Instant::now() + LIMIT;
     while !converged() && std::time::Instant::now() < deadline {
@@ -121,15 +138,25 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
     }
     if !converged() {
         let server_heads = server.store.load_document(id).await.unwrap().map(|s| {
-            let core = sync_server::doc_core::DocumentCore::load(s.snapshot.as_deref(), &s.chunks).unwrap();
+            let core = sync_server::doc_core::DocumentCore::load(s.snapshot.as_deref(), &s.chunks)
+                .unwrap();
             core.heads()
         });
         let report: Vec<String> = replicas
             .iter()
             .enumerate()
-            .map(|(i, r)| format!("replica {i}: heads {:?} status {:?}", r.core.heads(id).unwrap(), r.core.sync_status()))
+            .map(|(i, r)| {
+                format!(
+                    "replica {i}: heads {:?} status {:?}",
+                    r.core.heads(id).unwrap(),
+                    r.core.sync_status()
+                )
+            })
             .collect();
-        panic!("replicas did not converge; server has {server_heads:?}\n{}", report.join("\n"));
+        panic!(
+            "replicas did not converge; server has {server_heads:?}\n{}",
+            report.join("\n")
+        );
     }
     let first = contents(&replicas[0].core, id);
     for r in &replicas[1..] {
@@ -171,4 +198,3 @@ proptest! {
         runtime.block_on(run_case(ops, reconnect_order));
     }
 }
-

@@ -6,10 +6,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 use client_core::{ClientCore, DocumentId, SyncConfig};
 use sync_server::auth::Role;
-use sync_tests::{create_token, wait_until, workspace_binary, ServerProcess};
+use sync_tests::{ServerProcess, create_token, wait_until, workspace_binary};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,8 @@ async fn changes_the_server_confirmed_survive_kill_9() {
     let sync_a = a.start_sync(SyncConfig::new(&server.url, &token));
     let id = a.create_document().unwrap();
     for i in 0..N {
-        a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64)).unwrap();
+        a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64))
+            .unwrap();
         if i % 20 == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -47,18 +48,31 @@ async fn changes_the_server_confirmed_survive_kill_9() {
     let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
     let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
     b.find(id).unwrap();
-    wait_until("a fresh client gets every confirmed change", LIMIT, || async { count_keys(&b, id) == N }).await;
+    wait_until(
+        "a fresh client gets every confirmed change",
+        LIMIT,
+        || async { count_keys(&b, id) == N },
+    )
+    .await;
     assert_eq!(b.heads(id).unwrap(), a.heads(id).unwrap());
     sync_b.stop().await;
 
     // SIGTERM shuts down cleanly (exit 0) and loses nothing either.
     let status = server.terminate();
-    assert!(status.success(), "sync-server exited with {status} on SIGTERM");
+    assert!(
+        status.success(),
+        "sync-server exited with {status} on SIGTERM"
+    );
     let server = ServerProcess::start(&server_dir);
     let c = ClientCore::open(dir.path().join("c.sqlite3")).unwrap();
     let sync_c = c.start_sync(SyncConfig::new(&server.url, &token));
     c.find(id).unwrap();
-    wait_until("everything is there after a clean restart", LIMIT, || async { count_keys(&c, id) == N }).await;
+    wait_until(
+        "everything is there after a clean restart",
+        LIMIT,
+        || async { count_keys(&c, id) == N },
+    )
+    .await;
     sync_c.stop().await;
 }
 
@@ -73,7 +87,14 @@ fn a_client_killed_between_writes_keeps_everything_it_committed() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let doc: DocumentId = lines.next().unwrap().unwrap().strip_prefix("document ").unwrap().parse().unwrap();
+    let doc: DocumentId = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("document ")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut last_committed = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -90,9 +111,17 @@ fn a_client_killed_between_writes_keeps_everything_it_committed() {
 
     let core = ClientCore::open(&store).expect("the store opens after kill -9");
     let present = core
-        .read(doc, |d| (0..=last).filter(|i| d.get(ROOT, format!("n{i}")).unwrap().is_some()).count())
+        .read(doc, |d| {
+            (0..=last)
+                .filter(|i| d.get(ROOT, format!("n{i}")).unwrap().is_some())
+                .count()
+        })
         .unwrap();
-    assert_eq!(present as u64, last + 1, "changes reported committed are missing");
+    assert_eq!(
+        present as u64,
+        last + 1,
+        "changes reported committed are missing"
+    );
     // And the store still takes writes.
     core.change(doc, |tx| tx.put(ROOT, "after", 1)).unwrap();
 }
@@ -118,7 +147,8 @@ async fn a_server_killed_mid_stream_loses_nothing_once_clients_reconnect() {
         let a = a.clone();
         tokio::spawn(async move {
             for i in 0..N {
-                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64)).unwrap();
+                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64))
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
@@ -133,15 +163,22 @@ async fn a_server_killed_mid_stream_loses_nothing_once_clients_reconnect() {
 
     // Same address again; the client reconnects by itself.
     let server = ServerProcess::start_on(&server_dir, &addr);
-    wait_until("every change is confirmed after the restart", LIMIT, || async {
-        let s = a.sync_status();
-        s.connected && s.pending_changes == 0
-    })
+    wait_until(
+        "every change is confirmed after the restart",
+        LIMIT,
+        || async {
+            let s = a.sync_status();
+            s.connected && s.pending_changes == 0
+        },
+    )
     .await;
     let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
     let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
     b.find(id).unwrap();
-    wait_until("a fresh client gets all of them", LIMIT, || async { count_keys(&b, id) == N }).await;
+    wait_until("a fresh client gets all of them", LIMIT, || async {
+        count_keys(&b, id) == N
+    })
+    .await;
     sync_a.stop().await;
     sync_b.stop().await;
 }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use automerge::transaction::Transactable;
 use automerge::ROOT;
+use automerge::transaction::Transactable;
 use client_core::{ClientCore, DocumentId, SyncConfig};
 use sync_server::auth::Role;
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -22,7 +22,9 @@ fn js_dir() -> PathBuf {
 async fn node(args: Vec<String>) -> String {
     tokio::task::spawn_blocking(move || {
         assert!(
-            js_dir().join("node_modules/@automerge/automerge-repo").exists(),
+            js_dir()
+                .join("node_modules/@automerge/automerge-repo")
+                .exists(),
             "npm packages missing: run `npm ci` in tests/js (tests/run.sh does)"
         );
         let out = Command::new("node")
@@ -43,7 +45,9 @@ async fn node(args: Vec<String>) -> String {
 }
 
 fn core_text(core: &ClientCore, id: DocumentId, key: &str) -> Option<String> {
-    core.read(id, |d| sync_tests::root_string(d, key)).ok().flatten()
+    core.read(id, |d| sync_tests::root_string(d, key))
+        .ok()
+        .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +62,14 @@ async fn the_stock_js_client_syncs_with_our_server_and_client_core() {
     let s = |v: &str| v.to_string();
 
     // JS creates; our server stores it (a second JS repo read it back); client-core gets it.
-    let created = node(vec![s("create"), url.clone(), token.clone(), s("from"), s("js")]).await;
+    let created = node(vec![
+        s("create"),
+        url.clone(),
+        token.clone(),
+        s("from"),
+        s("js"),
+    ])
+    .await;
     let doc_url = serde_json::from_str::<serde_json::Value>(created.trim()).unwrap()["url"]
         .as_str()
         .unwrap()
@@ -74,8 +85,17 @@ async fn the_stock_js_client_syncs_with_our_server_and_client_core() {
 
     // client-core creates; JS reads it.
     let core_doc = core.create_document().unwrap();
-    core.change(core_doc, |tx| tx.put(ROOT, "from", "client-core")).unwrap();
-    let read = node(vec![s("read"), url.clone(), token.clone(), core_doc.to_url(), s("from"), s("client-core")]).await;
+    core.change(core_doc, |tx| tx.put(ROOT, "from", "client-core"))
+        .unwrap();
+    let read = node(vec![
+        s("read"),
+        url.clone(),
+        token.clone(),
+        core_doc.to_url(),
+        s("from"),
+        s("client-core"),
+    ])
+    .await;
     assert!(read.contains("client-core"), "{read}");
 
     // Restart the server; JS edits the document afterwards and client-core,
@@ -85,10 +105,20 @@ async fn the_stock_js_client_syncs_with_our_server_and_client_core() {
     let mut config = config.clone();
     config.listen = addr;
     let server = InProcessServer::start(&config).await;
-    node(vec![s("edit"), url.clone(), token.clone(), core_doc.to_url(), s("js_edit"), s("after restart")]).await;
-    wait_until("client-core receives the JS edit after the restart", LIMIT, || async {
-        core_text(&core, core_doc, "js_edit").as_deref() == Some("after restart")
-    })
+    node(vec![
+        s("edit"),
+        url.clone(),
+        token.clone(),
+        core_doc.to_url(),
+        s("js_edit"),
+        s("after restart"),
+    ])
+    .await;
+    wait_until(
+        "client-core receives the JS edit after the restart",
+        LIMIT,
+        || async { core_text(&core, core_doc, "js_edit").as_deref() == Some("after restart") },
+    )
     .await;
 
     sync.stop().await;
@@ -121,7 +151,10 @@ async fn the_js_client_without_a_token_is_refused() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(!status.is_some_and(|s| s.success()), "JS client got through with a bad token");
+    assert!(
+        !status.is_some_and(|s| s.success()),
+        "JS client got through with a bad token"
+    );
     use sync_server::store::Store;
     assert!(server.store.list_documents().await.unwrap().is_empty());
     server.stop().await;

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ReadDoc, ROOT};
+use automerge::{Automerge, ROOT, ReadDoc};
 use client_core::{ClientCore, SyncConfig};
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use samod::{BackoffConfig, DialError, Dialer, Repo, Transport};
 use sync_server::auth::Role;
 use sync_server::store::Store;
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -83,13 +83,23 @@ async fn samod_repo(url: &str, token: &str) -> Repo {
 }
 
 fn core_value(core: &ClientCore, id: client_core::DocumentId, key: &str) -> Option<String> {
-    core.read(id, |d| d.get(ROOT, key).ok().flatten().and_then(|(v, _)| v.into_string().ok()))
-        .ok()
-        .flatten()
+    core.read(id, |d| {
+        d.get(ROOT, key)
+            .ok()
+            .flatten()
+            .and_then(|(v, _)| v.into_string().ok())
+    })
+    .ok()
+    .flatten()
 }
 
 fn samod_value(doc: &samod::DocHandle, key: &str) -> Option<String> {
-    doc.with_document(|d| d.get(ROOT, key).ok().flatten().and_then(|(v, _)| v.into_string().ok()))
+    doc.with_document(|d| {
+        d.get(ROOT, key)
+            .ok()
+            .flatten()
+            .and_then(|(v, _)| v.into_string().ok())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,9 +120,15 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
         })
         .unwrap();
     let samod_doc = samod.create(initial).await.unwrap();
-    let samod_doc_id: client_core::DocumentId = samod_doc.document_id().to_string().parse().unwrap();
+    let samod_doc_id: client_core::DocumentId =
+        samod_doc.document_id().to_string().parse().unwrap();
     wait_until("our server stores samod's document", LIMIT, || async {
-        server.store.list_documents().await.unwrap().contains(&samod_doc_id)
+        server
+            .store
+            .list_documents()
+            .await
+            .unwrap()
+            .contains(&samod_doc_id)
     })
     .await;
 
@@ -126,7 +142,8 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
 
     // client-core -> server -> samod
     let core_doc = core.create_document().unwrap();
-    core.change(core_doc, |tx| tx.put(ROOT, "from", "client-core")).unwrap();
+    core.change(core_doc, |tx| tx.put(ROOT, "from", "client-core"))
+        .unwrap();
     wait_until("server confirms client-core's document", LIMIT, || async {
         core.sync_status().pending_changes == 0
     })
@@ -139,7 +156,8 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
     assert_eq!(samod_value(&found, "from").as_deref(), Some("client-core"));
 
     // A live edit by client-core is pushed to samod.
-    core.change(core_doc, |tx| tx.put(ROOT, "live", "yes")).unwrap();
+    core.change(core_doc, |tx| tx.put(ROOT, "live", "yes"))
+        .unwrap();
     wait_until("samod receives the live edit", LIMIT, || async {
         samod_value(&found, "live").as_deref() == Some("yes")
     })
@@ -157,9 +175,11 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
     let mut config = config.clone();
     config.listen = addr;
     let server = InProcessServer::start(&config).await;
-    wait_until("client-core receives samod's edit after the restart", LIMIT, || async {
-        core_value(&core, samod_doc_id, "after_restart").as_deref() == Some("samod")
-    })
+    wait_until(
+        "client-core receives samod's edit after the restart",
+        LIMIT,
+        || async { core_value(&core, samod_doc_id, "after_restart").as_deref() == Some("samod") },
+    )
     .await;
     assert_eq!(
         core.heads(samod_doc_id).unwrap(),

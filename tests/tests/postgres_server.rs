@@ -5,12 +5,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 use client_core::{ClientCore, SyncConfig};
+use sync_server::Config;
 use sync_server::auth::{self, Role};
 use sync_server::store::{PostgresStore, Store};
-use sync_server::Config;
-use sync_tests::{wait_until, workspace_binary, PgCluster, ServerProcess};
+use sync_tests::{PgCluster, ServerProcess, wait_until, workspace_binary};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -18,12 +18,22 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn admin_token(url: &str) -> String {
     let store = PostgresStore::connect(url).await.unwrap();
     let (token, hash) = auth::new_token();
-    store.create_api_key("test", Role::Admin, &hash).await.unwrap();
+    store
+        .create_api_key("test", Role::Admin, &hash)
+        .await
+        .unwrap();
     token
 }
 
 fn value(core: &ClientCore, id: client_core::DocumentId) -> Option<i64> {
-    core.read(id, |d| d.get(ROOT, "n").ok().flatten().and_then(|(v, _)| v.as_i64())).ok().flatten()
+    core.read(id, |d| {
+        d.get(ROOT, "n")
+            .ok()
+            .flatten()
+            .and_then(|(v, _)| v.as_i64())
+    })
+    .ok()
+    .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,19 +57,34 @@ async fn clients_sync_through_a_postgres_backed_server_and_its_restart() {
     let id = a.create_document().unwrap();
     for n in 0..10 {
         a.change(id, |tx| tx.put(ROOT, "n", n)).unwrap();
-        wait_until("the server confirms", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+        wait_until("the server confirms", LIMIT, || async {
+            a.sync_status().pending_changes == 0
+        })
+        .await;
     }
     b.find(id).unwrap();
-    wait_until("b receives a's document", LIMIT, || async { value(&b, id) == Some(9) }).await;
+    wait_until("b receives a's document", LIMIT, || async {
+        value(&b, id) == Some(9)
+    })
+    .await;
 
     server.shutdown().await.unwrap();
-    let config = Config { listen: addr, ..config };
+    let config = Config {
+        listen: addr,
+        ..config
+    };
     let server = sync_server::start(&config).await.unwrap();
     b.change(id, |tx| tx.put(ROOT, "n", 10)).unwrap();
-    wait_until("a receives b's change after the restart", LIMIT, || async { value(&a, id) == Some(10) }).await;
+    wait_until("a receives b's change after the restart", LIMIT, || async {
+        value(&a, id) == Some(10)
+    })
+    .await;
 
     let check = PostgresStore::connect(&url).await.unwrap();
-    assert!(check.chunk_count(id).await.unwrap() < 3, "chunks are compacted on PostgreSQL too");
+    assert!(
+        check.chunk_count(id).await.unwrap() < 3,
+        "chunks are compacted on PostgreSQL too"
+    );
     assert_eq!(check.list_documents().await.unwrap(), vec![id]);
     sync_a.stop().await;
     sync_b.stop().await;
@@ -95,33 +120,73 @@ fn schema(url: &str) -> Vec<String> {
 fn postgres_migrations_go_down_and_up_to_the_same_schema_and_refuse_edits() {
     let cluster = PgCluster::start();
     let url = cluster.create_database();
-    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
 
     let up = cli(&url, &["migrate", "up"]);
     assert!(up.status.success(), "{}", text(&up));
     let first = schema(&url);
-    assert!(first.iter().any(|c| c.starts_with("document_chunks.data:bytea")), "{first:?}");
+    assert!(
+        first
+            .iter()
+            .any(|c| c.starts_with("document_chunks.data:bytea")),
+        "{first:?}"
+    );
 
     let down = cli(&url, &["migrate", "down", "--to", "0"]);
     assert!(down.status.success(), "{}", text(&down));
     assert!(schema(&url).is_empty());
     let status = cli(&url, &["migrate", "status"]);
-    assert_eq!(String::from_utf8_lossy(&status.stdout).lines().filter(|l| l.ends_with("pending")).count(), 4);
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .filter(|l| l.ends_with("pending"))
+            .count(),
+        4
+    );
 
     assert!(cli(&url, &["migrate", "up"]).status.success());
     assert_eq!(schema(&url), first);
-    let token = cli(&url, &["token", "create", "--name", "pg", "--role", "admin"]);
+    let token = cli(
+        &url,
+        &["token", "create", "--name", "pg", "--role", "admin"],
+    );
     assert!(token.status.success(), "{}", text(&token));
-    assert!(String::from_utf8_lossy(&token.stdout).trim().starts_with("sk_"));
+    assert!(
+        String::from_utf8_lossy(&token.stdout)
+            .trim()
+            .starts_with("sk_")
+    );
 
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    client.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2", &[]).unwrap();
+    client
+        .execute(
+            "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 2",
+            &[],
+        )
+        .unwrap();
     let verify = cli(&url, &["migrate", "verify"]);
     assert!(!verify.status.success());
-    assert!(text(&verify).contains("changed after it was applied"), "{}", text(&verify));
+    assert!(
+        text(&verify).contains("changed after it was applied"),
+        "{}",
+        text(&verify)
+    );
     let serve = cli(&url, &["serve", "--listen", "127.0.0.1:0"]);
-    assert!(!serve.status.success(), "served on an edited schema history");
-    assert!(text(&serve).contains("changed after it was applied"), "{}", text(&serve));
+    assert!(
+        !serve.status.success(),
+        "served on an edited schema history"
+    );
+    assert!(
+        text(&serve).contains("changed after it was applied"),
+        "{}",
+        text(&serve)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,15 +210,26 @@ async fn two_nodes_on_one_database_push_each_others_changes() {
     let sync_b = b.start_sync(SyncConfig::new(node2.sync_url(), &token));
     let id = a.create_document().unwrap();
     a.change(id, |tx| tx.put(ROOT, "n", 0)).unwrap();
-    wait_until("node 1 stores the document", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    wait_until("node 1 stores the document", LIMIT, || async {
+        a.sync_status().pending_changes == 0
+    })
+    .await;
     b.find(id).unwrap();
-    wait_until("b on node 2 loads it", LIMIT, || async { value(&b, id) == Some(0) }).await;
+    wait_until("b on node 2 loads it", LIMIT, || async {
+        value(&b, id) == Some(0)
+    })
+    .await;
 
     // Live edits in both directions, interleaved, across compactions on both nodes.
     for n in 1..=12i64 {
         let (writer, reader) = if n % 2 == 1 { (&a, &b) } else { (&b, &a) };
         writer.change(id, |tx| tx.put(ROOT, "n", n)).unwrap();
-        wait_until("the other node's client receives the edit", LIMIT, || async { value(reader, id) == Some(n) }).await;
+        wait_until(
+            "the other node's client receives the edit",
+            LIMIT,
+            || async { value(reader, id) == Some(n) },
+        )
+        .await;
     }
     assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
 
@@ -164,7 +240,9 @@ async fn two_nodes_on_one_database_push_each_others_changes() {
     let sync_c = c.start_sync(SyncConfig::new(node3.sync_url(), &token));
     c.find(id).unwrap();
     wait_until("a fresh node serves everything", LIMIT, || async {
-        c.heads(id).map(|h| h == a.heads(id).unwrap()).unwrap_or(false)
+        c.heads(id)
+            .map(|h| h == a.heads(id).unwrap())
+            .unwrap_or(false)
     })
     .await;
     sync_a.stop().await;
@@ -197,7 +275,8 @@ async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
         let a = a.clone();
         tokio::spawn(async move {
             for i in 0..N {
-                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64)).unwrap();
+                a.change(id, |tx| tx.put(ROOT, format!("k{i}"), i as i64))
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
@@ -217,7 +296,12 @@ async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
     let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
     let sync_b = b.start_sync(SyncConfig::new(&node2.url, &token));
     b.find(id).unwrap();
-    wait_until("a fresh client on node 2 sees every change", LIMIT, || async { count(&b) == N }).await;
+    wait_until(
+        "a fresh client on node 2 sees every change",
+        LIMIT,
+        || async { count(&b) == N },
+    )
+    .await;
     assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
     sync_a.stop().await;
     sync_b.stop().await;

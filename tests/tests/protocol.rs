@@ -13,7 +13,7 @@ use sync_protocol::{DocumentId, HeadsInfo, Message};
 use sync_server::auth::Role;
 use sync_server::store::Store;
 use sync_tests::raw::{joined_as, next_message, send};
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -49,7 +49,10 @@ async fn seed(url: &str, token: &str) -> DocumentId {
 
 fn request(peer: &str, server: &str, id: DocumentId) -> Message {
     let mut state = sync::State::new();
-    let data = Automerge::new().generate_sync_message(&mut state).unwrap().encode();
+    let data = Automerge::new()
+        .generate_sync_message(&mut state)
+        .unwrap()
+        .encode();
     Message::Request {
         sender_id: peer.into(),
         target_id: server.into(),
@@ -69,7 +72,10 @@ async fn ephemeral_messages_reach_the_other_peers_of_the_document() {
     let (mut bob, _) = joined_as(&server.url, &token, "bob").await;
     for (socket, name) in [(&mut alice, "alice"), (&mut bob, "bob")] {
         send(socket, &request(name, &server_id, id)).await;
-        assert!(matches!(next_message(socket).await, Some(Message::Sync { .. })));
+        assert!(matches!(
+            next_message(socket).await,
+            Some(Message::Sync { .. })
+        ));
     }
     // Advisory messages are accepted and change nothing.
     send(
@@ -78,7 +84,13 @@ async fn ephemeral_messages_reach_the_other_peers_of_the_document() {
             sender_id: "alice".into(),
             target_id: server_id.clone(),
             document_id: id,
-            new_heads: vec![("storage".into(), HeadsInfo { heads: vec![], timestamp: 1 })],
+            new_heads: vec![(
+                "storage".into(),
+                HeadsInfo {
+                    heads: vec![],
+                    timestamp: 1,
+                },
+            )],
         },
     )
     .await;
@@ -106,7 +118,14 @@ async fn ephemeral_messages_reach_the_other_peers_of_the_document() {
     .await;
     loop {
         match next_message(&mut bob).await {
-            Some(Message::Ephemeral { sender_id, target_id, data, session_id, document_id, .. }) => {
+            Some(Message::Ephemeral {
+                sender_id,
+                target_id,
+                data,
+                session_id,
+                document_id,
+                ..
+            }) => {
                 assert_eq!(sender_id, "alice");
                 assert_eq!(target_id, "bob");
                 assert_eq!(session_id, "session-a");
@@ -143,7 +162,9 @@ async fn a_principal_that_may_not_read_gets_doc_unavailable_and_writes_nothing()
     // Exactly as for a document that does not exist at all.
     let missing = DocumentId::random();
     send(&mut socket, &request("staff-peer", &server_id, missing)).await;
-    assert!(matches!(next_message(&mut socket).await, Some(Message::DocUnavailable { document_id, .. }) if document_id == missing));
+    assert!(
+        matches!(next_message(&mut socket).await, Some(Message::DocUnavailable { document_id, .. }) if document_id == missing)
+    );
 
     // client-core with a staff token: creating a generic document is refused
     // and nothing reaches the store; the change stays local and pending.
@@ -152,13 +173,17 @@ async fn a_principal_that_may_not_read_gets_doc_unavailable_and_writes_nothing()
     let sync = core.start_sync(SyncConfig::new(&server.url, &staff));
     let mine = core.create_document().unwrap();
     core.change(mine, |tx| tx.put(ROOT, "x", 1)).unwrap();
-    wait_until("client-core is told the document is unavailable", LIMIT, || {
-        let mut seen = false;
-        while let Ok(event) = events.try_recv() {
-            seen |= event == DocEvent::Unavailable { document: mine };
-        }
-        async move { seen }
-    })
+    wait_until(
+        "client-core is told the document is unavailable",
+        LIMIT,
+        || {
+            let mut seen = false;
+            while let Ok(event) = events.try_recv() {
+                seen |= event == DocEvent::Unavailable { document: mine };
+            }
+            async move { seen }
+        },
+    )
     .await;
     assert_eq!(core.sync_status().pending_changes, 1);
     assert_eq!(server.store.list_documents().await.unwrap(), vec![id]);

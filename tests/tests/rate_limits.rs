@@ -6,13 +6,15 @@ use std::time::Duration;
 use sync_protocol::{DocumentId, Message};
 use sync_server::auth::Role;
 use sync_tests::raw::{joined_as, next_message, send};
-use sync_tests::{create_token, test_config, InProcessServer};
+use sync_tests::{InProcessServer, create_token, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut response = String::new();
@@ -58,14 +60,19 @@ async fn connections_per_token_are_capped() {
     let second = joined_as(&server.url, &token, "two").await;
     let third = format!("{}?token={token}", server.url);
     match tokio_tungstenite::connect_async(third.as_str()).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 429),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429)
+        }
         other => panic!("third connection was not refused: {:?}", other.map(|_| ())),
     }
     // Closing one frees its slot.
     drop(first);
     let mut admitted = false;
     for _ in 0..100 {
-        if tokio_tungstenite::connect_async(third.as_str()).await.is_ok() {
+        if tokio_tungstenite::connect_async(third.as_str())
+            .await
+            .is_ok()
+        {
             admitted = true;
             break;
         }
@@ -95,10 +102,25 @@ async fn a_fast_peer_is_slowed_down_and_loses_nothing() {
     for (socket, name) in [(&mut sender, "sender"), (&mut receiver, "receiver")] {
         let data = {
             use automerge::sync::SyncDoc;
-            automerge::Automerge::new().generate_sync_message(&mut automerge::sync::State::new()).unwrap().encode()
+            automerge::Automerge::new()
+                .generate_sync_message(&mut automerge::sync::State::new())
+                .unwrap()
+                .encode()
         };
-        send(socket, &Message::Request { sender_id: name.into(), target_id: server_id.clone(), document_id: id, data }).await;
-        assert!(matches!(next_message(socket).await, Some(Message::DocUnavailable { .. })));
+        send(
+            socket,
+            &Message::Request {
+                sender_id: name.into(),
+                target_id: server_id.clone(),
+                document_id: id,
+                data,
+            },
+        )
+        .await;
+        assert!(matches!(
+            next_message(socket).await,
+            Some(Message::DocUnavailable { .. })
+        ));
     }
     for count in 0..MESSAGES {
         send(
@@ -123,6 +145,9 @@ async fn a_fast_peer_is_slowed_down_and_loses_nothing() {
         }
     }
     assert_eq!(received, (0..MESSAGES).collect::<Vec<_>>());
-    assert!(metric("sync_messages_throttled_total") >= 1.0, "the limit never applied");
+    assert!(
+        metric("sync_messages_throttled_total") >= 1.0,
+        "the limit never applied"
+    );
     server.stop().await;
 }

@@ -4,17 +4,11 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sync_tests::{workspace_binary, ServerProcess};
+use sync_tests::{ServerProcess, server_command, workspace_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn server(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(workspace_binary("sync-server"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run sync-server")
+    server_command(data_dir, args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -24,36 +18,62 @@ fn text(bytes: &[u8]) -> String {
 async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 #[test]
 fn token_create_prints_one_token_line_and_stores_only_its_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let out = server(dir.path(), &["token", "create", "--name", "ci", "--role", "admin"]);
+    let out = server(
+        dir.path(),
+        &["token", "create", "--name", "ci", "--role", "admin"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "stdout must be exactly the token: {stdout:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "stdout must be exactly the token: {stdout:?}"
+    );
     let token = lines[0];
     assert!(token.starts_with("sk_") && token.len() > 40, "{token}");
     let conn = rusqlite::Connection::open(dir.path().join("sync.sqlite3")).unwrap();
     let stored: String = conn
-        .query_row("SELECT token_hash FROM api_keys WHERE name = 'ci'", [], |r| r.get(0))
+        .query_row(
+            "SELECT token_hash FROM api_keys WHERE name = 'ci'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_ne!(stored, token);
-    assert!(!text(&out.stderr).contains(token), "the token must not be logged");
+    assert!(
+        !text(&out.stderr).contains(token),
+        "the token must not be logged"
+    );
 
-    let bad_role = server(dir.path(), &["token", "create", "--name", "x", "--role", "root"]);
+    let bad_role = server(
+        dir.path(),
+        &["token", "create", "--name", "x", "--role", "root"],
+    );
     assert!(!bad_role.status.success());
-    assert!(text(&bad_role.stderr).contains("unknown role"), "{}", text(&bad_role.stderr));
+    assert!(
+        text(&bad_role.stderr).contains("unknown role"),
+        "{}",
+        text(&bad_role.stderr)
+    );
 }
 
 #[test]
@@ -64,7 +84,15 @@ fn user_create_reads_the_password_from_stdin_and_stores_only_a_hash() {
         let mut child = Command::new(workspace_binary("sync-server"))
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["user", "create", "--email", email, "--role", "admin", "--password-stdin"])
+            .args([
+                "user",
+                "create",
+                "--email",
+                email,
+                "--role",
+                "admin",
+                "--password-stdin",
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -77,16 +105,30 @@ fn user_create_reads_the_password_from_stdin_and_stores_only_a_hash() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let conn = rusqlite::Connection::open(dir.path().join("sync.sqlite3")).unwrap();
     let (email, hash): (String, String) = conn
-        .query_row("SELECT email, password_hash FROM users", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT email, password_hash FROM users", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!(email, "admin@example.org");
     assert!(hash.starts_with("$argon2id$") && !hash.contains("passphrase"));
     let dup = create("admin@example.org", "another long passphrase");
-    assert!(!dup.status.success() && text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
+    assert!(
+        !dup.status.success() && text(&dup.stderr).contains("already exists"),
+        "{}",
+        text(&dup.stderr)
+    );
     let short = create("b@example.org", "short");
-    assert!(!short.status.success() && text(&short.stderr).contains("at least"), "{}", text(&short.stderr));
+    assert!(
+        !short.status.success() && text(&short.stderr).contains("at least"),
+        "{}",
+        text(&short.stderr)
+    );
     let audited: i64 = conn
-        .query_row("SELECT count(*) FROM audit_log WHERE action = 'user.created'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'user.created'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(audited, 1);
 }
@@ -97,14 +139,26 @@ fn migrate_status_down_up_verify() {
     let up = server(dir.path(), &["migrate", "up"]);
     assert!(up.status.success(), "{}", text(&up.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.contains(" applied ")).count(), 4, "{status}");
+    assert_eq!(
+        status.lines().filter(|l| l.contains(" applied ")).count(),
+        4,
+        "{status}"
+    );
 
     let down = server(dir.path(), &["migrate", "down", "--to", "0"]);
     assert!(down.status.success(), "{}", text(&down.stderr));
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
-    assert_eq!(status.lines().filter(|l| l.ends_with("pending")).count(), 4, "{status}");
+    assert_eq!(
+        status.lines().filter(|l| l.ends_with("pending")).count(),
+        4,
+        "{status}"
+    );
 
-    assert!(server(dir.path(), &["migrate", "up", "--to", "1"]).status.success());
+    assert!(
+        server(dir.path(), &["migrate", "up", "--to", "1"])
+            .status
+            .success()
+    );
     assert!(server(dir.path(), &["migrate", "up"]).status.success());
     let verify = server(dir.path(), &["migrate", "verify"]);
     assert!(verify.status.success());
@@ -117,23 +171,41 @@ fn an_edited_applied_migration_is_refused_by_verify_and_at_start() {
     assert!(server(dir.path(), &["migrate", "up"]).status.success());
     // Someone changed history: the recorded checksum no longer matches the file.
     let conn = rusqlite::Connection::open(dir.path().join("sync.sqlite3")).unwrap();
-    conn.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1", []).unwrap();
+    conn.execute(
+        "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
+        [],
+    )
+    .unwrap();
     drop(conn);
 
     let verify = server(dir.path(), &["migrate", "verify"]);
     assert!(!verify.status.success());
-    assert!(text(&verify.stderr).contains("changed after it was applied"), "{}", text(&verify.stderr));
+    assert!(
+        text(&verify.stderr).contains("changed after it was applied"),
+        "{}",
+        text(&verify.stderr)
+    );
 
     let serve = server(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
-    assert!(!serve.status.success(), "the server started on an edited schema history");
-    assert!(text(&serve.stderr).contains("changed after it was applied"), "{}", text(&serve.stderr));
+    assert!(
+        !serve.status.success(),
+        "the server started on an edited schema history"
+    );
+    assert!(
+        text(&serve.stderr).contains("changed after it was applied"),
+        "{}",
+        text(&serve.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    assert_eq!(http_get(&server.addr, "/healthz").await, (200, "ok".to_string()));
+    assert_eq!(
+        http_get(&server.addr, "/healthz").await,
+        (200, "ok".to_string())
+    );
     let (status, body) = http_get(&server.addr, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -161,6 +233,10 @@ fn every_command_has_help() {
     ] {
         let out = server(dir.path(), &args);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).contains(expect), "{args:?} help lacks {expect}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(expect),
+            "{args:?} help lacks {expect}: {}",
+            text(&out.stdout)
+        );
     }
 }

@@ -22,7 +22,11 @@ async fn exercise(store: Arc<dyn Store>) {
     assert_eq!(doc.last_seq, 2);
     store.compact(id, vec![9], 2).await.unwrap();
     assert_eq!(store.chunk_count(id).await.unwrap(), 0);
-    assert_eq!(store.append_chunk(id, vec![3]).await.unwrap(), 3, "sequence numbers go on after compaction");
+    assert_eq!(
+        store.append_chunk(id, vec![3]).await.unwrap(),
+        3,
+        "sequence numbers go on after compaction"
+    );
     let doc = store.load_document(id).await.unwrap().unwrap();
     assert_eq!(doc.snapshot, Some(vec![9]));
     assert_eq!(doc.chunks, vec![vec![3]]);
@@ -30,17 +34,33 @@ async fn exercise(store: Arc<dyn Store>) {
     // Compacting only part keeps the rest.
     store.append_chunk(id, vec![4]).await.unwrap();
     store.compact(id, vec![8], 3).await.unwrap();
-    assert_eq!(store.load_document(id).await.unwrap().unwrap().chunks, vec![vec![4]]);
+    assert_eq!(
+        store.load_document(id).await.unwrap().unwrap().chunks,
+        vec![vec![4]]
+    );
 
     // Catching up: after a seq past the snapshot, only newer chunks; after a
     // seq the snapshot folded away, the snapshot too.
     let after = store.chunks_after(id, 3).await.unwrap();
-    assert_eq!((after.snapshot, after.chunks, after.through_seq), (None, vec![(4, vec![4])], 4));
+    assert_eq!(
+        (after.snapshot, after.chunks, after.through_seq),
+        (None, vec![(4, vec![4])], 4)
+    );
     let after = store.chunks_after(id, 1).await.unwrap();
-    assert_eq!((after.snapshot, after.chunks, after.through_seq), (Some(vec![8]), vec![(4, vec![4])], 4));
+    assert_eq!(
+        (after.snapshot, after.chunks, after.through_seq),
+        (Some(vec![8]), vec![(4, vec![4])], 4)
+    );
     let after = store.chunks_after(id, 4).await.unwrap();
     assert!(after.snapshot.is_none() && after.chunks.is_empty());
-    assert!(store.chunks_after(DocumentId::random(), 0).await.unwrap().chunks.is_empty());
+    assert!(
+        store
+            .chunks_after(DocumentId::random(), 0)
+            .await
+            .unwrap()
+            .chunks
+            .is_empty()
+    );
 
     // Concurrent writers on one document get distinct, gap-free sequence numbers.
     let hot = DocumentId::random();
@@ -55,7 +75,16 @@ async fn exercise(store: Arc<dyn Store>) {
         assert!(seqs.insert(w.await.unwrap()));
     }
     assert_eq!(seqs, (1..=16).collect::<BTreeSet<u64>>());
-    assert_eq!(store.load_document(hot).await.unwrap().unwrap().chunks.len(), 16);
+    assert_eq!(
+        store
+            .load_document(hot)
+            .await
+            .unwrap()
+            .unwrap()
+            .chunks
+            .len(),
+        16
+    );
 
     let mut listed = store.list_documents().await.unwrap();
     listed.sort();
@@ -64,48 +93,120 @@ async fn exercise(store: Arc<dyn Store>) {
     assert_eq!(listed, expected);
 
     // API keys: by hash only, role kept.
-    let key = store.create_api_key("ci", Role::Staff, "hash-1").await.unwrap();
-    assert_eq!(store.authenticate_api_key("hash-1").await.unwrap(), Some(key));
+    let key = store
+        .create_api_key("ci", Role::Staff, "hash-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.authenticate_api_key("hash-1").await.unwrap(),
+        Some(key)
+    );
     assert_eq!(store.authenticate_api_key("hash-2").await.unwrap(), None);
 
     // Audit log: appends chain up, pages read back in order, the head follows.
     assert_eq!(store.audit_head().await.unwrap().0, 0);
     for i in 0..5 {
-        let entry = NewAuditEntry::new("cli", "test.event", "ok").details(serde_json::json!({ "i": i }));
+        let entry =
+            NewAuditEntry::new("cli", "test.event", "ok").details(serde_json::json!({ "i": i }));
         assert_eq!(store.append_audit(entry).await.unwrap().seq, i + 1);
     }
     let page = store.audit_entries(2, 2).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(page[0].entry.details, serde_json::json!({ "i": 2 }));
-    assert_eq!(sync_server::audit::verify_store(store.as_ref()).await.unwrap(), 5);
+    assert_eq!(
+        sync_server::audit::verify_store(store.as_ref())
+            .await
+            .unwrap(),
+        5
+    );
 
     // Users: case-insensitive unique emails, TOTP steps accepted once, recovery codes used once.
-    let user = store.create_user(" Ada@Example.org ", Role::Admin, "$argon2id$stub").await.unwrap();
+    let user = store
+        .create_user(" Ada@Example.org ", Role::Admin, "$argon2id$stub")
+        .await
+        .unwrap();
     assert_eq!(user.email, "ada@example.org");
     assert!(matches!(
-        store.create_user("ADA@example.org", Role::Member, "x").await,
+        store
+            .create_user("ADA@example.org", Role::Member, "x")
+            .await,
         Err(sync_server::store::StoreError::Conflict(_))
     ));
-    let found = store.user_by_email("ada@EXAMPLE.org").await.unwrap().unwrap();
-    assert_eq!((found.id.as_str(), found.role, found.totp_confirmed), (user.id.as_str(), Role::Admin, false));
-    assert!(store.user_by_email("nobody@example.org").await.unwrap().is_none());
-    store.set_totp_secret(&user.id, "JBSWY3DPEHPK3PXP").await.unwrap();
+    let found = store
+        .user_by_email("ada@EXAMPLE.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (found.id.as_str(), found.role, found.totp_confirmed),
+        (user.id.as_str(), Role::Admin, false)
+    );
+    assert!(
+        store
+            .user_by_email("nobody@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .set_totp_secret(&user.id, "JBSWY3DPEHPK3PXP")
+        .await
+        .unwrap();
     assert!(store.accept_totp_step(&user.id, 100, true).await.unwrap());
-    assert!(!store.accept_totp_step(&user.id, 100, false).await.unwrap(), "same step twice");
-    assert!(!store.accept_totp_step(&user.id, 99, false).await.unwrap(), "earlier step");
+    assert!(
+        !store.accept_totp_step(&user.id, 100, false).await.unwrap(),
+        "same step twice"
+    );
+    assert!(
+        !store.accept_totp_step(&user.id, 99, false).await.unwrap(),
+        "earlier step"
+    );
     assert!(store.accept_totp_step(&user.id, 101, false).await.unwrap());
-    let found = store.user_by_email("ada@example.org").await.unwrap().unwrap();
-    assert_eq!((found.totp_secret.as_deref(), found.totp_confirmed, found.totp_last_step), (Some("JBSWY3DPEHPK3PXP"), true, Some(101)));
+    let found = store
+        .user_by_email("ada@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            found.totp_secret.as_deref(),
+            found.totp_confirmed,
+            found.totp_last_step
+        ),
+        (Some("JBSWY3DPEHPK3PXP"), true, Some(101))
+    );
     // Re-enrolling resets confirmation and the replay window.
-    store.set_totp_secret(&user.id, "KRSXG5CTMVRXEZLU").await.unwrap();
-    let found = store.user_by_email("ada@example.org").await.unwrap().unwrap();
+    store
+        .set_totp_secret(&user.id, "KRSXG5CTMVRXEZLU")
+        .await
+        .unwrap();
+    let found = store
+        .user_by_email("ada@example.org")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((found.totp_confirmed, found.totp_last_step), (false, None));
-    store.replace_recovery_codes(&user.id, &["h1".into(), "h2".into()]).await.unwrap();
+    store
+        .replace_recovery_codes(&user.id, &["h1".into(), "h2".into()])
+        .await
+        .unwrap();
     assert!(store.consume_recovery_code(&user.id, "h1").await.unwrap());
-    assert!(!store.consume_recovery_code(&user.id, "h1").await.unwrap(), "used twice");
-    assert!(!store.consume_recovery_code(&user.id, "h9").await.unwrap(), "unknown");
-    store.replace_recovery_codes(&user.id, &["h3".into()]).await.unwrap();
-    assert!(!store.consume_recovery_code(&user.id, "h2").await.unwrap(), "replaced codes are gone");
+    assert!(
+        !store.consume_recovery_code(&user.id, "h1").await.unwrap(),
+        "used twice"
+    );
+    assert!(
+        !store.consume_recovery_code(&user.id, "h9").await.unwrap(),
+        "unknown"
+    );
+    store
+        .replace_recovery_codes(&user.id, &["h3".into()])
+        .await
+        .unwrap();
+    assert!(
+        !store.consume_recovery_code(&user.id, "h2").await.unwrap(),
+        "replaced codes are gone"
+    );
     assert!(store.consume_recovery_code(&user.id, "h3").await.unwrap());
 
     let ready = store.readiness().await.unwrap();
@@ -134,8 +235,18 @@ async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
     for w in writers {
         w.await.unwrap();
     }
-    assert_eq!(sync_server::audit::verify_store(node1.as_ref()).await.unwrap(), 200);
-    assert_eq!(sync_server::audit::verify_store(node2.as_ref()).await.unwrap(), 200);
+    assert_eq!(
+        sync_server::audit::verify_store(node1.as_ref())
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        sync_server::audit::verify_store(node2.as_ref())
+            .await
+            .unwrap(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,18 +3,23 @@
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
-use automerge::{ReadDoc, ROOT};
+use automerge::{ROOT, ReadDoc};
 use client_core::{ChangeOrigin, ClientCore, DocEvent, SyncConfig};
 use sync_server::auth::Role;
 use sync_server::store::Store;
-use sync_tests::{create_token, test_config, wait_until, InProcessServer};
+use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn value(core: &ClientCore, id: client_core::DocumentId, key: &str) -> Option<i64> {
-    core.read(id, |d| d.get(ROOT, key).ok().flatten().and_then(|(v, _)| v.as_i64()))
-        .ok()
-        .flatten()
+    core.read(id, |d| {
+        d.get(ROOT, key)
+            .ok()
+            .flatten()
+            .and_then(|(v, _)| v.as_i64())
+    })
+    .ok()
+    .flatten()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,11 +39,19 @@ async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() 
     a.change(id, |tx| tx.put(ROOT, "count", 1)).unwrap();
     let mut events = b.subscribe();
     assert!(!b.find(id).unwrap());
-    wait_until("b receives a's document", LIMIT, || async { value(&b, id, "count") == Some(1) }).await;
+    wait_until("b receives a's document", LIMIT, || async {
+        value(&b, id, "count") == Some(1)
+    })
+    .await;
     // b was told, as a remote change.
     let mut saw_remote = false;
     while let Ok(event) = events.try_recv() {
-        if let DocEvent::Changed { document, origin: ChangeOrigin::Remote, .. } = event {
+        if let DocEvent::Changed {
+            document,
+            origin: ChangeOrigin::Remote,
+            ..
+        } = event
+        {
             saw_remote |= document == id;
         }
     }
@@ -46,7 +59,10 @@ async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() 
 
     // The other direction, while both are connected.
     b.change(id, |tx| tx.put(ROOT, "from_b", 2)).unwrap();
-    wait_until("a receives b's change", LIMIT, || async { value(&a, id, "from_b") == Some(2) }).await;
+    wait_until("a receives b's change", LIMIT, || async {
+        value(&a, id, "from_b") == Some(2)
+    })
+    .await;
     wait_until("a's status shows everything confirmed", LIMIT, || async {
         let s = a.sync_status();
         s.connected && s.pending_changes == 0 && s.last_sync_at.is_some()
@@ -56,18 +72,26 @@ async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() 
     // Restart the server on the same data directory and port.
     let addr = server.server.addr();
     server.stop().await;
-    wait_until("a notices the server is gone", LIMIT, || async { !a.sync_status().connected }).await;
+    wait_until("a notices the server is gone", LIMIT, || async {
+        !a.sync_status().connected
+    })
+    .await;
     a.change(id, |tx| tx.put(ROOT, "offline", 3)).unwrap();
     assert!(a.sync_status().pending_changes >= 1);
     let mut config = config.clone();
     config.listen = addr;
     let server = InProcessServer::start(&config).await;
-    wait_until("b receives a's offline change after the restart", LIMIT, || async {
-        value(&b, id, "offline") == Some(3)
-    })
+    wait_until(
+        "b receives a's offline change after the restart",
+        LIMIT,
+        || async { value(&b, id, "offline") == Some(3) },
+    )
     .await;
     assert_eq!(a.heads(id).unwrap(), b.heads(id).unwrap());
-    wait_until("a has nothing pending", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+    wait_until("a has nothing pending", LIMIT, || async {
+        a.sync_status().pending_changes == 0
+    })
+    .await;
 
     sync_a.stop().await;
     sync_b.stop().await;
@@ -84,7 +108,9 @@ async fn a_bad_token_is_refused_and_local_work_waits() {
     let id = a.create_document().unwrap();
     a.change(id, |tx| tx.put(ROOT, "x", 1)).unwrap();
     wait_until("the refusal is reported", LIMIT, || async {
-        a.sync_status().last_error.is_some_and(|e| e.contains("401"))
+        a.sync_status()
+            .last_error
+            .is_some_and(|e| e.contains("401"))
     })
     .await;
     assert!(!a.sync_status().connected);
@@ -109,7 +135,10 @@ async fn idle_documents_are_evicted_reloaded_and_compacted() {
     for i in 0..20 {
         a.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
         // Separate round trips so the server writes separate chunks.
-        wait_until("server confirms", LIMIT, || async { a.sync_status().pending_changes == 0 }).await;
+        wait_until("server confirms", LIMIT, || async {
+            a.sync_status().pending_changes == 0
+        })
+        .await;
     }
     // Compaction keeps the chunk count bounded.
     let chunks = server.store.chunk_count(id).await.unwrap();
@@ -118,7 +147,9 @@ async fn idle_documents_are_evicted_reloaded_and_compacted() {
 
     let loaded = || sync_server::metrics::install().render();
     wait_until("the document is evicted", LIMIT, || async {
-        loaded().lines().any(|l| l.starts_with("sync_document_evictions_total") && !l.ends_with(" 0"))
+        loaded()
+            .lines()
+            .any(|l| l.starts_with("sync_document_evictions_total") && !l.ends_with(" 0"))
     })
     .await;
 
@@ -126,7 +157,10 @@ async fn idle_documents_are_evicted_reloaded_and_compacted() {
     let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
     let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
     b.find(id).unwrap();
-    wait_until("b loads the evicted document", LIMIT, || async { value(&b, id, "n") == Some(19) }).await;
+    wait_until("b loads the evicted document", LIMIT, || async {
+        value(&b, id, "n") == Some(19)
+    })
+    .await;
     sync_b.stop().await;
     server.stop().await;
 }

@@ -1,8 +1,8 @@
 //! Passwords are stored as Argon2id PHC strings (salt and parameters inside).
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PasswordError {
@@ -31,7 +31,9 @@ pub fn hash_password(password: &str) -> Result<String, PasswordError> {
 /// Constant-time check of `password` against a stored PHC string.
 pub fn verify_password(stored: &str, password: &str) -> Result<bool, PasswordError> {
     let parsed = PasswordHash::new(stored).map_err(|_| PasswordError::BadHash)?;
-    Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    Ok(Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok())
 }
 
 #[cfg(test)]
@@ -46,7 +48,13 @@ mod tests {
         assert_ne!(a, b, "each hash has its own salt");
         assert_eq!(verify_password(&a, "correct horse battery"), Ok(true));
         assert_eq!(verify_password(&a, "correct horse batterx"), Ok(false));
-        assert_eq!(verify_password("not a hash", "x"), Err(PasswordError::BadHash));
-        assert_eq!(hash_password("short"), Err(PasswordError::TooShort(MIN_LENGTH)));
+        assert_eq!(
+            verify_password("not a hash", "x"),
+            Err(PasswordError::BadHash)
+        );
+        assert_eq!(
+            hash_password("short"),
+            Err(PasswordError::TooShort(MIN_LENGTH))
+        );
     }
 }

@@ -22,7 +22,13 @@ pub fn generate() -> Vec<(String, String)> {
             let symbols: String = (0..16)
                 .map(|i| ALPHABET[((bits >> (75 - 5 * i)) & 31) as usize] as char)
                 .collect();
-            let code = format!("{}-{}-{}-{}", &symbols[0..4], &symbols[4..8], &symbols[8..12], &symbols[12..16]);
+            let code = format!(
+                "{}-{}-{}-{}",
+                &symbols[0..4],
+                &symbols[4..8],
+                &symbols[8..12],
+                &symbols[12..16]
+            );
             let hash = hash(&code);
             (code, hash)
         })

@@ -99,7 +99,8 @@ impl Throttle {
     /// Drops records that have been quiet long enough (bounded memory).
     pub fn prune(&mut self, now: Instant) {
         let forget = self.policy.forget_after;
-        self.records.retain(|_, r| now.duration_since(r.last_failure) < forget);
+        self.records
+            .retain(|_, r| now.duration_since(r.last_failure) < forget);
     }
 
     pub fn len(&self) -> usize {
@@ -144,7 +145,11 @@ mod tests {
         assert!(t.check("bob", now).is_err());
         let later = now + Duration::from_secs(2 * 60 * 60);
         assert_eq!(t.check("bob", later), Ok(()));
-        assert_eq!(t.failure("bob", later), Duration::ZERO, "forgotten after the quiet period");
+        assert_eq!(
+            t.failure("bob", later),
+            Duration::ZERO,
+            "forgotten after the quiet period"
+        );
         t.prune(later + Duration::from_secs(2 * 60 * 60));
         assert!(t.is_empty());
     }

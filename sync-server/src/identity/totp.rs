@@ -68,7 +68,12 @@ pub fn enroll(issuer: &str, account: &str) -> Result<Enrollment, TotpError> {
 
 /// The step a code matched, if it is valid at `now` (unix seconds) and newer
 /// than `last_accepted_step`. Store the returned step as the new last one.
-pub fn verify(secret_base32: &str, code: &str, now: u64, last_accepted_step: Option<u64>) -> Result<u64, TotpError> {
+pub fn verify(
+    secret_base32: &str,
+    code: &str,
+    now: u64,
+    last_accepted_step: Option<u64>,
+) -> Result<u64, TotpError> {
     let code = code.trim().replace(' ', "");
     if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(TotpError::Invalid);
@@ -116,7 +121,9 @@ pub fn qr_png(text: &str) -> Result<Vec<u8>, String> {
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-        writer.write_image_data(&pixels).map_err(|e| e.to_string())?;
+        writer
+            .write_image_data(&pixels)
+            .map_err(|e| e.to_string())?;
     }
     Ok(out)
 }
@@ -134,8 +141,17 @@ mod tests {
         mac.update(&counter.to_be_bytes());
         let digest = mac.finalize().into_bytes();
         let offset = (digest[19] & 0x0f) as usize;
-        let binary = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
-        format!("{:0width$}", binary % 10u32.pow(digits), width = digits as usize)
+        let binary = u32::from_be_bytes([
+            digest[offset] & 0x7f,
+            digest[offset + 1],
+            digest[offset + 2],
+            digest[offset + 3],
+        ]);
+        format!(
+            "{:0width$}",
+            binary % 10u32.pow(digits),
+            width = digits as usize
+        )
     }
 
     /// Reads the PNG back and decodes its QR code with an independent decoder.
@@ -163,7 +179,12 @@ mod tests {
     #[test]
     fn the_reference_matches_the_rfc_6238_vectors() {
         // RFC 6238 appendix B, SHA-1, 8 digits.
-        for (time, code) in [(59, "94287082"), (1111111109, "07081804"), (1234567890, "89005924"), (2000000000, "69279037")] {
+        for (time, code) in [
+            (59, "94287082"),
+            (1111111109, "07081804"),
+            (1234567890, "89005924"),
+            (2000000000, "69279037"),
+        ] {
             assert_eq!(reference_code(RFC_SECRET, time, 8), code);
         }
     }
@@ -176,32 +197,69 @@ mod tests {
         let code = reference_code(RFC_SECRET, now, 6);
         assert_eq!(verify(&secret, &code, now, None), Ok(step));
         // The same code (same step) again is a replay, as is an earlier step's.
-        assert_eq!(verify(&secret, &code, now, Some(step)), Err(TotpError::Replayed));
+        assert_eq!(
+            verify(&secret, &code, now, Some(step)),
+            Err(TotpError::Replayed)
+        );
         let previous = reference_code(RFC_SECRET, now - STEP_SECONDS, 6);
-        assert_eq!(verify(&secret, &previous, now, Some(step)), Err(TotpError::Replayed));
+        assert_eq!(
+            verify(&secret, &previous, now, Some(step)),
+            Err(TotpError::Replayed)
+        );
         // One step of skew either way is fine; two is not.
         assert_eq!(verify(&secret, &previous, now, None), Ok(step - 1));
         let next = reference_code(RFC_SECRET, now + STEP_SECONDS, 6);
         assert_eq!(verify(&secret, &next, now, Some(step)), Ok(step + 1));
         let too_old = reference_code(RFC_SECRET, now - 2 * STEP_SECONDS, 6);
-        assert_eq!(verify(&secret, &too_old, now, None), Err(TotpError::Invalid));
+        assert_eq!(
+            verify(&secret, &too_old, now, None),
+            Err(TotpError::Invalid)
+        );
         assert_eq!(verify(&secret, "12345", now, None), Err(TotpError::Invalid));
-        assert_eq!(verify(&secret, "abcdef", now, None), Err(TotpError::Invalid));
+        assert_eq!(
+            verify(&secret, "abcdef", now, None),
+            Err(TotpError::Invalid)
+        );
     }
 
     #[test]
     fn enrollment_gives_a_160_bit_secret_a_uri_and_a_png() {
         let enrollment = enroll("Check-in", "ada@example.org").unwrap();
-        let bytes = Secret::Encoded(enrollment.secret_base32.clone()).to_bytes().unwrap();
+        let bytes = Secret::Encoded(enrollment.secret_base32.clone())
+            .to_bytes()
+            .unwrap();
         assert_eq!(bytes.len(), 20);
-        assert!(enrollment.otpauth_uri.starts_with("otpauth://totp/"), "{}", enrollment.otpauth_uri);
-        assert!(enrollment.otpauth_uri.contains(&format!("secret={}", enrollment.secret_base32)));
+        assert!(
+            enrollment.otpauth_uri.starts_with("otpauth://totp/"),
+            "{}",
+            enrollment.otpauth_uri
+        );
+        assert!(
+            enrollment
+                .otpauth_uri
+                .contains(&format!("secret={}", enrollment.secret_base32))
+        );
         assert!(enrollment.otpauth_uri.contains("issuer=Check-in"));
         assert_eq!(&enrollment.qr_png[..8], b"\x89PNG\r\n\x1a\n");
-        assert_eq!(decode_qr(&enrollment.qr_png), enrollment.otpauth_uri, "the QR code holds the URI");
-        assert_ne!(enroll("Check-in", "ada@example.org").unwrap().secret_base32, enrollment.secret_base32);
+        assert_eq!(
+            decode_qr(&enrollment.qr_png),
+            enrollment.otpauth_uri,
+            "the QR code holds the URI"
+        );
+        assert_ne!(
+            enroll("Check-in", "ada@example.org").unwrap().secret_base32,
+            enrollment.secret_base32
+        );
         // A code computed independently from the enrolled secret verifies.
         let now = 1_800_000_000;
-        assert!(verify(&enrollment.secret_base32, &reference_code(&bytes, now, 6), now, None).is_ok());
+        assert!(
+            verify(
+                &enrollment.secret_base32,
+                &reference_code(&bytes, now, 6),
+                now,
+                None
+            )
+            .is_ok()
+        );
     }
 }

@@ -8,8 +8,8 @@ pub(crate) mod sqlite;
 use async_trait::async_trait;
 use sync_protocol::DocumentId;
 
-pub use postgres::{migrate as migrate_postgres, PostgresStore};
-pub use sqlite::{database_path as sqlite_database_path, SqliteStore};
+pub use postgres::{PostgresStore, migrate as migrate_postgres};
+pub use sqlite::{SqliteStore, database_path as sqlite_database_path};
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::auth::Role;
@@ -35,10 +35,24 @@ pub struct ChunksAfter {
     pub through_seq: u64,
 }
 
+impl From<ChunksAfter> for StoredDocument {
+    /// Everything after sequence number 0 is the whole document.
+    fn from(all: ChunksAfter) -> Self {
+        StoredDocument {
+            snapshot: all.snapshot,
+            chunks: all.chunks.into_iter().map(|(_, data)| data).collect(),
+            last_seq: all.through_seq,
+        }
+    }
+}
+
 /// Another server node wrote to a document (multi-node stores only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeNotice {
-    Written { document: DocumentId, seq: u64 },
+    Written {
+        document: DocumentId,
+        seq: u64,
+    },
     /// Notices may have been missed (the feed reconnected or lagged):
     /// every loaded document should catch up.
     Resync,
@@ -95,12 +109,22 @@ pub trait Store: Send + Sync + 'static {
     /// returns its sequence number. Durable when this returns.
     async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError>;
     /// Replaces every chunk up to `through_seq` with `snapshot`, atomically.
-    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError>;
+    async fn compact(
+        &self,
+        id: DocumentId,
+        snapshot: Vec<u8>,
+        through_seq: u64,
+    ) -> Result<(), StoreError>;
     /// Ids of every stored document.
     async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError>;
     /// Number of chunks not yet folded into a snapshot (for tests and metrics).
     async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError>;
-    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError>;
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError>;
     /// The live (unrevoked) key with this token hash; records its use.
     async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError>;
     /// Reachable, and its schema is the one this build expects.
@@ -108,7 +132,8 @@ pub trait Store: Send + Sync + 'static {
     /// Flushes and releases the database (graceful shutdown).
     async fn close(&self) -> Result<(), StoreError>;
     /// Everything stored for the document after `after_seq` (see [`ChunksAfter`]).
-    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError>;
+    async fn chunks_after(&self, id: DocumentId, after_seq: u64)
+    -> Result<ChunksAfter, StoreError>;
     /// Writes by other nodes sharing this store, for stores that can have
     /// several nodes; `None` for a single-node store.
     fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
@@ -117,21 +142,39 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to the hash-chained audit log (serialised across writers).
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError>;
     /// Up to `limit` entries after `after_seq`, in order.
-    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_entries(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     /// The chain's recorded head: last sequence number and hash.
     async fn audit_head(&self) -> Result<(u64, String), StoreError>;
 
     /// Creates a user; `Conflict` if the (lower-cased) email is taken.
-    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError>;
+    async fn create_user(
+        &self,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
     /// Starts (or restarts) TOTP enrollment with a new secret, unconfirmed.
     async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError>;
     /// Records `step` as the newest accepted TOTP step, atomically: false if
     /// it is not newer than the stored one (a replay, even across nodes).
     /// `confirm` also marks the enrollment confirmed.
-    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError>;
+    async fn accept_totp_step(
+        &self,
+        user_id: &str,
+        step: u64,
+        confirm: bool,
+    ) -> Result<bool, StoreError>;
     /// Replaces the user's recovery codes with these hashes.
-    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError>;
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError>;
     /// Uses a recovery code once: false if unknown or already used.
     async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError>;
 }

@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
-use migrations::{check_applied, AppliedMigration, Migrator, PostgresBackend, SERVER_POSTGRES};
-use sync_protocol::DocumentId;
 use futures_util::StreamExt;
+use migrations::{AppliedMigration, Migrator, PostgresBackend, SERVER_POSTGRES, check_applied};
+use sync_protocol::DocumentId;
 use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
-use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
+use super::{
+    ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User,
+};
+use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
 use crate::auth::Role;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -69,7 +71,12 @@ impl PostgresStore {
         let node_id = uuid::Uuid::new_v4().simple().to_string();
         let (feed, _) = broadcast::channel(4096);
         let (stop_feed, stop_rx) = watch::channel(false);
-        tokio::spawn(listen(url.to_owned(), node_id.clone(), feed.clone(), stop_rx));
+        tokio::spawn(listen(
+            url.to_owned(),
+            node_id.clone(),
+            feed.clone(),
+            stop_rx,
+        ));
         Ok(Self {
             pool,
             node_id,
@@ -78,8 +85,57 @@ impl PostgresStore {
         })
     }
 
+    /// What a document holds after `after_seq` (0: all of it), from one
+    /// snapshot of both tables, so a concurrent compaction cannot slip
+    /// between; `None` if the document was never stored.
+    async fn read_since(
+        &self,
+        id: DocumentId,
+        after_seq: u64,
+    ) -> Result<Option<ChunksAfter>, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let key = id.to_string();
+        let Some(row) = tx
+            .query_opt(
+                "SELECT snapshot, snapshot_seq FROM documents WHERE id = $1",
+                &[&key],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let snapshot_seq = row.get::<_, i64>(1) as u64;
+        let mut out = ChunksAfter {
+            through_seq: after_seq.max(snapshot_seq),
+            ..ChunksAfter::default()
+        };
+        if after_seq == 0 || snapshot_seq > after_seq {
+            out.snapshot = row.get(0);
+        }
+        let rows = tx
+            .query(
+                "SELECT seq, data FROM document_chunks WHERE document_id = $1 AND seq > $2 ORDER BY seq",
+                &[&key, &(out.through_seq as i64)],
+            )
+            .await?;
+        tx.commit().await?;
+        for r in rows {
+            let seq = r.get::<_, i64>(0) as u64;
+            out.through_seq = seq;
+            out.chunks.push((seq, r.get(1)));
+        }
+        Ok(Some(out))
+    }
+
     fn timed(op: &'static str, started: Instant) {
-        metrics::histogram!(crate::metrics::STORE_SECONDS, "op" => op).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::STORE_SECONDS, "op" => op)
+            .record(started.elapsed().as_secs_f64());
     }
 }
 
@@ -91,44 +147,9 @@ fn parse_id(text: &str) -> Result<DocumentId, StoreError> {
 impl Store for PostgresStore {
     async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
         let started = Instant::now();
-        let mut client = self.pool.get().await?;
-        // One snapshot of both tables: a concurrent compaction cannot slip between.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let key = id.to_string();
-        let Some(row) = tx
-            .query_opt("SELECT snapshot, snapshot_seq FROM documents WHERE id = $1", &[&key])
-            .await?
-        else {
-            return Ok(None);
-        };
-        let snapshot: Option<Vec<u8>> = row.get(0);
-        let snapshot_seq: i64 = row.get(1);
-        let rows = tx
-            .query(
-                "SELECT seq, data FROM document_chunks WHERE document_id = $1 AND seq > $2 ORDER BY seq",
-                &[&key, &snapshot_seq],
-            )
-            .await?;
-        tx.commit().await?;
-        let mut last_seq = snapshot_seq as u64;
-        let chunks = rows
-            .iter()
-            .map(|r| {
-                last_seq = r.get::<_, i64>(0) as u64;
-                r.get::<_, Vec<u8>>(1)
-            })
-            .collect();
+        let document = self.read_since(id, 0).await?.map(StoredDocument::from);
         Self::timed("load_document", started);
-        Ok(Some(StoredDocument {
-            snapshot,
-            chunks,
-            last_seq,
-        }))
+        Ok(document)
     }
 
     async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
@@ -152,13 +173,19 @@ impl Store for PostgresStore {
         .await?;
         // Other nodes holding this document catch up from the store on this notice.
         let notice = format!("{} {key} {seq}", self.node_id);
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice]).await?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice])
+            .await?;
         tx.commit().await?;
         Self::timed("append_chunk", started);
         Ok(seq as u64)
     }
 
-    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        id: DocumentId,
+        snapshot: Vec<u8>,
+        through_seq: u64,
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -172,8 +199,11 @@ impl Store for PostgresStore {
             &[&key, &snapshot, &through],
         )
         .await?;
-        tx.execute("DELETE FROM document_chunks WHERE document_id = $1 AND seq <= $2", &[&key, &through])
-            .await?;
+        tx.execute(
+            "DELETE FROM document_chunks WHERE document_id = $1 AND seq <= $2",
+            &[&key, &through],
+        )
+        .await?;
         tx.commit().await?;
         Self::timed("compact", started);
         Ok(())
@@ -181,20 +211,30 @@ impl Store for PostgresStore {
 
     async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError> {
         let client = self.pool.get().await?;
-        let rows = client.query("SELECT id FROM documents ORDER BY id", &[]).await?;
+        let rows = client
+            .query("SELECT id FROM documents ORDER BY id", &[])
+            .await?;
         rows.iter().map(|r| parse_id(r.get(0))).collect()
     }
 
     async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let n: i64 = client
-            .query_one("SELECT count(*) FROM document_chunks WHERE document_id = $1", &[&id.to_string()])
+            .query_one(
+                "SELECT count(*) FROM document_chunks WHERE document_id = $1",
+                &[&id.to_string()],
+            )
             .await?
             .get(0);
         Ok(n as u64)
     }
 
-    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError> {
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError> {
         let client = self.pool.get().await?;
         let id = uuid::Uuid::new_v4().to_string();
         client
@@ -262,48 +302,15 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
+    async fn chunks_after(
+        &self,
+        id: DocumentId,
+        after_seq: u64,
+    ) -> Result<ChunksAfter, StoreError> {
         let started = Instant::now();
-        let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let key = id.to_string();
-        let Some(row) = tx
-            .query_opt("SELECT snapshot, snapshot_seq FROM documents WHERE id = $1", &[&key])
-            .await?
-        else {
-            return Ok(ChunksAfter::default());
-        };
-        let snapshot_seq = row.get::<_, i64>(1) as u64;
-        let mut out = ChunksAfter {
-            through_seq: after_seq,
-            ..ChunksAfter::default()
-        };
-        let from = if snapshot_seq > after_seq {
-            out.snapshot = row.get(0);
-            out.through_seq = snapshot_seq;
-            snapshot_seq
-        } else {
-            after_seq
-        };
-        let rows = tx
-            .query(
-                "SELECT seq, data FROM document_chunks WHERE document_id = $1 AND seq > $2 ORDER BY seq",
-                &[&key, &(from as i64)],
-            )
-            .await?;
-        tx.commit().await?;
-        for r in rows {
-            let seq = r.get::<_, i64>(0) as u64;
-            out.through_seq = seq;
-            out.chunks.push((seq, r.get(1)));
-        }
+        let fetched = self.read_since(id, after_seq).await?.unwrap_or_default();
         Self::timed("chunks_after", started);
-        Ok(out)
+        Ok(fetched)
     }
 
     fn change_feed(&self) -> Option<broadcast::Receiver<ChangeNotice>> {
@@ -316,7 +323,10 @@ impl Store for PostgresStore {
         let tx = client.transaction().await?;
         // The head row lock orders appenders on every node into one chain.
         let head = tx
-            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])
+            .query_one(
+                "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
             .await?;
         let at: String = tx
             .query_one(
@@ -355,7 +365,11 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
-    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_entries(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -378,7 +392,8 @@ impl Store for PostgresStore {
                         action: r.get(5),
                         target: r.get(6),
                         result: r.get(7),
-                        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                        details: serde_json::from_str(&details)
+                            .unwrap_or(serde_json::Value::String(details)),
                     },
                     prev_hash: r.get(9),
                     hash: r.get(10),
@@ -389,11 +404,18 @@ impl Store for PostgresStore {
 
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
         let client = self.pool.get().await?;
-        let row = client.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[]).await?;
+        let row = client
+            .query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])
+            .await?;
         Ok((row.get::<_, i64>(0) as u64, row.get(1)))
     }
 
-    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError> {
+    async fn create_user(
+        &self,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
         let email = email.trim().to_lowercase();
         let client = self.pool.get().await?;
         let id = uuid::Uuid::new_v4().to_string();
@@ -460,7 +482,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError> {
+    async fn accept_totp_step(
+        &self,
+        user_id: &str,
+        step: u64,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         // One statement, so two nodes checking the same code cannot both accept it.
         let changed = client
@@ -474,10 +501,15 @@ impl Store for PostgresStore {
         Ok(changed == 1)
     }
 
-    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id]).await?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
+            .await?;
         for hash in hashes {
             tx.execute(
                 "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
@@ -504,14 +536,20 @@ impl Store for PostgresStore {
 /// Listens for other nodes' writes on a dedicated connection, reconnecting
 /// with backoff; after any gap it announces `Resync`, since NOTIFYs sent
 /// while disconnected are lost.
-async fn listen(url: String, node_id: String, feed: broadcast::Sender<ChangeNotice>, mut stop: watch::Receiver<bool>) {
+async fn listen(
+    url: String,
+    node_id: String,
+    feed: broadcast::Sender<ChangeNotice>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(100);
     loop {
         let session = async {
             let (client, mut connection) = tokio_postgres::connect(&url, NoTls).await?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let driver = tokio::spawn(async move {
-                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(message) = messages.next().await {
                     match message {
                         Ok(AsyncMessage::Notification(n)) => {
@@ -530,7 +568,8 @@ async fn listen(url: String, node_id: String, feed: broadcast::Sender<ChangeNoti
             let _ = feed.send(ChangeNotice::Resync);
             while let Some(payload) = rx.recv().await {
                 let mut parts = payload.split(' ');
-                let (Some(node), Some(doc), Some(seq)) = (parts.next(), parts.next(), parts.next()) else {
+                let (Some(node), Some(doc), Some(seq)) = (parts.next(), parts.next(), parts.next())
+                else {
                     continue;
                 };
                 if node == node_id {
@@ -540,7 +579,9 @@ async fn listen(url: String, node_id: String, feed: broadcast::Sender<ChangeNoti
                     let _ = feed.send(ChangeNotice::Written { document, seq });
                 }
             }
-            driver.await.map_err(|e| StoreError::Task(e.to_string()))??;
+            driver
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
             Ok::<(), StoreError>(())
         };
         tokio::select! {

@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use migrations::{Migrator, SqliteBackend, SERVER_SQLITE};
-use rusqlite::{params, Connection, OptionalExtension};
+use migrations::{Migrator, SERVER_SQLITE, SqliteBackend};
+use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
-use crate::audit::{next_entry, AuditEntry, NewAuditEntry};
+use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
 use crate::auth::Role;
 
 const DB_FILE: &str = "sync.sqlite3";
@@ -26,7 +26,6 @@ impl From<rusqlite::Error> for StoreError {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Option<Connection>>>,
-    path: PathBuf,
 }
 
 /// Opens the database file, applying the pragmas every connection needs.
@@ -73,12 +72,7 @@ impl SqliteStore {
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(Some(conn))),
-            path,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
@@ -106,7 +100,11 @@ impl SqliteStore {
 }
 
 /// `VACUUM INTO` gives a consistent copy of a live database in one statement.
-fn backup_before_migration(conn: &Connection, data_dir: &Path, version: u32) -> Result<(), StoreError> {
+fn backup_before_migration(
+    conn: &Connection,
+    data_dir: &Path,
+    version: u32,
+) -> Result<(), StoreError> {
     let dir = data_dir.join("backups");
     std::fs::create_dir_all(&dir)?;
     let stamp = std::time::SystemTime::now()
@@ -141,42 +139,56 @@ pub(crate) fn audit_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Au
     })
 }
 
+/// What a document holds after `after_seq` (0: all of it), read in one
+/// transaction; `None` if the document was never stored. The snapshot comes
+/// along when it covers chunks past `after_seq` (or when everything is asked for).
+fn read_since(
+    conn: &mut Connection,
+    id: DocumentId,
+    after_seq: u64,
+) -> Result<Option<ChunksAfter>, StoreError> {
+    let key = id.to_string();
+    let tx = conn.transaction()?;
+    let row: Option<(Option<Vec<u8>>, i64)> = tx
+        .query_row(
+            "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+            params![key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((snapshot, snapshot_seq)) = row else {
+        return Ok(None);
+    };
+    let snapshot_seq = snapshot_seq as u64;
+    let mut out = ChunksAfter {
+        through_seq: after_seq.max(snapshot_seq),
+        ..ChunksAfter::default()
+    };
+    if after_seq == 0 || snapshot_seq > after_seq {
+        out.snapshot = snapshot;
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
+    )?;
+    for row in stmt.query_map(params![key, out.through_seq as i64], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+    })? {
+        let (seq, data) = row?;
+        out.through_seq = seq;
+        out.chunks.push((seq, data));
+    }
+    drop(stmt);
+    tx.commit()?;
+    Ok(Some(out))
+}
+
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
         self.with_conn("load_document", move |conn| {
-            let id = id.to_string();
-            let tx = conn.transaction()?;
-            let row: Option<(Option<Vec<u8>>, i64)> = tx
-                .query_row(
-                    "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
-                    params![id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((snapshot, snapshot_seq)) = row else {
-                return Ok(None);
-            };
-            let mut stmt = tx.prepare(
-                "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
-            )?;
-            let mut chunks = Vec::new();
-            let mut last_seq = snapshot_seq as u64;
-            let rows = stmt.query_map(params![id, snapshot_seq], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })?;
-            for row in rows {
-                let (seq, data) = row?;
-                last_seq = seq as u64;
-                chunks.push(data);
-            }
-            Ok(Some(StoredDocument {
-                snapshot,
-                chunks,
-                last_seq,
-            }))
+            Ok(read_since(conn, id, 0)?.map(StoredDocument::from))
         })
         .await
     }
@@ -205,7 +217,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn compact(&self, id: DocumentId, snapshot: Vec<u8>, through_seq: u64) -> Result<(), StoreError> {
+    async fn compact(
+        &self,
+        id: DocumentId,
+        snapshot: Vec<u8>,
+        through_seq: u64,
+    ) -> Result<(), StoreError> {
         self.with_conn("compact", move |conn| {
             let id = id.to_string();
             let tx = conn.transaction()?;
@@ -250,7 +267,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_api_key(&self, name: &str, role: Role, token_hash: &str) -> Result<ApiKey, StoreError> {
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError> {
         let name = name.to_owned();
         let token_hash = token_hash.to_owned();
         self.with_conn("create_api_key", move |conn| {
@@ -303,43 +325,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn chunks_after(&self, id: DocumentId, after_seq: u64) -> Result<ChunksAfter, StoreError> {
+    async fn chunks_after(
+        &self,
+        id: DocumentId,
+        after_seq: u64,
+    ) -> Result<ChunksAfter, StoreError> {
         self.with_conn("chunks_after", move |conn| {
-            let key = id.to_string();
-            let tx = conn.transaction()?;
-            let row: Option<(Option<Vec<u8>>, i64)> = tx
-                .query_row(
-                    "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
-                    params![key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((snapshot, snapshot_seq)) = row else {
-                return Ok(ChunksAfter::default());
-            };
-            let snapshot_seq = snapshot_seq as u64;
-            let mut out = ChunksAfter {
-                through_seq: after_seq,
-                ..ChunksAfter::default()
-            };
-            let from = if snapshot_seq > after_seq {
-                out.snapshot = snapshot;
-                out.through_seq = snapshot_seq;
-                snapshot_seq
-            } else {
-                after_seq
-            };
-            let mut stmt = tx.prepare_cached(
-                "SELECT seq, data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 ORDER BY seq",
-            )?;
-            for row in stmt.query_map(params![key, from as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-            })? {
-                let (seq, data) = row?;
-                out.through_seq = seq;
-                out.chunks.push((seq, data));
-            }
-            Ok(out)
+            Ok(read_since(conn, id, after_seq)?.unwrap_or_default())
         })
         .await
     }
@@ -379,7 +371,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_entries(&self, after_seq: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_entries(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.with_conn("audit_entries", move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
@@ -393,14 +389,21 @@ impl Store for SqliteStore {
 
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
         self.with_conn("audit_head", |conn| {
-            Ok(conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })?)
+            Ok(
+                conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })?,
+            )
         })
         .await
     }
 
-    async fn create_user(&self, email: &str, role: Role, password_hash: &str) -> Result<User, StoreError> {
+    async fn create_user(
+        &self,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
         let email = email.trim().to_lowercase();
         let password_hash = password_hash.to_owned();
         self.with_conn("create_user", move |conn| {
@@ -483,7 +486,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn accept_totp_step(&self, user_id: &str, step: u64, confirm: bool) -> Result<bool, StoreError> {
+    async fn accept_totp_step(
+        &self,
+        user_id: &str,
+        step: u64,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
         let user_id = user_id.to_owned();
         self.with_conn("accept_totp_step", move |conn| {
             let changed = conn.execute(
@@ -499,11 +507,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), StoreError> {
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
         let (user_id, hashes) = (user_id.to_owned(), hashes.to_vec());
         self.with_conn("replace_recovery_codes", move |conn| {
             let tx = conn.transaction()?;
-            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", params![user_id])?;
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE user_id = ?1",
+                params![user_id],
+            )?;
             for hash in &hashes {
                 tx.execute(
                     "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
@@ -578,7 +593,10 @@ mod tests {
     async fn api_keys_authenticate_by_hash_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path(), false).unwrap();
-        let key = store.create_api_key("ci", Role::Admin, "abc").await.unwrap();
+        let key = store
+            .create_api_key("ci", Role::Admin, "abc")
+            .await
+            .unwrap();
         assert_eq!(store.authenticate_api_key("abc").await.unwrap(), Some(key));
         assert_eq!(store.authenticate_api_key("abd").await.unwrap(), None);
     }
@@ -593,7 +611,10 @@ mod tests {
             store.close().await.unwrap();
         }
         let store = SqliteStore::open(dir.path(), true).unwrap();
-        assert_eq!(store.load_document(id).await.unwrap().unwrap().chunks, vec![vec![5]]);
+        assert_eq!(
+            store.load_document(id).await.unwrap().unwrap().chunks,
+            vec![vec![5]]
+        );
         let ready = store.readiness().await.unwrap();
         assert_eq!(ready.schema_version, ready.expected_version);
     }

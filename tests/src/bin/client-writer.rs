@@ -6,13 +6,15 @@
 
 use std::io::Write;
 
-use automerge::transaction::Transactable;
 use automerge::ROOT;
+use automerge::transaction::Transactable;
 use client_core::ClientCore;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or_else(|| anyhow::anyhow!("usage: client-writer STORE_PATH COUNT"))?;
+    let path = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: client-writer STORE_PATH COUNT"))?;
     let count: u64 = args.next().unwrap_or_else(|| "1000000".into()).parse()?;
     let core = ClientCore::open(&path)?;
     let doc = match core.document_ids().first() {
