@@ -92,6 +92,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
         migration!("server-sqlite", 0002, "api_keys"),
         migration!("server-sqlite", 0003, "audit_log"),
         migration!("server-sqlite", 0004, "users"),
+        migration!("server-sqlite", 0005, "sessions"),
     ],
 };
 
@@ -104,6 +105,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
         migration!("server-postgres", 0002, "api_keys"),
         migration!("server-postgres", 0003, "audit_log"),
         migration!("server-postgres", 0004, "users"),
+        migration!("server-postgres", 0005, "sessions"),
     ],
 };
 

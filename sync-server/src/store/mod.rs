@@ -3,12 +3,16 @@
 //! implementation plugs in beside it.
 
 mod postgres;
+mod postgres_sessions;
+pub mod sessions;
 pub(crate) mod sqlite;
+mod sqlite_sessions;
 
 use async_trait::async_trait;
 use sync_protocol::DocumentId;
 
 pub use postgres::{PostgresStore, migrate as migrate_postgres};
+pub use sessions::SessionStore;
 pub use sqlite::{SqliteStore, database_path as sqlite_database_path};
 
 use crate::audit::{AuditEntry, NewAuditEntry};
@@ -102,7 +106,7 @@ pub enum StoreError {
 
 /// Everything the server persists.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SessionStore {
     /// The document's snapshot and chunks, or `None` if it was never stored.
     async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError>;
     /// Appends one chunk of changes (creating the document on first write) and

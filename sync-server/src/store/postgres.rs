@@ -35,7 +35,7 @@ const CHANNEL: &str = "sync_document_written";
 
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: Pool,
+    pub(super) pool: Pool,
     /// This process's id in change notices, to skip its own writes.
     node_id: String,
     feed: broadcast::Sender<ChangeNotice>,
@@ -137,6 +137,51 @@ impl PostgresStore {
         metrics::histogram!(crate::metrics::STORE_SECONDS, "op" => op)
             .record(started.elapsed().as_secs_f64());
     }
+}
+
+/// The columns of an audit entry, in the order [`audit_entry_from_row`] reads.
+pub(super) const AUDIT_COLUMNS: &str =
+    "seq, at, actor, device, address, action, target, result, details, prev_hash, hash";
+
+pub(super) fn audit_entry_from_row(r: &tokio_postgres::Row) -> AuditEntry {
+    let details: String = r.get(8);
+    AuditEntry {
+        seq: r.get::<_, i64>(0) as u64,
+        at: r.get(1),
+        entry: NewAuditEntry {
+            actor: r.get(2),
+            device: r.get(3),
+            address: r.get(4),
+            action: r.get(5),
+            target: r.get(6),
+            result: r.get(7),
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+        },
+        prev_hash: r.get(9),
+        hash: r.get(10),
+    }
+}
+
+/// The columns [`user_from_row`] reads, in order.
+pub(super) const USER_COLUMNS: &str = "users.id, users.email, users.role, users.password_hash, users.totp_secret,
+    users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
+
+/// A user from [`USER_COLUMNS`] starting at column `start`.
+pub(super) fn user_from_row(r: &tokio_postgres::Row, start: usize) -> Result<User, StoreError> {
+    let id: String = r.get(start);
+    let role: String = r.get(start + 2);
+    Ok(User {
+        role: role
+            .parse()
+            .map_err(|_| StoreError::Database(format!("user {id} has unknown role {role}")))?,
+        id,
+        email: r.get(start + 1),
+        password_hash: r.get(start + 3),
+        totp_secret: r.get(start + 4),
+        totp_confirmed: r.get(start + 5),
+        totp_last_step: r.get::<_, Option<i64>>(start + 6).map(|s| s as u64),
+        disabled: r.get(start + 7),
+    })
 }
 
 fn parse_id(text: &str) -> Result<DocumentId, StoreError> {
@@ -380,25 +425,7 @@ impl Store for PostgresStore {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| {
-                let details: String = r.get(8);
-                AuditEntry {
-                    seq: r.get::<_, i64>(0) as u64,
-                    at: r.get(1),
-                    entry: NewAuditEntry {
-                        actor: r.get(2),
-                        device: r.get(3),
-                        address: r.get(4),
-                        action: r.get(5),
-                        target: r.get(6),
-                        result: r.get(7),
-                        details: serde_json::from_str(&details)
-                            .unwrap_or(serde_json::Value::String(details)),
-                    },
-                    prev_hash: r.get(9),
-                    hash: r.get(10),
-                }
-            })
+            .map(audit_entry_from_row)
             .collect())
     }
 
@@ -444,31 +471,14 @@ impl Store for PostgresStore {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let email = email.trim().to_lowercase();
         let client = self.pool.get().await?;
-        let Some(r) = client
+        client
             .query_opt(
-                "SELECT id, email, role, password_hash, totp_secret, totp_confirmed_at IS NOT NULL,
-                        totp_last_step, disabled_at IS NOT NULL
-                 FROM users WHERE email = $1",
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"),
                 &[&email],
             )
             .await?
-        else {
-            return Ok(None);
-        };
-        let id: String = r.get(0);
-        let role: String = r.get(2);
-        Ok(Some(User {
-            role: role
-                .parse()
-                .map_err(|_| StoreError::Database(format!("user {id} has unknown role {role}")))?,
-            id,
-            email: r.get(1),
-            password_hash: r.get(3),
-            totp_secret: r.get(4),
-            totp_confirmed: r.get(5),
-            totp_last_step: r.get::<_, Option<i64>>(6).map(|s| s as u64),
-            disabled: r.get(7),
-        }))
+            .map(|r| user_from_row(&r, 0))
+            .transpose()
     }
 
     async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {

@@ -75,7 +75,7 @@ impl SqliteStore {
         })
     }
 
-    async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    pub(super) async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -119,6 +119,27 @@ fn backup_before_migration(
 
 /// An `audit_log` row selected as `seq, at, actor, device, address, action,
 /// target, result, details, prev_hash, hash`.
+/// The columns [`user_from_row`] reads, in order.
+pub(super) const USER_COLUMNS: &str = "users.id, users.email, users.role, users.password_hash, users.totp_secret,
+    users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
+
+/// A user from [`USER_COLUMNS`] starting at column `start`.
+pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Result<User> {
+    let role: String = r.get(start + 2)?;
+    Ok(User {
+        id: r.get(start)?,
+        email: r.get(start + 1)?,
+        role: role.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(start + 2, rusqlite::types::Type::Text, e.into())
+        })?,
+        password_hash: r.get(start + 3)?,
+        totp_secret: r.get(start + 4)?,
+        totp_confirmed: r.get(start + 5)?,
+        totp_last_step: r.get::<_, Option<i64>>(start + 6)?.map(|s| s as u64),
+        disabled: r.get(start + 7)?,
+    })
+}
+
 pub(crate) fn audit_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     let details: String = r.get(8)?;
     Ok(AuditEntry {
@@ -182,7 +203,7 @@ fn read_since(
     Ok(Some(out))
 }
 
-const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -435,41 +456,13 @@ impl Store for SqliteStore {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let email = email.trim().to_lowercase();
         self.with_conn("user_by_email", move |conn| {
-            let row = conn
+            Ok(conn
                 .query_row(
-                    "SELECT id, email, role, password_hash, totp_secret, totp_confirmed_at IS NOT NULL,
-                            totp_last_step, disabled_at IS NOT NULL
-                     FROM users WHERE email = ?1",
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
                     params![email],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, Option<String>>(4)?,
-                            r.get::<_, bool>(5)?,
-                            r.get::<_, Option<i64>>(6)?,
-                            r.get::<_, bool>(7)?,
-                        ))
-                    },
+                    |r| user_from_row(r, 0),
                 )
-                .optional()?;
-            row.map(|(id, email, role, password_hash, totp_secret, totp_confirmed, last_step, disabled)| {
-                Ok(User {
-                    role: role
-                        .parse()
-                        .map_err(|_| StoreError::Database(format!("user {id} has unknown role {role}")))?,
-                    id,
-                    email,
-                    password_hash,
-                    totp_secret,
-                    totp_confirmed,
-                    totp_last_step: last_step.map(|s| s as u64),
-                    disabled,
-                })
-            })
-            .transpose()
+                .optional()?)
         })
         .await
     }

@@ -1,0 +1,613 @@
+//! [`SessionStore`] on PostgreSQL.
+
+use async_trait::async_trait;
+use sync_protocol::DocumentId;
+use tokio_postgres::Row;
+
+use super::postgres::{AUDIT_COLUMNS, PostgresStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
+use super::sessions::{
+    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
+    DocumentScope, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
+};
+use super::{StoreError, User};
+use crate::audit::AuditEntry;
+use crate::auth::Role;
+
+const DEVICE_COLUMNS: &str =
+    "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
+
+/// `timestamptz` as the RFC 3339 UTC text the SQLite store keeps.
+fn utc_text(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+fn device_from_row(r: &Row, start: usize) -> Device {
+    Device {
+        id: r.get(start),
+        user_id: r.get(start + 1),
+        name: r.get(start + 2),
+        app_version: r.get(start + 3),
+        created_ms: r.get(start + 4),
+        last_seen_ms: r.get(start + 5),
+        revoked_ms: r.get(start + 6),
+    }
+}
+
+fn parse_role(id: &str, role: &str) -> Result<Role, StoreError> {
+    role.parse()
+        .map_err(|_| StoreError::Database(format!("{id} has unknown role {role}")))
+}
+
+async fn insert_tokens(
+    tx: &tokio_postgres::Transaction<'_>,
+    session_id: &str,
+    tokens: &TokenHashes,
+) -> Result<(), StoreError> {
+    let generation = i64::from(tokens.generation);
+    for (kind, hash, expires) in [
+        ("access", &tokens.access_hash, tokens.access_expires_ms),
+        ("refresh", &tokens.refresh_hash, tokens.refresh_expires_ms),
+    ] {
+        tx.execute(
+            "INSERT INTO session_tokens (token_hash, session_id, kind, generation, expires_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[hash, &session_id, &kind, &generation, &expires],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .map(|r| user_from_row(&r, 0))
+            .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT u.id, u.email, u.role, u.totp_confirmed_at IS NOT NULL, u.disabled_at IS NOT NULL,
+                        coalesce((SELECT array_agg(event_id ORDER BY event_id) FROM staff_assignments a
+                                  WHERE a.user_id = u.id), '{}')
+                 FROM users u ORDER BY u.email",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                Ok(UserSummary {
+                    role: parse_role(&id, r.get(2))?,
+                    id,
+                    email: r.get(1),
+                    totp_enrolled: r.get(3),
+                    disabled: r.get(4),
+                    events: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE users SET role = $2 WHERE id = $1",
+                &[&id, &role.as_str()],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
+                 WHERE id = $1",
+                &[&id, &disabled],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE users SET password_hash = $2 WHERE id = $1",
+                &[&id, &hash],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn reset_totp(&self, id: &str) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE users SET totp_secret = NULL, totp_confirmed_at = NULL, totp_last_step = NULL
+                 WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    async fn set_assignments(&self, user_id: &str, events: &[String]) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM staff_assignments WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?;
+        for event in events {
+            tx.execute(
+                "INSERT INTO staff_assignments (user_id, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&user_id, event],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn assignments(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT event_id FROM staff_assignments WHERE user_id = $1 ORDER BY event_id",
+                &[&user_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn create_device(
+        &self,
+        user_id: &str,
+        name: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let device = Device {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            app_version: app_version.to_owned(),
+            created_ms: now_ms,
+            last_seen_ms: now_ms,
+            revoked_ms: None,
+        };
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO devices (id, user_id, name, app_version, created_ms, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+                &[
+                    &device.id,
+                    &device.user_id,
+                    &device.name,
+                    &device.app_version,
+                    &now_ms,
+                ],
+            )
+            .await?;
+        Ok(device)
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .map(|r| device_from_row(&r, 0)))
+    }
+
+    async fn list_devices(&self, user_id: Option<&str>) -> Result<Vec<Device>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE $1::text IS NULL OR user_id = $1
+                     ORDER BY last_seen_ms DESC, id"
+                ),
+                &[&user_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| device_from_row(r, 0)).collect())
+    }
+
+    async fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE devices SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+                &[&id, &now_ms],
+            )
+            .await?;
+        tx.execute(
+            "UPDATE sessions SET revoked_ms = $2, revoked_reason = 'device_revoked'
+             WHERE device_id = $1 AND revoked_ms IS NULL",
+            &[&id, &now_ms],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    async fn touch_device(
+        &self,
+        id: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE devices SET last_seen_ms = $2,
+                    app_version = CASE WHEN $3 = '' THEN app_version ELSE $3 END
+                 WHERE id = $1 AND (last_seen_ms < $2 - 60000 OR ($3 <> '' AND app_version <> $3))",
+                &[&id, &now_ms, &app_version],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn create_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        second_factor_ms: Option<i64>,
+        tokens: &TokenHashes,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO sessions (id, user_id, device_id, created_ms, second_factor_ms)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &user_id, &device_id, &now_ms, &second_factor_ms],
+        )
+        .await?;
+        insert_tokens(&tx, &id, tokens).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                &format!(
+                    "SELECT s.id, t.expires_ms, s.second_factor_ms, s.revoked_ms IS NOT NULL,
+                            {USER_COLUMNS}, {DEVICE_COLUMNS}
+                     FROM session_tokens t
+                     JOIN sessions s ON s.id = t.session_id
+                     JOIN users ON users.id = s.user_id
+                     JOIN devices ON devices.id = s.device_id
+                     WHERE t.token_hash = $1 AND t.kind = 'access'"
+                ),
+                &[&hash],
+            )
+            .await?
+            .map(|r| {
+                Ok(AccessTokenRecord {
+                    session_id: r.get(0),
+                    expires_ms: r.get(1),
+                    second_factor_ms: r.get(2),
+                    session_revoked: r.get(3),
+                    user: user_from_row(&r, 4)?,
+                    device: device_from_row(&r, 12),
+                })
+            })
+            .transpose()
+    }
+
+    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_opt(
+                "SELECT s.id, s.user_id, s.device_id, t.generation, t.expires_ms, t.used_ms,
+                        EXISTS (SELECT 1 FROM session_tokens later
+                                WHERE later.session_id = t.session_id AND later.kind = 'refresh'
+                                  AND later.generation > t.generation AND later.used_ms IS NOT NULL),
+                        s.revoked_ms IS NOT NULL, d.revoked_ms IS NOT NULL, u.disabled_at IS NOT NULL
+                 FROM session_tokens t
+                 JOIN sessions s ON s.id = t.session_id
+                 JOIN devices d ON d.id = s.device_id
+                 JOIN users u ON u.id = s.user_id
+                 WHERE t.token_hash = $1 AND t.kind = 'refresh'",
+                &[&hash],
+            )
+            .await?
+            .map(|r| RefreshTokenRecord {
+                session_id: r.get(0),
+                user_id: r.get(1),
+                device_id: r.get(2),
+                generation: r.get::<_, i64>(3) as u32,
+                expires_ms: r.get(4),
+                used_ms: r.get(5),
+                later_generation_used: r.get(6),
+                session_revoked: r.get(7),
+                device_revoked: r.get(8),
+                user_disabled: r.get(9),
+            }))
+    }
+
+    async fn exchange_refresh_token(
+        &self,
+        hash: &str,
+        next: &TokenHashes,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // One conditional UPDATE: of two nodes exchanging the same token at
+        // once, exactly one sees the row change.
+        let Some(row) = tx
+            .query_opt(
+                "UPDATE session_tokens SET used_ms = $2
+                 WHERE token_hash = $1 AND kind = 'refresh' AND used_ms IS NULL
+                 RETURNING session_id",
+                &[&hash, &now_ms],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let session_id: String = row.get(0);
+        insert_tokens(&tx, &session_id, next).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE sessions SET revoked_ms = $2, revoked_reason = $3
+                 WHERE id = $1 AND revoked_ms IS NULL",
+                &[&id, &now_ms, &reason],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "UPDATE sessions SET revoked_ms = $2, revoked_reason = $3
+                 WHERE user_id = $1 AND revoked_ms IS NULL RETURNING id",
+                &[&user_id, &now_ms, &reason],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE sessions SET second_factor_ms = $2 WHERE id = $1",
+                &[&session_id, &now_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn create_challenge(&self, hash: &str, c: &Challenge) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        // Expired challenges are swept here, so the table stays small.
+        client
+            .execute(
+                "DELETE FROM sign_in_challenges WHERE expires_ms < $1",
+                &[&(c.expires_ms - 24 * 3600 * 1000)],
+            )
+            .await?;
+        client
+            .execute(
+                "INSERT INTO sign_in_challenges
+                    (token_hash, user_id, purpose, device_id, device_name, app_version, expires_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &hash,
+                    &c.user_id,
+                    &c.purpose.as_str(),
+                    &c.device_id,
+                    &c.device_name,
+                    &c.app_version,
+                    &c.expires_ms,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn challenge(&self, hash: &str) -> Result<Option<Challenge>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                "SELECT user_id, purpose, device_id, device_name, app_version, expires_ms,
+                        used_ms IS NOT NULL
+                 FROM sign_in_challenges WHERE token_hash = $1",
+                &[&hash],
+            )
+            .await?
+            .map(|r| {
+                Ok(Challenge {
+                    user_id: r.get(0),
+                    purpose: ChallengePurpose::parse(r.get(1))?,
+                    device_id: r.get(2),
+                    device_name: r.get(3),
+                    app_version: r.get(4),
+                    expires_ms: r.get(5),
+                    used: r.get(6),
+                })
+            })
+            .transpose()
+    }
+
+    async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE sign_in_challenges SET used_ms = $2 WHERE token_hash = $1 AND used_ms IS NULL",
+                &[&hash, &now_ms],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn register_document(
+        &self,
+        id: DocumentId,
+        scope: &DocumentScope,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<DocumentScope, StoreError> {
+        let client = self.pool.get().await?;
+        let key = id.to_string();
+        client
+            .execute(
+                "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (document_id) DO NOTHING",
+                &[
+                    &key,
+                    &scope.kind.as_str(),
+                    &scope.scope,
+                    &created_by,
+                    &now_ms,
+                ],
+            )
+            .await?;
+        drop(client);
+        self.document_scope(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("scope vanished".into()))
+    }
+
+    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                "SELECT kind, scope FROM document_scopes WHERE document_id = $1",
+                &[&id.to_string()],
+            )
+            .await?
+            .map(|r| {
+                Ok(DocumentScope {
+                    kind: DocumentKind::parse(r.get(0))?,
+                    scope: r.get(1),
+                })
+            })
+            .transpose()
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )
+            .await?;
+        Ok(client
+            .query_one("SELECT value FROM server_secrets WHERE name = $1", &[&name])
+            .await?
+            .get(0))
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, name, role, {}, {}, {} FROM api_keys ORDER BY created_at, id",
+                    utc_text("created_at"),
+                    utc_text("last_used_at"),
+                    utc_text("revoked_at")
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                Ok(ApiKeyInfo {
+                    role: parse_role(&id, r.get(2))?,
+                    id,
+                    name: r.get(1),
+                    created_at: r.get(3),
+                    last_used_at: r.get(4),
+                    revoked_at: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log
+                     WHERE seq > $1 AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR actor = $4)
+                       AND ($5::text IS NULL OR result = $5) AND ($6::text IS NULL OR at >= $6)
+                     ORDER BY seq LIMIT $2"
+                ),
+                &[
+                    &(q.after_seq as i64),
+                    &i64::from(q.limit),
+                    &q.action,
+                    &q.actor,
+                    &q.result,
+                    &q.since,
+                ],
+            )
+            .await?;
+        Ok(rows.iter().map(audit_entry_from_row).collect())
+    }
+}

@@ -1,0 +1,262 @@
+//! The persistence of everything after a password check: devices, sessions
+//! and their hashed tokens, sign-in challenges, user administration, staff
+//! assignments, document scopes, API key administration and audit queries.
+//! A separate trait from [`super::Store`] (which requires it) so each
+//! backend keeps these queries in their own file.
+//!
+//! Times here are unix milliseconds passed in by the caller, so the rules in
+//! `identity::session` can be tested without a clock.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sync_protocol::DocumentId;
+
+use super::{StoreError, User};
+use crate::audit::AuditEntry;
+use crate::auth::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub app_version: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// A token pair to store (hashes only) for a session's generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHashes {
+    pub generation: u32,
+    pub access_hash: String,
+    pub access_expires_ms: i64,
+    pub refresh_hash: String,
+    pub refresh_expires_ms: i64,
+}
+
+/// What an access token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenRecord {
+    pub session_id: String,
+    pub user: User,
+    pub device: Device,
+    pub expires_ms: i64,
+    pub second_factor_ms: Option<i64>,
+    pub session_revoked: bool,
+}
+
+/// A refresh token and the state of its family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub session_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub generation: u32,
+    pub expires_ms: i64,
+    pub used_ms: Option<i64>,
+    /// A refresh token of a later generation of this family was exchanged
+    /// too (so this one is not merely the latest, whose answer was lost).
+    pub later_generation_used: bool,
+    pub session_revoked: bool,
+    pub device_revoked: bool,
+    pub user_disabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChallengePurpose {
+    /// The password was right; a TOTP or recovery code comes next.
+    SecondFactor,
+    /// The password was right; the user must enroll an authenticator first.
+    Enroll,
+}
+
+impl ChallengePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChallengePurpose::SecondFactor => "second_factor",
+            ChallengePurpose::Enroll => "enroll",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "second_factor" => Ok(Self::SecondFactor),
+            "enroll" => Ok(Self::Enroll),
+            other => Err(StoreError::Database(format!(
+                "unknown challenge purpose {other}"
+            ))),
+        }
+    }
+}
+
+/// A pending sign-in, between the password and the second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub user_id: String,
+    pub purpose: ChallengePurpose,
+    /// The device the client already has, if it said so.
+    pub device_id: Option<String>,
+    pub device_name: String,
+    pub app_version: String,
+    pub expires_ms: i64,
+    pub used: bool,
+}
+
+/// What kind of document this is, and whose: the basis of per-document rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKind {
+    /// An event's data; scope = the event id.
+    Event,
+    /// One member's settings; scope = the owner's user id.
+    Settings,
+    /// The organisation's configuration; scope is empty.
+    OrgConfig,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Event => "event",
+            DocumentKind::Settings => "settings",
+            DocumentKind::OrgConfig => "org_config",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "event" => Ok(Self::Event),
+            "settings" => Ok(Self::Settings),
+            "org_config" => Ok(Self::OrgConfig),
+            other => Err(StoreError::Database(format!("unknown document kind {other}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocumentScope {
+    pub kind: DocumentKind,
+    pub scope: String,
+}
+
+/// An API key as an administrator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A user as an administrator sees it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub totp_enrolled: bool,
+    pub disabled: bool,
+    pub events: Vec<String>,
+}
+
+/// Filters and paging for reading the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub after_seq: u64,
+    pub limit: u32,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub result: Option<String>,
+    /// RFC 3339 UTC; entries at or after it.
+    pub since: Option<String>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError>;
+    /// False if there is no such user.
+    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError>;
+    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError>;
+    async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError>;
+    /// Forgets the TOTP secret, its last step and the recovery codes.
+    async fn reset_totp(&self, id: &str) -> Result<bool, StoreError>;
+    async fn set_assignments(&self, user_id: &str, events: &[String]) -> Result<(), StoreError>;
+    async fn assignments(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    async fn create_device(
+        &self,
+        user_id: &str,
+        name: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<Device, StoreError>;
+    async fn device(&self, id: &str) -> Result<Option<Device>, StoreError>;
+    /// One user's devices, or every device when `user_id` is `None`.
+    async fn list_devices(&self, user_id: Option<&str>) -> Result<Vec<Device>, StoreError>;
+    /// Marks the device revoked and ends its sessions; false if unknown or already revoked.
+    async fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Records contact (at most once a minute is written).
+    async fn touch_device(&self, id: &str, app_version: &str, now_ms: i64)
+    -> Result<(), StoreError>;
+
+    /// A new session for a device with its first token pair; returns its id.
+    async fn create_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        second_factor_ms: Option<i64>,
+        tokens: &TokenHashes,
+        now_ms: i64,
+    ) -> Result<String, StoreError>;
+    async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
+    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
+    /// Marks the refresh token used and stores the next pair, atomically:
+    /// false (and nothing stored) if it was already used.
+    async fn exchange_refresh_token(
+        &self,
+        hash: &str,
+        next: &TokenHashes,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    async fn revoke_session(&self, id: &str, reason: &str, now_ms: i64)
+    -> Result<bool, StoreError>;
+    /// Ends every live session of the user; returns their ids.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError>;
+    async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    async fn create_challenge(&self, hash: &str, challenge: &Challenge) -> Result<(), StoreError>;
+    async fn challenge(&self, hash: &str) -> Result<Option<Challenge>, StoreError>;
+    /// Uses a challenge once; false if already used.
+    async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Registers the document's kind and scope unless it has one; returns the
+    /// registered scope (the existing one if it was registered before).
+    async fn register_document(
+        &self,
+        id: DocumentId,
+        scope: &DocumentScope,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<DocumentScope, StoreError>;
+    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError>;
+
+    /// The named secret shared by all nodes, created from `candidate` if absent.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    /// False if unknown or already revoked.
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+}
