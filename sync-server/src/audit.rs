@@ -105,6 +105,18 @@ pub fn next_entry(last_seq: u64, last_hash: &str, at: String, entry: NewAuditEnt
     }
 }
 
+/// An RFC 3339 time as the log writes them (UTC, milliseconds, `Z`), so
+/// comparing the text compares the times; `None` if it is not RFC 3339.
+pub fn normalize_time(text: &str) -> Option<String> {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text.trim()).ok()?;
+    Some(
+        parsed
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string(),
+    )
+}
+
 /// What is wrong with a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
@@ -218,6 +230,19 @@ pub async fn verify_store(store: &dyn crate::store::Store) -> Result<u64, Verify
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_normalize_to_the_stored_form() {
+        assert_eq!(
+            normalize_time("2026-11-21T10:00:00+01:00").as_deref(),
+            Some("2026-11-21T09:00:00.000Z")
+        );
+        assert_eq!(
+            normalize_time("2026-11-21T09:00:00.5Z").as_deref(),
+            Some("2026-11-21T09:00:00.500Z")
+        );
+        assert_eq!(normalize_time("yesterday"), None);
+    }
 
     fn chain(n: u64) -> Vec<AuditEntry> {
         let mut out: Vec<AuditEntry> = Vec::new();

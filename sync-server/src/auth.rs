@@ -1,7 +1,9 @@
 //! Who is calling: tokens presented at the websocket upgrade and on the API.
 //!
-//! Until accounts exist, every token is an API key: 32 random bytes shown once
-//! as `sk_<base64url>`, stored only as a SHA-256 hex digest.
+//! Two kinds of token open the server: API keys for integrations (`sk_...`,
+//! made by an administrator) and session access tokens (`at_...`, from
+//! signing in). Both are 256-bit random (or HMAC-derived) values shown once
+//! and stored only as SHA-256 hex digests.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,6 +12,9 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+use crate::identity::session::{self, Refusal};
+use crate::store::{Store, StoreError};
 
 /// What a caller may do, broadly. Per-document decisions live in `policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -50,20 +55,144 @@ impl FromStr for Role {
     }
 }
 
+/// How a caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey,
+    Session {
+        session_id: String,
+        device_id: String,
+        /// When a TOTP code was last entered in this session (step-up).
+        second_factor_ms: Option<i64>,
+    },
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// Stable id of the credential (the API key id).
+    /// The user id (sessions) or the API key id.
     pub id: String,
+    /// The user's email or the key's name.
     pub name: String,
     pub role: Role,
+    pub credential: Credential,
+    /// Events a staff user is assigned to (read when the token is checked).
+    pub events: Vec<String>,
 }
 
 impl Principal {
+    pub fn api_key(id: impl Into<String>, name: impl Into<String>, role: Role) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            role,
+            credential: Credential::ApiKey,
+            events: Vec::new(),
+        }
+    }
+
     /// How the audit log names this caller (never the token).
     pub fn audit_name(&self) -> String {
-        format!("api_key:{}", self.id)
+        match self.credential {
+            Credential::ApiKey => format!("api_key:{}", self.id),
+            Credential::Session { .. } => format!("user:{}", self.id),
+        }
     }
+
+    /// The signed-in user's id (`None` for API keys).
+    pub fn user_id(&self) -> Option<&str> {
+        matches!(self.credential, Credential::Session { .. }).then_some(self.id.as_str())
+    }
+
+    pub fn device_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { device_id, .. } => Some(device_id),
+            Credential::ApiKey => None,
+        }
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Session { session_id, .. } => Some(session_id),
+            Credential::ApiKey => None,
+        }
+    }
+
+    pub fn assigned_to(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+}
+
+/// Why a presented token opened nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("missing token: send `Authorization: Bearer <token>` or `?token=`")]
+    Missing,
+    #[error("invalid or revoked token")]
+    Invalid,
+    #[error("{}", .0.code())]
+    Refused(Refusal),
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl AuthFailure {
+    /// Stable code for clients and the audit log.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Invalid => "invalid",
+            AuthFailure::Refused(refusal) => refusal.code(),
+            AuthFailure::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Who a token belongs to, checked against the store at `now_ms`.
+pub async fn authenticate(
+    store: &dyn Store,
+    token: &str,
+    now_ms: i64,
+) -> Result<Principal, AuthFailure> {
+    let hash = hash_token(token);
+    if token.starts_with(TOKEN_PREFIX) {
+        let key = store
+            .authenticate_api_key(&hash)
+            .await?
+            .ok_or(AuthFailure::Invalid)?;
+        return Ok(Principal::api_key(key.id, key.name, key.role));
+    }
+    if !token.starts_with(session::ACCESS_PREFIX) {
+        return Err(AuthFailure::Invalid);
+    }
+    let record = store.access_token(&hash).await?.ok_or(AuthFailure::Invalid)?;
+    session::check_access(&record, now_ms).map_err(AuthFailure::Refused)?;
+    let events = match record.user.role {
+        Role::Staff => store.assignments(&record.user.id).await?,
+        Role::Admin | Role::Member => Vec::new(),
+    };
+    store
+        .touch_device(&record.device.id, "", now_ms)
+        .await?;
+    Ok(Principal {
+        id: record.user.id,
+        name: record.user.email,
+        role: record.user.role,
+        credential: Credential::Session {
+            session_id: record.session_id,
+            device_id: record.device.id,
+            second_factor_ms: record.second_factor_ms,
+        },
+        events,
+    })
 }
 
 /// Prefix of API key tokens, so leaked tokens are recognisable by scanners.

@@ -45,6 +45,22 @@ pub struct Config {
     /// stops reading that socket until the rate allows (nothing is dropped).
     pub messages_per_second_per_connection: u32,
     pub message_burst_per_connection: u32,
+    /// Lifetime of an access token (what the sync upgrade and the API accept).
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of an unused refresh token.
+    pub refresh_token_ttl_secs: u64,
+    /// A used refresh token presented again within this many seconds gets
+    /// the same answer (the first one was lost) instead of ending the session.
+    pub refresh_grace_secs: u64,
+    /// Privileged actions need a TOTP code entered within this many seconds.
+    pub step_up_window_secs: u64,
+    /// Roles that must use a second factor (TOTP) to sign in.
+    pub require_2fa_roles: Vec<String>,
+    /// Issuer name shown in authenticator apps.
+    pub totp_issuer: String,
+    /// Failed sign-in steps (password or code) allowed per account and per
+    /// address before delays start; the delay then doubles from 1 s to 15 min.
+    pub sign_in_free_attempts: u32,
 }
 
 impl Default for Config {
@@ -63,11 +79,35 @@ impl Default for Config {
             max_connections_per_principal: 200,
             messages_per_second_per_connection: 2000,
             message_burst_per_connection: 4000,
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            refresh_grace_secs: 30,
+            step_up_window_secs: 5 * 60,
+            require_2fa_roles: vec!["admin".into(), "staff".into()],
+            totp_issuer: "Sync".into(),
+            sign_in_free_attempts: 3,
         }
     }
 }
 
 impl Config {
+    /// Token lifetimes and windows for the session rules.
+    pub fn session_policy(&self) -> crate::identity::session::SessionPolicy {
+        use std::time::Duration;
+        crate::identity::session::SessionPolicy {
+            access_ttl: Duration::from_secs(self.access_token_ttl_secs.max(1)),
+            refresh_ttl: Duration::from_secs(self.refresh_token_ttl_secs.max(1)),
+            refresh_grace: Duration::from_secs(self.refresh_grace_secs),
+            step_up_window: Duration::from_secs(self.step_up_window_secs),
+            ..Default::default()
+        }
+    }
+
+    /// Whether users of `role` must sign in with a second factor.
+    pub fn requires_2fa(&self, role: crate::auth::Role) -> bool {
+        self.require_2fa_roles.iter().any(|r| r == role.as_str())
+    }
+
     /// Defaults, the TOML file (if given, it must exist), then `SYNC_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -97,6 +137,13 @@ impl Config {
                 "max_connections_per_principal",
                 "messages_per_second_per_connection",
                 "message_burst_per_connection",
+                "access_token_ttl_secs",
+                "refresh_token_ttl_secs",
+                "refresh_grace_secs",
+                "step_up_window_secs",
+                "require_2fa_roles",
+                "totp_issuer",
+                "sign_in_free_attempts",
             ]))
             .extract()
             .map_err(Box::new)

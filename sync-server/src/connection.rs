@@ -15,6 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::audit::NewAuditEntry;
 use crate::auth::Principal;
+use crate::live::LiveConnections;
 use crate::metrics as m;
 use crate::policy;
 use crate::registry::{DocCommand, Outbound, PeerHandle, Registry, SyncKind};
@@ -36,6 +37,8 @@ pub struct ConnectionContext {
     pub shutdown: watch::Receiver<bool>,
     /// Sustained messages per second per connection, and the burst allowed.
     pub message_rate: (u32, u32),
+    /// Open connections by who holds them (for revocation).
+    pub live: LiveConnections,
 }
 
 type MessageLimiter = governor::DefaultDirectRateLimiter;
@@ -64,6 +67,8 @@ pub async fn serve(
     address: std::net::SocketAddr,
 ) {
     let key = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    // Listed while open, so revoking the session, device or key closes it.
+    let (_listed, mut revoked) = ctx.live.register(key, &principal);
     tracing::Span::current().record("conn", key);
     metrics::gauge!(m::CONNECTIONS).increment(1.0);
     metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
@@ -90,6 +95,11 @@ pub async fn serve(
         let frame = tokio::select! {
             frame = next_frame(&mut stream, session.peer_id.is_none()) => frame,
             _ = kill.notified() => break End::Error("connection is not keeping up with its documents".into()),
+            reason = revoked.wait_for(Option::is_some) => {
+                let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
+                metrics::counter!(m::CONNECTIONS_CUT).increment(1);
+                break End::Error(format!("access revoked: {reason}"));
+            }
             _ = shutdown.wait_for(|stop| *stop) => break End::Quiet,
         };
         let bytes = match frame {
@@ -307,12 +317,20 @@ impl Session {
         let tx = match self.documents.get(&document_id) {
             Some(tx) => tx.clone(),
             None => {
-                let access = policy::generic_document_access(&self.principal);
+                let scope = match self.ctx.registry.store().document_scope(document_id).await {
+                    Ok(scope) => scope,
+                    Err(error) => {
+                        tracing::error!(doc = %document_id, %error, "document scope unreadable");
+                        return self.unavailable(peer_id, document_id).await;
+                    }
+                };
+                let access = policy::document_access(&self.principal, scope.as_ref());
                 if !access.read {
                     tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
-                    let entry = NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
+                    let mut entry = NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
                         .target(document_id.to_string())
                         .address(&self.address);
+                    entry.device = self.principal.device_id().map(str::to_owned);
                     if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
                         tracing::error!(%error, "audit log write failed");
                     }
@@ -322,6 +340,7 @@ impl Session {
                     key: self.key,
                     peer_id: peer_id.to_owned(),
                     actor: self.actor.clone(),
+                    device: self.principal.device_id().map(str::to_owned),
                     address: self.address.clone(),
                     access,
                     outbound: self.outbound.clone(),

@@ -4,6 +4,7 @@
 //! `connection` (one websocket) → `registry` (one actor per live document) →
 //! `doc_core` (sans-IO sync state) and `store` (persistence behind a trait).
 
+pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backup;
@@ -11,9 +12,11 @@ pub mod config;
 pub mod connection;
 pub mod doc_core;
 pub mod identity;
+pub mod live;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
+pub mod security;
 pub mod server;
 pub mod store;
 

@@ -28,6 +28,15 @@ pub const CONNECTIONS_REFUSED: &str = "sync_connections_refused_total";
 /// Messages that had to wait for a connection's message-rate limit.
 pub const MESSAGES_THROTTLED: &str = "sync_messages_throttled_total";
 
+/// `security.alert` audit entries raised, by kind.
+pub const SECURITY_ALERTS: &str = "sync_security_alerts_total";
+/// Sign-in steps (password, code) refused, by reason.
+pub const SIGN_IN_FAILURES: &str = "sync_sign_in_failures_total";
+/// Sign-in steps refused because the account or address must wait.
+pub const SIGN_IN_THROTTLED: &str = "sync_sign_in_throttled_total";
+/// Sync connections closed because their session, device or key was revoked.
+pub const CONNECTIONS_CUT: &str = "sync_connections_cut_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns its handle. Several

@@ -1,15 +1,25 @@
-//! Per-document access decisions. The foundation knows one kind of document,
-//! the *generic* document (none of the product's kinds); admins may create,
-//! read and write those. Event, settings and configuration kinds add their
-//! own rules here.
+//! Per-document access decisions, from the document's kind and scope (see
+//! `store::sessions::DocumentScope`) and the caller's role and assignments:
+//!
+//! | role   | event (assigned) | event (other) | own settings | others' settings | org config | generic |
+//! |--------|------------------|---------------|--------------|------------------|------------|---------|
+//! | admin  | read/write       | read/write    | read/write   | read/write       | read/write | read/write/create |
+//! | staff  | read/write       | -             | read/write   | -                | read       | -       |
+//! | member | -                | -             | read/write   | -                | read       | -       |
+//!
+//! A document nobody registered is *generic* (admins only). Which changes a
+//! writer may make inside a document it may write (staff: scans only, ...)
+//! is write validation, a separate step.
 
 use crate::auth::{Principal, Role};
+use crate::store::sessions::{DocumentKind, DocumentScope};
 
 /// What a principal may do with one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
     pub read: bool,
     pub write: bool,
+    /// May bring the document into existence by syncing it first.
     pub create: bool,
 }
 
@@ -19,43 +29,121 @@ impl Access {
         write: false,
         create: false,
     };
+    pub const READ: Access = Access {
+        read: true,
+        write: false,
+        create: false,
+    };
+    pub const READ_WRITE: Access = Access {
+        read: true,
+        write: true,
+        create: true,
+    };
 }
 
-/// Access of `principal` to a generic document.
-pub fn generic_document_access(principal: &Principal) -> Access {
-    match principal.role {
-        Role::Admin => Access {
-            read: true,
-            write: true,
-            create: true,
-        },
-        Role::Staff | Role::Member => Access::NONE,
+/// Access of `principal` to a document with `scope` (`None`: generic).
+pub fn document_access(principal: &Principal, scope: Option<&DocumentScope>) -> Access {
+    if principal.role == Role::Admin {
+        return Access::READ_WRITE;
     }
+    let Some(scope) = scope else {
+        return Access::NONE;
+    };
+    match scope.kind {
+        DocumentKind::Event => match principal.role {
+            Role::Staff if principal.assigned_to(&scope.scope) => Access::READ_WRITE,
+            _ => Access::NONE,
+        },
+        DocumentKind::Settings => {
+            if principal.user_id() == Some(scope.scope.as_str()) {
+                Access::READ_WRITE
+            } else {
+                Access::NONE
+            }
+        }
+        DocumentKind::OrgConfig => Access::READ,
+    }
+}
+
+/// Whether `principal` may register a document of `scope`: admins any;
+/// a signed-in user their own settings document.
+pub fn may_register(principal: &Principal, scope: &DocumentScope) -> bool {
+    principal.role == Role::Admin
+        || (scope.kind == DocumentKind::Settings
+            && principal.user_id() == Some(scope.scope.as_str()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Credential;
 
-    fn principal(role: Role) -> Principal {
+    fn user(role: Role, events: &[&str]) -> Principal {
         Principal {
-            id: "k".into(),
+            id: "u1".into(),
             name: "n".into(),
             role,
+            credential: Credential::Session {
+                session_id: "s".into(),
+                device_id: "d".into(),
+                second_factor_ms: None,
+            },
+            events: events.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn scope(kind: DocumentKind, scope: &str) -> DocumentScope {
+        DocumentScope {
+            kind,
+            scope: scope.into(),
         }
     }
 
     #[test]
-    fn only_admins_touch_generic_documents() {
-        let admin = generic_document_access(&principal(Role::Admin));
-        assert!(admin.read && admin.write && admin.create);
-        assert_eq!(
-            generic_document_access(&principal(Role::Staff)),
-            Access::NONE
-        );
-        assert_eq!(
-            generic_document_access(&principal(Role::Member)),
-            Access::NONE
-        );
+    fn the_matrix() {
+        let admin = user(Role::Admin, &[]);
+        let staff = user(Role::Staff, &["e1"]);
+        let member = user(Role::Member, &[]);
+        let key_staff = Principal::api_key("k", "k", Role::Staff);
+        let e1 = scope(DocumentKind::Event, "e1");
+        let e2 = scope(DocumentKind::Event, "e2");
+        let own = scope(DocumentKind::Settings, "u1");
+        let other = scope(DocumentKind::Settings, "u2");
+        let org = scope(DocumentKind::OrgConfig, "");
+        use Access as A;
+        let cases: [(&Principal, Option<&DocumentScope>, Access); 19] = [
+            (&admin, Some(&e1), A::READ_WRITE),
+            (&admin, Some(&other), A::READ_WRITE),
+            (&admin, Some(&org), A::READ_WRITE),
+            (&admin, None, A::READ_WRITE),
+            (&staff, Some(&e1), A::READ_WRITE),
+            (&staff, Some(&e2), A::NONE),
+            (&staff, Some(&own), A::READ_WRITE),
+            (&staff, Some(&other), A::NONE),
+            (&staff, Some(&org), A::READ),
+            (&staff, None, A::NONE),
+            (&member, Some(&e1), A::NONE),
+            (&member, Some(&own), A::READ_WRITE),
+            (&member, Some(&other), A::NONE),
+            (&member, Some(&org), A::READ),
+            (&member, None, A::NONE),
+            // An API key has no user: no settings of its own, no assignments.
+            (&key_staff, Some(&e1), A::NONE),
+            (&key_staff, Some(&own), A::NONE),
+            (&key_staff, Some(&org), A::READ),
+            (&key_staff, None, A::NONE),
+        ];
+        for (principal, scope, expected) in cases {
+            assert_eq!(
+                document_access(principal, scope),
+                expected,
+                "{:?} on {scope:?}",
+                principal.role
+            );
+        }
+        assert!(may_register(&member, &own));
+        assert!(!may_register(&member, &other));
+        assert!(!may_register(&staff, &e1));
+        assert!(may_register(&admin, &e2));
     }
 }

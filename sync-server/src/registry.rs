@@ -26,6 +26,8 @@ pub struct DocumentSettings {
     pub compact_after_chunks: u64,
     /// The server's peer id, used as `senderId`.
     pub server_peer_id: String,
+    /// Where refused writes are counted towards a security alert.
+    pub security: crate::security::SecuritySignals,
 }
 
 /// What a document sends to a connection.
@@ -43,6 +45,8 @@ pub struct PeerHandle {
     pub peer_id: String,
     /// Who is behind the connection, as the audit log names them.
     pub actor: String,
+    /// The signed-in device, if any (for the audit log).
+    pub device: Option<String>,
     pub address: String,
     pub access: Access,
     pub outbound: mpsc::Sender<Outbound>,
@@ -134,6 +138,7 @@ impl Registry {
                         let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
                         docs.values().map(|e| e.tx.clone()).collect()
                     }
+                    Ok(ChangeNotice::AccessRevoked { .. }) => continue,
                     Err(RecvError::Closed) => return,
                 };
                 for tx in targets {
@@ -402,13 +407,17 @@ impl DocActor {
             }
             Err(error) => {
                 tracing::warn!(peer = %peer.peer_id, %error, "refusing sync message");
-                self.audit(
-                    NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
-                        .target(self.id.to_string())
-                        .address(&peer.address)
-                        .details(serde_json::json!({ "reason": error.to_string() })),
-                )
-                .await;
+                let mut entry = NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
+                    .target(self.id.to_string())
+                    .address(&peer.address)
+                    .details(serde_json::json!({ "reason": error.to_string() }));
+                entry.device = peer.device.clone();
+                self.audit(entry).await;
+                self.registry
+                    .settings
+                    .security
+                    .refused_write(self.registry.store.as_ref(), &peer.actor, &peer.address)
+                    .await;
                 metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "sync_data").increment(1);
                 let _ = peer.outbound.try_send(Outbound::Close(error.to_string()));
                 self.core().detach(key);

@@ -19,8 +19,12 @@ use tokio::sync::{mpsc, watch};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::api::{self, ApiError, ApiState};
 use crate::audit::NewAuditEntry;
-use crate::auth::{self, Principal};
+use crate::auth::{self, AuthFailure};
+use crate::live::{Cut, LiveConnections};
+use crate::security::SecuritySignals;
+use crate::store::ChangeNotice;
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
 use crate::metrics as m;
@@ -180,16 +184,23 @@ pub async fn start_with_store(
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let server_peer_id = format!("sync-server-{}", uuid::Uuid::new_v4());
+    let live = LiveConnections::default();
+    let security = SecuritySignals::default();
+    let api_state = ApiState::new(store.clone(), live.clone(), security.clone(), config).await?;
     let registry = Registry::new(
         store.clone(),
         DocumentSettings {
             evict_after: Duration::from_secs(config.evict_after_secs),
             compact_after_chunks: config.compact_after_chunks.max(1),
             server_peer_id: server_peer_id.clone(),
+            security,
         },
     );
     if let Some(feed) = store.change_feed() {
         registry.follow(feed);
+    }
+    if let Some(feed) = store.change_feed() {
+        follow_revocations(feed, store.clone(), live.clone());
     }
     let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
     let state = AppState {
@@ -204,6 +215,7 @@ pub async fn start_with_store(
                 config.messages_per_second_per_connection,
                 config.message_burst_per_connection,
             ),
+            live,
         },
         metrics: m::install(),
         max_message_bytes: config.max_message_bytes,
@@ -211,7 +223,7 @@ pub async fn start_with_store(
         connections_per_principal: Arc::default(),
         max_connections_per_principal: config.max_connections_per_principal,
     };
-    let app = router(state, config, shutdown_rx.clone());
+    let app = router(state, api_state, config, shutdown_rx.clone());
     tracing::info!(%addr, "sync server listening");
 
     let mut stop = shutdown_rx.clone();
@@ -240,13 +252,19 @@ pub async fn start_with_store(
     })
 }
 
-fn router(state: AppState, config: &Config, shutdown: watch::Receiver<bool>) -> Router {
+fn router(
+    state: AppState,
+    api_state: ApiState,
+    config: &Config,
+    shutdown: watch::Receiver<bool>,
+) -> Router {
     let router = Router::new()
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
+        .merge(api::router(api_state))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let request_id = req
@@ -311,40 +329,28 @@ async fn sync_upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     // Authenticate before anything websocket-related: no token, no upgrade.
-    let Some(token) = auth::token_from_request(&headers, query.as_deref()) else {
-        metrics::counter!(m::AUTH_FAILURES, "reason" => "missing").increment(1);
-        audit_rejection(&state, address, "missing").await;
-        return (
-            StatusCode::UNAUTHORIZED,
-            "missing token: send `Authorization: Bearer <token>` or `?token=`",
-        )
-            .into_response();
+    let principal = match auth::token_from_request(&headers, query.as_deref()) {
+        None => Err(AuthFailure::Missing),
+        Some(token) => auth::authenticate(state.store.as_ref(), &token, auth::unix_ms()).await,
     };
-    let principal = match state
-        .store
-        .authenticate_api_key(&auth::hash_token(&token))
-        .await
-    {
-        Ok(Some(key)) => Principal {
-            id: key.id,
-            name: key.name,
-            role: key.role,
-        },
-        Ok(None) => {
-            metrics::counter!(m::AUTH_FAILURES, "reason" => "invalid").increment(1);
-            audit_rejection(&state, address, "invalid or revoked").await;
-            return (StatusCode::UNAUTHORIZED, "invalid or revoked token").into_response();
-        }
-        Err(error) => {
-            tracing::error!(%error, "token check failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response();
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(failure) => {
+            if let AuthFailure::Store(error) = &failure {
+                tracing::error!(%error, "token check failed");
+            } else {
+                metrics::counter!(m::AUTH_FAILURES, "reason" => failure.code()).increment(1);
+                audit_rejection(&state, address, failure.code()).await;
+            }
+            // The same JSON error body as the REST API (`wipe` for a revoked device).
+            return ApiError::Unauthenticated(failure).into_response();
         }
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    let Some(slot) = PrincipalSlot::take(&state, &principal.id) else {
+    let Some(slot) = PrincipalSlot::take(&state, &principal.audit_name()) else {
         metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "per_principal_cap").increment(1);
         return (
             StatusCode::TOO_MANY_REQUESTS,
@@ -369,6 +375,40 @@ async fn sync_upgrade(
             drop(slot);
             drop(guard);
         })
+}
+
+/// Applies revocations announced by other nodes; after a gap in the feed,
+/// re-checks every open session connection against the store.
+fn follow_revocations(
+    mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
+    store: Arc<dyn Store>,
+    live: LiveConnections,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::spawn(async move {
+        loop {
+            match feed.recv().await {
+                Ok(ChangeNotice::AccessRevoked { kind, id }) => {
+                    if let Some(cut) = Cut::from_parts(&kind, &id) {
+                        let closed = live.cut(&cut, "access revoked on another node");
+                        tracing::info!(?cut, closed, "revocation from another node applied");
+                    }
+                }
+                Ok(ChangeNotice::Resync) | Err(RecvError::Lagged(_)) => {
+                    for principal in live.principals() {
+                        let Some(session) = principal.session_id() else {
+                            continue;
+                        };
+                        if let Ok(false) = store.session_live(session).await {
+                            live.cut(&Cut::Session(session.to_owned()), "session ended");
+                        }
+                    }
+                }
+                Ok(ChangeNotice::Written { .. }) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// A refused sign-in at the upgrade is audited (with the address, never the token).

@@ -58,8 +58,11 @@ pub enum ChangeNotice {
         seq: u64,
     },
     /// Notices may have been missed (the feed reconnected or lagged):
-    /// every loaded document should catch up.
+    /// every loaded document should catch up, and open connections be re-checked.
     Resync,
+    /// Another node revoked access (`kind` is `session`, `device`, `user` or
+    /// `api_key`): connections it covers must close.
+    AccessRevoked { kind: String, id: String },
 }
 
 /// An API key as stored (never the token itself).
@@ -142,6 +145,11 @@ pub trait Store: SessionStore {
     /// several nodes; `None` for a single-node store.
     fn change_feed(&self) -> Option<tokio::sync::broadcast::Receiver<ChangeNotice>> {
         None
+    }
+    /// Tells the other nodes sharing this store to close connections of
+    /// `kind`/`id` (see [`ChangeNotice::AccessRevoked`]); nothing to do alone.
+    async fn announce_revocation(&self, _kind: &str, _id: &str) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Appends to the hash-chained audit log (serialised across writers).
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError>;

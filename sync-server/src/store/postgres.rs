@@ -32,6 +32,8 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 /// The channel writes are announced on (NOTIFY is delivered at commit).
 const CHANNEL: &str = "sync_document_written";
+/// The channel access revocations are announced on: `<node> <kind> <id>`.
+const REVOKE_CHANNEL: &str = "sync_access_revoked";
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -362,6 +364,17 @@ impl Store for PostgresStore {
         Some(self.feed.subscribe())
     }
 
+    async fn announce_revocation(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!("SELECT pg_notify('{REVOKE_CHANNEL}', $1)"),
+                &[&format!("{} {kind} {id}", self.node_id)],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
         let started = Instant::now();
         let mut client = self.pool.get().await?;
@@ -563,7 +576,10 @@ async fn listen(
                 while let Some(message) = messages.next().await {
                     match message {
                         Ok(AsyncMessage::Notification(n)) => {
-                            if tx.send(n.payload().to_owned()).is_err() {
+                            if tx
+                                .send((n.channel().to_owned(), n.payload().to_owned()))
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -573,11 +589,24 @@ async fn listen(
                 }
                 Ok(())
             });
-            client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+            client
+                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {REVOKE_CHANNEL}"))
+                .await?;
             // Anything written before LISTEN took effect is picked up here.
             let _ = feed.send(ChangeNotice::Resync);
-            while let Some(payload) = rx.recv().await {
+            while let Some((channel, payload)) = rx.recv().await {
                 let mut parts = payload.split(' ');
+                if channel == REVOKE_CHANNEL {
+                    if let (Some(node), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next())
+                        && node != node_id
+                    {
+                        let _ = feed.send(ChangeNotice::AccessRevoked {
+                            kind: kind.to_owned(),
+                            id: id.to_owned(),
+                        });
+                    }
+                    continue;
+                }
                 let (Some(node), Some(doc), Some(seq)) = (parts.next(), parts.next(), parts.next())
                 else {
                     continue;

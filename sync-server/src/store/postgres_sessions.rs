@@ -402,6 +402,7 @@ impl SessionStore for PostgresStore {
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
+        except: Option<&str>,
         reason: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
@@ -409,11 +410,24 @@ impl SessionStore for PostgresStore {
         let rows = client
             .query(
                 "UPDATE sessions SET revoked_ms = $2, revoked_reason = $3
-                 WHERE user_id = $1 AND revoked_ms IS NULL RETURNING id",
-                &[&user_id, &now_ms, &reason],
+                 WHERE user_id = $1 AND revoked_ms IS NULL AND ($4::text IS NULL OR id <> $4)
+                 RETURNING id",
+                &[&user_id, &now_ms, &reason, &except],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn session_live(&self, session_id: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sessions s JOIN devices d ON d.id = s.device_id JOIN users u ON u.id = s.user_id
+                 WHERE s.id = $1 AND s.revoked_ms IS NULL AND d.revoked_ms IS NULL AND u.disabled_at IS NULL)",
+                &[&session_id],
+            )
+            .await?
+            .get(0))
     }
 
     async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError> {

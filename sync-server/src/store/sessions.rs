@@ -226,13 +226,16 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     async fn revoke_session(&self, id: &str, reason: &str, now_ms: i64)
     -> Result<bool, StoreError>;
-    /// Ends every live session of the user; returns their ids.
+    /// Ends every live session of the user (but `except`); returns their ids.
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
+        except: Option<&str>,
         reason: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError>;
+    /// Whether the session, its device and its user are all still in good standing.
+    async fn session_live(&self, session_id: &str) -> Result<bool, StoreError>;
     async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
 
     async fn create_challenge(&self, hash: &str, challenge: &Challenge) -> Result<(), StoreError>;

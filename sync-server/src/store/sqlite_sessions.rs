@@ -425,17 +425,32 @@ impl SessionStore for SqliteStore {
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
+        except: Option<&str>,
         reason: &str,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
         let (user_id, reason) = (user_id.to_owned(), reason.to_owned());
+        let except = except.map(str::to_owned);
         self.with_conn("revoke_user_sessions", move |conn| {
             let mut stmt = conn.prepare(
                 "UPDATE sessions SET revoked_ms = ?2, revoked_reason = ?3
-                 WHERE user_id = ?1 AND revoked_ms IS NULL RETURNING id",
+                 WHERE user_id = ?1 AND revoked_ms IS NULL AND (?4 IS NULL OR id <> ?4) RETURNING id",
             )?;
-            let rows = stmt.query_map(params![user_id, now_ms, reason], |r| r.get(0))?;
+            let rows = stmt.query_map(params![user_id, now_ms, reason, except], |r| r.get(0))?;
             Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn session_live(&self, session_id: &str) -> Result<bool, StoreError> {
+        let session_id = session_id.to_owned();
+        self.with_conn("session_live", move |conn| {
+            Ok(conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sessions s JOIN devices d ON d.id = s.device_id JOIN users u ON u.id = s.user_id
+                 WHERE s.id = ?1 AND s.revoked_ms IS NULL AND d.revoked_ms IS NULL AND u.disabled_at IS NULL)",
+                params![session_id],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

@@ -1,0 +1,124 @@
+//! API errors: a status, a stable `error` code clients branch on, and a
+//! message a person can read. Store failures never leak details.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::AuthFailure;
+use crate::identity::session::Refusal;
+use crate::store::StoreError;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `invalid_credentials`, `device_revoked`, `throttled`.
+    pub error: String,
+    pub message: String,
+    /// Set when the device was revoked: the client must wipe local event data.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub wipe: bool,
+    /// Seconds to wait before trying again (throttling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthenticated(AuthFailure),
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("the sign-in step has expired or was already used; start again")]
+    InvalidChallenge,
+    #[error("{0}")]
+    InvalidCode(&'static str),
+    #[error("{}", refusal_message(*.0))]
+    Refused(Refusal),
+    #[error("this refresh token was already used; the session has been ended")]
+    TokenReused,
+    #[error("too many failed attempts; try again in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("enter a current authenticator code (step-up) first")]
+    StepUpRequired,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("store unavailable")]
+    Store(#[from] StoreError),
+}
+
+fn refusal_message(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Expired => "the token has expired; refresh it or sign in again",
+        Refusal::SessionRevoked => "the session was ended; sign in again",
+        Refusal::DeviceRevoked => "this device was revoked; local event data must be wiped",
+        Refusal::UserDisabled => "this account is disabled",
+    }
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthenticated(AuthFailure::Store(_)) | ApiError::Store(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            ApiError::Unauthenticated(failure) => (StatusCode::UNAUTHORIZED, failure.code()),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            ApiError::InvalidChallenge => (StatusCode::UNAUTHORIZED, "invalid_challenge"),
+            ApiError::InvalidCode(code) => (StatusCode::UNAUTHORIZED, code),
+            ApiError::Refused(refusal) => (StatusCode::UNAUTHORIZED, refusal.code()),
+            ApiError::TokenReused => (StatusCode::UNAUTHORIZED, "token_reused"),
+            ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::StepUpRequired => (StatusCode::FORBIDDEN, "step_up_required"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    }
+
+    fn wipe(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Refused(Refusal::DeviceRevoked)
+                | ApiError::Unauthenticated(AuthFailure::Refused(Refusal::DeviceRevoked))
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        if let ApiError::Store(error) | ApiError::Unauthenticated(AuthFailure::Store(error)) = &self
+        {
+            tracing::error!(%error, "API request failed on the store");
+        }
+        let retry_after = match &self {
+            ApiError::Throttled(wait) => Some(wait.as_secs().max(1)),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: code.to_owned(),
+            message: self.to_string(),
+            wipe: self.wipe(),
+            retry_after_secs: retry_after,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}

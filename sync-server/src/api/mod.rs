@@ -1,0 +1,249 @@
+//! The REST API under `/api`: sign-in (password, second factor, enrollment),
+//! sessions (refresh, logout, step-up), devices, and administration (users,
+//! assignments, API keys, audit log, document registration). Every route is
+//! described in the OpenAPI document served at `/api/openapi.json`, which is
+//! generated from the same router, so the two cannot drift apart.
+
+mod admin;
+mod error;
+mod sign_in;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::audit::NewAuditEntry;
+use crate::auth::{self, Principal, Role};
+use crate::identity::session::SessionPolicy;
+use crate::identity::throttle::{Throttle, ThrottlePolicy};
+use crate::live::{Cut, LiveConnections};
+use crate::security::SecuritySignals;
+use crate::store::Store;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub live: LiveConnections,
+    pub security: SecuritySignals,
+    pub policy: SessionPolicy,
+    pub require_2fa: Vec<Role>,
+    pub totp_issuer: String,
+    /// Failed sign-in steps, keyed `account:<email or id>` and `address:<ip>`.
+    pub throttle: Arc<Mutex<Throttle>>,
+    /// Derives the pair a refresh returns (shared by all nodes through the store).
+    pub token_secret: Arc<Vec<u8>>,
+}
+
+impl ApiState {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        live: LiveConnections,
+        security: SecuritySignals,
+        config: &crate::Config,
+    ) -> Result<Self, crate::store::StoreError> {
+        let mut candidate = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut candidate);
+        let token_secret = store.shared_secret("refresh_token_key", &candidate).await?;
+        let require_2fa = [Role::Admin, Role::Staff, Role::Member]
+            .into_iter()
+            .filter(|role| config.requires_2fa(*role))
+            .collect();
+        Ok(Self {
+            store,
+            live,
+            security,
+            policy: config.session_policy(),
+            require_2fa,
+            totp_issuer: config.totp_issuer.clone(),
+            throttle: Arc::new(Mutex::new(Throttle::new(ThrottlePolicy {
+                free_attempts: config.sign_in_free_attempts,
+                ..ThrottlePolicy::default()
+            }))),
+            token_secret: Arc::new(token_secret),
+        })
+    }
+
+    /// Appends to the audit log; a failure is logged, never shown to the caller.
+    pub async fn audit(&self, entry: NewAuditEntry) {
+        if let Err(error) = self.store.append_audit(entry).await {
+            tracing::error!(%error, "audit log write failed");
+        }
+    }
+
+    /// Closes the connections `cut` covers, here and on every other node.
+    pub async fn cut(&self, cut: Cut, reason: &str) {
+        let closed = self.live.cut(&cut, reason);
+        tracing::info!(?cut, closed, reason, "access revoked");
+        let (kind, id) = cut.parts();
+        if let Err(error) = self.store.announce_revocation(kind, id).await {
+            tracing::error!(%error, "could not announce a revocation to other nodes");
+        }
+    }
+}
+
+/// The caller's address (the TCP peer; forwarded headers are not trusted).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+}
+
+/// An authenticated caller (`Authorization: Bearer <access token or API key>`).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub address: String,
+}
+
+impl Caller {
+    pub fn audit(&self, action: &str, result: &str) -> NewAuditEntry {
+        let mut entry = NewAuditEntry::new(self.principal.audit_name(), action, result)
+            .address(self.address.clone());
+        entry.device = self.principal.device_id().map(str::to_owned);
+        entry
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.principal.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("administrators only".into()))
+        }
+    }
+
+    /// Privileged actions need a TOTP code entered within the step-up window.
+    pub fn require_step_up(&self, state: &ApiState) -> Result<(), ApiError> {
+        let fresh = match &self.principal.credential {
+            auth::Credential::Session {
+                second_factor_ms, ..
+            } => crate::identity::session::step_up_fresh(
+                *second_factor_ms,
+                auth::unix_ms(),
+                &state.policy,
+            ),
+            auth::Credential::ApiKey => false,
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(ApiError::StepUpRequired)
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let ClientAddress(address) = ClientAddress::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let Some(token) = auth::token_from_request(&parts.headers, None) else {
+            return Err(ApiError::Unauthenticated(auth::AuthFailure::Missing));
+        };
+        match auth::authenticate(state.store.as_ref(), &token, auth::unix_ms()).await {
+            Ok(principal) => Ok(Caller { principal, address }),
+            Err(auth::AuthFailure::Store(error)) => Err(ApiError::Store(error)),
+            Err(failure) => {
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.code())
+                    .increment(1);
+                state
+                    .audit(
+                        NewAuditEntry::new("anonymous", "auth.token_rejected", "denied")
+                            .address(address)
+                            .details(serde_json::json!({ "reason": failure.code(), "path": parts.uri.path() })),
+                    )
+                    .await;
+                Err(ApiError::Unauthenticated(failure))
+            }
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sync-server API",
+        description = "Sign-in, sessions, devices and administration. Sync itself is the automerge-repo websocket protocol at /sync."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "sign-in", description = "Password, second factor, enrollment, sessions"),
+        (name = "devices"),
+        (name = "admin", description = "Users, assignments, API keys, audit log, documents"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/api` routes, and the OpenAPI document that describes them.
+pub fn router(state: ApiState) -> axum::Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sign_in::login))
+        .routes(routes!(sign_in::second_factor))
+        .routes(routes!(sign_in::enroll_start))
+        .routes(routes!(sign_in::enroll_confirm))
+        .routes(routes!(sign_in::refresh))
+        .routes(routes!(sign_in::logout))
+        .routes(routes!(sign_in::logout_everywhere))
+        .routes(routes!(sign_in::step_up))
+        .routes(routes!(sign_in::change_password))
+        .routes(routes!(sign_in::me))
+        .routes(routes!(admin::list_devices))
+        .routes(routes!(admin::revoke_device))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::update_user))
+        .routes(routes!(admin::reset_user_2fa))
+        .routes(routes!(admin::end_user_sessions))
+        .routes(routes!(admin::set_user_events))
+        .routes(routes!(admin::list_api_keys, admin::create_api_key))
+        .routes(routes!(admin::revoke_api_key))
+        .routes(routes!(admin::query_audit))
+        .routes(routes!(admin::export_audit))
+        .routes(routes!(admin::verify_audit))
+        .routes(routes!(admin::register_document))
+        .with_state(state)
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    router.route(
+        "/api/openapi.json",
+        axum::routing::get(move || {
+            let openapi = openapi.clone();
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+}

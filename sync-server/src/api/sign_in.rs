@@ -1,0 +1,920 @@
+//! Sign-in and session endpoints: password, then second factor (TOTP or a
+//! recovery code) or enrollment, then a session for a device; refresh with
+//! rotation, reuse detection and a grace retry; logout; step-up.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiState, Caller, ClientAddress, ErrorBody};
+use crate::audit::NewAuditEntry;
+use crate::auth::{Role, hash_token, unix_ms};
+use crate::identity::session::{self, RefreshDecision, Refusal, TokenPair};
+use crate::identity::{password, recovery, totp};
+use crate::live::Cut;
+use crate::store::User;
+use crate::store::sessions::{Challenge, ChallengePurpose, Device};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// Shown in device lists, e.g. "Door 3 tablet".
+    pub device_name: String,
+    #[serde(default)]
+    pub app_version: String,
+    /// The device id from an earlier session on this device, if any.
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInStatus {
+    /// Send a TOTP or recovery code with `challenge` to `/api/auth/second-factor`.
+    SecondFactorRequired,
+    /// Enroll an authenticator with `challenge` (`/api/auth/enroll/*`) first.
+    EnrollmentRequired,
+    /// Signed in: see `session`.
+    SignedIn,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignInResponse {
+    pub status: SignInStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionTokens>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserInfo {
+    pub id: String,
+    pub email: String,
+    #[schema(value_type = String, example = "staff")]
+    pub role: Role,
+    pub totp_enrolled: bool,
+}
+
+impl From<&User> for UserInfo {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            role: user.role,
+            totp_enrolled: user.totp_confirmed,
+        }
+    }
+}
+
+/// A session's tokens. The access token opens `/sync` and the API; the
+/// refresh token buys the next pair, once.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SessionTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub access_expires_ms: i64,
+    pub refresh_expires_ms: i64,
+    pub session_id: String,
+    pub device_id: String,
+    pub user: UserInfo,
+}
+
+fn tokens(pair: TokenPair, session_id: &str, device_id: &str, user: &User) -> SessionTokens {
+    SessionTokens {
+        access_token: pair.access_token,
+        refresh_token: pair.refresh_token,
+        access_expires_ms: pair.access_expires_ms,
+        refresh_expires_ms: pair.refresh_expires_ms,
+        session_id: session_id.to_owned(),
+        device_id: device_id.to_owned(),
+        user: user.into(),
+    }
+}
+
+fn account_key(id: &str) -> String {
+    format!("account:{id}")
+}
+
+fn address_key(address: &str) -> String {
+    format!("address:{address}")
+}
+
+impl ApiState {
+    /// Refuses the attempt if the account or the address must still wait.
+    async fn throttle_check(
+        &self,
+        account: &str,
+        address: &str,
+        step: &str,
+    ) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let wait = {
+            let mut throttle = self.throttle.lock().expect("throttle poisoned");
+            let a = throttle.check(&account_key(account), now).err();
+            let b = throttle.check(&address_key(address), now).err();
+            a.max(b)
+        };
+        let Some(wait) = wait else {
+            return Ok(());
+        };
+        metrics::counter!(crate::metrics::SIGN_IN_THROTTLED, "step" => step.to_owned())
+            .increment(1);
+        self.audit(
+            NewAuditEntry::new("anonymous", "auth.throttled", "denied")
+                .address(address)
+                .target(account)
+                .details(serde_json::json!({ "step": step, "wait_secs": wait.as_secs().max(1) })),
+        )
+        .await;
+        Err(ApiError::Throttled(wait))
+    }
+
+    fn throttle_failure(&self, account: &str, address: &str) {
+        let now = Instant::now();
+        let mut throttle = self.throttle.lock().expect("throttle poisoned");
+        throttle.failure(&account_key(account), now);
+        throttle.failure(&address_key(address), now);
+        throttle.prune(now);
+    }
+
+    fn throttle_success(&self, account: &str) {
+        self.throttle
+            .lock()
+            .expect("throttle poisoned")
+            .success(&account_key(account));
+    }
+
+    /// The device for a new session: the client's own if it is this user's
+    /// and not revoked; a new one otherwise.
+    async fn device_for(
+        &self,
+        user: &User,
+        device_id: Option<&str>,
+        device_name: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<Device, ApiError> {
+        if let Some(id) = device_id
+            && let Some(device) = self.store.device(id).await?
+            && device.user_id == user.id
+        {
+            if device.revoked_ms.is_some() {
+                return Err(ApiError::Refused(Refusal::DeviceRevoked));
+            }
+            self.store.touch_device(id, app_version, now_ms).await?;
+            return Ok(device);
+        }
+        let name = device_name.trim();
+        let name = if name.is_empty() {
+            "unnamed device"
+        } else {
+            name
+        };
+        Ok(self
+            .store
+            .create_device(&user.id, name, app_version, now_ms)
+            .await?)
+    }
+
+    /// Opens a session for `user` on the challenge's device.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_session(
+        &self,
+        user: &User,
+        device_id: Option<&str>,
+        device_name: &str,
+        app_version: &str,
+        second_factor: Option<&str>,
+        address: &str,
+    ) -> Result<SessionTokens, ApiError> {
+        let now = unix_ms();
+        let device = self
+            .device_for(user, device_id, device_name, app_version, now)
+            .await?;
+        let pair = session::first_pair(&self.policy, now);
+        // Only a TOTP code counts for step-up; a recovery code signs in but
+        // privileged actions still ask for a code.
+        let second_factor_ms = (second_factor == Some("totp")).then_some(now);
+        let session_id = self
+            .store
+            .create_session(&user.id, &device.id, second_factor_ms, &pair.hashes(), now)
+            .await?;
+        let mut entry = NewAuditEntry::new(format!("user:{}", user.id), "auth.sign_in", "ok")
+            .address(address)
+            .target(&user.email)
+            .details(serde_json::json!({
+                "factors": match second_factor { Some(f) => vec!["password", f], None => vec!["password"] },
+                "session": session_id,
+                "device_name": device.name,
+            }));
+        entry.device = Some(device.id.clone());
+        self.audit(entry).await;
+        Ok(tokens(pair, &session_id, &device.id, user))
+    }
+
+    /// A live challenge of `purpose` and its user.
+    async fn live_challenge(
+        &self,
+        token: &str,
+        purpose: ChallengePurpose,
+    ) -> Result<(Challenge, User), ApiError> {
+        let challenge = self
+            .store
+            .challenge(&hash_token(token))
+            .await?
+            .filter(|c| !c.used && c.purpose == purpose && c.expires_ms > unix_ms())
+            .ok_or(ApiError::InvalidChallenge)?;
+        let user = self
+            .store
+            .user_by_id(&challenge.user_id)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(ApiError::InvalidChallenge)?;
+        Ok((challenge, user))
+    }
+
+    /// A wrong code: throttled, counted towards an alert, audited.
+    async fn code_failed(&self, user: &User, address: &str, step: &str, reason: &str) {
+        self.throttle_failure(&user.id, address);
+        metrics::counter!(crate::metrics::SIGN_IN_FAILURES, "reason" => reason.to_owned())
+            .increment(1);
+        self.audit(
+            NewAuditEntry::new(format!("user:{}", user.id), step, "denied")
+                .address(address)
+                .target(&user.email)
+                .details(serde_json::json!({ "reason": reason })),
+        )
+        .await;
+        self.security
+            .failed_code(self.store.as_ref(), &format!("user:{}", user.id), address)
+            .await;
+    }
+
+    /// Checks a TOTP code against `secret` and records its step (replays refused).
+    async fn accept_totp(
+        &self,
+        user: &User,
+        secret: &str,
+        code: &str,
+        confirm: bool,
+    ) -> Result<(), &'static str> {
+        let now_secs = (unix_ms() / 1000) as u64;
+        let step = match totp::verify(secret, code, now_secs, user.totp_last_step) {
+            Ok(step) => step,
+            Err(totp::TotpError::Replayed) => return Err("code_replayed"),
+            Err(_) => return Err("invalid_code"),
+        };
+        match self.store.accept_totp_step(&user.id, step, confirm).await {
+            Ok(true) => Ok(()),
+            // Another request (maybe on another node) took this step first.
+            Ok(false) => Err("code_replayed"),
+            Err(error) => {
+                tracing::error!(%error, "recording a TOTP step failed");
+                Err("store_unavailable")
+            }
+        }
+    }
+}
+
+/// A hash to compare against when the email is unknown, so both cases cost
+/// the same time and do not reveal which emails exist.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        password::hash_password("decoy password that never matches")
+            .expect("hashing a constant works")
+    })
+}
+
+async fn verify_password_blocking(stored: String, candidate: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        password::verify_password(&stored, &candidate).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Step 1: email and password.
+#[utoipa::path(post, path = "/api/auth/login", tag = "sign-in", request_body = LoginRequest,
+    responses(
+        (status = 200, body = SignInResponse, description = "Next step, or the session"),
+        (status = 401, body = ErrorBody, description = "`invalid_credentials`, or `device_revoked` (wipe)"),
+        (status = 429, body = ErrorBody, description = "`throttled`: wait `retry_after_secs`"),
+    ))]
+pub async fn login(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    let email = request.email.trim().to_lowercase();
+    state.throttle_check(&email, &address, "password").await?;
+    let user = state.store.user_by_email(&email).await?;
+    let stored = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let matches = verify_password_blocking(stored, request.password).await;
+    let user = match user {
+        Some(user) if matches && !user.disabled => user,
+        other => {
+            let reason = match &other {
+                Some(u) if u.disabled && matches => "user_disabled",
+                Some(_) => "wrong_password",
+                None => "unknown_email",
+            };
+            state.throttle_failure(&email, &address);
+            metrics::counter!(crate::metrics::SIGN_IN_FAILURES, "reason" => reason).increment(1);
+            state
+                .audit(
+                    NewAuditEntry::new("anonymous", "auth.password", "denied")
+                        .address(&address)
+                        .target(&email)
+                        .details(serde_json::json!({ "reason": reason })),
+                )
+                .await;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    state.throttle_success(&email);
+    let purpose = if user.totp_confirmed {
+        Some(ChallengePurpose::SecondFactor)
+    } else if state.require_2fa.contains(&user.role) {
+        Some(ChallengePurpose::Enroll)
+    } else {
+        None
+    };
+    let Some(purpose) = purpose else {
+        let session = state
+            .open_session(
+                &user,
+                request.device_id.as_deref(),
+                &request.device_name,
+                &request.app_version,
+                None,
+                &address,
+            )
+            .await?;
+        return Ok(Json(SignInResponse {
+            status: SignInStatus::SignedIn,
+            challenge: None,
+            session: Some(session),
+        }));
+    };
+    // A revoked device learns it now, before any further step.
+    if let Some(id) = request.device_id.as_deref()
+        && let Some(device) = state.store.device(id).await?
+        && device.user_id == user.id
+        && device.revoked_ms.is_some()
+    {
+        return Err(ApiError::Refused(Refusal::DeviceRevoked));
+    }
+    let token = session::random_token(session::CHALLENGE_PREFIX);
+    state
+        .store
+        .create_challenge(
+            &hash_token(&token),
+            &Challenge {
+                user_id: user.id.clone(),
+                purpose,
+                device_id: request.device_id.clone(),
+                device_name: request.device_name.clone(),
+                app_version: request.app_version.clone(),
+                expires_ms: unix_ms() + state.policy.challenge_ttl.as_millis() as i64,
+                used: false,
+            },
+        )
+        .await?;
+    state
+        .audit(
+            NewAuditEntry::new(format!("user:{}", user.id), "auth.password", "ok")
+                .address(&address)
+                .target(&user.email)
+                .details(serde_json::json!({ "next": purpose.as_str() })),
+        )
+        .await;
+    Ok(Json(SignInResponse {
+        status: match purpose {
+            ChallengePurpose::SecondFactor => SignInStatus::SecondFactorRequired,
+            ChallengePurpose::Enroll => SignInStatus::EnrollmentRequired,
+        },
+        challenge: Some(token),
+        session: None,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SecondFactorRequest {
+    pub challenge: String,
+    /// A 6-digit TOTP code...
+    #[serde(default)]
+    pub code: Option<String>,
+    /// ...or one of the recovery codes (each works once).
+    #[serde(default)]
+    pub recovery_code: Option<String>,
+}
+
+/// Step 2: a TOTP code or a recovery code.
+#[utoipa::path(post, path = "/api/auth/second-factor", tag = "sign-in", request_body = SecondFactorRequest,
+    responses(
+        (status = 200, body = SignInResponse),
+        (status = 401, body = ErrorBody, description = "`invalid_code`, `code_replayed`, `invalid_challenge`"),
+        (status = 429, body = ErrorBody),
+    ))]
+pub async fn second_factor(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    Json(request): Json<SecondFactorRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    let (challenge, user) = state
+        .live_challenge(&request.challenge, ChallengePurpose::SecondFactor)
+        .await?;
+    state.throttle_check(&user.id, &address, "code").await?;
+    let factor = match (&request.code, &request.recovery_code) {
+        (Some(code), None) => {
+            let secret = user.totp_secret.clone().unwrap_or_default();
+            if let Err(reason) = state.accept_totp(&user, &secret, code, false).await {
+                state
+                    .code_failed(&user, &address, "auth.second_factor", reason)
+                    .await;
+                return Err(ApiError::InvalidCode(reason));
+            }
+            "totp"
+        }
+        (None, Some(code)) => {
+            if !state
+                .store
+                .consume_recovery_code(&user.id, &recovery::hash(code))
+                .await?
+            {
+                state
+                    .code_failed(&user, &address, "auth.second_factor", "invalid_recovery_code")
+                    .await;
+                return Err(ApiError::InvalidCode("invalid_recovery_code"));
+            }
+            "recovery_code"
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "send exactly one of `code` and `recovery_code`".into(),
+            ));
+        }
+    };
+    if !state
+        .store
+        .use_challenge(&hash_token(&request.challenge), unix_ms())
+        .await?
+    {
+        return Err(ApiError::InvalidChallenge);
+    }
+    state.throttle_success(&user.id);
+    let session = state
+        .open_session(
+            &user,
+            challenge.device_id.as_deref(),
+            &challenge.device_name,
+            &challenge.app_version,
+            Some(factor),
+            &address,
+        )
+        .await?;
+    Ok(Json(SignInResponse {
+        status: SignInStatus::SignedIn,
+        challenge: None,
+        session: Some(session),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EnrollStartRequest {
+    pub challenge: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrollStartResponse {
+    /// Base32, for typing into an authenticator by hand.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The `otpauth://` URI as a QR code, PNG, base64.
+    pub qr_png_base64: String,
+}
+
+/// Enrollment, step 1: a new TOTP secret, as a URI and a QR code.
+#[utoipa::path(post, path = "/api/auth/enroll/start", tag = "sign-in", request_body = EnrollStartRequest,
+    responses((status = 200, body = EnrollStartResponse), (status = 401, body = ErrorBody)))]
+pub async fn enroll_start(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    Json(request): Json<EnrollStartRequest>,
+) -> Result<Json<EnrollStartResponse>, ApiError> {
+    let (_, user) = state
+        .live_challenge(&request.challenge, ChallengePurpose::Enroll)
+        .await?;
+    let enrollment = totp::enroll(&state.totp_issuer, &user.email)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state
+        .store
+        .set_totp_secret(&user.id, &enrollment.secret_base32)
+        .await?;
+    state
+        .audit(
+            NewAuditEntry::new(format!("user:{}", user.id), "auth.totp_enroll_started", "ok")
+                .address(&address)
+                .target(&user.email),
+        )
+        .await;
+    Ok(Json(EnrollStartResponse {
+        secret: enrollment.secret_base32,
+        otpauth_uri: enrollment.otpauth_uri,
+        qr_png_base64: base64::engine::general_purpose::STANDARD.encode(&enrollment.qr_png),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EnrollConfirmRequest {
+    pub challenge: String,
+    /// A current code from the newly enrolled authenticator.
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrollConfirmResponse {
+    pub session: SessionTokens,
+    /// Shown once: each signs in once in place of a TOTP code.
+    pub recovery_codes: Vec<String>,
+}
+
+/// Enrollment, step 2: a valid code confirms it; returns the session and the recovery codes.
+#[utoipa::path(post, path = "/api/auth/enroll/confirm", tag = "sign-in", request_body = EnrollConfirmRequest,
+    responses((status = 200, body = EnrollConfirmResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn enroll_confirm(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    Json(request): Json<EnrollConfirmRequest>,
+) -> Result<Json<EnrollConfirmResponse>, ApiError> {
+    let (challenge, user) = state
+        .live_challenge(&request.challenge, ChallengePurpose::Enroll)
+        .await?;
+    state.throttle_check(&user.id, &address, "code").await?;
+    let Some(secret) = user.totp_secret.clone() else {
+        return Err(ApiError::BadRequest(
+            "start the enrollment first (/api/auth/enroll/start)".into(),
+        ));
+    };
+    if let Err(reason) = state.accept_totp(&user, &secret, &request.code, true).await {
+        state
+            .code_failed(&user, &address, "auth.totp_enroll", reason)
+            .await;
+        return Err(ApiError::InvalidCode(reason));
+    }
+    if !state
+        .store
+        .use_challenge(&hash_token(&request.challenge), unix_ms())
+        .await?
+    {
+        return Err(ApiError::InvalidChallenge);
+    }
+    let codes = recovery::generate();
+    let hashes: Vec<String> = codes.iter().map(|(_, hash)| hash.clone()).collect();
+    state.store.replace_recovery_codes(&user.id, &hashes).await?;
+    state.throttle_success(&user.id);
+    state
+        .audit(
+            NewAuditEntry::new(format!("user:{}", user.id), "auth.totp_enrolled", "ok")
+                .address(&address)
+                .target(&user.email)
+                .details(serde_json::json!({ "recovery_codes": codes.len() })),
+        )
+        .await;
+    let user = User {
+        totp_confirmed: true,
+        ..user
+    };
+    let session = state
+        .open_session(
+            &user,
+            challenge.device_id.as_deref(),
+            &challenge.device_name,
+            &challenge.app_version,
+            Some("totp"),
+            &address,
+        )
+        .await?;
+    Ok(Json(EnrollConfirmResponse {
+        session,
+        recovery_codes: codes.into_iter().map(|(code, _)| code).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// A new token pair for a refresh token, which then stops working. A retry
+/// within the grace window gets the same pair; any later reuse ends the session.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "sign-in", request_body = RefreshRequest,
+    responses(
+        (status = 200, body = SessionTokens),
+        (status = 401, body = ErrorBody, description = "`token_reused` (session ended), `token_expired`, `session_revoked`, `device_revoked` (wipe)"),
+    ))]
+pub async fn refresh(
+    State(state): State<ApiState>,
+    ClientAddress(address): ClientAddress,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<SessionTokens>, ApiError> {
+    let token = request.refresh_token.trim();
+    if !token.starts_with(session::REFRESH_PREFIX) {
+        return Err(ApiError::Unauthenticated(crate::auth::AuthFailure::Invalid));
+    }
+    let hash = hash_token(token);
+    // Two rounds at most: losing the race to mark the token used means the
+    // other request just exchanged it, which the second look treats as a retry.
+    for _ in 0..2 {
+        let record = state
+            .store
+            .refresh_token(&hash)
+            .await?
+            .ok_or(ApiError::Unauthenticated(crate::auth::AuthFailure::Invalid))?;
+        let now = unix_ms();
+        let pair = match session::decide_refresh(&record, now, &state.policy) {
+            RefreshDecision::Exchange => {
+                let pair = session::next_pair(
+                    &state.token_secret,
+                    token,
+                    record.generation,
+                    now,
+                    &state.policy,
+                );
+                if !state
+                    .store
+                    .exchange_refresh_token(&hash, &pair.hashes(), now)
+                    .await?
+                {
+                    continue;
+                }
+                pair
+            }
+            RefreshDecision::Retry { exchanged_ms } => {
+                let mut entry = NewAuditEntry::new(
+                    format!("user:{}", record.user_id),
+                    "auth.refresh_retry",
+                    "ok",
+                )
+                .address(&address)
+                .details(serde_json::json!({ "session": record.session_id }));
+                entry.device = Some(record.device_id.clone());
+                state.audit(entry).await;
+                session::next_pair(
+                    &state.token_secret,
+                    token,
+                    record.generation,
+                    exchanged_ms,
+                    &state.policy,
+                )
+            }
+            RefreshDecision::Reuse => {
+                state
+                    .store
+                    .revoke_session(&record.session_id, "refresh_token_reuse", now)
+                    .await?;
+                state
+                    .cut(Cut::Session(record.session_id.clone()), "refresh token reused")
+                    .await;
+                let actor = format!("user:{}", record.user_id);
+                let mut entry = NewAuditEntry::new(&actor, "auth.token_reuse", "denied")
+                    .address(&address)
+                    .details(serde_json::json!({
+                        "session": record.session_id,
+                        "generation": record.generation,
+                        "action": "session revoked",
+                    }));
+                entry.device = Some(record.device_id.clone());
+                state.audit(entry).await;
+                state
+                    .security
+                    .alert(
+                        state.store.as_ref(),
+                        "token_reuse",
+                        &actor,
+                        Some(&address),
+                        serde_json::json!({ "session": record.session_id }),
+                    )
+                    .await;
+                return Err(ApiError::TokenReused);
+            }
+            RefreshDecision::Refused(refusal) => return Err(ApiError::Refused(refusal)),
+        };
+        let user = state
+            .store
+            .user_by_id(&record.user_id)
+            .await?
+            .ok_or(ApiError::Refused(Refusal::UserDisabled))?;
+        state
+            .store
+            .touch_device(&record.device_id, "", now)
+            .await?;
+        return Ok(Json(tokens(
+            pair,
+            &record.session_id,
+            &record.device_id,
+            &user,
+        )));
+    }
+    Err(ApiError::Conflict(
+        "the refresh token is being exchanged concurrently; retry".into(),
+    ))
+}
+
+fn session_of(caller: &Caller) -> Result<&str, ApiError> {
+    caller
+        .principal
+        .session_id()
+        .ok_or_else(|| ApiError::Forbidden("only a signed-in session can do this".into()))
+}
+
+/// Ends this session (its tokens stop working, its sync connections close).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "sign-in", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    let session_id = session_of(&caller)?.to_owned();
+    state
+        .store
+        .revoke_session(&session_id, "logout", unix_ms())
+        .await?;
+    state
+        .cut(Cut::Session(session_id.clone()), "signed out")
+        .await;
+    state
+        .audit(caller.audit("auth.logout", "ok").target(session_id))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every session of the caller, on every device.
+#[utoipa::path(post, path = "/api/auth/logout-everywhere", tag = "sign-in", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout_everywhere(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<StatusCode, ApiError> {
+    session_of(&caller)?;
+    let ended = state
+        .store
+        .revoke_user_sessions(&caller.principal.id, None, "sign_out_everywhere", unix_ms())
+        .await?;
+    state
+        .cut(Cut::User(caller.principal.id.clone()), "signed out everywhere")
+        .await;
+    state
+        .audit(
+            caller
+                .audit("auth.logout_everywhere", "ok")
+                .details(serde_json::json!({ "sessions": ended.len() })),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StepUpRequest {
+    pub code: String,
+}
+
+/// Enter a current TOTP code to unlock privileged actions for a few minutes.
+#[utoipa::path(post, path = "/api/auth/step-up", tag = "sign-in", security(("bearer" = [])), request_body = StepUpRequest,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn step_up(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(request): Json<StepUpRequest>,
+) -> Result<StatusCode, ApiError> {
+    let session_id = session_of(&caller)?.to_owned();
+    let user = state
+        .store
+        .user_by_id(&caller.principal.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user".into()))?;
+    let Some(secret) = user.totp_secret.clone().filter(|_| user.totp_confirmed) else {
+        return Err(ApiError::Forbidden(
+            "step-up needs an enrolled authenticator".into(),
+        ));
+    };
+    state
+        .throttle_check(&user.id, &caller.address, "code")
+        .await?;
+    if let Err(reason) = state.accept_totp(&user, &secret, &request.code, false).await {
+        state
+            .code_failed(&user, &caller.address, "auth.step_up", reason)
+            .await;
+        return Err(ApiError::InvalidCode(reason));
+    }
+    state.throttle_success(&user.id);
+    state
+        .store
+        .record_second_factor(&session_id, unix_ms())
+        .await?;
+    state.audit(caller.audit("auth.step_up", "ok")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Changes the caller's password (needs the current one, and a step-up when
+/// the account has an authenticator); ends the user's other sessions.
+#[utoipa::path(post, path = "/api/auth/password", tag = "sign-in", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(request): Json<ChangePasswordRequest>,
+) -> Result<StatusCode, ApiError> {
+    let session_id = session_of(&caller)?.to_owned();
+    let user = state
+        .store
+        .user_by_id(&caller.principal.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user".into()))?;
+    if user.totp_confirmed {
+        caller.require_step_up(&state)?;
+    }
+    state
+        .throttle_check(&user.email, &caller.address, "password")
+        .await?;
+    if !verify_password_blocking(user.password_hash.clone(), request.current_password).await {
+        state.throttle_failure(&user.email, &caller.address);
+        state
+            .audit(
+                caller
+                    .audit("auth.password_change", "denied")
+                    .details(serde_json::json!({ "reason": "wrong_password" })),
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let new_hash = tokio::task::spawn_blocking(move || password::hash_password(&request.new_password))
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    state.store.set_password_hash(&user.id, &new_hash).await?;
+    // The caller's own session goes on; every other one ends.
+    let ended = state
+        .store
+        .revoke_user_sessions(&user.id, Some(&session_id), "password_changed", unix_ms())
+        .await?;
+    for other in ended {
+        state.cut(Cut::Session(other), "password changed").await;
+    }
+    state.audit(caller.audit("auth.password_change", "ok")).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserInfo>,
+    #[schema(value_type = String, example = "admin")]
+    pub role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Events a staff member is assigned to.
+    pub events: Vec<String>,
+    /// Whether privileged actions are unlocked right now.
+    pub step_up_fresh: bool,
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/api/me", tag = "sign-in", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+pub async fn me(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<MeResponse>, ApiError> {
+    let user = match caller.principal.user_id() {
+        Some(id) => state.store.user_by_id(id).await?.as_ref().map(UserInfo::from),
+        None => None,
+    };
+    Ok(Json(MeResponse {
+        user,
+        role: caller.principal.role,
+        device_id: caller.principal.device_id().map(str::to_owned),
+        session_id: caller.principal.session_id().map(str::to_owned),
+        events: caller.principal.events.clone(),
+        step_up_fresh: caller.require_step_up(&state).is_ok(),
+    }))
+}
