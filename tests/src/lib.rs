@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod accounts;
+
 use sync_server::auth::{self, Role};
 use sync_server::store::{SqliteStore, Store};
 use sync_server::{Config, RunningServer};
@@ -22,6 +24,16 @@ pub async fn create_token(data_dir: &Path, role: Role) -> String {
         .expect("create key");
     store.close().await.expect("close store");
     token
+}
+
+/// Creates a user directly in a store; returns the user id.
+pub async fn create_user(store: &dyn Store, email: &str, role: Role, password: &str) -> String {
+    let hash = sync_server::identity::password::hash_password(password).expect("hash password");
+    store
+        .create_user(email, role, &hash)
+        .await
+        .expect("create user")
+        .id
 }
 
 /// Test defaults: an ephemeral port on loopback.

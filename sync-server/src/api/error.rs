@@ -41,7 +41,7 @@ pub enum ApiError {
     Refused(Refusal),
     #[error("this refresh token was already used; the session has been ended")]
     TokenReused,
-    #[error("too many failed attempts; try again in {} s", .0.as_secs().max(1))]
+    #[error("too many failed attempts; try again in {} s", whole_seconds(*.0))]
     Throttled(Duration),
     #[error("{0}")]
     Forbidden(String),
@@ -55,6 +55,11 @@ pub enum ApiError {
     BadRequest(String),
     #[error("store unavailable")]
     Store(#[from] StoreError),
+}
+
+/// Seconds to wait, rounded up (a client retrying sooner would be refused again).
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 fn refusal_message(refusal: Refusal) -> &'static str {
@@ -104,7 +109,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%error, "API request failed on the store");
         }
         let retry_after = match &self {
-            ApiError::Throttled(wait) => Some(wait.as_secs().max(1)),
+            ApiError::Throttled(wait) => Some(whole_seconds(*wait)),
             _ => None,
         };
         let body = ErrorBody {
