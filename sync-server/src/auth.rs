@@ -173,15 +173,16 @@ pub async fn authenticate(
     if !token.starts_with(session::ACCESS_PREFIX) {
         return Err(AuthFailure::Invalid);
     }
-    let record = store.access_token(&hash).await?.ok_or(AuthFailure::Invalid)?;
+    let record = store
+        .access_token(&hash)
+        .await?
+        .ok_or(AuthFailure::Invalid)?;
     session::check_access(&record, now_ms).map_err(AuthFailure::Refused)?;
     let events = match record.user.role {
         Role::Staff => store.assignments(&record.user.id).await?,
         Role::Admin | Role::Member => Vec::new(),
     };
-    store
-        .touch_device(&record.device.id, "", now_ms)
-        .await?;
+    store.touch_device(&record.device.id, "", now_ms).await?;
     Ok(Principal {
         id: record.user.id,
         name: record.user.email,

@@ -327,9 +327,10 @@ impl Session {
                 let access = policy::document_access(&self.principal, scope.as_ref());
                 if !access.read {
                     tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
-                    let mut entry = NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
-                        .target(document_id.to_string())
-                        .address(&self.address);
+                    let mut entry =
+                        NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
+                            .target(document_id.to_string())
+                            .address(&self.address);
                     entry.device = self.principal.device_id().map(str::to_owned);
                     if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
                         tracing::error!(%error, "audit log write failed");

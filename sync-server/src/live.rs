@@ -85,13 +85,16 @@ impl LiveConnections {
         principal: &Principal,
     ) -> (LiveGuard, watch::Receiver<Option<String>>) {
         let (close, closed) = watch::channel(None);
-        self.entries.lock().expect("live connections poisoned").insert(
-            key,
-            Entry {
-                principal: principal.clone(),
-                close,
-            },
-        );
+        self.entries
+            .lock()
+            .expect("live connections poisoned")
+            .insert(
+                key,
+                Entry {
+                    principal: principal.clone(),
+                    close,
+                },
+            );
         (
             LiveGuard {
                 entries: self.entries.clone(),
@@ -123,7 +126,10 @@ impl LiveConnections {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("live connections poisoned").len()
+        self.entries
+            .lock()
+            .expect("live connections poisoned")
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -166,7 +172,10 @@ mod tests {
         assert!(c.borrow().is_some());
         drop(_a);
         assert_eq!(live.len(), 2);
-        assert_eq!(Cut::from_parts("device", "x"), Some(Cut::Device("x".into())));
+        assert_eq!(
+            Cut::from_parts("device", "x"),
+            Some(Cut::Device("x".into()))
+        );
         assert_eq!(Cut::from_parts("nope", "x"), None);
     }
 }

@@ -407,10 +407,11 @@ impl DocActor {
             }
             Err(error) => {
                 tracing::warn!(peer = %peer.peer_id, %error, "refusing sync message");
-                let mut entry = NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
-                    .target(self.id.to_string())
-                    .address(&peer.address)
-                    .details(serde_json::json!({ "reason": error.to_string() }));
+                let mut entry =
+                    NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
+                        .target(self.id.to_string())
+                        .address(&peer.address)
+                        .details(serde_json::json!({ "reason": error.to_string() }));
                 entry.device = peer.device.clone();
                 self.audit(entry).await;
                 self.registry

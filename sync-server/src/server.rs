@@ -22,13 +22,13 @@ use tower_http::trace::TraceLayer;
 use crate::api::{self, ApiError, ApiState};
 use crate::audit::NewAuditEntry;
 use crate::auth::{self, AuthFailure};
-use crate::live::{Cut, LiveConnections};
-use crate::security::SecuritySignals;
-use crate::store::ChangeNotice;
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
+use crate::live::{Cut, LiveConnections};
 use crate::metrics as m;
 use crate::registry::{DocumentSettings, Registry};
+use crate::security::SecuritySignals;
+use crate::store::ChangeNotice;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -86,14 +86,22 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     .await;
     // Staff must use 2FA: the password alone gives only an enrollment challenge,
     // which opens nothing.
-    let login = f.api.login("staff@example.org", PASSWORD, "door 1").await.ok();
+    let login = f
+        .api
+        .login("staff@example.org", PASSWORD, "door 1")
+        .await
+        .ok();
     assert_eq!(login["status"], "enrollment_required");
     assert!(login.get("session").is_none());
     let challenge = login["challenge"].as_str().unwrap();
     assert_eq!(f.api.get("/api/me", challenge).await.status, 401);
     // A code from the wrong secret does not confirm an enrollment.
     f.api
-        .post("/api/auth/enroll/start", None, json!({ "challenge": challenge }))
+        .post(
+            "/api/auth/enroll/start",
+            None,
+            json!({ "challenge": challenge }),
+        )
         .await
         .ok();
     let wrong = f
@@ -125,30 +133,73 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     // Later sign-ins ask for a code. The code used at enrollment is a replay;
     // a code from another secret is invalid; the next step's code works.
     let enrollment_code = hotp(&secret, step_at_enrollment, 6);
-    let replay = second_factor(&f.api, "staff@example.org", json!({ "code": enrollment_code })).await;
-    assert_eq!((replay.status, replay.error()), (401, "code_replayed"), "{:?}", replay.body);
-    let invalid = second_factor(&f.api, "staff@example.org", json!({ "code": hotp(&secret, current_step() + 5, 6) })).await;
+    let replay = second_factor(
+        &f.api,
+        "staff@example.org",
+        json!({ "code": enrollment_code }),
+    )
+    .await;
+    assert_eq!(
+        (replay.status, replay.error()),
+        (401, "code_replayed"),
+        "{:?}",
+        replay.body
+    );
+    let invalid = second_factor(
+        &f.api,
+        "staff@example.org",
+        json!({ "code": hotp(&secret, current_step() + 5, 6) }),
+    )
+    .await;
     assert_eq!((invalid.status, invalid.error()), (401, "invalid_code"));
     let next_code = hotp(&secret, current_step() + 1, 6);
-    let signed_in = second_factor(&f.api, "staff@example.org", json!({ "code": next_code })).await.ok();
+    let signed_in = second_factor(&f.api, "staff@example.org", json!({ "code": next_code }))
+        .await
+        .ok();
     assert_eq!(signed_in["status"], "signed_in");
-    assert_ne!(signed_in["session"]["access_token"], session["access_token"]);
+    assert_ne!(
+        signed_in["session"]["access_token"],
+        session["access_token"]
+    );
     // The same code again, even at once, is refused.
     let again = second_factor(&f.api, "staff@example.org", json!({ "code": next_code })).await;
     assert_eq!(again.error(), "code_replayed");
 
     // Recovery codes: each works once, however it is typed.
-    let first = second_factor(&f.api, "staff@example.org", json!({ "recovery_code": recovery_codes[0] })).await.ok();
+    let first = second_factor(
+        &f.api,
+        "staff@example.org",
+        json!({ "recovery_code": recovery_codes[0] }),
+    )
+    .await
+    .ok();
     assert_eq!(first["status"], "signed_in");
-    let reused = second_factor(&f.api, "staff@example.org", json!({ "recovery_code": recovery_codes[0] })).await;
-    assert_eq!((reused.status, reused.error()), (401, "invalid_recovery_code"));
+    let reused = second_factor(
+        &f.api,
+        "staff@example.org",
+        json!({ "recovery_code": recovery_codes[0] }),
+    )
+    .await;
+    assert_eq!(
+        (reused.status, reused.error()),
+        (401, "invalid_recovery_code")
+    );
     let typed = recovery_codes[1].to_lowercase().replace('-', " ");
-    let second = second_factor(&f.api, "staff@example.org", json!({ "recovery_code": typed })).await.ok();
+    let second = second_factor(
+        &f.api,
+        "staff@example.org",
+        json!({ "recovery_code": typed }),
+    )
+    .await
+    .ok();
     assert_eq!(second["status"], "signed_in");
     // A recovery code signs in but does not unlock privileged actions.
     let me = f
         .api
-        .get("/api/me", second["session"]["access_token"].as_str().unwrap())
+        .get(
+            "/api/me",
+            second["session"]["access_token"].as_str().unwrap(),
+        )
         .await
         .ok();
     assert_eq!(me["step_up_fresh"], false);
@@ -156,7 +207,10 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     // A challenge works once.
     let login = f.api.login("staff@example.org", PASSWORD, "x").await.ok();
     let body = json!({ "challenge": login["challenge"], "recovery_code": recovery_codes[2] });
-    f.api.post("/api/auth/second-factor", None, body.clone()).await.ok();
+    f.api
+        .post("/api/auth/second-factor", None, body.clone())
+        .await
+        .ok();
     let body = json!({ "challenge": login["challenge"], "recovery_code": recovery_codes[3] });
     let twice = f.api.post("/api/auth/second-factor", None, body).await;
     assert_eq!(twice.error(), "invalid_challenge");
@@ -170,12 +224,17 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     };
     assert!(has("auth.password", "ok", &|d| d["next"] == "enroll"));
     assert!(has("auth.totp_enroll_started", "ok", &|_| true));
-    assert!(has("auth.totp_enroll", "denied", &|d| d["reason"] == "invalid_code"));
+    assert!(has("auth.totp_enroll", "denied", &|d| d["reason"]
+        == "invalid_code"));
     assert!(has("auth.totp_enrolled", "ok", &|d| d["recovery_codes"] == 10));
-    assert!(has("auth.sign_in", "ok", &|d| d["factors"] == json!(["password", "totp"])));
-    assert!(has("auth.sign_in", "ok", &|d| d["factors"] == json!(["password", "recovery_code"])));
-    assert!(has("auth.second_factor", "denied", &|d| d["reason"] == "code_replayed"));
-    assert!(has("auth.second_factor", "denied", &|d| d["reason"] == "invalid_recovery_code"));
+    assert!(has("auth.sign_in", "ok", &|d| d["factors"]
+        == json!(["password", "totp"])));
+    assert!(has("auth.sign_in", "ok", &|d| d["factors"]
+        == json!(["password", "recovery_code"])));
+    assert!(has("auth.second_factor", "denied", &|d| d["reason"]
+        == "code_replayed"));
+    assert!(has("auth.second_factor", "denied", &|d| d["reason"]
+        == "invalid_recovery_code"));
     let log = serde_json::to_string(&f.audit().await).unwrap();
     let secret_b32 = f
         .server
@@ -193,7 +252,10 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
         session["refresh_token"].as_str().unwrap(),
         PASSWORD,
     ] {
-        assert!(!log.contains(needle), "the audit log holds a secret: {needle}");
+        assert!(
+            !log.contains(needle),
+            "the audit log holds a secret: {needle}"
+        );
     }
     f.server.stop().await;
 }
@@ -225,9 +287,16 @@ async fn failed_attempts_are_throttled_per_account_and_address_with_growing_dela
     // Never a lockout: waiting it out, the right password signs in.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let ok = f.api.login("ada@example.org", PASSWORD, "t").await.ok();
-    assert_eq!(ok["status"], "signed_in", "members sign in without 2FA by default");
+    assert_eq!(
+        ok["status"], "signed_in",
+        "members sign in without 2FA by default"
+    );
     let actions = f.actions().await;
-    assert!(actions.iter().any(|(a, r, _)| a == "auth.throttled" && r == "denied"));
+    assert!(
+        actions
+            .iter()
+            .any(|(a, r, _)| a == "auth.throttled" && r == "denied")
+    );
     assert_eq!(
         actions
             .iter()
@@ -248,7 +317,13 @@ fn tokens(session: &Value) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_rotates_detects_reuse_and_forgives_a_quick_retry() {
     let f = start(|c| c.refresh_grace_secs = 2).await;
-    create_user(f.server.store.as_ref(), "m@example.org", Role::Member, PASSWORD).await;
+    create_user(
+        f.server.store.as_ref(),
+        "m@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
     let refresh = |token: &str| {
         let api = f.api.clone();
         let token = token.to_owned();
@@ -295,13 +370,32 @@ async fn refresh_rotates_detects_reuse_and_forgives_a_quick_retry() {
 
     let actions = f.actions().await;
     assert_eq!(
-        actions.iter().filter(|(a, _, _)| a == "auth.token_reuse").count(),
+        actions
+            .iter()
+            .filter(|(a, _, _)| a == "auth.token_reuse")
+            .count(),
         2
     );
-    assert!(actions.iter().any(|(a, _, d)| a == "auth.refresh_retry" && d["session"] == s0["session_id"]));
-    assert!(actions.iter().any(|(a, r, d)| a == "security.alert" && r == "alert" && d["kind"] == "token_reuse"));
-    let metrics = reqwest::get(format!("{}/metrics", f.api.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("sync_security_alerts_total{kind=\"token_reuse\"}"), "{metrics}");
+    assert!(
+        actions
+            .iter()
+            .any(|(a, _, d)| a == "auth.refresh_retry" && d["session"] == s0["session_id"])
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|(a, r, d)| a == "security.alert" && r == "alert" && d["kind"] == "token_reuse")
+    );
+    let metrics = reqwest::get(format!("{}/metrics", f.api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sync_security_alerts_total{kind=\"token_reuse\"}"),
+        "{metrics}"
+    );
     f.server.stop().await;
 }
 
@@ -331,47 +425,102 @@ async fn refused_upgrade(url: &str, token: &str) -> (u16, Value) {
 async fn revoking_a_device_closes_its_socket_at_once_and_tells_it_to_wipe() {
     let f = start(|_| {}).await;
     let admin = f.admin_key().await;
-    create_user(f.server.store.as_ref(), "m@example.org", Role::Member, PASSWORD).await;
-    create_user(f.server.store.as_ref(), "n@example.org", Role::Member, PASSWORD).await;
-    let session = f.api.login("m@example.org", PASSWORD, "tablet 7").await.ok()["session"].clone();
+    create_user(
+        f.server.store.as_ref(),
+        "m@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    create_user(
+        f.server.store.as_ref(),
+        "n@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    let session = f
+        .api
+        .login("m@example.org", PASSWORD, "tablet 7")
+        .await
+        .ok()["session"]
+        .clone();
     let (access, refresh) = tokens(&session);
     let device = session["device_id"].as_str().unwrap().to_owned();
-    let other = f.api.login("n@example.org", PASSWORD, "n's phone").await.ok()["session"].clone();
+    let other = f
+        .api
+        .login("n@example.org", PASSWORD, "n's phone")
+        .await
+        .ok()["session"]
+        .clone();
     let mut socket = raw::joined(&f.server.url, &access).await;
     let mut bystander = raw::joined(&f.server.url, other["access_token"].as_str().unwrap()).await;
 
     let devices = f.api.get("/api/devices", &access).await.ok();
-    assert_eq!(devices.as_array().unwrap().len(), 1, "a member sees only their own devices");
+    assert_eq!(
+        devices.as_array().unwrap().len(),
+        1,
+        "a member sees only their own devices"
+    );
     assert_eq!(devices[0]["name"], "tablet 7");
     assert_eq!(devices[0]["online"], true);
     // Someone else cannot revoke it (and does not learn it exists).
     let foreign = f
         .api
-        .post(&format!("/api/devices/{device}/revoke"), other["access_token"].as_str(), json!({}))
+        .post(
+            &format!("/api/devices/{device}/revoke"),
+            other["access_token"].as_str(),
+            json!({}),
+        )
         .await;
     assert_eq!(foreign.status, 404);
 
     let revoked_at = Instant::now();
     assert_eq!(
         f.api
-            .post(&format!("/api/devices/{device}/revoke"), Some(&admin), json!({}))
+            .post(
+                &format!("/api/devices/{device}/revoke"),
+                Some(&admin),
+                json!({})
+            )
             .await
             .status,
         204
     );
     match next_message(&mut socket).await {
-        Some(Message::Error { message }) => assert!(message.contains("device revoked"), "{message}"),
+        Some(Message::Error { message }) => {
+            assert!(message.contains("device revoked"), "{message}")
+        }
         other => panic!("expected an error before the close, got {other:?}"),
     }
-    assert!(next_message(&mut socket).await.is_none(), "then the socket closes");
+    assert!(
+        next_message(&mut socket).await.is_none(),
+        "then the socket closes"
+    );
     let closed_after = revoked_at.elapsed();
-    assert!(closed_after < Duration::from_secs(1), "closed after {closed_after:?}");
+    assert!(
+        closed_after < Duration::from_secs(1),
+        "closed after {closed_after:?}"
+    );
 
     // Every later contact says: revoked, wipe.
     let (status, body) = refused_upgrade(&f.server.url, &access).await;
-    assert_eq!((status, body["error"].as_str(), body["wipe"].as_bool()), (401, Some("device_revoked"), Some(true)));
-    let refreshed = f.api.post("/api/auth/refresh", None, json!({ "refresh_token": refresh })).await;
-    assert_eq!((refreshed.error(), refreshed.body["wipe"].as_bool()), ("device_revoked", Some(true)));
+    assert_eq!(
+        (status, body["error"].as_str(), body["wipe"].as_bool()),
+        (401, Some("device_revoked"), Some(true))
+    );
+    let refreshed = f
+        .api
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({ "refresh_token": refresh }),
+        )
+        .await;
+    assert_eq!(
+        (refreshed.error(), refreshed.body["wipe"].as_bool()),
+        ("device_revoked", Some(true))
+    );
     let again = f
         .api
         .post(
@@ -382,65 +531,135 @@ async fn revoking_a_device_closes_its_socket_at_once_and_tells_it_to_wipe() {
         .await;
     assert_eq!((again.status, again.error()), (401, "device_revoked"));
     // Signing in as a fresh device (after the wipe) works.
-    f.api.login("m@example.org", PASSWORD, "tablet 7 (wiped)").await.ok();
+    f.api
+        .login("m@example.org", PASSWORD, "tablet 7 (wiped)")
+        .await
+        .ok();
     // The bystander's connection is untouched.
     raw::send(&mut bystander, &raw::join(&["1"])).await;
     let all = f.api.get("/api/devices", &admin).await.ok();
-    let listed = all.as_array().unwrap().iter().find(|d| d["id"] == device.as_str()).unwrap();
+    let listed = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == device.as_str())
+        .unwrap();
     assert!(listed["revoked_ms"].is_i64());
-    assert!(f.actions().await.iter().any(|(a, _, d)| a == "device.revoked" && d["name"] == "tablet 7"));
+    assert!(
+        f.actions()
+            .await
+            .iter()
+            .any(|(a, _, d)| a == "device.revoked" && d["name"] == "tablet 7")
+    );
     f.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_actions_need_a_recent_code_and_api_keys_are_managed() {
     let f = start(|c| c.step_up_window_secs = 2).await;
-    create_user(f.server.store.as_ref(), "root@example.org", Role::Admin, PASSWORD).await;
-    let member = create_user(f.server.store.as_ref(), "m@example.org", Role::Member, PASSWORD).await;
+    create_user(
+        f.server.store.as_ref(),
+        "root@example.org",
+        Role::Admin,
+        PASSWORD,
+    )
+    .await;
+    let member = create_user(
+        f.server.store.as_ref(),
+        "m@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
     let admin = enroll(&f.api, "root@example.org", PASSWORD, "desk").await;
     let token = admin.access().to_owned();
 
     // Fresh from the TOTP sign-in: an API key can be made; it opens /sync.
     let created = f
         .api
-        .post("/api/api-keys", Some(&token), json!({ "name": "importer", "role": "staff" }))
+        .post(
+            "/api/api-keys",
+            Some(&token),
+            json!({ "name": "importer", "role": "staff" }),
+        )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let key = created.body["token"].as_str().unwrap().to_owned();
     let key_id = created.body["id"].as_str().unwrap().to_owned();
     let mut key_socket = raw::joined(&f.server.url, &key).await;
     let keys = f.api.get("/api/api-keys", &token).await.ok();
-    let listed = keys.as_array().unwrap().iter().find(|k| k["id"] == key_id.as_str()).unwrap();
+    let listed = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key_id.as_str())
+        .unwrap();
     assert_eq!(listed["name"], "importer");
     assert!(listed["last_used_at"].is_string());
-    assert!(!keys.to_string().contains(&key), "keys are never shown again");
+    assert!(
+        !keys.to_string().contains(&key),
+        "keys are never shown again"
+    );
 
     // After the window, privileged actions ask for a step-up.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let stale = f
         .api
-        .post("/api/api-keys", Some(&token), json!({ "name": "late", "role": "staff" }))
+        .post(
+            "/api/api-keys",
+            Some(&token),
+            json!({ "name": "late", "role": "staff" }),
+        )
         .await;
     assert_eq!((stale.status, stale.error()), (403, "step_up_required"));
     let patch = f
         .api
-        .call(reqwest::Method::PATCH, &format!("/api/users/{member}"), Some(&token), Some(json!({ "role": "staff" })))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/users/{member}"),
+            Some(&token),
+            Some(json!({ "role": "staff" })),
+        )
         .await;
     assert_eq!(patch.error(), "step_up_required");
     let export = f.api.get("/api/audit/export", &token).await;
     assert_eq!(export.error(), "step_up_required");
     // A wrong code does not unlock; a fresh one does.
-    let wrong = f.api.post("/api/auth/step-up", Some(&token), json!({ "code": "000000" })).await;
+    let wrong = f
+        .api
+        .post(
+            "/api/auth/step-up",
+            Some(&token),
+            json!({ "code": "000000" }),
+        )
+        .await;
     assert_eq!(wrong.status, 401);
     let code = totp_now(&admin.secret, 1);
-    assert_eq!(f.api.post("/api/auth/step-up", Some(&token), json!({ "code": code })).await.status, 204);
+    assert_eq!(
+        f.api
+            .post("/api/auth/step-up", Some(&token), json!({ "code": code }))
+            .await
+            .status,
+        204
+    );
     let patch = f
         .api
-        .call(reqwest::Method::PATCH, &format!("/api/users/{member}"), Some(&token), Some(json!({ "role": "staff" })))
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/users/{member}"),
+            Some(&token),
+            Some(json!({ "role": "staff" })),
+        )
         .await;
     assert_eq!(patch.status, 204, "{:?}", patch.body);
     let users = f.api.get("/api/users", &token).await.ok();
-    assert!(users.as_array().unwrap().iter().any(|u| u["id"] == member.as_str() && u["role"] == "staff"));
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == member.as_str() && u["role"] == "staff")
+    );
     let export = f.api.get("/api/audit/export", &token).await;
     assert_eq!(export.status, 200);
     let lines: Vec<Value> = export
@@ -455,34 +674,71 @@ async fn privileged_actions_need_a_recent_code_and_api_keys_are_managed() {
     // Revoking the key closes its socket and refuses it afterwards.
     let deleted = f
         .api
-        .call(reqwest::Method::DELETE, &format!("/api/api-keys/{key_id}"), Some(&token), None)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/api-keys/{key_id}"),
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(deleted.status, 204);
-    assert!(matches!(next_message(&mut key_socket).await, Some(Message::Error { .. })));
+    assert!(matches!(
+        next_message(&mut key_socket).await,
+        Some(Message::Error { .. })
+    ));
     assert_eq!(refused_upgrade(&f.server.url, &key).await.0, 401);
 
     // Non-admins see no administration.
     let member_session = f.api.login("m@example.org", PASSWORD, "t").await.ok();
-    assert_eq!(member_session["status"], "enrollment_required", "now staff: 2FA required");
+    assert_eq!(
+        member_session["status"], "enrollment_required",
+        "now staff: 2FA required"
+    );
 
     // The audit API filters, pages, and records its own use.
-    let page = f.api.get("/api/audit?action=api_key.created&limit=1", &token).await.ok();
-    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
-    assert_eq!(page["entries"][0]["action"], "api_key.created");
-    let next = page["next_after"].as_u64().expect("a full page has a next page");
-    let rest = f
+    let page = f
         .api
-        .get(&format!("/api/audit?action=api_key.created&after={next}"), &token)
+        .get("/api/audit?action=api_key.created&limit=1", &token)
         .await
         .ok();
-    assert!(rest["entries"].as_array().unwrap().iter().all(|e| e["seq"].as_u64().unwrap() > next));
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["entries"][0]["action"], "api_key.created");
+    let next = page["next_after"]
+        .as_u64()
+        .expect("a full page has a next page");
+    let rest = f
+        .api
+        .get(
+            &format!("/api/audit?action=api_key.created&after={next}"),
+            &token,
+        )
+        .await
+        .ok();
+    assert!(
+        rest["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["seq"].as_u64().unwrap() > next)
+    );
     let bad = f.api.get("/api/audit?since=yesterday", &token).await;
     assert_eq!(bad.status, 400);
     let verify = f.api.get("/api/audit/verify", &token).await.ok();
     assert_eq!(verify["valid"], true);
     let actions = f.actions().await;
-    for action in ["api_key.created", "api_key.revoked", "admin.role_changed", "auth.step_up", "audit.read", "audit.export", "audit.verify"] {
-        assert!(actions.iter().any(|(a, _, _)| a == action), "{action} is audited");
+    for action in [
+        "api_key.created",
+        "api_key.revoked",
+        "admin.role_changed",
+        "auth.step_up",
+        "audit.read",
+        "audit.export",
+        "audit.verify",
+    ] {
+        assert!(
+            actions.iter().any(|(a, _, _)| a == action),
+            "{action} is audited"
+        );
     }
     f.server.stop().await;
 }

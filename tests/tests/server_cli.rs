@@ -210,7 +210,10 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(status, 200, "{body}");
     let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["schema_version"], 5, "the latest server-sqlite migration");
+    assert_eq!(
+        ready["schema_version"], 5,
+        "the latest server-sqlite migration"
+    );
 
     // One refused upgrade shows up in the metrics.
     let (status, _) = http_get(&server.addr, "/sync").await;

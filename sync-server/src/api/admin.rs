@@ -17,7 +17,9 @@ use crate::identity::password;
 use crate::live::Cut;
 use crate::policy;
 use crate::store::StoreError;
-use crate::store::sessions::{ApiKeyInfo, AuditQuery, Device, DocumentKind, DocumentScope, UserSummary};
+use crate::store::sessions::{
+    ApiKeyInfo, AuditQuery, Device, DocumentKind, DocumentScope, UserSummary,
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeviceView {
@@ -91,8 +93,7 @@ pub async fn revoke_device(
         .device(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
-    if caller.principal.role != Role::Admin && caller.principal.user_id() != Some(&device.user_id)
-    {
+    if caller.principal.role != Role::Admin && caller.principal.user_id() != Some(&device.user_id) {
         return Err(ApiError::NotFound(format!("no device {id}")));
     }
     let changed = state.store.revoke_device(&id, unix_ms()).await?;
@@ -178,7 +179,9 @@ pub async fn create_user(
     }
     let email = request.email.trim().to_lowercase();
     if !email.contains('@') {
-        return Err(ApiError::BadRequest(format!("`{email}` is not an email address")));
+        return Err(ApiError::BadRequest(format!(
+            "`{email}` is not an email address"
+        )));
     }
     let hash = tokio::task::spawn_blocking(move || password::hash_password(&request.password))
         .await
@@ -187,7 +190,9 @@ pub async fn create_user(
     let user = match state.store.create_user(&email, request.role, &hash).await {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::Conflict(format!("{email} already has an account")));
+            return Err(ApiError::Conflict(format!(
+                "{email} already has an account"
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -356,7 +361,9 @@ pub async fn set_user_events(
     let before = state.store.assignments(&id).await?;
     state.store.set_assignments(&id, &request.events).await?;
     // Rights are read when a connection opens: reconnecting applies the new list.
-    state.cut(Cut::User(id.clone()), "assignments changed").await;
+    state
+        .cut(Cut::User(id.clone()), "assignments changed")
+        .await;
     state
         .audit(
             caller
@@ -440,7 +447,10 @@ pub async fn create_api_key(
         return Err(ApiError::BadRequest("an API key needs a name".into()));
     }
     let (token, hash) = auth::new_token();
-    let key = state.store.create_api_key(name, request.role, &hash).await?;
+    let key = state
+        .store
+        .create_api_key(name, request.role, &hash)
+        .await?;
     state
         .audit(
             caller
@@ -449,7 +459,10 @@ pub async fn create_api_key(
                 .details(serde_json::json!({ "name": key.name, "role": key.role })),
         )
         .await;
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { id: key.id, token })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey { id: key.id, token }),
+    ))
 }
 
 /// Revokes an API key; its sync connections close (administrators).
@@ -626,7 +639,9 @@ pub async fn verify_audit(
         .audit(
             caller
                 .audit("audit.verify", if report.valid { "ok" } else { "error" })
-                .details(serde_json::json!({ "entries": report.entries, "problem": report.problem })),
+                .details(
+                    serde_json::json!({ "entries": report.entries, "problem": report.problem }),
+                ),
         )
         .await;
     Ok(Json(report))
@@ -668,13 +683,17 @@ pub async fn register_document(
         DocumentKind::Event => request
             .scope
             .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| ApiError::BadRequest("an event document needs its event id as `scope`".into()))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest("an event document needs its event id as `scope`".into())
+            })?,
         DocumentKind::Settings => match request.scope {
             Some(owner) => owner,
             None => caller
                 .principal
                 .user_id()
-                .ok_or_else(|| ApiError::BadRequest("`scope` (the owner's user id) is required".into()))?
+                .ok_or_else(|| {
+                    ApiError::BadRequest("`scope` (the owner's user id) is required".into())
+                })?
                 .to_owned(),
         },
         DocumentKind::OrgConfig => String::new(),

@@ -454,7 +454,12 @@ pub async fn second_factor(
                 .await?
             {
                 state
-                    .code_failed(&user, &address, "auth.second_factor", "invalid_recovery_code")
+                    .code_failed(
+                        &user,
+                        &address,
+                        "auth.second_factor",
+                        "invalid_recovery_code",
+                    )
                     .await;
                 return Err(ApiError::InvalidCode("invalid_recovery_code"));
             }
@@ -524,9 +529,13 @@ pub async fn enroll_start(
         .await?;
     state
         .audit(
-            NewAuditEntry::new(format!("user:{}", user.id), "auth.totp_enroll_started", "ok")
-                .address(&address)
-                .target(&user.email),
+            NewAuditEntry::new(
+                format!("user:{}", user.id),
+                "auth.totp_enroll_started",
+                "ok",
+            )
+            .address(&address)
+            .target(&user.email),
         )
         .await;
     Ok(Json(EnrollStartResponse {
@@ -582,7 +591,10 @@ pub async fn enroll_confirm(
     }
     let codes = recovery::generate();
     let hashes: Vec<String> = codes.iter().map(|(_, hash)| hash.clone()).collect();
-    state.store.replace_recovery_codes(&user.id, &hashes).await?;
+    state
+        .store
+        .replace_recovery_codes(&user.id, &hashes)
+        .await?;
     state.throttle_success(&user.id);
     state
         .audit(
@@ -685,7 +697,10 @@ pub async fn refresh(
                     .revoke_session(&record.session_id, "refresh_token_reuse", now)
                     .await?;
                 state
-                    .cut(Cut::Session(record.session_id.clone()), "refresh token reused")
+                    .cut(
+                        Cut::Session(record.session_id.clone()),
+                        "refresh token reused",
+                    )
                     .await;
                 let actor = format!("user:{}", record.user_id);
                 let mut entry = NewAuditEntry::new(&actor, "auth.token_reuse", "denied")
@@ -716,10 +731,7 @@ pub async fn refresh(
             .user_by_id(&record.user_id)
             .await?
             .ok_or(ApiError::Refused(Refusal::UserDisabled))?;
-        state
-            .store
-            .touch_device(&record.device_id, "", now)
-            .await?;
+        state.store.touch_device(&record.device_id, "", now).await?;
         return Ok(Json(tokens(
             pair,
             &record.session_id,
@@ -742,10 +754,7 @@ fn session_of(caller: &Caller) -> Result<&str, ApiError> {
 /// Ends this session (its tokens stop working, its sync connections close).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "sign-in", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
-pub async fn logout(
-    State(state): State<ApiState>,
-    caller: Caller,
-) -> Result<StatusCode, ApiError> {
+pub async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<StatusCode, ApiError> {
     let session_id = session_of(&caller)?.to_owned();
     state
         .store
@@ -773,7 +782,10 @@ pub async fn logout_everywhere(
         .revoke_user_sessions(&caller.principal.id, None, "sign_out_everywhere", unix_ms())
         .await?;
     state
-        .cut(Cut::User(caller.principal.id.clone()), "signed out everywhere")
+        .cut(
+            Cut::User(caller.principal.id.clone()),
+            "signed out everywhere",
+        )
         .await;
     state
         .audit(
@@ -812,7 +824,10 @@ pub async fn step_up(
     state
         .throttle_check(&user.id, &caller.address, "code")
         .await?;
-    if let Err(reason) = state.accept_totp(&user, &secret, &request.code, false).await {
+    if let Err(reason) = state
+        .accept_totp(&user, &secret, &request.code, false)
+        .await
+    {
         state
             .code_failed(&user, &caller.address, "auth.step_up", reason)
             .await;
@@ -865,10 +880,11 @@ pub async fn change_password(
             .await;
         return Err(ApiError::InvalidCredentials);
     }
-    let new_hash = tokio::task::spawn_blocking(move || password::hash_password(&request.new_password))
-        .await
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let new_hash =
+        tokio::task::spawn_blocking(move || password::hash_password(&request.new_password))
+            .await
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state.store.set_password_hash(&user.id, &new_hash).await?;
     // The caller's own session goes on; every other one ends.
     let ended = state
@@ -878,7 +894,9 @@ pub async fn change_password(
     for other in ended {
         state.cut(Cut::Session(other), "password changed").await;
     }
-    state.audit(caller.audit("auth.password_change", "ok")).await;
+    state
+        .audit(caller.audit("auth.password_change", "ok"))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -906,7 +924,12 @@ pub async fn me(
     caller: Caller,
 ) -> Result<Json<MeResponse>, ApiError> {
     let user = match caller.principal.user_id() {
-        Some(id) => state.store.user_by_id(id).await?.as_ref().map(UserInfo::from),
+        Some(id) => state
+            .store
+            .user_by_id(id)
+            .await?
+            .as_ref()
+            .map(UserInfo::from),
         None => None,
     };
     Ok(Json(MeResponse {

@@ -169,7 +169,9 @@ pub enum RefreshDecision {
     Exchange,
     /// A retry of the latest exchange within the grace window: hand out the
     /// same pair again ([`next_pair`] exchanged at `exchanged_ms`).
-    Retry { exchanged_ms: i64 },
+    Retry {
+        exchanged_ms: i64,
+    },
     /// A used token presented again: someone else may hold it. End the
     /// whole session (the family) and raise an alert.
     Reuse,
@@ -244,7 +246,10 @@ mod tests {
         assert_eq!(a.access_expires_ms, 1000 + 15 * 60 * 1000);
         let first = first_pair(&policy, 0);
         assert_ne!(first.refresh_token, first_pair(&policy, 0).refresh_token);
-        assert_eq!(first.hashes().refresh_hash, hash_token(&first.refresh_token));
+        assert_eq!(
+            first.hashes().refresh_hash,
+            hash_token(&first.refresh_token)
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ pub enum ChangeNotice {
     Resync,
     /// Another node revoked access (`kind` is `session`, `device`, `user` or
     /// `api_key`): connections it covers must close.
-    AccessRevoked { kind: String, id: String },
+    AccessRevoked {
+        kind: String,
+        id: String,
+    },
 }
 
 /// An API key as stored (never the token itself).

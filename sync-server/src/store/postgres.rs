@@ -165,7 +165,8 @@ pub(super) fn audit_entry_from_row(r: &tokio_postgres::Row) -> AuditEntry {
 }
 
 /// The columns [`user_from_row`] reads, in order.
-pub(super) const USER_COLUMNS: &str = "users.id, users.email, users.role, users.password_hash, users.totp_secret,
+pub(super) const USER_COLUMNS: &str =
+    "users.id, users.email, users.role, users.password_hash, users.totp_secret,
     users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
 
 /// A user from [`USER_COLUMNS`] starting at column `start`.
@@ -436,10 +437,7 @@ impl Store for PostgresStore {
                 &[&(after_seq as i64), &(limit as i64)],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(audit_entry_from_row)
-            .collect())
+        Ok(rows.iter().map(audit_entry_from_row).collect())
     }
 
     async fn audit_head(&self) -> Result<(u64, String), StoreError> {
@@ -597,7 +595,8 @@ async fn listen(
             while let Some((channel, payload)) = rx.recv().await {
                 let mut parts = payload.split(' ');
                 if channel == REVOKE_CHANNEL {
-                    if let (Some(node), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next())
+                    if let (Some(node), Some(kind), Some(id)) =
+                        (parts.next(), parts.next(), parts.next())
                         && node != node_id
                     {
                         let _ = feed.send(ChangeNotice::AccessRevoked {

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use sync_protocol::DocumentId;
 use tokio_postgres::Row;
 
-use super::postgres::{AUDIT_COLUMNS, PostgresStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
+use super::postgres::{
+    AUDIT_COLUMNS, PostgresStore, USER_COLUMNS, audit_entry_from_row, user_from_row,
+};
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
     DocumentScope, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
@@ -13,8 +15,7 @@ use super::{StoreError, User};
 use crate::audit::AuditEntry;
 use crate::auth::Role;
 
-const DEVICE_COLUMNS: &str =
-    "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
+const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
 
 /// `timestamptz` as the RFC 3339 UTC text the SQLite store keeps.
 fn utc_text(column: &str) -> String {

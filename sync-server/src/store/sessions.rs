@@ -131,7 +131,9 @@ impl DocumentKind {
             "event" => Ok(Self::Event),
             "settings" => Ok(Self::Settings),
             "org_config" => Ok(Self::OrgConfig),
-            other => Err(StoreError::Database(format!("unknown document kind {other}"))),
+            other => Err(StoreError::Database(format!(
+                "unknown document kind {other}"
+            ))),
         }
     }
 }
@@ -202,8 +204,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Marks the device revoked and ends its sessions; false if unknown or already revoked.
     async fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
     /// Records contact (at most once a minute is written).
-    async fn touch_device(&self, id: &str, app_version: &str, now_ms: i64)
-    -> Result<(), StoreError>;
+    async fn touch_device(
+        &self,
+        id: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// A new session for a device with its first token pair; returns its id.
     async fn create_session(

@@ -120,7 +120,8 @@ fn backup_before_migration(
 /// An `audit_log` row selected as `seq, at, actor, device, address, action,
 /// target, result, details, prev_hash, hash`.
 /// The columns [`user_from_row`] reads, in order.
-pub(super) const USER_COLUMNS: &str = "users.id, users.email, users.role, users.password_hash, users.totp_secret,
+pub(super) const USER_COLUMNS: &str =
+    "users.id, users.email, users.role, users.password_hash, users.totp_secret,
     users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
 
 /// A user from [`USER_COLUMNS`] starting at column `start`.
@@ -130,7 +131,11 @@ pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Re
         id: r.get(start)?,
         email: r.get(start + 1)?,
         role: role.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(start + 2, rusqlite::types::Type::Text, e.into())
+            rusqlite::Error::FromSqlConversionFailure(
+                start + 2,
+                rusqlite::types::Type::Text,
+                e.into(),
+            )
         })?,
         password_hash: r.get(start + 3)?,
         totp_secret: r.get(start + 4)?,

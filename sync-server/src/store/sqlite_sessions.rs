@@ -13,8 +13,7 @@ use super::{StoreError, User};
 use crate::audit::AuditEntry;
 use crate::auth::Role;
 
-const DEVICE_COLUMNS: &str =
-    "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
+const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
 
 fn device_from_row(r: &Row<'_>, start: usize) -> rusqlite::Result<Device> {
     Ok(Device {
