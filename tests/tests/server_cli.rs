@@ -141,7 +141,7 @@ fn migrate_status_down_up_verify() {
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
     assert_eq!(
         status.lines().filter(|l| l.contains(" applied ")).count(),
-        4,
+        migrations::SERVER_SQLITE.migrations.len(),
         "{status}"
     );
 
@@ -150,7 +150,7 @@ fn migrate_status_down_up_verify() {
     let status = text(&server(dir.path(), &["migrate", "status"]).stdout);
     assert_eq!(
         status.lines().filter(|l| l.ends_with("pending")).count(),
-        4,
+        migrations::SERVER_SQLITE.migrations.len(),
         "{status}"
     );
 
