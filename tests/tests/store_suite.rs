@@ -7,6 +7,9 @@ use std::sync::Arc;
 use sync_protocol::DocumentId;
 use sync_server::audit::NewAuditEntry;
 use sync_server::auth::Role;
+use sync_server::store::sessions::{
+    AuditQuery, Challenge, ChallengePurpose, DocumentKind, DocumentScope, TokenHashes,
+};
 use sync_server::store::{PostgresStore, SqliteStore, Store};
 use sync_tests::PgCluster;
 
@@ -209,9 +212,286 @@ async fn exercise(store: Arc<dyn Store>) {
     );
     assert!(store.consume_recovery_code(&user.id, "h3").await.unwrap());
 
+    sessions(store.as_ref(), &user.id).await;
+
     let ready = store.readiness().await.unwrap();
     assert_eq!(ready.schema_version, ready.expected_version);
     store.close().await.unwrap();
+}
+
+fn hashes(generation: u32, tag: &str, expires_ms: i64) -> TokenHashes {
+    TokenHashes {
+        generation,
+        access_hash: format!("a-{tag}"),
+        access_expires_ms: expires_ms,
+        refresh_hash: format!("r-{tag}"),
+        refresh_expires_ms: expires_ms * 10,
+    }
+}
+
+/// Devices, sessions and tokens, challenges, user administration, scopes,
+/// shared secrets, API key administration and audit queries.
+async fn sessions(store: &dyn Store, user_id: &str) {
+    let device = store
+        .create_device(user_id, "door 1", "1.0", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(store.device(&device.id).await.unwrap().unwrap(), device);
+    let session = store
+        .create_session(
+            user_id,
+            &device.id,
+            Some(1_000),
+            &hashes(0, "0", 5_000),
+            1_000,
+        )
+        .await
+        .unwrap();
+    let access = store.access_token("a-0").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            access.session_id.as_str(),
+            access.expires_ms,
+            access.second_factor_ms,
+            access.session_revoked
+        ),
+        (session.as_str(), 5_000, Some(1_000), false)
+    );
+    assert_eq!(access.user.id, user_id);
+    assert_eq!(access.device.name, "door 1");
+    assert!(
+        store.access_token("r-0").await.unwrap().is_none(),
+        "kinds are kept apart"
+    );
+
+    // Rotation: a refresh token is exchanged once, atomically.
+    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    assert_eq!(
+        (r0.generation, r0.used_ms, r0.later_generation_used),
+        (0, None, false)
+    );
+    assert!(
+        store
+            .exchange_refresh_token("r-0", &hashes(1, "1", 9_000), 2_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .exchange_refresh_token("r-0", &hashes(1, "x", 9_000), 2_001)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.access_token("a-x").await.unwrap().is_none(),
+        "the loser stores nothing"
+    );
+    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    assert_eq!((r0.used_ms, r0.later_generation_used), (Some(2_000), false));
+    assert!(
+        store
+            .exchange_refresh_token("r-1", &hashes(2, "2", 9_000), 3_000)
+            .await
+            .unwrap()
+    );
+    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    assert!(r0.later_generation_used);
+    assert!(store.session_live(&session).await.unwrap());
+
+    // Step-up time, touch, revocations.
+    store.record_second_factor(&session, 4_000).await.unwrap();
+    assert_eq!(
+        store
+            .access_token("a-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .second_factor_ms,
+        Some(4_000)
+    );
+    store
+        .touch_device(&device.id, "1.1", 100_000)
+        .await
+        .unwrap();
+    let touched = store.device(&device.id).await.unwrap().unwrap();
+    assert_eq!(
+        (touched.last_seen_ms, touched.app_version.as_str()),
+        (100_000, "1.1")
+    );
+    let second = store
+        .create_session(user_id, &device.id, None, &hashes(0, "s2", 5_000), 1_000)
+        .await
+        .unwrap();
+    let ended = store
+        .revoke_user_sessions(user_id, Some(&second), "test", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(ended, vec![session.clone()]);
+    assert!(!store.session_live(&session).await.unwrap());
+    assert!(store.session_live(&second).await.unwrap());
+    assert!(
+        store
+            .refresh_token("r-2")
+            .await
+            .unwrap()
+            .unwrap()
+            .session_revoked
+    );
+    assert!(store.revoke_device(&device.id, 6_000).await.unwrap());
+    assert!(
+        !store.revoke_device(&device.id, 6_001).await.unwrap(),
+        "once"
+    );
+    assert!(
+        !store.session_live(&second).await.unwrap(),
+        "a revoked device ends its sessions"
+    );
+    let listed = store.list_devices(Some(user_id)).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_ms, Some(6_000));
+    assert_eq!(store.list_devices(Some("nobody")).await.unwrap().len(), 0);
+
+    // Challenges work once.
+    let challenge = Challenge {
+        user_id: user_id.to_owned(),
+        purpose: ChallengePurpose::SecondFactor,
+        device_id: None,
+        device_name: "d".into(),
+        app_version: "".into(),
+        expires_ms: 10_000,
+        used: false,
+    };
+    store.create_challenge("c-1", &challenge).await.unwrap();
+    assert_eq!(store.challenge("c-1").await.unwrap().unwrap(), challenge);
+    assert!(store.use_challenge("c-1", 1).await.unwrap());
+    assert!(!store.use_challenge("c-1", 2).await.unwrap());
+    assert!(store.challenge("c-1").await.unwrap().unwrap().used);
+
+    // User administration.
+    assert!(store.set_user_role(user_id, Role::Staff).await.unwrap());
+    store
+        .set_assignments(user_id, &["e2".into(), "e1".into(), "e1".into()])
+        .await
+        .unwrap();
+    assert_eq!(store.assignments(user_id).await.unwrap(), vec!["e1", "e2"]);
+    assert!(store.set_user_disabled(user_id, true).await.unwrap());
+    let listed = store.list_users().await.unwrap();
+    let me = listed.iter().find(|u| u.id == user_id).unwrap();
+    assert_eq!(
+        (me.role, me.disabled, me.events.clone()),
+        (Role::Staff, true, vec!["e1".to_owned(), "e2".to_owned()])
+    );
+    assert!(store.set_user_disabled(user_id, false).await.unwrap());
+    assert!(store.set_password_hash(user_id, "new-hash").await.unwrap());
+    assert!(store.reset_totp(user_id).await.unwrap());
+    let user = store.user_by_id(user_id).await.unwrap().unwrap();
+    assert_eq!(
+        (user.totp_secret, user.password_hash.as_str(), user.disabled),
+        (None, "new-hash", false)
+    );
+    assert!(!store.set_user_role("nobody", Role::Admin).await.unwrap());
+
+    // Document scopes are set once.
+    let doc = DocumentId::random();
+    assert_eq!(store.document_scope(doc).await.unwrap(), None);
+    let event = DocumentScope {
+        kind: DocumentKind::Event,
+        scope: "e1".into(),
+    };
+    assert_eq!(
+        store.register_document(doc, &event, "t", 1).await.unwrap(),
+        event
+    );
+    let other = DocumentScope {
+        kind: DocumentKind::OrgConfig,
+        scope: "".into(),
+    };
+    assert_eq!(
+        store.register_document(doc, &other, "t", 2).await.unwrap(),
+        event,
+        "kept"
+    );
+    assert_eq!(store.document_scope(doc).await.unwrap(), Some(event));
+
+    // One shared secret per name.
+    let secret = store.shared_secret("k", b"first").await.unwrap();
+    assert_eq!(secret, b"first");
+    assert_eq!(store.shared_secret("k", b"second").await.unwrap(), b"first");
+
+    // API keys: listed without tokens, revoked once.
+    let key = store
+        .create_api_key("listed", Role::Member, "h-listed")
+        .await
+        .unwrap();
+    let keys = store.list_api_keys().await.unwrap();
+    let info = keys.iter().find(|k| k.id == key.id).unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.role, info.revoked_at.as_deref()),
+        ("listed", Role::Member, None)
+    );
+    assert!(info.created_at.ends_with('Z'), "{}", info.created_at);
+    assert!(store.revoke_api_key(&key.id).await.unwrap());
+    assert!(!store.revoke_api_key(&key.id).await.unwrap());
+    assert!(
+        store
+            .authenticate_api_key("h-listed")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Audit queries: filters and paging.
+    for i in 0..3 {
+        store
+            .append_audit(NewAuditEntry::new(
+                "query",
+                "test.query",
+                if i == 1 { "denied" } else { "ok" },
+            ))
+            .await
+            .unwrap();
+    }
+    let all = store
+        .query_audit(&AuditQuery {
+            limit: 100,
+            action: Some("test.query".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let denied = store
+        .query_audit(&AuditQuery {
+            limit: 100,
+            action: Some("test.query".into()),
+            result: Some("denied".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(denied.len(), 1);
+    let page = store
+        .query_audit(&AuditQuery {
+            after_seq: all[0].seq,
+            limit: 1,
+            actor: Some("query".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![all[1].seq]
+    );
+    let future = store
+        .query_audit(&AuditQuery {
+            limit: 100,
+            since: Some("2999-01-01T00:00:00.000Z".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,7 +114,7 @@ impl SessionStore for PostgresStore {
         let client = self.pool.get().await?;
         Ok(client
             .execute(
-                "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
+                "UPDATE users SET disabled_at = CASE WHEN $2::boolean THEN coalesce(disabled_at, now()) END
                  WHERE id = $1",
                 &[&id, &disabled],
             )
@@ -265,9 +265,9 @@ impl SessionStore for PostgresStore {
         let client = self.pool.get().await?;
         client
             .execute(
-                "UPDATE devices SET last_seen_ms = $2,
-                    app_version = CASE WHEN $3 = '' THEN app_version ELSE $3 END
-                 WHERE id = $1 AND (last_seen_ms < $2 - 60000 OR ($3 <> '' AND app_version <> $3))",
+                "UPDATE devices SET last_seen_ms = $2::bigint,
+                    app_version = CASE WHEN $3::text = '' THEN app_version ELSE $3 END
+                 WHERE id = $1 AND (last_seen_ms < $2::bigint - 60000 OR ($3 <> '' AND app_version <> $3))",
                 &[&id, &now_ms, &app_version],
             )
             .await?;
