@@ -307,3 +307,50 @@ async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
     sync_b.stop().await;
     drop(node2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() {
+    use sync_tests::accounts::Api;
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join(name),
+        database_url: Some(url.clone()),
+        ..Config::default()
+    };
+    let node1 = sync_server::start(&node("node1")).await.unwrap();
+    let node2 = sync_server::start(&node("node2")).await.unwrap();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    sync_tests::create_user(&store, "m@example.org", Role::Member, "correct horse battery").await;
+
+    // Signed in through node 1, syncing through node 2.
+    let api1 = Api::new(&node1.sync_url());
+    let session = api1
+        .login("m@example.org", "correct horse battery", "tablet")
+        .await
+        .ok()["session"]
+        .clone();
+    let access = session["access_token"].as_str().unwrap();
+    let device = session["device_id"].as_str().unwrap();
+    let mut socket = sync_tests::raw::joined(&node2.sync_url(), access).await;
+
+    let revoked_at = std::time::Instant::now();
+    let reply = api1
+        .post(&format!("/api/devices/{device}/revoke"), Some(access), serde_json::json!({}))
+        .await;
+    assert_eq!(reply.status, 204);
+    match sync_tests::raw::next_message(&mut socket).await {
+        Some(sync_protocol::Message::Error { message }) => {
+            assert!(message.contains("revoked"), "{message}")
+        }
+        other => panic!("expected node 2 to close the socket, got {other:?}"),
+    }
+    let elapsed = revoked_at.elapsed();
+    assert!(elapsed < Duration::from_secs(1), "node 2 closed it after {elapsed:?}");
+    // Node 2 refuses the token from now on, too.
+    let me = Api::new(&node2.sync_url()).get("/api/me", access).await;
+    assert_eq!((me.status, me.error()), (401, "device_revoked"));
+    node1.shutdown().await.unwrap();
+    node2.shutdown().await.unwrap();
+}
