@@ -39,6 +39,10 @@ pub struct Config {
     pub http_requests_per_second_per_ip: u32,
     /// Requests one address may make at once before the rate applies.
     pub http_burst_per_ip: u32,
+    /// API requests per second from one signed-in user or API key.
+    pub http_requests_per_second_per_user: u32,
+    /// Requests one user may make at once before the rate applies.
+    pub http_burst_per_user: u32,
     /// Open sync connections one principal (token) may hold.
     pub max_connections_per_principal: usize,
     /// Sustained messages per second on one websocket; beyond it the server
@@ -76,6 +80,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             http_requests_per_second_per_ip: 50,
             http_burst_per_ip: 200,
+            http_requests_per_second_per_user: 20,
+            http_burst_per_user: 100,
             max_connections_per_principal: 200,
             messages_per_second_per_connection: 2000,
             message_burst_per_connection: 4000,
@@ -134,6 +140,8 @@ impl Config {
                 "log_format",
                 "http_requests_per_second_per_ip",
                 "http_burst_per_ip",
+                "http_requests_per_second_per_user",
+                "http_burst_per_user",
                 "max_connections_per_principal",
                 "messages_per_second_per_connection",
                 "message_burst_per_connection",

@@ -223,9 +223,23 @@ pub async fn start_with_store(
         connections_per_principal: Arc::default(),
         max_connections_per_principal: config.max_connections_per_principal,
     };
-    let app = router(state, api_state, config, shutdown_rx.clone());
+    let per_user = api_state.per_user.clone();
+    let app = router(state, api_state, store.clone(), config, shutdown_rx.clone());
     tracing::info!(%addr, "sync server listening");
 
+    if let Some(limiter) = per_user {
+        let mut stop = shutdown_rx.clone();
+        // Forget users who have been quiet, so the table stays small.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => limiter.retain_recent(),
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        });
+    }
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
         axum::serve(
@@ -255,6 +269,7 @@ pub async fn start_with_store(
 fn router(
     state: AppState,
     api_state: ApiState,
+    store: Arc<dyn Store>,
     config: &Config,
     shutdown: watch::Receiver<bool>,
 ) -> Router {
@@ -275,10 +290,42 @@ fn router(
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    match per_ip_limit(config, shutdown) {
+    let router = match per_ip_limit(config, shutdown) {
         Some(limit) => router.layer(limit),
         None => router,
+    };
+    // Outside the address limiter, so its refusals of sign-in requests are seen.
+    router.layer(axum::middleware::from_fn_with_state(
+        store,
+        audit_refused_sign_in,
+    ))
+}
+
+/// Audits sign-in requests refused by the per-address limiter (the API's
+/// own refusals are audited where they happen).
+async fn audit_refused_sign_in(
+    State(store): State<Arc<dyn Store>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let response = next.run(request).await;
+    if response.status() == StatusCode::TOO_MANY_REQUESTS
+        && path.starts_with("/api/auth/")
+        && response.extensions().get::<api::Answered>().is_none()
+    {
+        let mut entry = NewAuditEntry::new("anonymous", "auth.rate_limited", "denied")
+            .details(serde_json::json!({ "path": path, "limit": "per_address" }));
+        entry.address = address;
+        if let Err(error) = store.append_audit(entry).await {
+            tracing::error!(%error, "audit log write failed");
+        }
     }
+    response
 }
 
 /// Requests per address (the peer's IP, never a forwarded header, which a

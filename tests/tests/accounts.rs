@@ -235,6 +235,9 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
         == "code_replayed"));
     assert!(has("auth.second_factor", "denied", &|d| d["reason"]
         == "invalid_recovery_code"));
+    // Five failed codes for one account within ten minutes raise an alert.
+    assert!(has("security.alert", "alert", &|d| d["kind"]
+        == "failed_code_burst"));
     let log = serde_json::to_string(&f.audit().await).unwrap();
     let secret_b32 = f
         .server

@@ -322,7 +322,13 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
     let node1 = sync_server::start(&node("node1")).await.unwrap();
     let node2 = sync_server::start(&node("node2")).await.unwrap();
     let store = PostgresStore::connect(&url).await.unwrap();
-    sync_tests::create_user(&store, "m@example.org", Role::Member, "correct horse battery").await;
+    sync_tests::create_user(
+        &store,
+        "m@example.org",
+        Role::Member,
+        "correct horse battery",
+    )
+    .await;
 
     // Signed in through node 1, syncing through node 2.
     let api1 = Api::new(&node1.sync_url());
@@ -337,7 +343,11 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
 
     let revoked_at = std::time::Instant::now();
     let reply = api1
-        .post(&format!("/api/devices/{device}/revoke"), Some(access), serde_json::json!({}))
+        .post(
+            &format!("/api/devices/{device}/revoke"),
+            Some(access),
+            serde_json::json!({}),
+        )
         .await;
     assert_eq!(reply.status, 204);
     match sync_tests::raw::next_message(&mut socket).await {
@@ -347,7 +357,10 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
         other => panic!("expected node 2 to close the socket, got {other:?}"),
     }
     let elapsed = revoked_at.elapsed();
-    assert!(elapsed < Duration::from_secs(1), "node 2 closed it after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "node 2 closed it after {elapsed:?}"
+    );
     // Node 2 refuses the token from now on, too.
     let me = Api::new(&node2.sync_url()).get("/api/me", access).await;
     assert_eq!((me.status, me.error()), (401, "device_revoked"));

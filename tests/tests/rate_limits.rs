@@ -151,3 +151,67 @@ async fn a_fast_peer_is_slowed_down_and_loses_nothing() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_requests_refused_by_the_address_limit_are_audited() {
+    use sync_server::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.http_requests_per_second_per_ip = 1;
+    config.http_burst_per_ip = 2;
+    let server = InProcessServer::start(&config).await;
+    let api = sync_tests::accounts::Api::new(&server.url);
+    // All at once, so the limiter's refill cannot depend on how long a login takes.
+    let attempts = (0..5).map(|_| api.login("x@example.org", "not the password", "t"));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
+    let log = server.store.audit_entries(0, 1000).await.unwrap();
+    let refused: Vec<_> = log
+        .iter()
+        .filter(|e| e.entry.action == "auth.rate_limited")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        statuses.iter().filter(|s| **s == 429).count(),
+        "every refusal is audited"
+    );
+    assert_eq!(refused[0].entry.details["path"], "/api/auth/login");
+    assert_eq!(refused[0].entry.address.as_deref(), Some("127.0.0.1"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_requests_per_user_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let other = create_token(dir.path(), Role::Admin).await;
+    let mut config = test_config(dir.path());
+    config.http_requests_per_second_per_user = 1;
+    config.http_burst_per_user = 3;
+    let server = InProcessServer::start(&config).await;
+    let api = sync_tests::accounts::Api::new(&server.url);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(api.get("/api/me", &token).await.status);
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    let limited = api.get("/api/me", &token).await;
+    assert_eq!((limited.status, limited.error()), (429, "rate_limited"));
+    assert!(limited.retry_after.is_some());
+    // Another principal from the same address is not affected.
+    assert_eq!(api.get("/api/me", &other).await.status, 200);
+    server.stop().await;
+}

@@ -13,6 +13,10 @@ use crate::auth::AuthFailure;
 use crate::identity::session::Refusal;
 use crate::store::StoreError;
 
+/// Marks a response as an API answer (not a refusal by an outer layer).
+#[derive(Debug, Clone, Copy)]
+pub struct Answered;
+
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -43,6 +47,8 @@ pub enum ApiError {
     TokenReused,
     #[error("too many failed attempts; try again in {} s", whole_seconds(*.0))]
     Throttled(Duration),
+    #[error("too many requests; slow down for {} s", whole_seconds(*.0))]
+    RateLimited(Duration),
     #[error("{0}")]
     Forbidden(String),
     #[error("enter a current authenticator code (step-up) first")]
@@ -84,6 +90,7 @@ impl ApiError {
             ApiError::Refused(refusal) => (StatusCode::UNAUTHORIZED, refusal.code()),
             ApiError::TokenReused => (StatusCode::UNAUTHORIZED, "token_reused"),
             ApiError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::StepUpRequired => (StatusCode::FORBIDDEN, "step_up_required"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -109,7 +116,7 @@ impl IntoResponse for ApiError {
             tracing::error!(%error, "API request failed on the store");
         }
         let retry_after = match &self {
-            ApiError::Throttled(wait) => Some(whole_seconds(*wait)),
+            ApiError::Throttled(wait) | ApiError::RateLimited(wait) => Some(whole_seconds(*wait)),
             _ => None,
         };
         let body = ErrorBody {
@@ -119,6 +126,9 @@ impl IntoResponse for ApiError {
             retry_after_secs: retry_after,
         };
         let mut response = (status, Json(body)).into_response();
+        // Sign-in refusals that matter are audited where they happen; the
+        // middleware that audits refusals by the address limiter skips these.
+        response.extensions_mut().insert(Answered);
         if let Some(secs) = retry_after
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {

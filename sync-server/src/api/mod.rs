@@ -18,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ApiError, ErrorBody};
+pub use error::{Answered, ApiError, ErrorBody};
 
 use crate::audit::NewAuditEntry;
 use crate::auth::{self, Principal, Role};
@@ -41,6 +41,8 @@ pub struct ApiState {
     pub throttle: Arc<Mutex<Throttle>>,
     /// Derives the pair a refresh returns (shared by all nodes through the store).
     pub token_secret: Arc<Vec<u8>>,
+    /// Requests per signed-in user or API key (`None`: unlimited).
+    pub per_user: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
 }
 
 impl ApiState {
@@ -69,6 +71,15 @@ impl ApiState {
                 ..ThrottlePolicy::default()
             }))),
             token_secret: Arc::new(token_secret),
+            per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
+                |rate| {
+                    let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))
+                        .unwrap_or(rate);
+                    Arc::new(governor::RateLimiter::keyed(
+                        governor::Quota::per_second(rate).allow_burst(burst),
+                    ))
+                },
+            ),
         })
     }
 
@@ -165,7 +176,19 @@ impl FromRequestParts<ApiState> for Caller {
             return Err(ApiError::Unauthenticated(auth::AuthFailure::Missing));
         };
         match auth::authenticate(state.store.as_ref(), &token, auth::unix_ms()).await {
-            Ok(principal) => Ok(Caller { principal, address }),
+            Ok(principal) => {
+                if let Some(limiter) = &state.per_user
+                    && let Err(not_until) = limiter.check_key(&principal.audit_name())
+                {
+                    metrics::counter!(crate::metrics::HTTP_RATE_LIMITED, "per" => "user")
+                        .increment(1);
+                    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                        &governor::clock::DefaultClock::default(),
+                    ));
+                    return Err(ApiError::RateLimited(wait));
+                }
+                Ok(Caller { principal, address })
+            }
             Err(auth::AuthFailure::Store(error)) => Err(ApiError::Store(error)),
             Err(failure) => {
                 metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => failure.code())
