@@ -6,6 +6,7 @@
 //! committed before the client answers the server, so the server's view of
 //! what this replica has is never ahead of its disk.
 
+mod account;
 mod store;
 mod sync;
 
@@ -19,6 +20,10 @@ use automerge::transaction::Transaction;
 use automerge::{Automerge, AutomergeError, ChangeHash};
 use tokio::sync::{broadcast, watch};
 
+pub use account::{
+    Account, AccountError, Enrollment, SessionInfo, SessionState, SignInStep, UserInfo,
+    use_platform_keychain,
+};
 pub use automerge;
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
@@ -63,6 +68,8 @@ pub enum DocEvent {
     Wanted { document: DocumentId },
     /// The server says it has no such document (or may not show it to us).
     Unavailable { document: DocumentId },
+    /// Every local document was deleted (this device was revoked).
+    Wiped,
 }
 
 /// The state of syncing, for a status indicator.
@@ -181,6 +188,30 @@ impl ClientCore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A value this replica keeps about itself (not synced).
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
+        self.lock().store.meta(key)
+    }
+
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<(), ClientError> {
+        self.lock().store.set_meta(key, value)
+    }
+
+    /// Deletes every local document and its changes (what a revoked device
+    /// must do), then announces [`DocEvent::Wiped`].
+    pub fn wipe_local_data(&self) -> Result<(), ClientError> {
+        {
+            let mut inner = self.lock();
+            inner.store.delete_all_documents()?;
+            inner.docs.clear();
+            inner.pending.clear();
+        }
+        self.set_status(|s| s.pending_changes = 0);
+        let _ = self.events.send(DocEvent::Wiped);
+        tracing::warn!("local documents wiped");
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

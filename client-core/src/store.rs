@@ -171,6 +171,16 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Deletes every document and its changes, in one transaction (a
+    /// revoked device wiping its data).
+    pub fn delete_all_documents(&mut self) -> Result<(), ClientError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM document_chunks", [])?;
+        tx.execute("DELETE FROM documents", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<String>, ClientError> {
         Ok(self
             .conn

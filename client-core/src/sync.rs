@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::account::{Account, AccountError, SessionState};
 use crate::{ClientCore, DocEvent};
 
 /// Where and how to sync.
@@ -24,7 +25,11 @@ pub struct SyncConfig {
     /// Further servers (nodes sharing one store) tried in turn when the
     /// current one cannot be reached or drops the connection.
     pub fallback_urls: Vec<String>,
+    /// A fixed token (an API key), used when `account` is `None`.
     pub token: String,
+    /// A signed-in account: its access token (refreshed as needed) opens
+    /// each connection; while signed out, syncing waits.
+    pub account: Option<Account>,
     pub max_message_bytes: usize,
     /// First reconnect delay; doubles (with jitter) up to `max_backoff`.
     pub min_backoff: Duration,
@@ -44,11 +49,20 @@ impl SyncConfig {
             .collect()
     }
 
+    /// Syncs as a signed-in user (see [`Account`]).
+    pub fn with_account(url: impl Into<String>, account: &Account) -> Self {
+        Self {
+            account: Some(account.clone()),
+            ..Self::new(url, "")
+        }
+    }
+
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             fallback_urls: Vec::new(),
             token: token.into(),
+            account: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
@@ -80,8 +94,10 @@ pub(crate) fn start(core: ClientCore, config: SyncConfig) -> SyncHandle {
 enum SessionError {
     #[error("connect: {0}")]
     Connect(String),
-    #[error("server refused the token (HTTP 401)")]
-    Unauthorized,
+    #[error("server refused the token (HTTP 401: {0})")]
+    Unauthorized(String),
+    #[error("not signed in: {0}")]
+    SignedOut(String),
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("server closed the connection")]
@@ -106,6 +122,33 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
         core.set_status(|s| s.connected = false);
         match outcome {
             Ok(()) => break, // stopped
+            Err(SessionError::Unauthorized(code)) if config.account.is_some() => {
+                let account = config.account.as_ref().expect("checked");
+                tracing::info!(%code, "sync refused the session's token");
+                if let Err(error) = account.unauthorized(&code).await {
+                    tracing::info!(%error, "could not renew the session");
+                }
+                core.set_status(|s| {
+                    s.last_error = Some(format!("server refused the token: {code}"));
+                    s.last_error_at = Some(SystemTime::now());
+                });
+            }
+            Err(SessionError::SignedOut(reason)) => {
+                // Nothing to do until someone signs in; local writes keep
+                // landing in the store meanwhile.
+                core.set_status(|s| {
+                    s.last_error = Some(format!("not signed in: {reason}"));
+                    s.last_error_at = Some(SystemTime::now());
+                });
+                let account = config.account.as_ref().expect("only accounts sign out");
+                let mut state = account.watch_state();
+                tokio::select! {
+                    _ = state.wait_for(|s| matches!(s, SessionState::SignedIn(_))) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                backoff = config.min_backoff;
+                continue;
+            }
             Err(error) => {
                 tracing::info!(%error, url, "sync connection ended");
                 // Next time, try the next node; a lone server is simply retried.
@@ -138,7 +181,15 @@ async fn session(
     let mut request = url
         .into_client_request()
         .map_err(|e| SessionError::Connect(e.to_string()))?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token))
+    let token = match &config.account {
+        Some(account) => match account.access_token().await {
+            Ok(token) => token,
+            Err(AccountError::Network(error)) => return Err(SessionError::Connect(error)),
+            Err(other) => return Err(SessionError::SignedOut(other.to_string())),
+        },
+        None => config.token.clone(),
+    };
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| SessionError::Connect(format!("token is not a valid header value: {e}")))?;
     request.headers_mut().insert("authorization", bearer);
     let ws_config = WebSocketConfig::default()
@@ -148,7 +199,14 @@ async fn session(
         .await
         .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
-                SessionError::Unauthorized
+                // The server says why in a JSON body: `token_expired`, `device_revoked`, ...
+                let code = resp
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                    .and_then(|v| v["error"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "invalid".into());
+                SessionError::Unauthorized(code)
             }
             other => SessionError::Connect(other.to_string()),
         })?;

@@ -1,0 +1,571 @@
+//! Signing in and keeping a session: password, then a TOTP or recovery code
+//! (or, the first time, enrolling an authenticator), through the server's
+//! REST API. Tokens live in the OS keychain through `keyring-core` (the app
+//! picks the store at startup: [`use_platform_keychain`], or a mock in
+//! tests); the access token is refreshed shortly before it expires, rotating
+//! the refresh token. A revoked device wipes its local documents; a session
+//! that ended asks the user to sign in again. None of this touches local
+//! data otherwise: offline, or signed out, every local write stays in the
+//! store and syncs after the next sign-in.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, watch};
+
+use crate::{ClientCore, ClientError};
+
+const KEYCHAIN_SERVICE: &str = "sync-client";
+/// Refresh when the access token has less than this left.
+const REFRESH_MARGIN_MS: i64 = 60_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    /// The server said no; `code` is its stable error code
+    /// (`invalid_credentials`, `invalid_code`, `code_replayed`, `throttled`, ...).
+    #[error("{message}")]
+    Refused {
+        code: String,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    #[error("not signed in")]
+    SignedOut,
+    #[error("this device was revoked; its local data was wiped")]
+    DeviceRevoked,
+    #[error("keychain: {0}")]
+    Keychain(String),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("local store: {0}")]
+    Local(#[from] ClientError),
+}
+
+impl AccountError {
+    /// The server's error code, when it refused.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AccountError::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// The signed-in person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub totp_enrolled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub user: UserInfo,
+    pub device_id: String,
+    pub session_id: String,
+}
+
+/// What the keychain holds for a session.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredSession {
+    access_token: String,
+    refresh_token: String,
+    access_expires_ms: i64,
+    refresh_expires_ms: i64,
+    session_id: String,
+    device_id: String,
+    user: UserInfo,
+}
+
+impl StoredSession {
+    fn info(&self) -> SessionInfo {
+        SessionInfo {
+            user: self.user.clone(),
+            device_id: self.device_id.clone(),
+            session_id: self.session_id.clone(),
+        }
+    }
+}
+
+/// The next step of a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInStep {
+    /// Ask for a TOTP code (or a recovery code) and pass it with `challenge`.
+    SecondFactorRequired {
+        challenge: String,
+    },
+    /// The account must enroll an authenticator first ([`Account::start_enrollment`]).
+    EnrollmentRequired {
+        challenge: String,
+    },
+    SignedIn(SessionInfo),
+}
+
+/// A new authenticator to show the user.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_png: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    SignedOut,
+    SignedIn(SessionInfo),
+    /// The session ended (signed out elsewhere, expired, or a reused token
+    /// ended it): sign in again. Local data and pending changes are kept.
+    NeedsSignIn {
+        reason: String,
+    },
+    /// This device was revoked and its local documents were wiped.
+    Revoked,
+}
+
+/// Sets the platform's keychain as keyring-core's default store.
+pub fn use_platform_keychain() -> Result<(), AccountError> {
+    #[cfg(target_os = "linux")]
+    {
+        let store = linux_keyutils_keyring_store::Store::new()
+            .map_err(|e| AccountError::Keychain(e.to_string()))?;
+        keyring_core::set_default_store(store);
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(AccountError::Keychain(
+            "no keychain store is wired for this platform yet".into(),
+        ))
+    }
+}
+
+/// One account on one server, for one local store. Cheap to clone.
+#[derive(Clone)]
+pub struct Account {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("server", &self.inner.base)
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    core: ClientCore,
+    base: String,
+    http: reqwest::Client,
+    keychain: keyring_core::Entry,
+    /// Held across a refresh, so concurrent callers wait for one exchange.
+    session: Mutex<Option<StoredSession>>,
+    state: watch::Sender<SessionState>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// `http://host:port` from either that or the sync URL `ws://host:port/sync`.
+fn api_base(server: &str) -> String {
+    let base = server
+        .replacen("wss://", "https://", 1)
+        .replacen("ws://", "http://", 1);
+    base.trim_end_matches('/')
+        .trim_end_matches("/sync")
+        .to_owned()
+}
+
+impl Account {
+    /// The account of `core` on `server` (its base URL or sync URL), with any
+    /// session the keychain still holds. Needs keyring-core's default store set.
+    pub fn new(core: &ClientCore, server: &str) -> Result<Self, AccountError> {
+        let base = api_base(server);
+        let install = match core.meta("install_id")? {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                core.set_meta("install_id", &id)?;
+                id
+            }
+        };
+        let keychain = keyring_core::Entry::new(KEYCHAIN_SERVICE, &format!("{base}|{install}"))
+            .map_err(|e| AccountError::Keychain(e.to_string()))?;
+        let stored = match keychain.get_password() {
+            Ok(text) => serde_json::from_str::<StoredSession>(&text).ok(),
+            Err(keyring_core::Error::NoEntry) => None,
+            Err(e) => return Err(AccountError::Keychain(e.to_string())),
+        };
+        let state = match &stored {
+            Some(session) => SessionState::SignedIn(session.info()),
+            None => SessionState::SignedOut,
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                core: core.clone(),
+                base,
+                http: reqwest::Client::new(),
+                keychain,
+                session: Mutex::new(stored),
+                state: watch::channel(state).0,
+            }),
+        })
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.inner.state.borrow().clone()
+    }
+
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.inner.state.subscribe()
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Result<Value, AccountError> {
+        let mut request = self
+            .inner
+            .http
+            .post(format!("{}{path}", self.inner.base))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AccountError::Network(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| AccountError::Network(e.to_string()))?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|_| AccountError::Protocol(format!("HTTP {status}: {text}")))?
+        };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(AccountError::Refused {
+                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+                message: body["message"]
+                    .as_str()
+                    .unwrap_or(status.as_str())
+                    .to_owned(),
+                retry_after_secs: body["retry_after_secs"].as_u64(),
+            })
+        }
+    }
+
+    /// Step 1: email and password. `device_name` is what device lists show.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        device_name: &str,
+    ) -> Result<SignInStep, AccountError> {
+        let device_id = self.inner.core.meta("device_id")?;
+        let reply = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({
+                    "email": email,
+                    "password": password,
+                    "device_name": device_name,
+                    "app_version": env!("CARGO_PKG_VERSION"),
+                    "device_id": device_id,
+                }),
+            )
+            .await;
+        let reply = self.check_revoked(reply).await?;
+        let challenge = || reply["challenge"].as_str().unwrap_or_default().to_owned();
+        match reply["status"].as_str() {
+            Some("second_factor_required") => Ok(SignInStep::SecondFactorRequired {
+                challenge: challenge(),
+            }),
+            Some("enrollment_required") => Ok(SignInStep::EnrollmentRequired {
+                challenge: challenge(),
+            }),
+            Some("signed_in") => Ok(SignInStep::SignedIn(self.adopt(&reply["session"]).await?)),
+            _ => Err(AccountError::Protocol(reply.to_string())),
+        }
+    }
+
+    /// Step 2 with a code from the authenticator.
+    pub async fn submit_totp(
+        &self,
+        challenge: &str,
+        code: &str,
+    ) -> Result<SessionInfo, AccountError> {
+        let reply = self
+            .post(
+                "/api/auth/second-factor",
+                None,
+                json!({ "challenge": challenge, "code": code }),
+            )
+            .await;
+        let reply = self.check_revoked(reply).await?;
+        self.adopt(&reply["session"]).await
+    }
+
+    /// Step 2 with one of the recovery codes (each works once).
+    pub async fn submit_recovery_code(
+        &self,
+        challenge: &str,
+        code: &str,
+    ) -> Result<SessionInfo, AccountError> {
+        let reply = self
+            .post(
+                "/api/auth/second-factor",
+                None,
+                json!({ "challenge": challenge, "recovery_code": code }),
+            )
+            .await;
+        let reply = self.check_revoked(reply).await?;
+        self.adopt(&reply["session"]).await
+    }
+
+    /// Enrollment, step 1: the secret to show (URI and QR image).
+    pub async fn start_enrollment(&self, challenge: &str) -> Result<Enrollment, AccountError> {
+        let reply = self
+            .post(
+                "/api/auth/enroll/start",
+                None,
+                json!({ "challenge": challenge }),
+            )
+            .await?;
+        let text = |key: &str| reply[key].as_str().unwrap_or_default().to_owned();
+        let qr_png = base64::engine::general_purpose::STANDARD
+            .decode(text("qr_png_base64"))
+            .map_err(|e| AccountError::Protocol(format!("QR image: {e}")))?;
+        Ok(Enrollment {
+            secret: text("secret"),
+            otpauth_uri: text("otpauth_uri"),
+            qr_png,
+        })
+    }
+
+    /// Enrollment, step 2: a current code confirms it. Returns the session and
+    /// the recovery codes, which the user must see now (they are not kept).
+    pub async fn confirm_enrollment(
+        &self,
+        challenge: &str,
+        code: &str,
+    ) -> Result<(SessionInfo, Vec<String>), AccountError> {
+        let reply = self
+            .post(
+                "/api/auth/enroll/confirm",
+                None,
+                json!({ "challenge": challenge, "code": code }),
+            )
+            .await?;
+        let codes = reply["recovery_codes"]
+            .as_array()
+            .map(|codes| {
+                codes
+                    .iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((self.adopt(&reply["session"]).await?, codes))
+    }
+
+    /// Keeps a new session: keychain, device id, state.
+    async fn adopt(&self, session: &Value) -> Result<SessionInfo, AccountError> {
+        let stored: StoredSession = serde_json::from_value(session.clone())
+            .map_err(|e| AccountError::Protocol(format!("session: {e}")))?;
+        self.save(&stored)?;
+        self.inner.core.set_meta("device_id", &stored.device_id)?;
+        let info = stored.info();
+        *self.inner.session.lock().await = Some(stored);
+        self.inner
+            .state
+            .send_replace(SessionState::SignedIn(info.clone()));
+        Ok(info)
+    }
+
+    fn save(&self, session: &StoredSession) -> Result<(), AccountError> {
+        let text =
+            serde_json::to_string(session).map_err(|e| AccountError::Protocol(e.to_string()))?;
+        self.inner
+            .keychain
+            .set_password(&text)
+            .map_err(|e| AccountError::Keychain(e.to_string()))
+    }
+
+    fn forget(&self) -> Result<(), AccountError> {
+        match self.inner.keychain.delete_credential() {
+            Ok(()) | Err(keyring_core::Error::NoEntry) => Ok(()),
+            Err(e) => Err(AccountError::Keychain(e.to_string())),
+        }
+    }
+
+    /// A `device_revoked` refusal wipes local data before it is returned.
+    async fn check_revoked(
+        &self,
+        reply: Result<Value, AccountError>,
+    ) -> Result<Value, AccountError> {
+        match reply {
+            Err(AccountError::Refused { code, .. }) if code == "device_revoked" => {
+                self.device_revoked().await?;
+                Err(AccountError::DeviceRevoked)
+            }
+            other => other,
+        }
+    }
+
+    /// This device was revoked: forget the session and the device, wipe local documents.
+    async fn device_revoked(&self) -> Result<(), AccountError> {
+        *self.inner.session.lock().await = None;
+        self.forget()?;
+        self.inner.core.set_meta("device_id", "")?;
+        self.inner.core.wipe_local_data()?;
+        self.inner.state.send_replace(SessionState::Revoked);
+        Ok(())
+    }
+
+    /// The session ended on the server: tokens go, local data stays.
+    fn session_ended(
+        &self,
+        session: &mut Option<StoredSession>,
+        reason: &str,
+    ) -> Result<(), AccountError> {
+        *session = None;
+        self.forget()?;
+        self.inner.state.send_replace(SessionState::NeedsSignIn {
+            reason: reason.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// A valid access token, refreshed first if it is about to expire.
+    /// Offline this fails with `Network` and changes nothing.
+    pub async fn access_token(&self) -> Result<String, AccountError> {
+        let mut session = self.inner.session.lock().await;
+        let Some(current) = session.as_ref() else {
+            return Err(AccountError::SignedOut);
+        };
+        if current.access_expires_ms - REFRESH_MARGIN_MS > now_ms() {
+            return Ok(current.access_token.clone());
+        }
+        self.refresh_locked(&mut session).await
+    }
+
+    /// Exchanges the refresh token for a new pair now.
+    pub async fn refresh(&self) -> Result<String, AccountError> {
+        let mut session = self.inner.session.lock().await;
+        self.refresh_locked(&mut session).await
+    }
+
+    async fn refresh_locked(
+        &self,
+        session: &mut Option<StoredSession>,
+    ) -> Result<String, AccountError> {
+        let Some(current) = session.clone() else {
+            return Err(AccountError::SignedOut);
+        };
+        let reply = self
+            .post(
+                "/api/auth/refresh",
+                None,
+                json!({ "refresh_token": current.refresh_token }),
+            )
+            .await;
+        match reply {
+            Ok(body) => {
+                let next: StoredSession = serde_json::from_value(body)
+                    .map_err(|e| AccountError::Protocol(format!("session: {e}")))?;
+                self.save(&next)?;
+                let token = next.access_token.clone();
+                *session = Some(next);
+                Ok(token)
+            }
+            Err(AccountError::Refused { code, message, .. }) if code == "device_revoked" => {
+                drop(message);
+                *session = None;
+                self.device_revoked().await?;
+                Err(AccountError::DeviceRevoked)
+            }
+            // Anything else the server refuses (reuse, revoked, expired,
+            // invalid, disabled) ends this session; a network error does not.
+            Err(AccountError::Refused {
+                code,
+                message,
+                retry_after_secs,
+            }) if code != "rate_limited" && code != "store_unavailable" => {
+                self.session_ended(session, &code)?;
+                Err(AccountError::Refused {
+                    code,
+                    message,
+                    retry_after_secs,
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// What to do after the sync endpoint answered 401 with `code`.
+    pub(crate) async fn unauthorized(&self, code: &str) -> Result<(), AccountError> {
+        match code {
+            "token_expired" => self.refresh().await.map(|_| ()),
+            "device_revoked" => self.device_revoked().await,
+            other => {
+                let mut session = self.inner.session.lock().await;
+                self.session_ended(&mut session, other)
+            }
+        }
+    }
+
+    /// Ends the session here and on the server (when reachable). Tokens are
+    /// wiped; local data and pending changes stay.
+    pub async fn sign_out(&self) -> Result<(), AccountError> {
+        let mut session = self.inner.session.lock().await;
+        if let Some(current) = session.take()
+            && let Err(error) = self
+                .post("/api/auth/logout", Some(&current.access_token), json!({}))
+                .await
+        {
+            tracing::info!(%error, "server logout failed; forgetting the session locally");
+        }
+        self.forget()?;
+        self.inner.state.send_replace(SessionState::SignedOut);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_base_comes_from_either_url() {
+        assert_eq!(
+            api_base("ws://127.0.0.1:8080/sync"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            api_base("wss://sync.example.org/sync/"),
+            "https://sync.example.org"
+        );
+        assert_eq!(api_base("http://h:1/"), "http://h:1");
+    }
+}
