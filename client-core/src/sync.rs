@@ -259,6 +259,10 @@ async fn session(
             peer.offer(id, true);
         }
     }
+    // While connected, keep the session's tokens fresh in the background
+    // (an open socket needs none, but the next connection and the REST API do).
+    let mut keep_fresh = tokio::time::interval(Duration::from_secs(30));
+    keep_fresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         for message in peer.outbox.drain(..) {
             tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), "message out");
@@ -292,6 +296,13 @@ async fn session(
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
+            _ = keep_fresh.tick(), if config.account.is_some() => {
+                if let Some(account) = &config.account
+                    && let Err(error) = account.access_token().await
+                {
+                    tracing::info!(%error, "background token refresh failed");
+                }
+            }
             () = stopped(stop) => {
                 let _ = sink.send(WsMessage::Close(None)).await;
                 return Ok(());
