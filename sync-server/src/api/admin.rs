@@ -246,9 +246,11 @@ pub async fn update_user(
     caller.require_admin()?;
     caller.require_step_up(&state)?;
     let user = existing_user(&state, &id).await?;
+    let mut changed = false;
     if let Some(role) = request.role
         && role != user.role
     {
+        changed = true;
         state.store.set_user_role(&id, role).await?;
         state
             .audit(
@@ -262,6 +264,7 @@ pub async fn update_user(
     if let Some(disabled) = request.disabled
         && disabled != user.disabled
     {
+        changed = true;
         state.store.set_user_disabled(&id, disabled).await?;
         if disabled {
             state
@@ -284,7 +287,10 @@ pub async fn update_user(
             )
             .await;
     }
-    state.cut(Cut::User(id), "account changed").await;
+    if changed {
+        // Rights are read when a connection opens: reconnecting applies them.
+        state.cut(Cut::User(id), "account changed").await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -360,16 +366,19 @@ pub async fn set_user_events(
     existing_user(&state, &id).await?;
     let before = state.store.assignments(&id).await?;
     state.store.set_assignments(&id, &request.events).await?;
-    // Rights are read when a connection opens: reconnecting applies the new list.
-    state
-        .cut(Cut::User(id.clone()), "assignments changed")
-        .await;
+    let after = state.store.assignments(&id).await?;
+    if after != before {
+        // Rights are read when a connection opens: reconnecting applies the new list.
+        state
+            .cut(Cut::User(id.clone()), "assignments changed")
+            .await;
+    }
     state
         .audit(
             caller
                 .audit("admin.assignments_changed", "ok")
                 .target(&id)
-                .details(serde_json::json!({ "from": before, "to": request.events })),
+                .details(serde_json::json!({ "from": before, "to": after })),
         )
         .await;
     Ok(StatusCode::NO_CONTENT)
