@@ -240,6 +240,24 @@ pub async fn start_with_store(
             }
         });
     }
+    {
+        // Expired tokens and challenges go, so the session tables stay small.
+        let (store, mut stop) = (store.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                match store.prune_expired(auth::unix_ms()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(deleted, "expired session rows pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning expired session rows failed"),
+                }
+            }
+        });
+    }
     let mut stop = shutdown_rx.clone();
     let task = tokio::spawn(async move {
         axum::serve(
@@ -362,7 +380,7 @@ fn per_ip_limit(
     });
     Some(
         tower_governor::GovernorLayer::new(governor).error_handler(|error| {
-            metrics::counter!(m::HTTP_RATE_LIMITED).increment(1);
+            metrics::counter!(m::HTTP_RATE_LIMITED, "per" => "address").increment(1);
             axum::response::Response::from(error)
         }),
     )

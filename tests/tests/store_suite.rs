@@ -351,6 +351,13 @@ async fn sessions(store: &dyn Store, user_id: &str) {
     assert_eq!(listed[0].revoked_ms, Some(6_000));
     assert_eq!(store.list_devices(Some("nobody")).await.unwrap().len(), 0);
 
+    // Pruning drops what expired and keeps used refresh tokens until their
+    // own expiry (so reuse stays detectable).
+    assert!(store.prune_expired(20_000).await.unwrap() >= 3);
+    assert!(store.access_token("a-0").await.unwrap().is_none());
+    assert!(store.refresh_token("r-0").await.unwrap().is_some());
+    assert_eq!(store.prune_expired(20_000).await.unwrap(), 0);
+
     // Challenges work once.
     let challenge = Challenge {
         user_id: user_id.to_owned(),

@@ -9,7 +9,7 @@ use super::postgres::{
 };
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
+    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
 };
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
@@ -440,6 +440,17 @@ impl SessionStore for PostgresStore {
             )
             .await?;
         Ok(())
+    }
+
+    async fn prune_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let mut deleted = 0;
+        for sql in PRUNE {
+            deleted += tx.execute(&sql.replace("?1", "$1"), &[&now_ms]).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn create_challenge(&self, hash: &str, c: &Challenge) -> Result<(), StoreError> {

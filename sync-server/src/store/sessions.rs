@@ -178,6 +178,15 @@ pub struct AuditQuery {
     pub since: Option<String>,
 }
 
+/// What [`SessionStore::prune_expired`] deletes, in both dialects' common
+/// SQL (`?1`: now in ms; PostgreSQL spells it `$1`).
+pub(super) const PRUNE: [&str; 3] = [
+    "DELETE FROM session_tokens WHERE expires_ms < ?1",
+    "DELETE FROM sign_in_challenges WHERE expires_ms < ?1",
+    // Ended sessions are kept 30 days for the device and audit views.
+    "DELETE FROM sessions WHERE revoked_ms IS NOT NULL AND revoked_ms < ?1 - 2592000000",
+];
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
@@ -243,6 +252,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Whether the session, its device and its user are all still in good standing.
     async fn session_live(&self, session_id: &str) -> Result<bool, StoreError>;
     async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Deletes tokens and challenges past their expiry, and sessions ended
+    /// more than 30 days ago; returns how many rows went. (A used refresh
+    /// token is kept until it expires, so reuse stays detectable that long.)
+    async fn prune_expired(&self, now_ms: i64) -> Result<u64, StoreError>;
 
     async fn create_challenge(&self, hash: &str, challenge: &Challenge) -> Result<(), StoreError>;
     async fn challenge(&self, hash: &str) -> Result<Option<Challenge>, StoreError>;

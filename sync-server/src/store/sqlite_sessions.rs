@@ -6,7 +6,7 @@ use sync_protocol::DocumentId;
 
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
+    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
 };
 use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
 use super::{StoreError, User};
@@ -462,6 +462,19 @@ impl SessionStore for SqliteStore {
                 params![session_id, now_ms],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn prune_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.with_conn("prune_expired", move |conn| {
+            let tx = conn.transaction()?;
+            let mut deleted = 0;
+            for sql in PRUNE {
+                deleted += tx.execute(sql, params![now_ms])? as u64;
+            }
+            tx.commit()?;
+            Ok(deleted)
         })
         .await
     }
