@@ -22,3 +22,10 @@ pub mod store;
 
 pub use config::Config;
 pub use server::{RunningServer, ServeError, open_store, start, start_with_store};
+
+/// What `delegate_session_store!` expands to needs, whatever the caller depends on.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use sync_protocol::DocumentId;
+}

@@ -13,13 +13,8 @@ use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
 use sync_server::audit::{AuditEntry, NewAuditEntry};
 use sync_server::auth::Role;
-use sync_server::store::sessions::{
-    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, Device, DocumentScope,
-    RefreshTokenRecord, TokenHashes, UserSummary,
-};
 use sync_server::store::{
-    ApiKey, ChunksAfter, Readiness, SessionStore, SqliteStore, Store, StoreError, StoredDocument,
-    User,
+    ApiKey, ChunksAfter, Readiness, SqliteStore, Store, StoreError, StoredDocument, User,
 };
 use sync_tests::{create_token, test_config, wait_until};
 
@@ -127,147 +122,7 @@ impl Store for FlakyStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for FlakyStore {
-    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_id(id).await
-    }
-    async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError> {
-        self.inner.list_users().await
-    }
-    async fn set_user_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
-        self.inner.set_user_role(id, role).await
-    }
-    async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, StoreError> {
-        self.inner.set_user_disabled(id, disabled).await
-    }
-    async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool, StoreError> {
-        self.inner.set_password_hash(id, hash).await
-    }
-    async fn reset_totp(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.reset_totp(id).await
-    }
-    async fn set_assignments(&self, user_id: &str, events: &[String]) -> Result<(), StoreError> {
-        self.inner.set_assignments(user_id, events).await
-    }
-    async fn assignments(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.assignments(user_id).await
-    }
-    async fn create_device(
-        &self,
-        user_id: &str,
-        name: &str,
-        app_version: &str,
-        now_ms: i64,
-    ) -> Result<Device, StoreError> {
-        self.inner
-            .create_device(user_id, name, app_version, now_ms)
-            .await
-    }
-    async fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
-        self.inner.device(id).await
-    }
-    async fn list_devices(&self, user_id: Option<&str>) -> Result<Vec<Device>, StoreError> {
-        self.inner.list_devices(user_id).await
-    }
-    async fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_device(id, now_ms).await
-    }
-    async fn touch_device(
-        &self,
-        id: &str,
-        app_version: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.inner.touch_device(id, app_version, now_ms).await
-    }
-    async fn create_session(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        second_factor_ms: Option<i64>,
-        tokens: &TokenHashes,
-        now_ms: i64,
-    ) -> Result<String, StoreError> {
-        self.inner
-            .create_session(user_id, device_id, second_factor_ms, tokens, now_ms)
-            .await
-    }
-    async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
-        self.inner.access_token(hash).await
-    }
-    async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
-        self.inner.refresh_token(hash).await
-    }
-    async fn exchange_refresh_token(
-        &self,
-        hash: &str,
-        next: &TokenHashes,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.inner.exchange_refresh_token(hash, next, now_ms).await
-    }
-    async fn revoke_session(
-        &self,
-        id: &str,
-        reason: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.inner.revoke_session(id, reason, now_ms).await
-    }
-    async fn revoke_user_sessions(
-        &self,
-        user_id: &str,
-        except: Option<&str>,
-        reason: &str,
-        now_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        self.inner
-            .revoke_user_sessions(user_id, except, reason, now_ms)
-            .await
-    }
-    async fn session_live(&self, session_id: &str) -> Result<bool, StoreError> {
-        self.inner.session_live(session_id).await
-    }
-    async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.inner.record_second_factor(session_id, now_ms).await
-    }
-    async fn create_challenge(&self, hash: &str, challenge: &Challenge) -> Result<(), StoreError> {
-        self.inner.create_challenge(hash, challenge).await
-    }
-    async fn challenge(&self, hash: &str) -> Result<Option<Challenge>, StoreError> {
-        self.inner.challenge(hash).await
-    }
-    async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
-        self.inner.use_challenge(hash, now_ms).await
-    }
-    async fn register_document(
-        &self,
-        id: DocumentId,
-        scope: &DocumentScope,
-        created_by: &str,
-        now_ms: i64,
-    ) -> Result<DocumentScope, StoreError> {
-        self.inner
-            .register_document(id, scope, created_by, now_ms)
-            .await
-    }
-    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
-        self.inner.document_scope(id).await
-    }
-    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.inner.shared_secret(name, candidate).await
-    }
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.inner.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        self.inner.revoke_api_key(id).await
-    }
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.query_audit(query).await
-    }
-}
+sync_server::delegate_session_store!(FlakyStore, inner);
 
 fn value(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
     core.read(id, |d| {

@@ -283,3 +283,108 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 }
+
+/// Implements [`SessionStore`] for a wrapper type by delegating every call to
+/// one of its fields (for stores that wrap another, e.g. fault injection in
+/// tests): `delegate_session_store!(Wrapper, inner);`.
+#[macro_export]
+macro_rules! delegate_session_store {
+    ($wrapper:ty, $field:ident) => {
+        #[$crate::__private::async_trait]
+        impl $crate::store::SessionStore for $wrapper {
+            async fn user_by_id(&self, id: &str) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
+                self.$field.user_by_id(id).await
+            }
+            async fn list_users(&self) -> Result<Vec<$crate::store::sessions::UserSummary>, $crate::store::StoreError> {
+                self.$field.list_users().await
+            }
+            async fn set_user_role(&self, id: &str, role: $crate::auth::Role) -> Result<bool, $crate::store::StoreError> {
+                self.$field.set_user_role(id, role).await
+            }
+            async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, $crate::store::StoreError> {
+                self.$field.set_user_disabled(id, disabled).await
+            }
+            async fn set_password_hash(&self, id: &str, hash: &str) -> Result<bool, $crate::store::StoreError> {
+                self.$field.set_password_hash(id, hash).await
+            }
+            async fn reset_totp(&self, id: &str) -> Result<bool, $crate::store::StoreError> {
+                self.$field.reset_totp(id).await
+            }
+            async fn set_assignments(&self, user_id: &str, events: &[String]) -> Result<(), $crate::store::StoreError> {
+                self.$field.set_assignments(user_id, events).await
+            }
+            async fn assignments(&self, user_id: &str) -> Result<Vec<String>, $crate::store::StoreError> {
+                self.$field.assignments(user_id).await
+            }
+            async fn create_device(&self, user_id: &str, name: &str, app_version: &str, now_ms: i64) -> Result<$crate::store::sessions::Device, $crate::store::StoreError> {
+                self.$field.create_device(user_id, name, app_version, now_ms).await
+            }
+            async fn device(&self, id: &str) -> Result<Option<$crate::store::sessions::Device>, $crate::store::StoreError> {
+                self.$field.device(id).await
+            }
+            async fn list_devices(&self, user_id: Option<&str>) -> Result<Vec<$crate::store::sessions::Device>, $crate::store::StoreError> {
+                self.$field.list_devices(user_id).await
+            }
+            async fn revoke_device(&self, id: &str, now_ms: i64) -> Result<bool, $crate::store::StoreError> {
+                self.$field.revoke_device(id, now_ms).await
+            }
+            async fn touch_device(&self, id: &str, app_version: &str, now_ms: i64) -> Result<(), $crate::store::StoreError> {
+                self.$field.touch_device(id, app_version, now_ms).await
+            }
+            async fn create_session(&self, user_id: &str, device_id: &str, second_factor_ms: Option<i64>, tokens: &$crate::store::sessions::TokenHashes, now_ms: i64) -> Result<String, $crate::store::StoreError> {
+                self.$field.create_session(user_id, device_id, second_factor_ms, tokens, now_ms).await
+            }
+            async fn access_token(&self, hash: &str) -> Result<Option<$crate::store::sessions::AccessTokenRecord>, $crate::store::StoreError> {
+                self.$field.access_token(hash).await
+            }
+            async fn refresh_token(&self, hash: &str) -> Result<Option<$crate::store::sessions::RefreshTokenRecord>, $crate::store::StoreError> {
+                self.$field.refresh_token(hash).await
+            }
+            async fn exchange_refresh_token(&self, hash: &str, next: &$crate::store::sessions::TokenHashes, now_ms: i64) -> Result<bool, $crate::store::StoreError> {
+                self.$field.exchange_refresh_token(hash, next, now_ms).await
+            }
+            async fn revoke_session(&self, id: &str, reason: &str, now_ms: i64) -> Result<bool, $crate::store::StoreError> {
+                self.$field.revoke_session(id, reason, now_ms).await
+            }
+            async fn revoke_user_sessions(&self, user_id: &str, except: Option<&str>, reason: &str, now_ms: i64) -> Result<Vec<String>, $crate::store::StoreError> {
+                self.$field.revoke_user_sessions(user_id, except, reason, now_ms).await
+            }
+            async fn session_live(&self, session_id: &str) -> Result<bool, $crate::store::StoreError> {
+                self.$field.session_live(session_id).await
+            }
+            async fn record_second_factor(&self, session_id: &str, now_ms: i64) -> Result<(), $crate::store::StoreError> {
+                self.$field.record_second_factor(session_id, now_ms).await
+            }
+            async fn prune_expired(&self, now_ms: i64) -> Result<u64, $crate::store::StoreError> {
+                self.$field.prune_expired(now_ms).await
+            }
+            async fn create_challenge(&self, hash: &str, challenge: &$crate::store::sessions::Challenge) -> Result<(), $crate::store::StoreError> {
+                self.$field.create_challenge(hash, challenge).await
+            }
+            async fn challenge(&self, hash: &str) -> Result<Option<$crate::store::sessions::Challenge>, $crate::store::StoreError> {
+                self.$field.challenge(hash).await
+            }
+            async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, $crate::store::StoreError> {
+                self.$field.use_challenge(hash, now_ms).await
+            }
+            async fn register_document(&self, id: $crate::__private::DocumentId, scope: &$crate::store::sessions::DocumentScope, created_by: &str, now_ms: i64) -> Result<$crate::store::sessions::DocumentScope, $crate::store::StoreError> {
+                self.$field.register_document(id, scope, created_by, now_ms).await
+            }
+            async fn document_scope(&self, id: $crate::__private::DocumentId) -> Result<Option<$crate::store::sessions::DocumentScope>, $crate::store::StoreError> {
+                self.$field.document_scope(id).await
+            }
+            async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, $crate::store::StoreError> {
+                self.$field.shared_secret(name, candidate).await
+            }
+            async fn list_api_keys(&self) -> Result<Vec<$crate::store::sessions::ApiKeyInfo>, $crate::store::StoreError> {
+                self.$field.list_api_keys().await
+            }
+            async fn revoke_api_key(&self, id: &str) -> Result<bool, $crate::store::StoreError> {
+                self.$field.revoke_api_key(id).await
+            }
+            async fn query_audit(&self, query: &$crate::store::sessions::AuditQuery) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                self.$field.query_audit(query).await
+            }
+        }
+    };
+}
