@@ -395,6 +395,8 @@ impl Account {
             .map_err(|e| AccountError::Protocol(format!("session: {e}")))?;
         self.save(&stored)?;
         self.inner.core.set_meta("device_id", &stored.device_id)?;
+        // Scans record who made them.
+        self.inner.core.set_meta("user_id", &stored.user.id)?;
         let info = stored.info();
         *self.inner.session.lock().await = Some(stored);
         self.inner

@@ -7,6 +7,8 @@
 //! what this replica has is never ahead of its disk.
 
 mod account;
+mod event_index;
+mod events;
 mod store;
 mod sync;
 
@@ -25,6 +27,11 @@ pub use account::{
     use_platform_keychain,
 };
 pub use automerge;
+pub use event_model;
+pub use events::{
+    AnnulError, AttendeeView, CheckInResult, DuplicateView, EventSummary, ImportProgress,
+    ImportReport, RowError, ScanView,
+};
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
 
@@ -47,6 +54,16 @@ pub enum ClientError {
     Corrupt(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("event data: {0}")]
+    Model(Box<event_model::ModelError>),
+    #[error("import: {0}")]
+    Import(String),
+}
+
+impl From<event_model::ModelError> for ClientError {
+    fn from(error: event_model::ModelError) -> Self {
+        ClientError::Model(Box::new(error))
+    }
 }
 
 /// Where a change came from.
@@ -163,6 +180,10 @@ impl ClientCore {
             };
             pending.insert(id, local.pending_changes());
             docs.insert(id, local);
+        }
+        let mut store = store;
+        for (id, local) in &docs {
+            index_document(&mut store, *id, &local.doc);
         }
         let last_sync_at = store
             .meta("last_sync_at_ms")?
@@ -284,24 +305,48 @@ impl ClientCore {
     /// Makes a change. It is committed to SQLite before this returns; if that
     /// fails the document is reloaded from the store and the error returned,
     /// so memory never holds a change the disk does not.
-    pub fn change<T>(
+    pub fn change<T, E>(
         &self,
         id: DocumentId,
-        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, AutomergeError>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, ClientError>
+    where
+        E: Into<ClientError>,
+    {
+        self.change_many(id, |doc| {
+            let mut tx = doc.transaction();
+            match f(&mut tx) {
+                Ok(value) => {
+                    tx.commit();
+                    Ok(value)
+                }
+                Err(e) => {
+                    tx.rollback();
+                    Err(e.into())
+                }
+            }
+        })
+    }
+
+    /// Like [`ClientCore::change`], for work made of several changes (an
+    /// import in small batches): everything `f` commits is stored in one
+    /// SQLite transaction, or, if `f` or the write fails, none of it.
+    pub(crate) fn change_many<T>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&mut Automerge) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let local = inner.docs.get_mut(&id).ok_or(ClientError::NotFound(id))?;
         let before = local.doc.get_heads();
-        let mut tx = local.doc.transaction();
-        let value = match f(&mut tx) {
-            Ok(value) => {
-                tx.commit();
-                value
-            }
-            Err(e) => {
-                tx.rollback();
-                return Err(e.into());
+        let value = match f(&mut local.doc) {
+            Ok(value) => value,
+            Err(error) => {
+                if local.doc.get_heads() != before {
+                    reload(&inner.store, id, local)?;
+                }
+                return Err(error);
             }
         };
         let heads = local.doc.get_heads();
@@ -313,6 +358,7 @@ impl ClientCore {
             reload(&inner.store, id, local)?;
             return Err(error);
         }
+        index_document(&mut inner.store, id, &local.doc);
         let pending = local.pending_changes();
         inner.pending.insert(id, pending);
         let total = inner.pending.values().sum();
@@ -399,6 +445,7 @@ impl ClientCore {
                 return Err(error);
             }
             local.wanted = false;
+            index_document(&mut inner.store, id, &local.doc);
         }
         if let Some(server_heads) = state.their_heads.clone()
             && server_heads != local.server_heads
@@ -436,6 +483,15 @@ impl ClientCore {
 
     fn mark_unavailable(&self, id: DocumentId) {
         let _ = self.events.send(DocEvent::Unavailable { document: id });
+    }
+}
+
+/// Brings the document's SQLite index up to date. A failure is logged, not
+/// returned: the change itself is safely stored, and the index catches up
+/// from its own recorded heads at the next change or the next open.
+fn index_document(store: &mut LocalStore, id: DocumentId, doc: &Automerge) {
+    if let Err(error) = event_index::update(store.conn_mut(), id, doc) {
+        tracing::error!(%error, doc = %id, "event index update failed; it will catch up");
     }
 }
 

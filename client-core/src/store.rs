@@ -171,6 +171,14 @@ impl LocalStore {
         Ok(())
     }
 
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// Deletes every document and its changes, in one transaction (a
     /// revoked device wiping its data).
     pub fn delete_all_documents(&mut self) -> Result<(), ClientError> {

@@ -48,13 +48,28 @@ pub enum ModelError {
     Automerge(#[from] automerge::AutomergeError),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventInfo {
     pub id: String,
     pub name: String,
     /// RFC 3339, or empty.
     pub starts_at: String,
     pub location: String,
+    /// How long after a scan it may be annulled (the same on every replica,
+    /// so it lives in the document).
+    pub annul_window_ms: i64,
+}
+
+impl EventInfo {
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            starts_at: String::new(),
+            location: String::new(),
+            annul_window_ms: crate::rules::DEFAULT_ANNUL_WINDOW_MS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +104,7 @@ impl Attendee {
 }
 
 /// Everything an event document holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventData {
     pub info: EventInfo,
     pub lists: Vec<CheckinList>,
@@ -157,6 +172,7 @@ pub fn set_info<T: Transactable>(tx: &mut T, info: &EventInfo) -> Result<(), Mod
     tx.put(&event, "name", info.name.as_str())?;
     tx.put(&event, "starts_at", info.starts_at.as_str())?;
     tx.put(&event, "location", info.location.as_str())?;
+    tx.put(&event, "annul_window_ms", info.annul_window_ms)?;
     Ok(())
 }
 
@@ -249,6 +265,11 @@ pub fn read_info<R: ReadDoc>(doc: &R) -> Result<EventInfo, ModelError> {
         name: text(doc, &event, "name")?.unwrap_or_default(),
         starts_at: text(doc, &event, "starts_at")?.unwrap_or_default(),
         location: text(doc, &event, "location")?.unwrap_or_default(),
+        annul_window_ms: match doc.get(&event, "annul_window_ms")? {
+            Some((Value::Scalar(s), _)) => s.as_i64(),
+            _ => None,
+        }
+        .unwrap_or(crate::rules::DEFAULT_ANNUL_WINDOW_MS),
     })
 }
 
@@ -288,7 +309,10 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<EventData, ModelError> {
     check(doc)?;
     let mut data = EventData {
         info: read_info(doc)?,
-        ..EventData::default()
+        lists: Vec::new(),
+        attendees: Vec::new(),
+        scans: Vec::new(),
+        annulments: Vec::new(),
     };
     for id in keys(doc, LISTS)? {
         data.lists.extend(read_list(doc, &id)?);
@@ -416,10 +440,9 @@ mod tests {
     fn writes_read_back_and_changes_are_reported_by_record() {
         let mut doc = Automerge::new();
         let info = EventInfo {
-            id: "e1".into(),
-            name: "Conf".into(),
             starts_at: "2026-12-01T09:00:00Z".into(),
             location: "Hall".into(),
+            ..EventInfo::new("e1", "Conf")
         };
         let mut tx = doc.transaction();
         init(&mut tx, &info).unwrap();

@@ -113,7 +113,10 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
 #[allow(clippy::zero_prefixed_literal)]
 pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
     name: "client-sqlite",
-    migrations: &[migration!("client-sqlite", 0001, "documents")],
+    migrations: &[
+        migration!("client-sqlite", 0001, "documents"),
+        migration!("client-sqlite", 0002, "event_index"),
+    ],
 };
 
 /// A migration as recorded in the database.

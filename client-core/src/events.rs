@@ -1,0 +1,696 @@
+//! The check-in domain on top of the local store: events and their lists,
+//! attendee import from CSV, search, check-in, annulment, counts and the
+//! duplicates to review. Answers come from the SQLite index
+//! (`event_index`), which follows every local and remote change; records go
+//! into the event document through the shared `event_model` layout.
+
+use std::io::Read;
+
+use automerge::Automerge;
+use event_model::document::{self, Attendee, CheckinList, EventInfo};
+use event_model::rules::{self, Annulment, Answer, Counts, Direction, Presence, Scan, Ticket};
+use event_model::{Hlc, HlcClock};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use sync_protocol::DocumentId;
+
+use crate::{ClientCore, ClientError, event_index};
+
+/// Attendees written per document change during an import: small changes
+/// keep later syncs incremental (a single giant change is resent whole).
+const IMPORT_BATCH: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventSummary {
+    pub document_id: String,
+    pub event_id: String,
+    pub name: String,
+    pub starts_at: String,
+    pub location: String,
+}
+
+/// A row the import refused, with its line in the file (1 = the header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub rejected: Vec<RowError>,
+}
+
+/// Passed to the progress callback during an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportProgress {
+    /// Rows read and checked so far (nothing written yet).
+    Read { rows: u64 },
+    /// All rows read; writing `total` attendees.
+    Writing { total: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttendeeView {
+    pub attendee_id: String,
+    pub ticket_code: String,
+    pub name: String,
+    pub email: String,
+    pub ticket_type: String,
+    pub revoked: bool,
+}
+
+/// A scan as people see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanView {
+    pub scan_id: String,
+    pub attendee_id: String,
+    pub list_id: String,
+    pub direction: Direction,
+    pub device_id: String,
+    pub staff_id: String,
+    pub wall_ms: i64,
+    pub outcome: String,
+}
+
+/// What a scan at the door gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckInResult {
+    pub answer: Answer,
+    pub attendee: Option<AttendeeView>,
+    /// The scan recorded (admitted or exited), if any.
+    pub scan_id: Option<String>,
+    /// For "already checked in": when, where, by whom.
+    pub previous: Option<ScanView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DuplicateView {
+    pub scan: ScanView,
+    pub original: Option<ScanView>,
+    pub attendee_name: String,
+    pub ticket_code: String,
+}
+
+/// Why an annulment was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnulError {
+    #[error("no scan {0} in this event")]
+    UnknownScan(String),
+    #[error("the scan is older than the annulment window ({window_minutes} min)")]
+    TooLate { window_minutes: i64 },
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn scan_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScanView> {
+    let direction: String = row.get(3)?;
+    Ok(ScanView {
+        scan_id: row.get(0)?,
+        attendee_id: row.get(1)?,
+        list_id: row.get(2)?,
+        direction: Direction::parse(&direction).unwrap_or(Direction::Entry),
+        device_id: row.get(4)?,
+        staff_id: row.get(5)?,
+        wall_ms: row.get(6)?,
+        outcome: row.get(7)?,
+    })
+}
+
+const SCAN_COLUMNS: &str =
+    "scan_id, attendee_id, list_id, direction, device_id, staff_id, wall_ms, outcome";
+
+fn attendee_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttendeeView> {
+    Ok(AttendeeView {
+        attendee_id: row.get(0)?,
+        ticket_code: row.get(1)?,
+        name: row.get(2)?,
+        email: row.get(3)?,
+        ticket_type: row.get(4)?,
+        revoked: row.get(5)?,
+    })
+}
+
+const ATTENDEE_COLUMNS: &str = "attendee_id, ticket_code, name, email, ticket_type, revoked";
+
+fn parse_flag(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "false" | "no" | "n" => Some(false),
+        "1" | "true" | "yes" | "y" => Some(true),
+        _ => None,
+    }
+}
+
+impl ClientCore {
+    /// Creates an event document (administrators).
+    pub fn create_event(&self, info: &EventInfo) -> Result<DocumentId, ClientError> {
+        let id = self.create_document()?;
+        self.change(id, |tx| document::init(tx, info))?;
+        Ok(id)
+    }
+
+    pub fn update_event_info(
+        &self,
+        event: DocumentId,
+        info: &EventInfo,
+    ) -> Result<(), ClientError> {
+        self.change(event, |tx| document::set_info(tx, info))
+    }
+
+    /// Adds or changes a check-in list (a door) and its rules.
+    pub fn put_checkin_list(
+        &self,
+        event: DocumentId,
+        list: &CheckinList,
+    ) -> Result<(), ClientError> {
+        self.change(event, |tx| document::put_list(tx, list))
+    }
+
+    /// Adds or replaces one attendee.
+    pub fn put_attendee(&self, event: DocumentId, attendee: &Attendee) -> Result<(), ClientError> {
+        self.change(event, |tx| document::put_attendee(tx, attendee))
+    }
+
+    /// The events in the local store.
+    pub fn events(&self) -> Result<Vec<EventSummary>, ClientError> {
+        let inner = self.lock();
+        let mut stmt = inner.store.conn().prepare(
+            "SELECT document_id, event_id, name, starts_at, location FROM event_index ORDER BY starts_at, name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(EventSummary {
+                document_id: r.get(0)?,
+                event_id: r.get(1)?,
+                name: r.get(2)?,
+                starts_at: r.get(3)?,
+                location: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn checkin_lists(&self, event: DocumentId) -> Result<Vec<CheckinList>, ClientError> {
+        let inner = self.lock();
+        let mut stmt = inner.store.conn().prepare(
+            "SELECT list_id, name, allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
+             WHERE document_id = ?1 ORDER BY name, list_id",
+        )?;
+        let rows = stmt.query_map(params![event.to_string()], |r| {
+            Ok(CheckinList {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                rules: rules::ListRules {
+                    allow_multiple_entries: r.get(2)?,
+                    allow_entry_after_exit: r.get(3)?,
+                },
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Imports attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked]`;
+    /// `lists` is `;`-separated). Rows are read and checked first, streaming,
+    /// reporting `ImportProgress::Read`; returning `false` from `progress`
+    /// aborts with nothing written. Valid rows are then written in small
+    /// changes, all committed to the local store in one transaction, so an
+    /// import is never half there. Refused rows are reported with their line.
+    pub fn import_attendees_csv(
+        &self,
+        event: DocumentId,
+        input: impl Read,
+        mut progress: impl FnMut(ImportProgress) -> bool,
+    ) -> Result<Option<ImportReport>, ClientError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(input);
+        let headers = reader
+            .headers()
+            .map_err(|e| ClientError::Import(format!("CSV header: {e}")))?
+            .clone();
+        let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        let Some(code_col) = column("ticket_code") else {
+            return Err(ClientError::Import(
+                "the CSV has no `ticket_code` column".into(),
+            ));
+        };
+        let (name_col, email_col, type_col, id_col, lists_col, revoked_col) = (
+            column("name"),
+            column("email"),
+            column("ticket_type"),
+            column("attendee_id"),
+            column("lists"),
+            column("revoked"),
+        );
+        let mut report = ImportReport::default();
+        let mut attendees: Vec<Attendee> = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        let mut record = csv::StringRecord::new();
+        let mut rows = 0u64;
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(error) => {
+                    let line = error.position().map_or(rows + 2, |p| p.line());
+                    report.rejected.push(RowError {
+                        line,
+                        message: format!("unreadable row: {error}"),
+                    });
+                    rows += 1;
+                    continue;
+                }
+            }
+            rows += 1;
+            let line = record.position().map_or(rows + 1, |p| p.line());
+            let field =
+                |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").to_owned();
+            let code = field(Some(code_col));
+            let email = field(email_col);
+            let refuse = |message: String| RowError { line, message };
+            let revoked = match parse_flag(&field(revoked_col)) {
+                Some(flag) => flag,
+                None => {
+                    report.rejected.push(refuse(format!(
+                        "`revoked` must be yes/no/true/false/1/0, got `{}`",
+                        field(revoked_col)
+                    )));
+                    continue;
+                }
+            };
+            if code.is_empty() {
+                report
+                    .rejected
+                    .push(refuse("the ticket code is empty".into()));
+            } else if !email.is_empty() && !email.contains('@') {
+                report
+                    .rejected
+                    .push(refuse(format!("`{email}` is not an email address")));
+            } else if let Some(first) = seen.get(&code) {
+                report.rejected.push(refuse(format!(
+                    "ticket code `{code}` already appears on line {first}"
+                )));
+            } else {
+                seen.insert(code.clone(), line);
+                let id = Some(field(id_col))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| code.clone());
+                attendees.push(Attendee {
+                    id,
+                    ticket_code: code,
+                    name: field(name_col),
+                    email,
+                    ticket_type: field(type_col),
+                    revoked,
+                    lists: field(lists_col)
+                        .split(';')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                });
+            }
+            if rows.is_multiple_of(1000) && !progress(ImportProgress::Read { rows }) {
+                return Ok(None);
+            }
+        }
+        if !progress(ImportProgress::Read { rows }) {
+            return Ok(None);
+        }
+        if !progress(ImportProgress::Writing {
+            total: attendees.len() as u64,
+        }) {
+            return Ok(None);
+        }
+        self.change_many(event, |doc| {
+            for batch in attendees.chunks(IMPORT_BATCH) {
+                let mut tx = doc.transaction();
+                for attendee in batch {
+                    document::put_attendee(&mut tx, attendee)?;
+                }
+                tx.commit();
+            }
+            Ok(())
+        })?;
+        report.imported = attendees.len() as u64;
+        Ok(Some(report))
+    }
+
+    /// Attendees whose ticket code starts with `query`, then those whose name
+    /// or email contains it (any part, case-insensitive), at most `limit`.
+    pub fn search_attendees(
+        &self,
+        event: DocumentId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<AttendeeView>, ClientError> {
+        let query = query.trim();
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = event.to_string();
+        let inner = self.lock();
+        let conn = inner.store.conn();
+        let mut found: Vec<AttendeeView> = Vec::new();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {ATTENDEE_COLUMNS} FROM attendees
+             WHERE document_id = ?1 AND ticket_code >= ?2 AND ticket_code < ?2 || char(1114111)
+             ORDER BY ticket_code LIMIT ?3"
+        ))?;
+        for row in stmt.query_map(params![key, query, limit as i64], attendee_view)? {
+            found.push(row?);
+        }
+        if found.len() < limit {
+            let rest = (limit - found.len()) as i64;
+            let rows: Vec<AttendeeView> = if query.chars().count() >= 3 {
+                // Trigram full-text search: any part of the name or email.
+                let phrase = format!("\"{}\"", query.replace('"', "\"\""));
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {} FROM attendees_fts f JOIN attendees a ON a.rowid = f.rowid
+                     WHERE attendees_fts MATCH ?2 AND a.document_id = ?1 ORDER BY a.name LIMIT ?3",
+                    ATTENDEE_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("a.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))?;
+                stmt.query_map(
+                    params![key, phrase, rest + found.len() as i64],
+                    attendee_view,
+                )?
+                .collect::<Result<_, _>>()?
+            } else {
+                let pattern = format!("%{}%", query.replace('%', "\\%").replace('_', "\\_"));
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {ATTENDEE_COLUMNS} FROM attendees
+                     WHERE document_id = ?1 AND (name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\')
+                     ORDER BY name LIMIT ?3"
+                ))?;
+                stmt.query_map(
+                    params![key, pattern, rest + found.len() as i64],
+                    attendee_view,
+                )?
+                .collect::<Result<_, _>>()?
+            };
+            for row in rows {
+                if found.len() >= limit {
+                    break;
+                }
+                if !found.iter().any(|f| f.attendee_id == row.attendee_id) {
+                    found.push(row);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Who operates this device: the signed-in user and the device id (set
+    /// by `Account` at sign-in).
+    fn operator(&self) -> Result<(String, String), ClientError> {
+        let device = match self.meta("device_id")?.filter(|d| !d.is_empty()) {
+            Some(device) => device,
+            None => match self.meta("install_id")? {
+                Some(install) => install,
+                None => {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    self.set_meta("install_id", &id)?;
+                    id
+                }
+            },
+        };
+        let staff = self.meta("user_id")?.unwrap_or_default();
+        Ok((device, staff))
+    }
+
+    /// A scan at the door: looks the code up, applies the list's rules to
+    /// what is known locally, and records the scan (durably, before
+    /// returning) when it admits or lets out.
+    pub fn check_in(
+        &self,
+        event: DocumentId,
+        ticket_code: &str,
+        list_id: &str,
+        direction: Direction,
+    ) -> Result<CheckInResult, ClientError> {
+        let (device, staff) = self.operator()?;
+        let key = event.to_string();
+        let (attendee, answer, last_hlc, previous) = {
+            let inner = self.lock();
+            let conn = inner.store.conn();
+            let attendee: Option<(AttendeeView, String)> = conn
+                .query_row(
+                    &format!(
+                        "SELECT {ATTENDEE_COLUMNS}, lists FROM attendees
+                         WHERE document_id = ?1 AND ticket_code = ?2"
+                    ),
+                    params![key, ticket_code.trim()],
+                    |r| Ok((attendee_view(r)?, r.get::<_, String>(6)?)),
+                )
+                .optional()?;
+            let ticket = attendee.as_ref().map(|(view, lists)| Ticket {
+                attendee_id: view.attendee_id.clone(),
+                revoked: view.revoked,
+                lists: serde_json::from_str(lists).unwrap_or_default(),
+            });
+            let presence = match &ticket {
+                Some(t) => conn
+                    .query_row(
+                        "SELECT inside, first_entry, last_entry, exited FROM presence
+                         WHERE document_id = ?1 AND attendee_id = ?2 AND list_id = ?3",
+                        params![key, t.attendee_id, list_id],
+                        |r| {
+                            Ok(Presence {
+                                inside: r.get(0)?,
+                                first_entry: r.get(1)?,
+                                last_entry: r.get(2)?,
+                                exited: r.get(3)?,
+                            })
+                        },
+                    )
+                    .optional()?
+                    .unwrap_or_default(),
+                None => Presence::default(),
+            };
+            let list_rules = event_index::list_rules(conn, &key, list_id)?;
+            let answer = match list_rules {
+                Some(list_rules) => {
+                    rules::decide(ticket.as_ref(), list_id, direction, &presence, list_rules)
+                }
+                None if ticket.is_none() => Answer::UnknownTicket,
+                None => Answer::NotValidOnList,
+            };
+            let previous = match &answer {
+                Answer::AlreadyCheckedIn { scan } => conn
+                    .query_row(
+                        &format!("SELECT {SCAN_COLUMNS} FROM scans WHERE document_id = ?1 AND scan_id = ?2"),
+                        params![key, scan],
+                        scan_view,
+                    )
+                    .optional()?,
+                _ => None,
+            };
+            let last_hlc: Option<String> = conn.query_row(
+                "SELECT max(hlc) FROM scans WHERE document_id = ?1",
+                params![key],
+                |r| r.get(0),
+            )?;
+            (attendee.map(|(view, _)| view), answer, last_hlc, previous)
+        };
+        let scan_id = match (&answer, &attendee) {
+            (Answer::Admitted | Answer::Exited, Some(view)) => {
+                let mut clock = HlcClock::new(device.clone());
+                if let Some(last) = last_hlc.and_then(|h| h.parse::<Hlc>().ok()) {
+                    clock.observe(&last);
+                }
+                let now = now_ms();
+                let scan = Scan {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    attendee_id: view.attendee_id.clone(),
+                    list_id: list_id.to_owned(),
+                    direction,
+                    device_id: device,
+                    staff_id: staff,
+                    hlc: clock.tick(now),
+                    wall_ms: now,
+                };
+                self.change(event, |tx| document::put_scan(tx, &scan))?;
+                Some(scan.id)
+            }
+            _ => None,
+        };
+        Ok(CheckInResult {
+            answer,
+            attendee,
+            scan_id,
+            previous,
+        })
+    }
+
+    /// Undoes a scan made less than the event's annulment window ago.
+    pub fn annul(
+        &self,
+        event: DocumentId,
+        scan_id: &str,
+    ) -> Result<Result<(), AnnulError>, ClientError> {
+        let (device, staff) = self.operator()?;
+        let key = event.to_string();
+        let found: Option<(String, String, i64)> = self
+            .lock()
+            .store
+            .conn()
+            .query_row(
+                "SELECT s.hlc, (SELECT max(hlc) FROM scans WHERE document_id = ?1), e.annul_window_ms
+                 FROM scans s JOIN event_index e ON e.document_id = s.document_id
+                 WHERE s.document_id = ?1 AND s.scan_id = ?2",
+                params![key, scan_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((scan_hlc, last, window_ms)) = found else {
+            return Ok(Err(AnnulError::UnknownScan(scan_id.to_owned())));
+        };
+        let scan_hlc: Hlc = scan_hlc
+            .parse()
+            .map_err(|e: event_model::hlc::HlcParseError| ClientError::Corrupt(e.to_string()))?;
+        let mut clock = HlcClock::new(device.clone());
+        if let Ok(last) = last.parse::<Hlc>() {
+            clock.observe(&last);
+        }
+        let now = now_ms();
+        let annulment = Annulment {
+            id: uuid::Uuid::new_v4().to_string(),
+            scan_id: scan_id.to_owned(),
+            device_id: device,
+            staff_id: staff,
+            hlc: clock.tick(now),
+            wall_ms: now,
+        };
+        if annulment.hlc.wall_ms - scan_hlc.wall_ms > window_ms {
+            return Ok(Err(AnnulError::TooLate {
+                window_minutes: window_ms / 60_000,
+            }));
+        }
+        self.change(event, |tx| document::put_annulment(tx, &annulment))?;
+        Ok(Ok(()))
+    }
+
+    /// Counts for one list, or for the whole event (`None`: any list).
+    pub fn counts(&self, event: DocumentId, list_id: Option<&str>) -> Result<Counts, ClientError> {
+        let key = event.to_string();
+        let inner = self.lock();
+        let conn = inner.store.conn();
+        let counts = match list_id {
+            Some(list) => conn.query_row(
+                "SELECT count(*),
+                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                            AND p.attendee_id = a.attendee_id AND p.list_id = ?2 AND p.checked_in)), 0),
+                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                            AND p.attendee_id = a.attendee_id AND p.list_id = ?2 AND p.inside)), 0)
+                 FROM attendees a
+                 WHERE a.document_id = ?1 AND NOT a.revoked
+                   AND (a.lists = '[]' OR EXISTS (SELECT 1 FROM json_each(a.lists) WHERE value = ?2))",
+                params![key, list],
+                |r| {
+                    Ok(Counts {
+                        expected: r.get::<_, i64>(0)? as u64,
+                        checked_in: r.get::<_, i64>(1)? as u64,
+                        inside: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )?,
+            None => conn.query_row(
+                "SELECT count(*),
+                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                            AND p.attendee_id = a.attendee_id AND p.checked_in)), 0),
+                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                            AND p.attendee_id = a.attendee_id AND p.inside)), 0)
+                 FROM attendees a WHERE a.document_id = ?1 AND NOT a.revoked",
+                params![key],
+                |r| {
+                    Ok(Counts {
+                        expected: r.get::<_, i64>(0)? as u64,
+                        checked_in: r.get::<_, i64>(1)? as u64,
+                        inside: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )?,
+        };
+        Ok(counts)
+    }
+
+    /// Duplicate entries to review, in scan order.
+    pub fn duplicates(&self, event: DocumentId) -> Result<Vec<DuplicateView>, ClientError> {
+        let key = event.to_string();
+        let inner = self.lock();
+        let conn = inner.store.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SCAN_COLUMNS}, duplicate_of FROM scans
+             WHERE document_id = ?1 AND outcome = 'duplicate' ORDER BY hlc, scan_id"
+        ))?;
+        let rows: Vec<(ScanView, Option<String>)> = stmt
+            .query_map(params![key], |r| Ok((scan_view(r)?, r.get(8)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (scan, of) in rows {
+            let original = match &of {
+                Some(of) => conn
+                    .query_row(
+                        &format!("SELECT {SCAN_COLUMNS} FROM scans WHERE document_id = ?1 AND scan_id = ?2"),
+                        params![key, of],
+                        scan_view,
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let (attendee_name, ticket_code) = conn
+                .query_row(
+                    "SELECT name, ticket_code FROM attendees WHERE document_id = ?1 AND attendee_id = ?2",
+                    params![key, scan.attendee_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .unwrap_or_default();
+            out.push(DuplicateView {
+                scan,
+                original,
+                attendee_name,
+                ticket_code,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Scans of an event, newest first (for a "recent scans" view).
+    pub fn recent_scans(
+        &self,
+        event: DocumentId,
+        limit: usize,
+    ) -> Result<Vec<ScanView>, ClientError> {
+        let inner = self.lock();
+        let mut stmt = inner.store.conn().prepare_cached(&format!(
+            "SELECT {SCAN_COLUMNS} FROM scans WHERE document_id = ?1 ORDER BY hlc DESC, scan_id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![event.to_string(), limit as i64], scan_view)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rebuilds an event's index from its document.
+    pub fn rebuild_event_index(&self, event: DocumentId) -> Result<(), ClientError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let local = inner.docs.get(&event).ok_or(ClientError::NotFound(event))?;
+        event_index::forget(inner.store.conn_mut(), event)?;
+        event_index::update(inner.store.conn_mut(), event, &local.doc)
+    }
+
+    /// Reads the whole event from its document (not the index).
+    pub fn read_event(&self, event: DocumentId) -> Result<event_model::EventData, ClientError> {
+        Ok(self.read(event, |doc: &Automerge| document::read(doc))??)
+    }
+}
