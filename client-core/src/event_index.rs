@@ -61,7 +61,7 @@ pub(crate) fn update(
     if indexed.is_some() && from == heads {
         return Ok(());
     }
-    let touched = document::touched(doc, &from, &heads).map_err(model_error)?;
+    let touched = document::touched(doc, &from).map_err(model_error)?;
     let tx = conn.transaction()?;
     apply(&tx, &key, doc, &touched, indexed.is_none(), annul_window_ms)?;
     tx.execute(

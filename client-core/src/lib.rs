@@ -128,7 +128,7 @@ impl LocalDoc {
             .copied()
             .filter(|h| self.doc.get_change_meta_by_hash(h).is_some())
             .collect();
-        self.doc.get_changes(&known).len() as u64
+        self.doc.get_changes_meta(&known).len() as u64
     }
 }
 
@@ -359,8 +359,11 @@ impl ClientCore {
             return Err(error);
         }
         index_document(&mut inner.store, id, &local.doc);
-        let pending = local.pending_changes();
-        inner.pending.insert(id, pending);
+        // Every new local change is one the server does not have yet;
+        // counting only those keeps a long offline stretch from making each
+        // change cost as much as all the changes before it.
+        let added = local.doc.get_changes_meta(&before).len() as u64;
+        *inner.pending.entry(id).or_default() += added;
         let total = inner.pending.values().sum();
         self.status.send_modify(|s| s.pending_changes = total);
         let _ = self.events.send(DocEvent::Changed {

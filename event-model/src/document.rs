@@ -349,44 +349,64 @@ impl Touched {
     }
 }
 
-/// The records that changed from `before` to `after` (for keeping indexes in
-/// step without reading the whole document). Everything, from empty heads.
-pub fn touched(
-    doc: &Automerge,
-    before: &[ChangeHash],
-    after: &[ChangeHash],
-) -> Result<Touched, ModelError> {
+/// The records that changed since `before` (the document's current state
+/// against an older version), for keeping indexes in step without reading
+/// the whole document. Everything, from empty heads.
+///
+/// Works from the new changes' operations rather than `Automerge::diff`,
+/// which walks every operation in the document (about 1 ms per call at
+/// 2,000 scans, growing with the event), while the new changes of one scan
+/// are a handful of operations.
+pub fn touched(doc: &Automerge, before: &[ChangeHash]) -> Result<Touched, ModelError> {
     let mut out = Touched::default();
     if check(doc).is_err() {
         return Ok(out);
     }
-    let ids = [EVENT, LISTS, ATTENDEES, SCANS, ANNULMENTS]
-        .map(|key| map_id(doc, key))
+    if before.is_empty() {
+        out.info = true;
+        out.lists = keys(doc, LISTS)?;
+        out.attendees = keys(doc, ATTENDEES)?;
+        out.scans = keys(doc, SCANS)?;
+        out.annulments = keys(doc, ANNULMENTS)?;
+        return Ok(out);
+    }
+    let ids: Vec<String> = [EVENT, LISTS, ATTENDEES, SCANS, ANNULMENTS]
+        .map(|key| map_id(doc, key).map(|id| id.to_string()))
         .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
-    for patch in doc.diff(before, after) {
-        let key = match &patch.action {
-            automerge::PatchAction::PutMap { key, .. }
-            | automerge::PatchAction::DeleteMap { key } => key.clone(),
-            _ => continue,
-        };
-        // A change inside a list's map names the list through the patch path.
-        let (owner, owner_key) = match patch.path.last() {
-            Some((parent, automerge::Prop::Map(prop))) if *parent == ids[1] => {
-                (&ids[1], prop.clone())
+        .collect::<Result<_, _>>()?;
+    let lists = map_id(doc, LISTS)?;
+    // Each list is a map of its own: its fields' changes name the list by its object.
+    let mut list_objects = std::collections::HashMap::new();
+    for key in doc.keys(&lists) {
+        if let Some((Value::Object(ObjType::Map), obj)) = doc.get(&lists, &key)? {
+            list_objects.insert(obj.to_string(), key);
+        }
+    }
+    for change in doc.get_changes(before) {
+        for op in change.decode().operations {
+            let automerge::legacy::Key::Map(key) = &op.key else {
+                continue;
+            };
+            let obj = match &op.obj {
+                automerge::legacy::ObjectId::Root => {
+                    out.info = true;
+                    continue;
+                }
+                automerge::legacy::ObjectId::Id(id) => format!("{}@{}", id.0, id.1),
+            };
+            let key = key.to_string();
+            match ids.iter().position(|id| *id == obj) {
+                Some(0) => out.info = true,
+                Some(1) => out.lists.push(key),
+                Some(2) => out.attendees.push(key),
+                Some(3) => out.scans.push(key),
+                Some(4) => out.annulments.push(key),
+                _ => {
+                    if let Some(list) = list_objects.get(&obj) {
+                        out.lists.push(list.clone());
+                    }
+                }
             }
-            _ => (&patch.obj, key.clone()),
-        };
-        if *owner == ids[0] || (patch.obj == ROOT) {
-            out.info = true;
-        } else if *owner == ids[1] {
-            out.lists.push(owner_key);
-        } else if *owner == ids[2] {
-            out.attendees.push(key);
-        } else if *owner == ids[3] {
-            out.scans.push(key);
-        } else if *owner == ids[4] {
-            out.annulments.push(key);
         }
     }
     for list in [
@@ -478,11 +498,11 @@ mod tests {
         assert_eq!(data.attendees.len(), 2);
         assert_eq!(data.scans, vec![scan("s1", "a1")]);
 
-        let changed = touched(&doc, &first, &doc.get_heads()).unwrap();
+        let changed = touched(&doc, &first).unwrap();
         assert_eq!(changed.attendees, vec!["a2"]);
         assert_eq!(changed.scans, vec!["s1"]);
         assert!(!changed.info && changed.lists.is_empty());
-        let everything = touched(&doc, &[], &doc.get_heads()).unwrap();
+        let everything = touched(&doc, &[]).unwrap();
         assert!(everything.info);
         assert_eq!(everything.lists, vec!["main"]);
         assert_eq!(everything.attendees, vec!["a1", "a2"]);
@@ -499,7 +519,7 @@ mod tests {
         )
         .unwrap();
         tx.commit();
-        let changed = touched(&doc, &before_rules, &doc.get_heads()).unwrap();
+        let changed = touched(&doc, &before_rules).unwrap();
         assert_eq!(changed.lists, vec!["main"]);
     }
 

@@ -1,0 +1,216 @@
+//! Check-in scenarios through a real server on loopback: tablets scanning
+//! offline, with overlapping attendees, reconnecting in random order, must
+//! end with the same counts and the same duplicate list everywhere; a tablet
+//! offline for a (simulated) week lands all its scans.
+
+use std::time::Duration;
+
+use client_core::event_model::document::{CheckinList, EventInfo};
+use client_core::event_model::rules::{Answer, Direction, ListRules};
+use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
+use serde_json::json;
+use sync_server::auth::{self, Role};
+use sync_server::store::Store;
+use sync_tests::accounts::Api;
+use sync_tests::{InProcessServer, test_config, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn attendees_csv(count: usize) -> String {
+    let mut csv = String::from("ticket_code,name,email\n");
+    for i in 0..count {
+        csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
+    }
+    csv
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    server: InProcessServer,
+    token: String,
+    admin: ClientCore,
+    admin_sync: SyncHandle,
+    event: DocumentId,
+}
+
+async fn setup(attendees: usize) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("server"));
+    config.http_requests_per_second_per_ip = 0;
+    let server = InProcessServer::start(&config).await;
+    let (token, hash) = auth::new_token();
+    server
+        .store
+        .create_api_key("scanners", Role::Admin, &hash)
+        .await
+        .unwrap();
+    let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
+    let event = admin
+        .create_event(&EventInfo::new("conf", "Conference"))
+        .unwrap();
+    admin
+        .put_checkin_list(
+            event,
+            &CheckinList {
+                id: "main".into(),
+                name: "Main".into(),
+                rules: ListRules::default(),
+            },
+        )
+        .unwrap();
+    admin
+        .import_attendees_csv(event, attendees_csv(attendees).as_bytes(), |_| true)
+        .unwrap()
+        .unwrap();
+    Api::new(&server.url)
+        .post(
+            "/api/documents",
+            Some(&token),
+            json!({ "document_id": event.to_string(), "kind": "event", "scope": "conf" }),
+        )
+        .await
+        .ok();
+    let admin_sync = admin.start_sync(SyncConfig::new(server.url.clone(), &token));
+    wait_until("the event reaches the server", LIMIT, || async {
+        admin.sync_status().pending_changes == 0
+    })
+    .await;
+    Setup {
+        _dir: dir,
+        server,
+        token,
+        admin,
+        admin_sync,
+        event,
+    }
+}
+
+impl Setup {
+    /// A tablet that has downloaded the event, then gone offline.
+    async fn offline_tablet(&self, name: &str, expected: u64) -> ClientCore {
+        let tablet = ClientCore::open(self._dir.path().join(format!("{name}.sqlite3"))).unwrap();
+        let sync = tablet.start_sync(SyncConfig::new(self.server.url.clone(), &self.token));
+        tablet.find(self.event).unwrap();
+        wait_until("the tablet has every attendee", LIMIT, || async {
+            tablet
+                .counts(self.event, Some("main"))
+                .is_ok_and(|c| c.expected == expected)
+        })
+        .await;
+        sync.stop().await;
+        tablet
+    }
+}
+
+/// A deterministic shuffle (no randomness crate needed for one permutation).
+fn shuffled<T>(mut items: Vec<T>, mut seed: u64) -> Vec<T> {
+    for i in (1..items.len()).rev() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        items.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_offline_tablets_converge_on_the_same_counts_and_duplicates() {
+    let s = setup(60).await;
+    let mut tablets = Vec::new();
+    for i in 0..5 {
+        tablets.push(s.offline_tablet(&format!("tablet{i}"), 60).await);
+    }
+    // Overlapping ranges: tablet i scans guests 8i .. 8i+20 at the main door.
+    let mut admitted = std::collections::BTreeSet::new();
+    for (i, tablet) in tablets.iter().enumerate() {
+        for g in (8 * i)..(8 * i + 20) {
+            let result = tablet
+                .check_in(s.event, &format!("T-{g:04}"), "main", Direction::Entry)
+                .unwrap();
+            assert_eq!(
+                result.answer,
+                Answer::Admitted,
+                "offline, each tablet admits"
+            );
+            admitted.insert(g);
+        }
+    }
+    // Back online, one after the other in a shuffled order.
+    let mut syncs = Vec::new();
+    for i in shuffled((0..5).collect(), 0x5eed) {
+        syncs.push(tablets[i].start_sync(SyncConfig::new(s.server.url.clone(), &s.token)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total_scans = 5 * 20;
+    wait_until("every tablet holds every scan", LIMIT, || async {
+        tablets.iter().chain([&s.admin]).all(|t| {
+            t.recent_scans(s.event, 1000)
+                .is_ok_and(|scans| scans.len() == total_scans)
+        })
+    })
+    .await;
+
+    let reference = s.admin.counts(s.event, Some("main")).unwrap();
+    assert_eq!(reference.expected, 60);
+    assert_eq!(reference.checked_in, admitted.len() as u64);
+    assert_eq!(reference.inside, admitted.len() as u64);
+    let duplicate_ids = |core: &ClientCore| {
+        core.duplicates(s.event)
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.scan.scan_id, d.original.map(|o| o.scan_id)))
+            .collect::<Vec<_>>()
+    };
+    let duplicates = duplicate_ids(&s.admin);
+    assert_eq!(
+        duplicates.len(),
+        total_scans - admitted.len(),
+        "every repeated entry is flagged once"
+    );
+    for tablet in &tablets {
+        assert_eq!(tablet.counts(s.event, Some("main")).unwrap(), reference);
+        assert_eq!(duplicate_ids(tablet), duplicates);
+    }
+    // The review list says who and which original scan.
+    let first = &s.admin.duplicates(s.event).unwrap()[0];
+    assert!(first.attendee_name.starts_with("Guest "));
+    assert!(first.original.is_some());
+
+    for sync in syncs {
+        sync.stop().await;
+    }
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tablet_offline_for_a_week_lands_all_its_scans() {
+    let s = setup(2_000).await;
+    let tablet = s.offline_tablet("week", 2_000).await;
+    // A week of scanning offline: every attendee in, on one tablet.
+    for g in 0..2_000 {
+        let code = format!("T-{g:04}");
+        assert_eq!(
+            tablet
+                .check_in(s.event, &code, "main", Direction::Entry)
+                .unwrap()
+                .answer,
+            Answer::Admitted
+        );
+    }
+    assert_eq!(
+        tablet.counts(s.event, Some("main")).unwrap().checked_in,
+        2_000
+    );
+    let sync = tablet.start_sync(SyncConfig::new(s.server.url.clone(), &s.token));
+    wait_until("the admin sees all 2,000 scans", LIMIT, || async {
+        s.admin
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.checked_in == 2_000)
+    })
+    .await;
+    assert!(s.admin.duplicates(s.event).unwrap().is_empty());
+    sync.stop().await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}
