@@ -76,7 +76,9 @@ fn main() {
     times.sort();
     repeat.sort();
     let search_started = Instant::now();
-    let hits = core.search_attendees(event, "Number 4242", 20).expect("search");
+    let hits = core
+        .search_attendees(event, "Number 4242", 20)
+        .expect("search");
     let search = search_started.elapsed();
     println!(
         "{}",

@@ -14,6 +14,7 @@ mod sync;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -108,6 +109,8 @@ struct LocalDoc {
     /// Heads the server confirmed having.
     server_heads: Vec<ChangeHash>,
     wanted: bool,
+    /// A background compaction of this document is running.
+    compacting: Arc<AtomicBool>,
 }
 
 impl LocalDoc {
@@ -118,6 +121,7 @@ impl LocalDoc {
             chunks_since_snapshot: 0,
             server_heads: Vec::new(),
             wanted,
+            compacting: Arc::default(),
         }
     }
 
@@ -177,6 +181,7 @@ impl ClientCore {
                 chunks_since_snapshot: stored.chunks.len() as u64,
                 server_heads: stored.server_heads,
                 wanted: stored.wanted,
+                compacting: Arc::default(),
             };
             pending.insert(id, local.pending_changes());
             docs.insert(id, local);
@@ -354,7 +359,7 @@ impl ClientCore {
             return Ok(value);
         }
         let chunk = local.doc.save_after(&before);
-        if let Err(error) = persist_chunk(&mut inner.store, id, local, &chunk) {
+        if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk) {
             reload(&inner.store, id, local)?;
             return Err(error);
         }
@@ -443,7 +448,7 @@ impl ClientCore {
         let changed = heads != before;
         if changed {
             let chunk = local.doc.save_after(&before);
-            if let Err(error) = persist_chunk(&mut inner.store, id, local, &chunk) {
+            if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk) {
                 reload(&inner.store, id, local)?;
                 return Err(error);
             }
@@ -498,21 +503,29 @@ fn index_document(store: &mut LocalStore, id: DocumentId, doc: &Automerge) {
     }
 }
 
-/// Appends a chunk and compacts when enough have piled up.
+/// Appends a chunk; once enough have piled up, folds them into a snapshot
+/// on a background thread (so no change waits for a large document to save).
 fn persist_chunk(
     store: &mut LocalStore,
+    path: &Path,
     id: DocumentId,
     local: &mut LocalDoc,
     chunk: &[u8],
 ) -> Result<(), ClientError> {
     local.last_seq = store.append_chunk(id, chunk)?;
     local.chunks_since_snapshot += 1;
-    if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS {
-        // A failed compaction loses nothing: the chunks are still there.
-        match store.compact(id, &local.doc.save(), local.last_seq) {
-            Ok(()) => local.chunks_since_snapshot = 0,
-            Err(error) => tracing::warn!(%error, doc = %id, "compaction failed"),
-        }
+    if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS
+        && !local.compacting.swap(true, Ordering::AcqRel)
+    {
+        local.chunks_since_snapshot = 0;
+        let (path, through, busy) = (path.to_path_buf(), local.last_seq, local.compacting.clone());
+        std::thread::spawn(move || {
+            // A failed compaction loses nothing: the chunks are still there.
+            if let Err(error) = store::compact_in_background(&path, id, through) {
+                tracing::warn!(%error, doc = %id, "compaction failed");
+            }
+            busy.store(false, Ordering::Release);
+        });
     }
     Ok(())
 }

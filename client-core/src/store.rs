@@ -36,6 +36,63 @@ fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
         .collect()
 }
 
+/// Folds the chunks of `id` up to `through_seq` into a new snapshot, on a
+/// connection of its own: loading and saving a large document takes long
+/// (150 ms for 100,000 attendees), and scans must not wait behind it. The
+/// live document is untouched; chunks after `through_seq` are kept.
+pub(crate) fn compact_in_background(
+    path: &Path,
+    id: DocumentId,
+    through_seq: u64,
+) -> Result<(), ClientError> {
+    let mut conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
+    let key = id.to_string();
+    let Some((snapshot, snapshot_seq)) = conn
+        .query_row(
+            "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+            params![key],
+            |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    if snapshot_seq as u64 >= through_seq {
+        return Ok(());
+    }
+    let mut doc = match &snapshot {
+        Some(bytes) => automerge::Automerge::load(bytes)?,
+        None => automerge::Automerge::new(),
+    };
+    {
+        let mut stmt = conn.prepare(
+            "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+        )?;
+        let chunks = stmt.query_map(params![key, snapshot_seq, through_seq as i64], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })?;
+        for chunk in chunks {
+            doc.load_incremental(&chunk?)?;
+        }
+    }
+    let saved = doc.save();
+    let tx = conn.transaction()?;
+    // Only forward: another compaction may have got further meanwhile.
+    let updated = tx.execute(
+        "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq < ?3",
+        params![key, saved, through_seq as i64],
+    )?;
+    if updated == 1 {
+        tx.execute(
+            "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
+            params![key, through_seq as i64],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl LocalStore {
     pub fn open(path: &Path) -> Result<Self, ClientError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -137,26 +194,6 @@ impl LocalStore {
         )?;
         tx.commit()?;
         Ok(seq as u64)
-    }
-
-    pub fn compact(
-        &mut self,
-        id: DocumentId,
-        snapshot: &[u8],
-        through_seq: u64,
-    ) -> Result<(), ClientError> {
-        let key = id.to_string();
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1",
-            params![key, snapshot, through_seq as i64],
-        )?;
-        tx.execute(
-            "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
-            params![key, through_seq as i64],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     pub fn set_server_heads(

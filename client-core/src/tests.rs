@@ -22,6 +22,22 @@ fn changes_survive_reopening_and_compaction() {
         for i in 0..(COMPACT_AFTER_CHUNKS * 2 + 5) as i64 {
             core.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
         }
+        // Compaction runs in the background; the chunks are folded soon.
+        let chunks = || -> i64 {
+            core.lock()
+                .store
+                .conn()
+                .query_row("SELECT count(*) FROM document_chunks", [], |r| r.get(0))
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while chunks() >= COMPACT_AFTER_CHUNKS as i64 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chunks were never compacted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
     let core = ClientCore::open(&path).unwrap();
     assert_eq!(
