@@ -6,6 +6,7 @@
 pub mod document;
 pub mod hlc;
 pub mod rules;
+pub mod validate;
 
 pub use document::{Attendee, CheckinList, EventData, EventInfo, ModelError};
 pub use hlc::{Hlc, HlcClock};
