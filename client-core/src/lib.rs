@@ -9,6 +9,7 @@
 mod account;
 mod event_index;
 mod events;
+mod quarantine;
 mod store;
 mod sync;
 
@@ -33,6 +34,7 @@ pub use events::{
     AnnulError, AttendeeView, CheckInResult, DuplicateView, EventSummary, ImportProgress,
     ImportReport, RowError, ScanView,
 };
+pub use quarantine::QuarantinedChange;
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
 
@@ -88,6 +90,13 @@ pub enum DocEvent {
     Unavailable { document: DocumentId },
     /// Every local document was deleted (this device was revoked).
     Wiped,
+    /// The server refused some local changes: they were set aside (see
+    /// [`ClientCore::quarantined_changes`]) and the document now has `heads`.
+    Quarantined {
+        document: DocumentId,
+        changes: usize,
+        heads: Vec<ChangeHash>,
+    },
 }
 
 /// The state of syncing, for a status indicator.

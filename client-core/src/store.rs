@@ -208,6 +208,43 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Replaces a document's stored state with `snapshot` (all chunks folded
+    /// in, as one transaction) and records the changes taken out of it.
+    pub fn replace_with_quarantine(
+        &mut self,
+        id: DocumentId,
+        snapshot: &[u8],
+        quarantined: &[(String, Vec<u8>)],
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<u64, ClientError> {
+        let key = id.to_string();
+        let tx = self.conn.transaction()?;
+        let seq: i64 = tx.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
+                        (SELECT snapshot_seq FROM documents WHERE id = ?1))",
+            params![key],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1",
+            params![key, snapshot, seq],
+        )?;
+        tx.execute(
+            "DELETE FROM document_chunks WHERE document_id = ?1",
+            params![key],
+        )?;
+        for (hash, data) in quarantined {
+            tx.execute(
+                "INSERT OR IGNORE INTO quarantined_changes (document_id, change_hash, data, reason, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, hash, data, reason, at_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(seq as u64)
+    }
+
     pub fn conn(&self) -> &Connection {
         &self.conn
     }

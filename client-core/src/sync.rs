@@ -221,14 +221,29 @@ async fn session(
         peer_metadata: Some(PeerMetadata {
             storage_id: None,
             is_ephemeral: false,
+            // Refused changes are reported to us (and set aside) instead of
+            // the server closing the connection.
+            extensions: vec![sync_protocol::EXT_CHANGE_REJECTED.into()],
         }),
     };
     sink.send(WsMessage::Binary(join.encode().into()))
         .await
         .map_err(|e| SessionError::Connect(e.to_string()))?;
+    let rejection_notices;
     let server_id = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
         Ok(Some(Ok(WsMessage::Binary(bytes)))) => match Message::decode(&bytes) {
-            Ok(Message::Peer { sender_id, .. }) => sender_id,
+            Ok(Message::Peer {
+                sender_id,
+                peer_metadata,
+                ..
+            }) => {
+                rejection_notices = peer_metadata.is_some_and(|m| {
+                    m.extensions
+                        .iter()
+                        .any(|e| e == sync_protocol::EXT_CHANGE_REJECTED)
+                });
+                sender_id
+            }
             Ok(Message::Error { message }) => return Err(SessionError::Server(message)),
             Ok(other) => {
                 return Err(SessionError::Protocol(format!(
@@ -251,6 +266,8 @@ async fn session(
         server_id,
         states: HashMap::new(),
         outbox: Vec::new(),
+        rejection_notices,
+        pushed: std::collections::HashSet::new(),
     };
     for (id, has_content, wanted) in core.sync_targets() {
         if has_content {
@@ -323,6 +340,11 @@ struct Peer<'a> {
     server_id: String,
     states: HashMap<DocumentId, State>,
     outbox: Vec<Message>,
+    /// The server reports refused changes instead of closing (extension).
+    rejection_notices: bool,
+    /// Documents whose unconfirmed changes were pushed after a
+    /// `doc-unavailable`, this connection.
+    pushed: std::collections::HashSet<DocumentId>,
 }
 
 impl Peer<'_> {
@@ -368,6 +390,33 @@ impl Peer<'_> {
             }
             Message::DocUnavailable { document_id, .. } => {
                 self.core.mark_unavailable(document_id);
+                // We hold changes the server never confirmed, and it will not
+                // show us the document (our rights may have gone while we were
+                // offline): push them once, to hear whether they are refused
+                // and set them aside, rather than keep them pending forever.
+                if self.rejection_notices
+                    && self.pushed.insert(document_id)
+                    && let Some(data) = self.core.unconfirmed_changes_message(document_id)
+                {
+                    self.outbox.push(Message::Sync {
+                        sender_id: self.peer_id.clone(),
+                        target_id: self.server_id.clone(),
+                        document_id,
+                        data,
+                    });
+                }
+                Ok(())
+            }
+            Message::ChangeRejected {
+                document_id,
+                changes,
+                reason,
+                ..
+            } => {
+                self.core.quarantine(document_id, &changes, &reason)?;
+                // Start this document's sync over from what we now hold.
+                self.states.remove(&document_id);
+                self.offer(document_id, false);
                 Ok(())
             }
             Message::Error { message } => Err(SessionError::Server(message)),

@@ -116,6 +116,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
     migrations: &[
         migration!("client-sqlite", 0001, "documents"),
         migration!("client-sqlite", 0002, "event_index"),
+        migration!("client-sqlite", 0003, "quarantine"),
     ],
 };
 

@@ -5,7 +5,7 @@ mod document_id;
 mod message;
 
 pub use document_id::{DocumentId, URL_PREFIX};
-pub use message::{HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata};
+pub use message::{EXT_CHANGE_REJECTED, HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata};
 
 /// Default largest websocket message either side accepts (16 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

@@ -18,7 +18,15 @@ pub const PROTOCOL_VERSION: &str = "1";
 pub struct PeerMetadata {
     pub storage_id: Option<String>,
     pub is_ephemeral: bool,
+    /// Protocol extensions this peer speaks (e.g. [`EXT_CHANGE_REJECTED`]).
+    /// Stock peers send none and ignore the field; a server uses an
+    /// extension with a peer only when both listed it.
+    pub extensions: Vec<String>,
 }
+
+/// Extension: the server answers a refused change with
+/// [`Message::ChangeRejected`] instead of closing the connection.
+pub const EXT_CHANGE_REJECTED: &str = "change-rejected/1";
 
 /// Heads of a document as stored under one storage id (`remote-heads-changed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +81,16 @@ pub enum Message {
     Error {
         message: String,
     },
+    /// (Extension `change-rejected/1`.) Changes the server refused: they
+    /// are neither stored nor forwarded, and the peer should set them aside.
+    ChangeRejected {
+        sender_id: String,
+        target_id: String,
+        document_id: DocumentId,
+        /// Hex change hashes.
+        changes: Vec<String>,
+        reason: String,
+    },
     RemoteSubscriptionChange {
         sender_id: String,
         target_id: String,
@@ -99,6 +117,7 @@ impl Message {
             Message::DocUnavailable { .. } => "doc-unavailable",
             Message::Ephemeral { .. } => "ephemeral",
             Message::Error { .. } => "error",
+            Message::ChangeRejected { .. } => "x-change-rejected",
             Message::RemoteSubscriptionChange { .. } => "remote-subscription-change",
             Message::RemoteHeadsChanged { .. } => "remote-heads-changed",
         }
@@ -111,6 +130,7 @@ impl Message {
             | Message::Sync { document_id, .. }
             | Message::DocUnavailable { document_id, .. }
             | Message::Ephemeral { document_id, .. }
+            | Message::ChangeRejected { document_id, .. }
             | Message::RemoteHeadsChanged { document_id, .. } => Some(*document_id),
             _ => None,
         }
@@ -176,6 +196,13 @@ impl Message {
             },
             "error" => Message::Error {
                 message: fields.text("message")?,
+            },
+            "x-change-rejected" => Message::ChangeRejected {
+                sender_id: fields.text("senderId")?,
+                target_id: fields.text("targetId")?,
+                document_id: fields.document_id()?,
+                changes: fields.optional_text_list("changes")?,
+                reason: fields.text("reason")?,
             },
             "remote-subscription-change" => Message::RemoteSubscriptionChange {
                 sender_id: fields.text("senderId")?,
@@ -271,6 +298,22 @@ impl Message {
                 map.push(entry("data", Value::Bytes(data.clone())));
             }
             Message::Error { message } => map.push(entry("message", text(message))),
+            Message::ChangeRejected {
+                sender_id,
+                target_id,
+                document_id,
+                changes,
+                reason,
+            } => {
+                map.push(entry("senderId", text(sender_id)));
+                map.push(entry("targetId", text(target_id)));
+                map.push(entry("documentId", text(document_id.to_string())));
+                map.push(entry(
+                    "changes",
+                    Value::Array(changes.iter().map(text).collect()),
+                ));
+                map.push(entry("reason", text(reason)));
+            }
             Message::RemoteSubscriptionChange {
                 sender_id,
                 target_id,
@@ -328,6 +371,12 @@ fn encode_metadata(meta: &PeerMetadata) -> Value {
     let mut map = vec![entry("isEphemeral", Value::Bool(meta.is_ephemeral))];
     if let Some(storage) = &meta.storage_id {
         map.push(entry("storageId", text(storage)));
+    }
+    if !meta.extensions.is_empty() {
+        map.push(entry(
+            "extensions",
+            Value::Array(meta.extensions.iter().map(text).collect()),
+        ));
     }
     Value::Map(map)
 }
@@ -441,6 +490,15 @@ impl Fields {
                     meta.storage_id = Some(v.clone())
                 }
                 (Value::Text(k), Value::Bool(v)) if k == "isEphemeral" => meta.is_ephemeral = *v,
+                (Value::Text(k), Value::Array(items)) if k == "extensions" => {
+                    meta.extensions = items
+                        .iter()
+                        .filter_map(|item| match untag(item) {
+                            Value::Text(name) => Some(name.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                }
                 _ => {}
             }
         }
@@ -493,6 +551,7 @@ mod tests {
                 peer_metadata: Some(PeerMetadata {
                     storage_id: Some("s".into()),
                     is_ephemeral: false,
+                    extensions: vec![EXT_CHANGE_REJECTED.into()],
                 }),
             },
             Message::Peer {
@@ -531,6 +590,13 @@ mod tests {
             },
             Message::Error {
                 message: "bad".into(),
+            },
+            Message::ChangeRejected {
+                sender_id: "s".into(),
+                target_id: "c".into(),
+                document_id: DocumentId::random(),
+                changes: vec!["ab".into(), "cd".into()],
+                reason: "staff may only add scans".into(),
             },
             Message::RemoteSubscriptionChange {
                 sender_id: "a".into(),

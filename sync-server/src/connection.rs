@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use sync_protocol::{DocumentId, Message, PROTOCOL_VERSION, PeerMetadata};
+use sync_protocol::{DocumentId, EXT_CHANGE_REJECTED, Message, PROTOCOL_VERSION, PeerMetadata};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::audit::NewAuditEntry;
@@ -88,6 +88,7 @@ pub async fn serve(
         outbound: outbound_tx.clone(),
         kill: kill.clone(),
         documents: HashMap::new(),
+        rejection_notices: false,
     };
     let mut shutdown = ctx.shutdown.clone();
     let limiter = message_limiter(ctx.message_rate);
@@ -226,6 +227,8 @@ struct Session {
     outbound: mpsc::Sender<Outbound>,
     kill: Arc<Notify>,
     documents: HashMap<DocumentId, mpsc::Sender<DocCommand>>,
+    /// The peer speaks the `change-rejected/1` extension.
+    rejection_notices: bool,
 }
 
 impl Session {
@@ -258,6 +261,7 @@ impl Session {
             // Advisory: the peer closes the socket itself.
             Message::Leave { .. } => Ok(()),
             Message::DocUnavailable { .. }
+            | Message::ChangeRejected { .. }
             | Message::RemoteSubscriptionChange { .. }
             | Message::RemoteHeadsChanged { .. } => Ok(()),
             Message::Error { message } => {
@@ -275,7 +279,7 @@ impl Session {
         let Message::Join {
             sender_id,
             supported_protocol_versions,
-            ..
+            peer_metadata,
         } = message
         else {
             return Err(format!("expected `join`, got `{}`", message.type_name()));
@@ -289,6 +293,10 @@ impl Session {
             ));
         }
         tracing::Span::current().record("peer", sender_id.as_str());
+        // Extensions both sides speak; stock peers list none.
+        self.rejection_notices = peer_metadata
+            .as_ref()
+            .is_some_and(|m| m.extensions.iter().any(|e| e == EXT_CHANGE_REJECTED));
         let reply = Message::Peer {
             sender_id: self.ctx.server_peer_id.clone(),
             target_id: sender_id.clone(),
@@ -296,6 +304,11 @@ impl Session {
             peer_metadata: Some(PeerMetadata {
                 storage_id: Some(self.ctx.storage_id.clone()),
                 is_ephemeral: false,
+                extensions: if self.rejection_notices {
+                    vec![EXT_CHANGE_REJECTED.into()]
+                } else {
+                    Vec::new()
+                },
             }),
         };
         self.outbound
@@ -326,6 +339,40 @@ impl Session {
                 };
                 let access = policy::document_access(&self.principal, scope.as_ref());
                 if !access.read {
+                    // A peer that speaks the extension and sends changes for a
+                    // document it may not (or no longer) read gets them back as
+                    // refused, whether or not the document exists (so the
+                    // answer reveals nothing), and sets them aside.
+                    let carried = if self.rejection_notices && kind == SyncKind::Sync {
+                        crate::doc_core::carried_changes(&data)
+                    } else {
+                        Vec::new()
+                    };
+                    if !carried.is_empty() {
+                        let reason = "not allowed to write to this document".to_owned();
+                        let hashes: Vec<String> = carried.iter().map(|h| h.to_string()).collect();
+                        let mut entry =
+                            NewAuditEntry::new(&self.actor, "document.write_rejected", "denied")
+                                .target(document_id.to_string())
+                                .address(&self.address)
+                                .details(
+                                    serde_json::json!({ "reason": reason, "changes": hashes }),
+                                );
+                        entry.device = self.principal.device_id().map(str::to_owned);
+                        if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
+                            tracing::error!(%error, "audit log write failed");
+                        }
+                        self.outbound
+                            .send(Outbound::Message(Message::ChangeRejected {
+                                sender_id: self.ctx.server_peer_id.clone(),
+                                target_id: peer_id.to_owned(),
+                                document_id,
+                                changes: hashes,
+                                reason,
+                            }))
+                            .await
+                            .map_err(|_| "connection closed".to_string())?;
+                    }
                     tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
                     let mut entry =
                         NewAuditEntry::new(&self.actor, "document.read_denied", "denied")
@@ -344,6 +391,8 @@ impl Session {
                     device: self.principal.device_id().map(str::to_owned),
                     address: self.address.clone(),
                     access,
+                    validation: policy::write_validation(&self.principal, scope.as_ref()),
+                    rejection_notices: self.rejection_notices,
                     outbound: self.outbound.clone(),
                     kill: self.kill.clone(),
                 };

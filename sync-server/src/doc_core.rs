@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
+use event_model::validate::EventWriter;
 
 /// Identifies one connection attached to the document.
 pub type PeerKey = u64;
@@ -28,6 +29,16 @@ pub enum ReceiveError {
 #[derive(Debug, thiserror::Error)]
 #[error("stored document is unreadable: {0}")]
 pub struct LoadError(String);
+
+/// What [`DocumentCore::receive_checked`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Received {
+    pub changed: bool,
+    /// Changes refused by validation (and those depending on them).
+    pub rejected: Vec<ChangeHash>,
+    /// Why the first one was refused.
+    pub reason: Option<String>,
+}
 
 pub struct DocumentCore {
     doc: Automerge,
@@ -111,13 +122,61 @@ impl DocumentCore {
         data: &[u8],
         may_write: bool,
     ) -> Result<bool, ReceiveError> {
-        let message =
+        self.receive_checked(peer, data, may_write, None)
+            .map(|received| received.changed)
+    }
+
+    /// Like [`DocumentCore::receive`], checking every new change of an event
+    /// document against `validation` first. Refused changes, and the ones
+    /// that depend on them, are left out (never applied, so never stored or
+    /// forwarded); the others are applied. The refused ones are reported.
+    pub fn receive_checked(
+        &mut self,
+        peer: PeerKey,
+        data: &[u8],
+        may_write: bool,
+        validation: Option<&EventWriter>,
+    ) -> Result<Received, ReceiveError> {
+        let mut message =
             sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
         if !may_write && !message.changes.is_empty() {
             return Err(ReceiveError::WriteDenied);
         }
-        let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
+        if !self.peers.contains_key(&peer) {
+            return Err(ReceiveError::NotAttached);
+        }
         validate_chunks(&message)?;
+        let mut rejected = Vec::new();
+        let mut reason = None;
+        if let Some(writer) = validation
+            && !message.changes.is_empty()
+        {
+            let changes = expand_changes(&message)?;
+            let mut refused: HashSet<ChangeHash> = HashSet::new();
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            for change in &changes {
+                if self.doc.get_change_meta_by_hash(&change.hash()).is_some() {
+                    continue;
+                }
+                let verdict = if change.deps().iter().any(|d| refused.contains(d)) {
+                    Err("depends on a refused change".to_owned())
+                } else {
+                    event_model::validate::check_event_change(&self.doc, &change.decode(), writer)
+                };
+                match verdict {
+                    Ok(()) => kept.push(change.raw_bytes().to_vec()),
+                    Err(why) => {
+                        refused.insert(change.hash());
+                        rejected.push(change.hash());
+                        reason.get_or_insert(why);
+                    }
+                }
+            }
+            if !rejected.is_empty() {
+                message.changes = kept.into();
+            }
+        }
+        let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
         self.touched.insert(peer);
         let before = self.doc.get_heads();
         let chunks = message.changes.len();
@@ -129,7 +188,11 @@ impl DocumentCore {
             self.owed_ack.insert(peer);
             self.accepted_chunks += chunks;
         }
-        Ok(changed)
+        Ok(Received {
+            changed,
+            rejected,
+            reason,
+        })
     }
 
     /// Change chunks accepted since the last call.
@@ -232,6 +295,38 @@ fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
         }
     }
     Ok(())
+}
+
+/// The hashes of the changes a sync message carries (empty if it carries
+/// none or cannot be read).
+pub fn carried_changes(data: &[u8]) -> Vec<ChangeHash> {
+    sync::Message::decode(data)
+        .ok()
+        .filter(|m| !m.changes.is_empty() && validate_chunks(m).is_ok())
+        .and_then(|m| expand_changes(&m).ok())
+        .map(|changes| changes.iter().map(|c| c.hash()).collect())
+        .unwrap_or_default()
+}
+
+/// Every change a message carries, in order (a whole-document chunk is
+/// opened into its changes). The chunks were validated already.
+fn expand_changes(message: &sync::Message) -> Result<Vec<automerge::Change>, ReceiveError> {
+    let mut out = Vec::new();
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            if chunk[8] == CHUNK_DOCUMENT {
+                let doc = Automerge::load(chunk)
+                    .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+                out.extend(doc.get_changes(&[]));
+            } else {
+                out.push(
+                    automerge::Change::try_from(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?,
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];

@@ -11,6 +11,8 @@
 //! writer may make inside a document it may write (staff: scans only, ...)
 //! is write validation, a separate step.
 
+use event_model::validate::EventWriter;
+
 use crate::auth::{Principal, Role};
 use crate::store::sessions::{DocumentKind, DocumentScope};
 
@@ -62,6 +64,24 @@ pub fn document_access(principal: &Principal, scope: Option<&DocumentScope>) -> 
             }
         }
         DocumentKind::OrgConfig => Access::READ,
+    }
+}
+
+/// How the changes `principal` writes to a document of `scope` are checked
+/// (beyond the right to write at all): event documents are validated record
+/// by record; other kinds have no schema yet.
+pub fn write_validation(
+    principal: &Principal,
+    scope: Option<&DocumentScope>,
+) -> Option<EventWriter> {
+    match scope {
+        Some(scope) if scope.kind == DocumentKind::Event => Some(match principal.role {
+            Role::Admin => EventWriter::Admin,
+            Role::Staff | Role::Member => EventWriter::Staff {
+                user_id: principal.user_id().map(str::to_owned),
+            },
+        }),
+        _ => None,
     }
 }
 

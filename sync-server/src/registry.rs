@@ -49,6 +49,10 @@ pub struct PeerHandle {
     pub device: Option<String>,
     pub address: String,
     pub access: Access,
+    /// How this peer's changes are checked (event documents).
+    pub validation: Option<event_model::validate::EventWriter>,
+    /// The peer takes `x-change-rejected` notices instead of a closed connection.
+    pub rejection_notices: bool,
     pub outbound: mpsc::Sender<Outbound>,
     /// Woken when the document gives up on this peer (it lagged too far behind).
     pub kill: Arc<Notify>,
@@ -399,10 +403,16 @@ impl DocActor {
             return;
         }
         let before = self.core().heads();
-        match self.core().receive(key, data, peer.access.write) {
-            Ok(changed) => {
-                if changed {
+        match self
+            .core()
+            .receive_checked(key, data, peer.access.write, peer.validation.as_ref())
+        {
+            Ok(received) => {
+                if received.changed {
                     self.batch_writers.insert(peer.actor.clone());
+                }
+                if !received.rejected.is_empty() {
+                    self.refuse_changes(&peer, &received).await;
                 }
             }
             Err(error) => {
@@ -428,6 +438,43 @@ impl DocActor {
                     self.reload().await;
                 }
             }
+        }
+    }
+
+    /// Changes that failed validation: audited, counted towards an alert,
+    /// and reported to the writer: with a notice if it speaks the extension
+    /// (it sets them aside and goes on), else by closing the connection.
+    async fn refuse_changes(&mut self, peer: &PeerHandle, received: &crate::doc_core::Received) {
+        let reason = received.reason.clone().unwrap_or_else(|| "refused".into());
+        let hashes: Vec<String> = received.rejected.iter().map(|h| h.to_string()).collect();
+        tracing::info!(peer = %peer.peer_id, changes = hashes.len(), %reason, "changes refused by validation");
+        let mut entry = NewAuditEntry::new(&peer.actor, "document.write_rejected", "denied")
+            .target(self.id.to_string())
+            .address(&peer.address)
+            .details(serde_json::json!({ "reason": reason, "changes": hashes }));
+        entry.device = peer.device.clone();
+        self.audit(entry).await;
+        self.registry
+            .settings
+            .security
+            .refused_write(self.registry.store.as_ref(), &peer.actor, &peer.address)
+            .await;
+        metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "change_rejected").increment(1);
+        if peer.rejection_notices {
+            self.send(
+                peer,
+                Message::ChangeRejected {
+                    sender_id: self.registry.settings.server_peer_id.clone(),
+                    target_id: peer.peer_id.clone(),
+                    document_id: self.id,
+                    changes: hashes,
+                    reason,
+                },
+            );
+        } else {
+            let _ = peer
+                .outbound
+                .try_send(Outbound::Close(format!("change refused: {reason}")));
         }
     }
 

@@ -214,3 +214,201 @@ async fn a_tablet_offline_for_a_week_lands_all_its_scans() {
     s.admin_sync.stop().await;
     s.server.stop().await;
 }
+
+/// Signs a staff member in on a new tablet through client-core (enrolling
+/// their authenticator with a code computed here).
+async fn staff_tablet(s: &Setup, name: &str, email: &str) -> (ClientCore, client_core::Account) {
+    use sync_tests::accounts::{hotp, secret_from_uri, unix_secs};
+    let core = ClientCore::open(s._dir.path().join(format!("{name}.sqlite3"))).unwrap();
+    let account = client_core::Account::new(&core, &s.server.url).unwrap();
+    let client_core::SignInStep::EnrollmentRequired { challenge } = account
+        .sign_in(email, "correct horse battery", name)
+        .await
+        .unwrap()
+    else {
+        panic!("staff enroll at first sign-in");
+    };
+    let enrollment = account.start_enrollment(&challenge).await.unwrap();
+    let secret = secret_from_uri(&enrollment.otpauth_uri);
+    account
+        .confirm_enrollment(&challenge, &hotp(&secret, unix_secs() / 30, 6))
+        .await
+        .unwrap();
+    (core, account)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_made_after_losing_the_event_are_quarantined_and_nothing_else_changes() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let s = setup(60).await;
+    let staff = sync_tests::create_user(
+        s.server.store.as_ref(),
+        "sam@example.org",
+        Role::Staff,
+        "correct horse battery",
+    )
+    .await;
+    let api = Api::new(&s.server.url);
+    let assign = |events: serde_json::Value| {
+        let api = api.clone();
+        let (token, path) = (s.token.clone(), format!("/api/users/{staff}/events"));
+        async move {
+            api.call(
+                reqwest::Method::PUT,
+                &path,
+                Some(&token),
+                Some(json!({ "events": events })),
+            )
+            .await
+            .ok();
+        }
+    };
+    assign(json!(["conf"])).await;
+    let (tablet, account) = staff_tablet(&s, "door-1", "sam@example.org").await;
+    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    tablet.find(s.event).unwrap();
+    wait_until("the staff tablet downloads the event", LIMIT, || async {
+        tablet
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.expected == 60)
+    })
+    .await;
+    // One scan while assigned: accepted.
+    let accepted = tablet
+        .check_in(s.event, "T-0000", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(accepted.answer, Answer::Admitted);
+    wait_until("the first scan reaches the admin", LIMIT, || async {
+        s.admin
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.checked_in == 1)
+    })
+    .await;
+    sync.stop().await;
+
+    // Offline, the staff member is taken off the event; the tablet scans on.
+    assign(json!([])).await;
+    for g in 1..=50 {
+        assert_eq!(
+            tablet
+                .check_in(s.event, &format!("T-{g:04}"), "main", Direction::Entry)
+                .unwrap()
+                .answer,
+            Answer::Admitted
+        );
+    }
+    assert_eq!(tablet.counts(s.event, Some("main")).unwrap().checked_in, 51);
+    let mut events = tablet.subscribe();
+    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    wait_until("the 50 refused scans are set aside", LIMIT, || async {
+        tablet
+            .quarantined_changes(s.event)
+            .is_ok_and(|q| q.len() == 50)
+    })
+    .await;
+    // The tablet is back to what the server accepted (the first scan stays).
+    assert_eq!(tablet.counts(s.event, Some("main")).unwrap().checked_in, 1);
+    assert_eq!(tablet.sync_status().pending_changes, 0);
+    let quarantined = tablet.quarantined_changes(s.event).unwrap();
+    assert!(
+        quarantined[0].reason.contains("not allowed"),
+        "{}",
+        quarantined[0].reason
+    );
+    let mut told = false;
+    while let Ok(event) = events.try_recv() {
+        told |= matches!(
+            event,
+            client_core::DocEvent::Quarantined { changes: 50, .. }
+        );
+    }
+    assert!(told, "the app is told");
+    // The server and the other replicas did not change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.admin.counts(s.event, Some("main")).unwrap().checked_in, 1);
+    let stored = s.server.store.audit_entries(0, 100_000).await.unwrap();
+    let refused: usize = stored
+        .iter()
+        .filter(|e| {
+            e.entry.action == "document.write_rejected" && e.entry.actor == format!("user:{staff}")
+        })
+        .map(|e| e.entry.details["changes"].as_array().map_or(0, |c| c.len()))
+        .sum();
+    assert_eq!(refused, 50, "the audit log records every refused change");
+    sync.stop().await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let s = setup(10).await;
+    let staff = sync_tests::create_user(
+        s.server.store.as_ref(),
+        "sam@example.org",
+        Role::Staff,
+        "correct horse battery",
+    )
+    .await;
+    Api::new(&s.server.url)
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/users/{staff}/events"),
+            Some(&s.token),
+            Some(json!({ "events": ["conf"] })),
+        )
+        .await
+        .ok();
+    let (tablet, account) = staff_tablet(&s, "door-2", "sam@example.org").await;
+    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    tablet.find(s.event).unwrap();
+    wait_until("the staff tablet downloads the event", LIMIT, || async {
+        tablet
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.expected == 10)
+    })
+    .await;
+    // Staff may not edit attendees: that change is refused and set aside.
+    let mut renamed = tablet.read_event(s.event).unwrap().attendees[0].clone();
+    renamed.name = "Someone Else".into();
+    tablet.put_attendee(s.event, &renamed).unwrap();
+    wait_until("the edit is set aside", LIMIT, || async {
+        tablet
+            .quarantined_changes(s.event)
+            .is_ok_and(|q| q.len() == 1)
+    })
+    .await;
+    assert!(
+        tablet.quarantined_changes(s.event).unwrap()[0]
+            .reason
+            .contains("only add scans")
+    );
+    assert_ne!(
+        tablet.read_event(s.event).unwrap().attendees[0].name,
+        "Someone Else"
+    );
+    // Scanning goes on and reaches the server.
+    let scan = tablet
+        .check_in(s.event, "T-0003", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(scan.answer, Answer::Admitted);
+    wait_until("the scan reaches the admin", LIMIT, || async {
+        s.admin
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.checked_in == 1)
+    })
+    .await;
+    assert!(
+        s.admin
+            .read_event(s.event)
+            .unwrap()
+            .attendees
+            .iter()
+            .all(|a| a.name != "Someone Else"),
+        "the refused edit never reached anyone"
+    );
+    sync.stop().await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}

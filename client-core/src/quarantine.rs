@@ -1,0 +1,169 @@
+//! Changes the server refused: taken out of the local document (with every
+//! local change that builds on them), so the document is back to what the
+//! server accepted and sync can go on; kept whole in the local store for
+//! people to review. Accepted changes are never touched.
+
+use std::collections::HashSet;
+
+use automerge::{Automerge, ChangeHash};
+use rusqlite::params;
+use serde::Serialize;
+use sync_protocol::DocumentId;
+
+use crate::{ClientCore, ClientError, DocEvent, event_index};
+
+/// A refused change, as the app shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedChange {
+    pub document_id: String,
+    pub change_hash: String,
+    pub reason: String,
+    pub at_ms: i64,
+    /// What the change did, when it is an event record (e.g. the scans).
+    pub summary: String,
+}
+
+impl ClientCore {
+    /// Sets aside `rejected` changes of `id` (hex hashes from the server) and
+    /// those depending on them. Returns how many changes were set aside.
+    pub(crate) fn quarantine(
+        &self,
+        id: DocumentId,
+        rejected: &[String],
+        reason: &str,
+    ) -> Result<usize, ClientError> {
+        let refused: HashSet<ChangeHash> = rejected
+            .iter()
+            .filter_map(|h| h.parse::<ChangeHash>().ok())
+            .collect();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(local) = inner.docs.get_mut(&id) else {
+            return Ok(0);
+        };
+        // Every change, in causal order; drop the refused ones and their descendants.
+        let all = local.doc.get_changes(&[]);
+        let mut dropped: HashSet<ChangeHash> = HashSet::new();
+        let mut kept = Vec::with_capacity(all.len());
+        let mut quarantined = Vec::new();
+        for change in all {
+            let hash = change.hash();
+            if refused.contains(&hash) || change.deps().iter().any(|d| dropped.contains(d)) {
+                dropped.insert(hash);
+                quarantined.push((hash.to_string(), change.raw_bytes().to_vec()));
+            } else {
+                kept.push(change);
+            }
+        }
+        if quarantined.is_empty() {
+            return Ok(0);
+        }
+        let mut doc = Automerge::new();
+        doc.apply_changes(kept)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        local.last_seq =
+            inner
+                .store
+                .replace_with_quarantine(id, &doc.save(), &quarantined, reason, now)?;
+        local.doc = doc;
+        local.chunks_since_snapshot = 0;
+        let pending = local.pending_changes();
+        inner.pending.insert(id, pending);
+        event_index::forget(inner.store.conn_mut(), id)?;
+        event_index::update(inner.store.conn_mut(), id, &local.doc)?;
+        let total: u64 = inner.pending.values().sum();
+        let heads = local.doc.get_heads();
+        drop(guard);
+        self.set_status(|s| s.pending_changes = total);
+        tracing::warn!(doc = %id, count = quarantined.len(), reason, "changes set aside");
+        let _ = self.events.send(DocEvent::Quarantined {
+            document: id,
+            changes: quarantined.len(),
+            heads,
+        });
+        Ok(quarantined.len())
+    }
+
+    /// A sync message carrying every local change the server has not
+    /// confirmed, or `None` if there is none.
+    pub(crate) fn unconfirmed_changes_message(&self, id: DocumentId) -> Option<Vec<u8>> {
+        let inner = self.lock();
+        let local = inner.docs.get(&id)?;
+        let known: Vec<ChangeHash> = local
+            .server_heads
+            .iter()
+            .copied()
+            .filter(|h| local.doc.get_change_meta_by_hash(h).is_some())
+            .collect();
+        let changes = local.doc.get_changes(&known);
+        if changes.is_empty() {
+            return None;
+        }
+        let message = automerge::sync::Message {
+            heads: local.doc.get_heads(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: changes
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<_>>()
+                .into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        Some(message.encode())
+    }
+
+    /// Changes the server refused for `id`, oldest first.
+    pub fn quarantined_changes(
+        &self,
+        id: DocumentId,
+    ) -> Result<Vec<QuarantinedChange>, ClientError> {
+        let inner = self.lock();
+        let mut stmt = inner.store.conn().prepare(
+            "SELECT change_hash, data, reason, at_ms FROM quarantined_changes
+             WHERE document_id = ?1 ORDER BY at_ms, change_hash",
+        )?;
+        let rows = stmt.query_map(params![id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (change_hash, data, reason, at_ms) = row?;
+            out.push(QuarantinedChange {
+                document_id: id.to_string(),
+                change_hash,
+                reason,
+                at_ms,
+                summary: summarize(&data),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// A short description of a change: the record ids it put, by map.
+fn summarize(data: &[u8]) -> String {
+    let Ok(change) = automerge::Change::try_from(data) else {
+        return "unreadable change".into();
+    };
+    let keys: Vec<String> = change
+        .decode()
+        .operations
+        .iter()
+        .filter_map(|op| match &op.key {
+            automerge::legacy::Key::Map(key) => Some(key.to_string()),
+            automerge::legacy::Key::Seq(_) => None,
+        })
+        .take(5)
+        .collect();
+    format!("{} operation(s) on {}", change.len(), keys.join(", "))
+}
