@@ -5,7 +5,11 @@
 //! makes M changes whose commit message carries its send time, and every
 //! client measures how long other clients' changes took to reach it.
 //! `idle`: N connections that only handshake and stay open.
+//! `event-download` and `offline-tablets`: check-in with client-core
+//! replicas (see `checkin.rs`).
 //! Results are printed as one JSON object.
+
+mod checkin;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,10 +26,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[derive(Clone, Copy, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 enum Mode {
     Load,
     Idle,
+    EventDownload,
+    OfflineTablets,
 }
 
 #[derive(Parser)]
@@ -60,6 +66,12 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    /// Attendees in the event (event-download).
+    #[arg(long, default_value_t = 100_000)]
+    attendees: usize,
+    /// Offline scans per tablet (offline-tablets; `--clients` tablets).
+    #[arg(long, default_value_t = 2_000)]
+    scans: usize,
 }
 
 #[derive(Serialize, Default)]
@@ -446,6 +458,8 @@ impl Args {
             hold_secs: self.hold_secs,
             server_pid: self.server_pid,
             timeout_secs: self.timeout_secs,
+            attendees: self.attendees,
+            scans: self.scans,
         }
     }
 }
@@ -465,12 +479,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let limit = Duration::from_secs(args.timeout_secs);
     let report = match args.mode {
-        Mode::Load => tokio::time::timeout(limit, run_load(&args))
-            .await
-            .context("timed out")??,
-        Mode::Idle => tokio::time::timeout(limit, run_idle(&args))
-            .await
-            .context("timed out")??,
+        Mode::Load => serde_json::to_value(
+            tokio::time::timeout(limit, run_load(&args))
+                .await
+                .context("timed out")??,
+        )?,
+        Mode::Idle => serde_json::to_value(
+            tokio::time::timeout(limit, run_idle(&args))
+                .await
+                .context("timed out")??,
+        )?,
+        Mode::EventDownload => checkin::event_download(&args).await?,
+        Mode::OfflineTablets => checkin::offline_tablets(&args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

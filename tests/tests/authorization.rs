@@ -70,19 +70,28 @@ async fn exchange(url: &str, token: &str, id: DocumentId, doc: &mut Automerge) -
     }
 }
 
-/// Creates a document holding `title` (as an admin).
-async fn create(url: &str, admin: &str, title: &str) -> DocumentId {
+/// Creates a document holding `title` (as an admin); event documents are
+/// made event-shaped, since the server validates what is written to them.
+async fn create(url: &str, admin: &str, title: &str, event: bool) -> DocumentId {
     let id = DocumentId::random();
     let mut doc = Automerge::new();
     let mut tx = doc.transaction();
+    if event {
+        client_core::event_model::document::init(
+            &mut tx,
+            &client_core::event_model::EventInfo::new("e", title),
+        )
+        .unwrap();
+    }
     tx.put(ROOT, "title", title).unwrap();
     tx.commit();
     assert_eq!(exchange(url, admin, id, &mut doc).await, Outcome::Synced);
     id
 }
 
-/// Whether `token` may read, and then write, document `id`.
-async fn probe(url: &str, token: &str, id: DocumentId, title: &str) -> (bool, bool) {
+/// Whether `token` may read, and then write, document `id` (an event
+/// document gets a scan signed by `user`, the one change staff may make).
+async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) -> (bool, bool) {
     let mut doc = Automerge::new();
     match exchange(url, token, id, &mut doc).await {
         Outcome::Synced => {
@@ -94,8 +103,26 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str) -> (bool, bo
     // A fresh key each time: automerge makes no change for a put of the value already there.
     let heads = doc.get_heads();
     let mut tx = doc.transaction();
-    tx.put(ROOT, format!("edit-{}", DocumentId::random()), true)
-        .unwrap();
+    if client_core::event_model::document::check(&tx).is_ok() {
+        let scan = client_core::event_model::Scan {
+            id: DocumentId::random().to_string(),
+            attendee_id: "a".into(),
+            list_id: "main".into(),
+            direction: client_core::event_model::Direction::Entry,
+            device_id: "d".into(),
+            staff_id: user.into(),
+            hlc: client_core::event_model::Hlc {
+                wall_ms: 1,
+                counter: 0,
+                node: "d".into(),
+            },
+            wall_ms: 1,
+        };
+        client_core::event_model::document::put_scan(&mut tx, &scan).unwrap();
+    } else {
+        tx.put(ROOT, format!("edit-{}", DocumentId::random()), true)
+            .unwrap();
+    }
     tx.commit();
     assert_ne!(doc.get_heads(), heads);
     match exchange(url, token, id, &mut doc).await {
@@ -128,7 +155,7 @@ async fn every_role_against_every_document_kind() {
         .create_api_key("door scanner", Role::Staff, &hash)
         .await
         .unwrap();
-    create_user(store.as_ref(), "admin@example.org", Role::Admin, PASSWORD).await;
+    let admin_id = create_user(store.as_ref(), "admin@example.org", Role::Admin, PASSWORD).await;
     let staff_id = create_user(store.as_ref(), "staff@example.org", Role::Staff, PASSWORD).await;
     let member_id = create_user(store.as_ref(), "member@example.org", Role::Member, PASSWORD).await;
     api.call(
@@ -150,7 +177,7 @@ async fn every_role_against_every_document_kind() {
     ];
     let mut ids = Vec::new();
     for (title, kind, scope) in docs {
-        let id = create(&url, &admin_key, title).await;
+        let id = create(&url, &admin_key, title, kind == "event").await;
         if !kind.is_empty() {
             api.post(
                 "/api/documents",
@@ -179,24 +206,36 @@ async fn every_role_against_every_document_kind() {
     let r = (true, false);
     let none = (false, false);
     let expected = [
-        ("admin", admin.access().to_owned(), [rw, rw, rw, rw, rw, rw]),
+        (
+            "admin",
+            admin.access().to_owned(),
+            admin_id.as_str(),
+            [rw, rw, rw, rw, rw, rw],
+        ),
         (
             "staff",
             staff.access().to_owned(),
+            staff_id.as_str(),
             [rw, none, rw, none, r, none],
         ),
-        ("member", member.clone(), [none, none, none, rw, r, none]),
+        (
+            "member",
+            member.clone(),
+            member_id.as_str(),
+            [none, none, none, rw, r, none],
+        ),
         (
             "staff API key",
             staff_key.clone(),
+            "",
             [none, none, none, none, r, none],
         ),
     ];
     let mut denied_reads = 0;
     let mut denied_writes = 0;
-    for (role, token, rights) in &expected {
+    for (role, token, user, rights) in &expected {
         for ((title, id), want) in ids.iter().zip(rights) {
-            let got = probe(&url, token, *id, title).await;
+            let got = probe(&url, token, *id, title, user).await;
             assert_eq!(got, *want, "{role} on {title}: (read, write)");
             denied_reads += usize::from(!got.0);
             denied_writes += usize::from(got.0 && !got.1);
@@ -259,7 +298,10 @@ async fn every_role_against_every_document_kind() {
     )
     .await
     .ok();
-    assert_eq!(probe(&url, staff.access(), ids[0].1, ids[0].0).await, none);
+    assert_eq!(
+        probe(&url, staff.access(), ids[0].1, ids[0].0, &staff_id).await,
+        none
+    );
 
     let log = store.audit_entries(0, 100_000).await.unwrap();
     let count = |action: &str| log.iter().filter(|e| e.entry.action == action).count();

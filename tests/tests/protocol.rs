@@ -167,7 +167,7 @@ async fn a_principal_that_may_not_read_gets_doc_unavailable_and_writes_nothing()
     );
 
     // client-core with a staff token: creating a generic document is refused
-    // and nothing reaches the store; the change stays local and pending.
+    // and nothing reaches the store; the change is set aside, not lost.
     let core = ClientCore::open(dir.path().join("staff.sqlite3")).unwrap();
     let mut events = core.subscribe();
     let sync = core.start_sync(SyncConfig::new(&server.url, &staff));
@@ -185,7 +185,11 @@ async fn a_principal_that_may_not_read_gets_doc_unavailable_and_writes_nothing()
         },
     )
     .await;
-    assert_eq!(core.sync_status().pending_changes, 1);
+    wait_until("the refused change is set aside", LIMIT, || async {
+        core.quarantined_changes(mine).is_ok_and(|q| q.len() == 1)
+    })
+    .await;
+    assert_eq!(core.sync_status().pending_changes, 0);
     assert_eq!(server.store.list_documents().await.unwrap(), vec![id]);
     sync.stop().await;
     server.stop().await;
