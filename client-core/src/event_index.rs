@@ -6,9 +6,9 @@
 //! forgetting those heads.
 
 use automerge::{Automerge, ChangeHash};
-use event_model::document::{self, Touched};
+use event_model::document::{self, Attendee, Touched};
 use event_model::rules::{self, Annulment, Direction, ListRules, Scan, ScanOutcome};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use crate::ClientError;
@@ -28,10 +28,36 @@ fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
         .collect()
 }
 
-/// Brings the index of document `id` up to `doc`'s heads. Does nothing for
-/// documents that are not event documents.
+/// Above this many changed attendees, the full-text index is rebuilt in
+/// one pass instead of row by row.
+const BULK_ATTENDEES: usize = 2_000;
+
+/// Rebuilds the full-text index of attendee names and emails from the table.
+pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {
+    conn.execute(
+        "INSERT INTO attendees_fts (attendees_fts) VALUES ('rebuild')",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Brings the index of document `id` up to `doc`'s heads, in its own
+/// transaction. Does nothing for documents that are not event documents.
 pub(crate) fn update(
     conn: &mut Connection,
+    id: DocumentId,
+    doc: &Automerge,
+) -> Result<(), ClientError> {
+    let tx = conn.transaction()?;
+    update_within(&tx, id, doc)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Like [`update`], inside the caller's transaction (so a change and its
+/// index entries are committed, and synced to disk, together).
+pub(crate) fn update_within(
+    conn: &Connection,
     id: DocumentId,
     doc: &Automerge,
 ) -> Result<(), ClientError> {
@@ -62,13 +88,18 @@ pub(crate) fn update(
         return Ok(());
     }
     let touched = document::touched(doc, &from).map_err(model_error)?;
-    let tx = conn.transaction()?;
-    apply(&tx, &key, doc, &touched, indexed.is_none(), annul_window_ms)?;
-    tx.execute(
+    apply(
+        conn,
+        &key,
+        doc,
+        &touched,
+        indexed.is_none(),
+        annul_window_ms,
+    )?;
+    conn.execute(
         "UPDATE event_index SET indexed_heads = ?2 WHERE document_id = ?1",
         params![key, encode_heads(&heads)],
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -88,12 +119,13 @@ pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), Client
             params![id.to_string()],
         )?;
     }
+    rebuild_search(&tx)?;
     tx.commit()?;
     Ok(())
 }
 
 fn apply(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: &str,
     doc: &Automerge,
     touched: &Touched,
@@ -138,40 +170,94 @@ fn apply(
             }
         }
     }
+    // A first build (or a large import) reads whole maps in one pass and
+    // rebuilds the full-text index once; small updates go record by record.
+    let bulk = first || touched.attendees.len() > BULK_ATTENDEES;
+    let attendees: Vec<Attendee> = if first {
+        document::attendees(doc).map_err(model_error)?
+    } else if bulk {
+        let wanted: std::collections::HashSet<&str> =
+            touched.attendees.iter().map(String::as_str).collect();
+        document::attendees(doc)
+            .map_err(model_error)?
+            .into_iter()
+            .filter(|a| wanted.contains(a.id.as_str()))
+            .collect()
+    } else {
+        let mut out = Vec::with_capacity(touched.attendees.len());
+        for attendee_id in &touched.attendees {
+            out.extend(document::read_attendee(doc, attendee_id).map_err(model_error)?);
+        }
+        out
+    };
     {
+        let mut previous = tx.prepare_cached(
+            "SELECT id, name, email FROM attendees WHERE document_id = ?1 AND attendee_id = ?2",
+        )?;
+        let mut fts_delete = tx.prepare_cached(
+            "INSERT INTO attendees_fts (attendees_fts, rowid, name, email) VALUES ('delete', ?1, ?2, ?3)",
+        )?;
         let mut upsert = tx.prepare_cached(
             "INSERT INTO attendees (document_id, attendee_id, ticket_code, name, email, ticket_type, revoked, lists)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (document_id, attendee_id) DO UPDATE SET ticket_code = excluded.ticket_code,
                 name = excluded.name, email = excluded.email, ticket_type = excluded.ticket_type,
-                revoked = excluded.revoked, lists = excluded.lists",
+                revoked = excluded.revoked, lists = excluded.lists
+             RETURNING id",
         )?;
-        for attendee_id in &touched.attendees {
-            let Some(a) = document::read_attendee(doc, attendee_id).map_err(model_error)? else {
-                continue;
-            };
+        let mut fts_insert = tx
+            .prepare_cached("INSERT INTO attendees_fts (rowid, name, email) VALUES (?1, ?2, ?3)")?;
+        for a in &attendees {
+            if !bulk
+                && let Some((row, name, email)) = previous
+                    .query_row(params![key, a.id], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    })
+                    .optional()?
+            {
+                fts_delete.execute(params![row, name, email])?;
+            }
             let lists = serde_json::to_string(&a.lists).unwrap_or_else(|_| "[]".into());
-            upsert.execute(params![
-                key,
-                a.id,
-                a.ticket_code,
-                a.name,
-                a.email,
-                a.ticket_type,
-                a.revoked,
-                lists
-            ])?;
+            let row: i64 = upsert.query_row(
+                params![
+                    key,
+                    a.id,
+                    a.ticket_code,
+                    a.name,
+                    a.email,
+                    a.ticket_type,
+                    a.revoked,
+                    lists
+                ],
+                |r| r.get(0),
+            )?;
+            if !bulk {
+                fts_insert.execute(params![row, a.name, a.email])?;
+            }
         }
     }
+    if bulk && !attendees.is_empty() {
+        rebuild_search(tx)?;
+    }
     {
+        let scans: Vec<Scan> = if first {
+            document::scans(doc).map_err(model_error)?
+        } else {
+            let mut out = Vec::with_capacity(touched.scans.len());
+            for scan_id in &touched.scans {
+                out.extend(document::read_scan(doc, scan_id).map_err(model_error)?);
+            }
+            out
+        };
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO scans (document_id, scan_id, attendee_id, list_id, direction, device_id, staff_id, hlc, wall_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        for scan_id in &touched.scans {
-            let Some(s) = document::read_scan(doc, scan_id).map_err(model_error)? else {
-                continue;
-            };
+        for s in scans {
             insert.execute(params![
                 key,
                 s.id,
@@ -290,7 +376,7 @@ pub(crate) fn attendee_records(
 
 /// Recomputes one attendee's presence and scan outcomes from their records.
 fn reevaluate(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     key: &str,
     attendee: &str,
     annul_window_ms: i64,

@@ -372,7 +372,7 @@ impl ClientCore {
                 // Trigram full-text search: any part of the name or email.
                 let phrase = format!("\"{}\"", query.replace('"', "\"\""));
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {} FROM attendees_fts f JOIN attendees a ON a.rowid = f.rowid
+                    "SELECT {} FROM attendees_fts f JOIN attendees a ON a.id = f.rowid
                      WHERE attendees_fts MATCH ?2 AND a.document_id = ?1 ORDER BY a.name LIMIT ?3",
                     ATTENDEE_COLUMNS
                         .split(", ")

@@ -240,6 +240,7 @@ impl ClientCore {
         {
             let mut inner = self.lock();
             inner.store.delete_all_documents()?;
+            event_index::rebuild_search(inner.store.conn())?;
             inner.docs.clear();
             inner.pending.clear();
         }
@@ -372,7 +373,6 @@ impl ClientCore {
             reload(&inner.store, id, local)?;
             return Err(error);
         }
-        index_document(&mut inner.store, id, &local.doc);
         // Every new local change is one the server does not have yet;
         // counting only those keeps a long offline stretch from making each
         // change cost as much as all the changes before it.
@@ -462,7 +462,6 @@ impl ClientCore {
                 return Err(error);
             }
             local.wanted = false;
-            index_document(&mut inner.store, id, &local.doc);
         }
         if let Some(server_heads) = state.their_heads.clone()
             && server_heads != local.server_heads
@@ -521,16 +520,18 @@ fn persist_chunk(
     local: &mut LocalDoc,
     chunk: &[u8],
 ) -> Result<(), ClientError> {
-    local.last_seq = store.append_chunk(id, chunk)?;
+    let doc = &local.doc;
+    local.last_seq =
+        store.append_chunk_then(id, chunk, |conn| event_index::update_within(conn, id, doc))?;
     local.chunks_since_snapshot += 1;
     if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS
         && !local.compacting.swap(true, Ordering::AcqRel)
     {
         local.chunks_since_snapshot = 0;
-        let (path, through, busy) = (path.to_path_buf(), local.last_seq, local.compacting.clone());
+        let (path, busy) = (path.to_path_buf(), local.compacting.clone());
         std::thread::spawn(move || {
             // A failed compaction loses nothing: the chunks are still there.
-            if let Err(error) = store::compact_in_background(&path, id, through) {
+            if let Err(error) = store::compact_in_background(&path, id, COMPACT_AFTER_CHUNKS) {
                 tracing::warn!(%error, doc = %id, "compaction failed");
             }
             busy.store(false, Ordering::Release);

@@ -36,61 +36,68 @@ fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
         .collect()
 }
 
-/// Folds the chunks of `id` up to `through_seq` into a new snapshot, on a
-/// connection of its own: loading and saving a large document takes long
-/// (150 ms for 100,000 attendees), and scans must not wait behind it. The
-/// live document is untouched; chunks after `through_seq` are kept.
+/// Folds the chunks of `id` into a new snapshot, on a connection of its
+/// own: loading and saving a large document takes long (150 ms for 100,000
+/// attendees), and scans must not wait behind it. The live document is
+/// untouched. Goes on while at least `threshold` chunks remain (more may
+/// arrive while it works), so a burst of changes ends compacted.
 pub(crate) fn compact_in_background(
     path: &Path,
     id: DocumentId,
-    through_seq: u64,
+    threshold: u64,
 ) -> Result<(), ClientError> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
     let key = id.to_string();
-    let Some((snapshot, snapshot_seq)) = conn
-        .query_row(
-            "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
-            params![key],
-            |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, i64>(1)?)),
-        )
-        .optional()?
-    else {
-        return Ok(());
-    };
-    if snapshot_seq as u64 >= through_seq {
-        return Ok(());
-    }
-    let mut doc = match &snapshot {
-        Some(bytes) => automerge::Automerge::load(bytes)?,
-        None => automerge::Automerge::new(),
-    };
-    {
-        let mut stmt = conn.prepare(
-            "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+    loop {
+        let Some((snapshot, snapshot_seq)) = conn
+            .query_row(
+                "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+                params![key],
+                |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?
+        else {
+            return Ok(());
+        };
+        let (pending, through_seq): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), max(seq) FROM document_chunks WHERE document_id = ?1 AND seq > ?2",
+            params![key, snapshot_seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let chunks = stmt.query_map(params![key, snapshot_seq, through_seq as i64], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
-        for chunk in chunks {
-            doc.load_incremental(&chunk?)?;
+        let Some(through_seq) = through_seq.filter(|_| pending as u64 >= threshold) else {
+            return Ok(());
+        };
+        let mut doc = match &snapshot {
+            Some(bytes) => automerge::Automerge::load(bytes)?,
+            None => automerge::Automerge::new(),
+        };
+        {
+            let mut stmt = conn.prepare(
+                "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+            )?;
+            let chunks = stmt.query_map(params![key, snapshot_seq, through_seq], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?;
+            for chunk in chunks {
+                doc.load_incremental(&chunk?)?;
+            }
         }
-    }
-    let saved = doc.save();
-    let tx = conn.transaction()?;
-    // Only forward: another compaction may have got further meanwhile.
-    let updated = tx.execute(
-        "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq < ?3",
-        params![key, saved, through_seq as i64],
-    )?;
-    if updated == 1 {
-        tx.execute(
-            "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
-            params![key, through_seq as i64],
+        let saved = doc.save();
+        let tx = conn.transaction()?;
+        // Only forward: the document may have been replaced meanwhile.
+        let updated = tx.execute(
+            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq = ?4",
+            params![key, saved, through_seq, snapshot_seq],
         )?;
+        if updated == 1 {
+            tx.execute(
+                "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
+                params![key, through_seq],
+            )?;
+        }
+        tx.commit()?;
     }
-    tx.commit()?;
-    Ok(())
 }
 
 impl LocalStore {
@@ -171,10 +178,18 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Appends a chunk of changes in one transaction; returns its sequence number.
-    pub fn append_chunk(&mut self, id: DocumentId, data: &[u8]) -> Result<u64, ClientError> {
+    /// Appends a chunk of changes and returns its sequence number; in the same
+    /// transaction (one sync to disk), runs
+    /// `then` (index upkeep) under a savepoint: if `then` fails, its writes
+    /// are rolled back and logged, and the chunk is still committed.
+    pub fn append_chunk_then(
+        &mut self,
+        id: DocumentId,
+        data: &[u8],
+        then: impl FnOnce(&Connection) -> Result<(), ClientError>,
+    ) -> Result<u64, ClientError> {
         let key = id.to_string();
-        let tx = self.conn.transaction()?;
+        let mut tx = self.conn.transaction()?;
         tx.execute(
             &format!(
                 "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
@@ -192,6 +207,17 @@ impl LocalStore {
             "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
             params![key, seq, data],
         )?;
+        {
+            let savepoint = tx.savepoint()?;
+            match then(&savepoint) {
+                Ok(()) => savepoint.commit()?,
+                Err(error) => {
+                    // Dropping the savepoint rolls it back; the index catches
+                    // up from its recorded heads later.
+                    tracing::error!(%error, doc = %id, "index upkeep failed; it will catch up");
+                }
+            }
+        }
         tx.commit()?;
         Ok(seq as u64)
     }

@@ -133,6 +133,27 @@ fn search_scan_answers_annulment_and_counts() {
     );
     assert_eq!(core.search_attendees(id, "A-", 2).unwrap().len(), 2);
     assert!(core.search_attendees(id, "nobody", 10).unwrap().is_empty());
+    // An edited attendee is found by the new name only.
+    let mut ada = core
+        .read_event(id)
+        .unwrap()
+        .attendees
+        .into_iter()
+        .find(|a| a.ticket_code == "A-100")
+        .unwrap();
+    ada.name = "Augusta King".into();
+    core.put_attendee(id, &ada).unwrap();
+    assert_eq!(
+        codes(core.search_attendees(id, "augusta", 10).unwrap()),
+        ["A-100"]
+    );
+    assert!(
+        core.search_attendees(id, "lovelace", 10)
+            .unwrap()
+            .is_empty()
+    );
+    ada.name = "Ada Lovelace".into();
+    core.put_attendee(id, &ada).unwrap();
 
     assert_eq!(
         core.counts(id, Some("main")).unwrap(),

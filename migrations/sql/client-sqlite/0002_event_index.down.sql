@@ -1,9 +1,6 @@
 DROP TABLE presence;
 DROP TABLE annulments;
 DROP TABLE scans;
-DROP TRIGGER attendees_fts_update;
-DROP TRIGGER attendees_fts_delete;
-DROP TRIGGER attendees_fts_insert;
 DROP TABLE attendees_fts;
 DROP TABLE attendees;
 DROP TABLE checkin_lists;
