@@ -413,19 +413,22 @@ impl ClientCore {
     /// Who operates this device: the signed-in user and the device id (set
     /// by `Account` at sign-in).
     fn operator(&self) -> Result<(String, String), ClientError> {
-        let device = match self.meta("device_id")?.filter(|d| !d.is_empty()) {
-            Some(device) => device,
-            None => match self.meta("install_id")? {
-                Some(install) => install,
-                None => {
-                    let id = uuid::Uuid::new_v4().to_string();
-                    self.set_meta("install_id", &id)?;
-                    id
-                }
-            },
-        };
         let staff = self.meta("user_id")?.unwrap_or_default();
-        Ok((device, staff))
+        Ok((self.device_id()?, staff))
+    }
+
+    /// This device: the id the server gave it at sign-in, else a stable id
+    /// of this local store (made on first use).
+    pub(crate) fn device_id(&self) -> Result<String, ClientError> {
+        if let Some(device) = self.meta("device_id")?.filter(|d| !d.is_empty()) {
+            return Ok(device);
+        }
+        if let Some(install) = self.meta("install_id")? {
+            return Ok(install);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.set_meta("install_id", &id)?;
+        Ok(id)
     }
 
     /// A scan at the door: looks the code up, applies the list's rules to

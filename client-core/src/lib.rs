@@ -9,6 +9,7 @@
 mod account;
 mod event_index;
 mod events;
+mod presence;
 mod quarantine;
 mod store;
 mod sync;
@@ -34,6 +35,7 @@ pub use events::{
     AnnulError, AttendeeView, CheckInResult, DuplicateView, EventSummary, ImportProgress,
     ImportReport, RowError, ScanView,
 };
+pub use presence::PeerPresence;
 pub use quarantine::QuarantinedChange;
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
@@ -159,6 +161,10 @@ pub struct ClientCore {
     events: broadcast::Sender<DocEvent>,
     status: Arc<watch::Sender<SyncStatus>>,
     path: PathBuf,
+    /// What this device announces as presence (the sync client sends it).
+    presence_intent: Arc<watch::Sender<presence::PresenceIntent>>,
+    /// Other devices' presence beacons.
+    heard: Arc<Mutex<presence::Heard>>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -218,6 +224,8 @@ impl ClientCore {
             events,
             status: Arc::new(watch::channel(status).0),
             path,
+            presence_intent: Arc::new(watch::channel(None).0),
+            heard: Arc::default(),
         })
     }
 

@@ -280,6 +280,14 @@ async fn session(
     // (an open socket needs none, but the next connection and the REST API do).
     let mut keep_fresh = tokio::time::interval(Duration::from_secs(30));
     keep_fresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Presence beacons: now, every few seconds, and whenever the intent changes.
+    let mut beacon_every = tokio::time::interval(Duration::from_millis(
+        event_model::presence::BEACON_EVERY_MS as u64,
+    ));
+    beacon_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut intent = core.presence_intent.subscribe();
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let mut beacons_sent = 0u64;
     loop {
         for message in peer.outbox.drain(..) {
             tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), "message out");
@@ -313,6 +321,12 @@ async fn session(
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
+            _ = beacon_every.tick() => {
+                peer.send_beacon(&session_id, &mut beacons_sent)?;
+            }
+            Ok(()) = intent.changed() => {
+                peer.send_beacon(&session_id, &mut beacons_sent)?;
+            }
             _ = keep_fresh.tick(), if config.account.is_some() => {
                 if let Some(account) = &config.account
                     && let Err(error) = account.access_token().await
@@ -348,6 +362,27 @@ struct Peer<'a> {
 }
 
 impl Peer<'_> {
+    /// Queues this device's presence beacon, if it announces one on a
+    /// document this connection syncs.
+    fn send_beacon(&mut self, session_id: &str, sent: &mut u64) -> Result<(), SessionError> {
+        let Some((document_id, data)) = self.core.beacon()? else {
+            return Ok(());
+        };
+        if !self.states.contains_key(&document_id) {
+            return Ok(());
+        }
+        *sent += 1;
+        self.outbox.push(Message::Ephemeral {
+            sender_id: self.peer_id.clone(),
+            target_id: self.server_id.clone(),
+            count: *sent,
+            session_id: session_id.to_owned(),
+            document_id,
+            data,
+        });
+        Ok(())
+    }
+
     /// Sends whatever the sync protocol wants to say about `id` now.
     fn offer(&mut self, id: DocumentId, as_request: bool) {
         let state = self.states.entry(id).or_default();
@@ -420,8 +455,13 @@ impl Peer<'_> {
                 Ok(())
             }
             Message::Error { message } => Err(SessionError::Server(message)),
-            Message::Ephemeral { .. }
-            | Message::RemoteHeadsChanged { .. }
+            Message::Ephemeral {
+                document_id, data, ..
+            } => {
+                self.core.heard_presence(document_id, &data);
+                Ok(())
+            }
+            Message::RemoteHeadsChanged { .. }
             | Message::RemoteSubscriptionChange { .. }
             | Message::Leave { .. } => Ok(()),
             Message::Join { .. } | Message::Peer { .. } => Err(SessionError::Protocol(format!(

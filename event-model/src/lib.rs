@@ -5,6 +5,7 @@
 
 pub mod document;
 pub mod hlc;
+pub mod presence;
 pub mod rules;
 pub mod validate;
 

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod live;
 pub mod metrics;
 pub mod policy;
+pub mod presence;
 pub mod registry;
 pub mod security;
 pub mod server;

@@ -28,6 +28,8 @@ pub struct DocumentSettings {
     pub server_peer_id: String,
     /// Where refused writes are counted towards a security alert.
     pub security: crate::security::SecuritySignals,
+    /// Presence beacons heard on documents.
+    pub presence: crate::presence::PresenceBoard,
 }
 
 /// What a document sends to a connection.
@@ -355,6 +357,7 @@ impl DocActor {
                 DocCommand::Detach { key } => {
                     self.core().detach(key);
                     self.peers.remove(&key);
+                    self.registry.settings.presence.gone(self.id, key);
                 }
                 DocCommand::Sync {
                     key,
@@ -514,6 +517,15 @@ impl DocActor {
         else {
             return;
         };
+        if let Some(sender) = self.peers.get(&from) {
+            self.registry.settings.presence.heard(
+                self.id,
+                from,
+                &sender.actor,
+                sender.device.as_deref(),
+                &data,
+            );
+        }
         let targets: Vec<PeerHandle> = self
             .peers
             .values()

@@ -186,7 +186,10 @@ pub async fn start_with_store(
     let server_peer_id = format!("sync-server-{}", uuid::Uuid::new_v4());
     let live = LiveConnections::default();
     let security = SecuritySignals::default();
-    let api_state = ApiState::new(store.clone(), live.clone(), security.clone(), config).await?;
+    let presence = crate::presence::PresenceBoard::default();
+    let mut api_state =
+        ApiState::new(store.clone(), live.clone(), security.clone(), config).await?;
+    api_state.presence = presence.clone();
     let registry = Registry::new(
         store.clone(),
         DocumentSettings {
@@ -194,6 +197,7 @@ pub async fn start_with_store(
             compact_after_chunks: config.compact_after_chunks.max(1),
             server_peer_id: server_peer_id.clone(),
             security,
+            presence,
         },
     );
     if let Some(feed) = store.change_feed() {

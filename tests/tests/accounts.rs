@@ -771,6 +771,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
         "GET /api/audit/verify",
         "GET /api/devices",
         "GET /api/me",
+        "GET /api/presence",
         "GET /api/users",
         "PATCH /api/users/{id}",
         "POST /api/api-keys",

@@ -412,3 +412,47 @@ async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on(
     s.admin_sync.stop().await;
     s.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tablets_see_each_other_online_and_the_dashboard_lists_them() {
+    let s = setup(5).await;
+    let door = ClientCore::open(s._dir.path().join("door.sqlite3")).unwrap();
+    let door_sync = door.start_sync(SyncConfig::new(s.server.url.clone(), &s.token));
+    door.find(s.event).unwrap();
+    wait_until("the door tablet has the event", LIMIT, || async {
+        door.counts(s.event, Some("main"))
+            .is_ok_and(|c| c.expected == 5)
+    })
+    .await;
+    door.set_presence(s.event, Some("main"));
+    s.admin.set_presence(s.event, None);
+    wait_until("the admin hears the door tablet", LIMIT, || async {
+        s.admin
+            .presence(s.event)
+            .iter()
+            .any(|p| p.list_id.as_deref() == Some("main"))
+    })
+    .await;
+    wait_until("the door tablet hears the admin", LIMIT, || async {
+        door.presence(s.event).iter().any(|p| p.list_id.is_none())
+    })
+    .await;
+    let api = Api::new(&s.server.url);
+    let path = format!("/api/presence?document_id={}", s.event);
+    let online = api.get(&path, &s.token).await.ok();
+    let online = online.as_array().unwrap();
+    assert_eq!(online.len(), 2, "{online:?}");
+    assert!(online.iter().any(|p| p["list_id"] == "main" && p["actor"].as_str().unwrap().starts_with("api_key:")));
+    // Gone when its connection is.
+    door_sync.stop().await;
+    wait_until("the dashboard drops the door tablet", LIMIT, || async {
+        api.get(&path, &s.token)
+            .await
+            .body
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}

@@ -742,3 +742,28 @@ pub async fn register_document(
         .await;
     Ok((StatusCode::CREATED, Json(body)))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PresenceQuery {
+    /// The (event) document.
+    pub document_id: String,
+}
+
+/// Devices online on a document now (on this node): who, at which list,
+/// last synced when. For anyone who may read the document.
+#[utoipa::path(get, path = "/api/presence", tag = "devices", security(("bearer" = [])), params(PresenceQuery),
+    responses((status = 200, body = Vec<crate::presence::DevicePresence>), (status = 404, body = ErrorBody)))]
+pub async fn document_presence(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(query): Query<PresenceQuery>,
+) -> Result<Json<Vec<crate::presence::DevicePresence>>, ApiError> {
+    let id = DocumentId::parse(query.document_id.trim())
+        .map_err(|e| ApiError::BadRequest(format!("document_id: {e}")))?;
+    let scope = state.store.document_scope(id).await?;
+    if !policy::document_access(&caller.principal, scope.as_ref()).read {
+        // As for sync: a document one may not read does not exist.
+        return Err(ApiError::NotFound(format!("no document {id}")));
+    }
+    Ok(Json(state.presence.online(id)))
+}

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub token_secret: Arc<Vec<u8>>,
     /// Requests per signed-in user or API key (`None`: unlimited).
     pub per_user: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
+    /// Devices online per document (from presence beacons).
+    pub presence: crate::presence::PresenceBoard,
 }
 
 impl ApiState {
@@ -71,6 +73,7 @@ impl ApiState {
                 ..ThrottlePolicy::default()
             }))),
             token_secret: Arc::new(token_secret),
+            presence: crate::presence::PresenceBoard::default(),
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
                 |rate| {
                     let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))
@@ -259,6 +262,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(admin::export_audit))
         .routes(routes!(admin::verify_audit))
         .routes(routes!(admin::register_document))
+        .routes(routes!(admin::document_presence))
         .with_state(state)
         .split_for_parts();
     let openapi = Arc::new(openapi);

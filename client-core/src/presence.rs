@@ -1,0 +1,102 @@
+//! Presence on events: this device says which event and list it is working
+//! on (sent by the sync client as ephemeral beacons, repeated every few
+//! seconds), and hears the other devices' beacons.
+
+use std::collections::HashMap;
+
+use event_model::presence::{Beacon, ONLINE_FOR_MS};
+use serde::Serialize;
+use sync_protocol::DocumentId;
+
+use crate::{ClientCore, ClientError};
+
+/// Another device on the same event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerPresence {
+    pub device_id: String,
+    pub list_id: Option<String>,
+    pub last_synced_ms: Option<i64>,
+    /// When its last beacon arrived here (unix ms).
+    pub heard_ms: i64,
+}
+
+/// What this device announces: the event and, optionally, the list.
+pub(crate) type PresenceIntent = Option<(DocumentId, Option<String>)>;
+
+#[derive(Default)]
+pub(crate) struct Heard {
+    by_document: HashMap<DocumentId, HashMap<String, PeerPresence>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl ClientCore {
+    /// Announces that this device works on `event` (at `list_id`) while syncing.
+    pub fn set_presence(&self, event: DocumentId, list_id: Option<&str>) {
+        self.presence_intent
+            .send_replace(Some((event, list_id.map(str::to_owned))));
+    }
+
+    /// Stops announcing presence.
+    pub fn clear_presence(&self) {
+        self.presence_intent.send_replace(None);
+    }
+
+    /// Other devices heard on `event` recently (beacons are repeated every
+    /// 10 s; one counts for 30 s).
+    pub fn presence(&self, event: DocumentId) -> Vec<PeerPresence> {
+        let cutoff = now_ms() - ONLINE_FOR_MS;
+        let heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<PeerPresence> = heard
+            .by_document
+            .get(&event)
+            .map(|devices| {
+                devices
+                    .values()
+                    .filter(|p| p.heard_ms >= cutoff)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        out
+    }
+
+    pub(crate) fn heard_presence(&self, document: DocumentId, data: &[u8]) {
+        let Some(beacon) = Beacon::decode(data) else {
+            return;
+        };
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        heard.by_document.entry(document).or_default().insert(
+            beacon.device_id.clone(),
+            PeerPresence {
+                device_id: beacon.device_id,
+                list_id: beacon.list_id,
+                last_synced_ms: beacon.last_synced_ms,
+                heard_ms: now_ms(),
+            },
+        );
+    }
+
+    /// This device's beacon for its current intent, if any.
+    pub(crate) fn beacon(&self) -> Result<Option<(DocumentId, Vec<u8>)>, ClientError> {
+        let Some((event, list)) = self.presence_intent.borrow().clone() else {
+            return Ok(None);
+        };
+        let device = self.device_id()?;
+        let last_synced = self.sync_status().last_sync_at.map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default()
+        });
+        Ok(Some((
+            event,
+            Beacon::new(device, list, last_synced, now_ms()).encode(),
+        )))
+    }
+}
