@@ -537,6 +537,35 @@ impl Account {
         }
     }
 
+    /// Declares document `id` to the server as a `kind` document (`event`
+    /// with the event id as `scope`, `settings` for the signed-in member,
+    /// `org_config`), which decides who may sync it. Do it before the
+    /// document has content, or the server refuses that content.
+    pub async fn register_document(
+        &self,
+        id: sync_protocol::DocumentId,
+        kind: &str,
+        scope: Option<&str>,
+    ) -> Result<(), AccountError> {
+        let token = self.access_token().await?;
+        self.post(
+            "/api/documents",
+            Some(&token),
+            json!({ "document_id": id.to_string(), "kind": kind, "scope": scope }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the member's settings document: registered with the server
+    /// first, then given its content (which then syncs to the other devices).
+    pub async fn create_settings(&self) -> Result<sync_protocol::DocumentId, AccountError> {
+        let id = self.inner.core.create_document()?;
+        self.register_document(id, "settings", None).await?;
+        self.inner.core.init_settings(id)?;
+        Ok(id)
+    }
+
     /// Ends the session here and on the server (when reachable). Tokens are
     /// wiped; local data and pending changes stay.
     pub async fn sign_out(&self) -> Result<(), AccountError> {

