@@ -48,7 +48,7 @@ impl ClientCore {
 
     /// The settings, defaults filled in (an older schema reads as migrated).
     pub fn settings(&self, id: DocumentId) -> Result<Settings, ClientError> {
-        Ok(self.read(id, |doc| settings_model::read(doc))??)
+        Ok(self.read(id, settings_model::read)??)
     }
 
     /// Changes one setting (validated), migrating the document first if needed.
@@ -70,7 +70,7 @@ impl ClientCore {
     }
 
     pub fn export_settings(&self, id: DocumentId) -> Result<serde_json::Value, ClientError> {
-        Ok(self.read(id, |doc| settings_model::to_json(doc))??)
+        Ok(self.read(id, settings_model::to_json)??)
     }
 
     /// Imports exported settings as one change (all keys checked first).
