@@ -315,15 +315,8 @@ impl Account {
         challenge: &str,
         code: &str,
     ) -> Result<SessionInfo, AccountError> {
-        let reply = self
-            .post(
-                "/api/auth/second-factor",
-                None,
-                json!({ "challenge": challenge, "code": code }),
-            )
-            .await;
-        let reply = self.check_revoked(reply).await?;
-        self.adopt(&reply["session"]).await
+        self.second_factor(json!({ "challenge": challenge, "code": code }))
+            .await
     }
 
     /// Step 2 with one of the recovery codes (each works once).
@@ -332,13 +325,12 @@ impl Account {
         challenge: &str,
         code: &str,
     ) -> Result<SessionInfo, AccountError> {
-        let reply = self
-            .post(
-                "/api/auth/second-factor",
-                None,
-                json!({ "challenge": challenge, "recovery_code": code }),
-            )
-            .await;
+        self.second_factor(json!({ "challenge": challenge, "recovery_code": code }))
+            .await
+    }
+
+    async fn second_factor(&self, body: Value) -> Result<SessionInfo, AccountError> {
+        let reply = self.post("/api/auth/second-factor", None, body).await;
         let reply = self.check_revoked(reply).await?;
         self.adopt(&reply["session"]).await
     }

@@ -12,20 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use crate::ClientError;
+use crate::store::{decode_heads, encode_heads};
 
 fn model_error(e: event_model::ModelError) -> ClientError {
     ClientError::Corrupt(e.to_string())
-}
-
-fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
-    heads.iter().flat_map(|h| h.0).collect()
-}
-
-fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
-    bytes
-        .chunks_exact(32)
-        .filter_map(|c| ChangeHash::try_from(c).ok())
-        .collect()
 }
 
 /// Above this many changed attendees, the full-text index is rebuilt in

@@ -588,42 +588,28 @@ impl ClientCore {
         let key = event.to_string();
         let inner = self.lock();
         let conn = inner.store.conn();
-        let counts = match list_id {
-            Some(list) => conn.query_row(
-                "SELECT count(*),
-                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
-                            AND p.attendee_id = a.attendee_id AND p.list_id = ?2 AND p.checked_in)), 0),
-                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
-                            AND p.attendee_id = a.attendee_id AND p.list_id = ?2 AND p.inside)), 0)
-                 FROM attendees a
-                 WHERE a.document_id = ?1 AND NOT a.revoked
-                   AND (a.lists = '[]' OR EXISTS (SELECT 1 FROM json_each(a.lists) WHERE value = ?2))",
-                params![key, list],
-                |r| {
-                    Ok(Counts {
-                        expected: r.get::<_, i64>(0)? as u64,
-                        checked_in: r.get::<_, i64>(1)? as u64,
-                        inside: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )?,
-            None => conn.query_row(
-                "SELECT count(*),
-                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
-                            AND p.attendee_id = a.attendee_id AND p.checked_in)), 0),
-                        coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
-                            AND p.attendee_id = a.attendee_id AND p.inside)), 0)
-                 FROM attendees a WHERE a.document_id = ?1 AND NOT a.revoked",
-                params![key],
-                |r| {
-                    Ok(Counts {
-                        expected: r.get::<_, i64>(0)? as u64,
-                        checked_in: r.get::<_, i64>(1)? as u64,
-                        inside: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )?,
-        };
+        // `?2` NULL: the whole event (any list).
+        let counts = conn.query_row(
+            "SELECT count(*),
+                    coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                        AND p.attendee_id = a.attendee_id AND (?2 IS NULL OR p.list_id = ?2)
+                        AND p.checked_in)), 0),
+                    coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
+                        AND p.attendee_id = a.attendee_id AND (?2 IS NULL OR p.list_id = ?2)
+                        AND p.inside)), 0)
+             FROM attendees a
+             WHERE a.document_id = ?1 AND NOT a.revoked
+               AND (?2 IS NULL OR a.lists = '[]'
+                    OR EXISTS (SELECT 1 FROM json_each(a.lists) WHERE value = ?2))",
+            params![key, list_id],
+            |r| {
+                Ok(Counts {
+                    expected: r.get::<_, i64>(0)? as u64,
+                    checked_in: r.get::<_, i64>(1)? as u64,
+                    inside: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?;
         Ok(counts)
     }
 

@@ -751,6 +751,17 @@ fn session_of(caller: &Caller) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::Forbidden("only a signed-in session can do this".into()))
 }
 
+/// The caller's session and user (sessions only, not API keys).
+async fn signed_in_user(state: &ApiState, caller: &Caller) -> Result<(String, User), ApiError> {
+    let session_id = session_of(caller)?.to_owned();
+    let user = state
+        .store
+        .user_by_id(&caller.principal.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user".into()))?;
+    Ok((session_id, user))
+}
+
 /// Ends this session (its tokens stop working, its sync connections close).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "sign-in", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
@@ -810,12 +821,7 @@ pub async fn step_up(
     caller: Caller,
     Json(request): Json<StepUpRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let session_id = session_of(&caller)?.to_owned();
-    let user = state
-        .store
-        .user_by_id(&caller.principal.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user".into()))?;
+    let (session_id, user) = signed_in_user(&state, &caller).await?;
     let Some(secret) = user.totp_secret.clone().filter(|_| user.totp_confirmed) else {
         return Err(ApiError::Forbidden(
             "step-up needs an enrolled authenticator".into(),
@@ -857,12 +863,7 @@ pub async fn change_password(
     caller: Caller,
     Json(request): Json<ChangePasswordRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let session_id = session_of(&caller)?.to_owned();
-    let user = state
-        .store
-        .user_by_id(&caller.principal.id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user".into()))?;
+    let (session_id, user) = signed_in_user(&state, &caller).await?;
     if user.totp_confirmed {
         caller.require_step_up(&state)?;
     }
