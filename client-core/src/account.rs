@@ -558,6 +558,70 @@ impl Account {
         Ok(id)
     }
 
+    /// The server's backups of a settings document, newest first:
+    /// `(backup id, taken at unix ms, the settings)`.
+    pub async fn settings_backups(
+        &self,
+        settings: sync_protocol::DocumentId,
+    ) -> Result<Vec<(String, i64, Value)>, AccountError> {
+        let token = self.access_token().await?;
+        let response = self
+            .inner
+            .http
+            .get(format!(
+                "{}/api/settings/{settings}/backups",
+                self.inner.base
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| AccountError::Network(e.to_string()))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| AccountError::Protocol(e.to_string()))?;
+        if !status.is_success() {
+            return Err(AccountError::Refused {
+                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+                message: body["message"].as_str().unwrap_or_default().to_owned(),
+                retry_after_secs: None,
+            });
+        }
+        Ok(body
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|b| {
+                        (
+                            b["id"].as_str().unwrap_or_default().to_owned(),
+                            b["taken_ms"].as_i64().unwrap_or_default(),
+                            b["settings"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Restores a backup: the server writes it as a new change, which then
+    /// reaches every device of the member (this one included).
+    pub async fn restore_settings_backup(
+        &self,
+        settings: sync_protocol::DocumentId,
+        backup_id: &str,
+    ) -> Result<(), AccountError> {
+        let token = self.access_token().await?;
+        self.post(
+            &format!("/api/settings/{settings}/backups/{backup_id}/restore"),
+            Some(&token),
+            json!({}),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Ends the session here and on the server (when reachable). Tokens are
     /// wiped; local data and pending changes stay.
     pub async fn sign_out(&self) -> Result<(), AccountError> {

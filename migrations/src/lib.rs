@@ -93,6 +93,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
         migration!("server-sqlite", 0003, "audit_log"),
         migration!("server-sqlite", 0004, "users"),
         migration!("server-sqlite", 0005, "sessions"),
+        migration!("server-sqlite", 0006, "settings_backups"),
     ],
 };
 
@@ -106,6 +107,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
         migration!("server-postgres", 0003, "audit_log"),
         migration!("server-postgres", 0004, "users"),
         migration!("server-postgres", 0005, "sessions"),
+        migration!("server-postgres", 0006, "settings_backups"),
     ],
 };
 

@@ -65,6 +65,14 @@ pub struct Config {
     /// Failed sign-in steps (password or code) allowed per account and per
     /// address before delays start; the delay then doubles from 1 s to 15 min.
     pub sign_in_free_attempts: u32,
+    /// Members' settings are backed up this many seconds after they last changed.
+    pub settings_backup_debounce_secs: u64,
+    /// Settings backups kept: all of the last this many minutes...
+    pub settings_backup_keep_all_minutes: i64,
+    /// ...the newest per hour for this many hours...
+    pub settings_backup_hourly_hours: i64,
+    /// ...and the newest per day for this many days.
+    pub settings_backup_daily_days: i64,
 }
 
 impl Default for Config {
@@ -92,6 +100,10 @@ impl Default for Config {
             require_2fa_roles: vec!["admin".into(), "staff".into()],
             totp_issuer: "Sync".into(),
             sign_in_free_attempts: 3,
+            settings_backup_debounce_secs: 30,
+            settings_backup_keep_all_minutes: 60,
+            settings_backup_hourly_hours: 48,
+            settings_backup_daily_days: 30,
         }
     }
 }
@@ -152,6 +164,10 @@ impl Config {
                 "require_2fa_roles",
                 "totp_issuer",
                 "sign_in_free_attempts",
+                "settings_backup_debounce_secs",
+                "settings_backup_keep_all_minutes",
+                "settings_backup_hourly_hours",
+                "settings_backup_daily_days",
             ]))
             .extract()
             .map_err(Box::new)

@@ -92,6 +92,30 @@ impl DocumentCore {
         }
     }
 
+    /// The document (read-only).
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Makes a change on the server's own behalf (a restored backup). It is
+    /// unpersisted until the shell persists it, like a peer's change.
+    pub fn local_change<E: std::fmt::Display>(
+        &mut self,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), E>,
+    ) -> Result<(), String> {
+        let mut tx = self.doc.transaction();
+        match f(&mut tx) {
+            Ok(()) => {
+                tx.commit();
+                Ok(())
+            }
+            Err(error) => {
+                tx.rollback();
+                Err(error.to_string())
+            }
+        }
+    }
+
     /// A document exists once it holds at least one change.
     pub fn exists(&self) -> bool {
         !self.doc.get_heads().is_empty()

@@ -19,6 +19,7 @@ pub mod presence;
 pub mod registry;
 pub mod security;
 pub mod server;
+pub mod settings_backup;
 pub mod store;
 
 pub use config::Config;

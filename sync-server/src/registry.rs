@@ -30,6 +30,9 @@ pub struct DocumentSettings {
     pub security: crate::security::SecuritySignals,
     /// Presence beacons heard on documents.
     pub presence: crate::presence::PresenceBoard,
+    /// Settings documents are backed up this long after their last change.
+    pub settings_backup_debounce: Duration,
+    pub settings_retention: crate::settings_backup::Retention,
 }
 
 /// What a document sends to a connection.
@@ -86,6 +89,12 @@ pub enum DocCommand {
     },
     /// Another server node wrote this document to the shared store.
     StoreChanged,
+    /// Writes settings (a restored backup) as a new change from the server;
+    /// answers once it is durable.
+    WriteSettings {
+        settings: serde_json::Value,
+        done: oneshot::Sender<Result<(), String>>,
+    },
     Shutdown {
         done: oneshot::Sender<()>,
     },
@@ -154,6 +163,35 @@ impl Registry {
         });
     }
 
+    /// Writes `settings` into document `id` as a change from the server
+    /// (a restored backup); returns once it is durable and sent to peers.
+    pub async fn write_settings(
+        &self,
+        id: DocumentId,
+        settings: serde_json::Value,
+    ) -> Result<(), String> {
+        // An actor may be leaving as we send: then try once more with a fresh one.
+        for _ in 0..2 {
+            let (done, answer) = oneshot::channel();
+            let tx = self.get_or_spawn(id);
+            if tx
+                .send(DocCommand::WriteSettings {
+                    settings: settings.clone(),
+                    done,
+                })
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            match answer.await {
+                Ok(result) => return result,
+                Err(_) => continue,
+            }
+        }
+        Err("the document is unavailable; try again".into())
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
@@ -183,6 +221,8 @@ impl Registry {
             needs_catch_up: false,
             batch_writers: Default::default(),
             broken: false,
+            is_settings: None,
+            backup_due: None,
         };
         tokio::spawn(actor.run(rx));
         tx
@@ -254,6 +294,10 @@ struct DocActor {
     /// write or reload failed): the actor leaves, and the next attach starts
     /// a fresh one from what the store holds.
     broken: bool,
+    /// Whether this is a member's settings document (looked up once).
+    is_settings: Option<bool>,
+    /// A settings backup is owed at this time (debounced after changes).
+    backup_due: Option<Instant>,
 }
 
 impl DocActor {
@@ -264,9 +308,19 @@ impl DocActor {
             metrics::gauge!(m::DOCUMENTS_LOADED).increment(1.0);
         }
         loop {
+            let backup_wait = self
+                .backup_due
+                .map(|due| due.saturating_duration_since(Instant::now()));
             let first = if self.peers.is_empty() {
-                match tokio::time::timeout(self.registry.settings.evict_after, rx.recv()).await {
+                let wait = backup_wait.map_or(self.registry.settings.evict_after, |b| {
+                    b.min(self.registry.settings.evict_after)
+                });
+                match tokio::time::timeout(wait, rx.recv()).await {
                     Ok(cmd) => cmd,
+                    Err(_) if self.backup_due.is_some() => {
+                        self.backup_settings().await;
+                        continue;
+                    }
                     Err(_) => {
                         if load_error.is_none() {
                             self.compact().await;
@@ -274,6 +328,14 @@ impl DocActor {
                         if self.leave(&mut rx, false) {
                             break;
                         }
+                        continue;
+                    }
+                }
+            } else if let Some(wait) = backup_wait {
+                match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => {
+                        self.backup_settings().await;
                         continue;
                     }
                 }
@@ -347,6 +409,8 @@ impl DocActor {
     async fn handle_batch(&mut self, batch: Vec<DocCommand>) -> Option<oneshot::Sender<()>> {
         let mut shutdown = None;
         let mut oldest_sync: Option<Instant> = None;
+        let heads_before = self.core().heads();
+        let mut written = Vec::new();
         for cmd in batch {
             match cmd {
                 DocCommand::Attach { peer, ack } => {
@@ -370,11 +434,35 @@ impl DocActor {
                 }
                 DocCommand::Ephemeral { key, message } => self.relay_ephemeral(key, message),
                 DocCommand::StoreChanged => self.needs_catch_up = true,
+                DocCommand::WriteSettings { settings, done } => {
+                    match self.core().local_change(|tx| {
+                        settings_model::migrate(tx)?;
+                        settings_model::apply_json(tx, &settings)
+                    }) {
+                        Ok(()) => written.push(done),
+                        Err(error) => {
+                            let _ = done.send(Err(error.to_string()));
+                        }
+                    }
+                }
                 DocCommand::Shutdown { done } => shutdown = Some(done),
             }
         }
-        if !self.persist().await {
+        let persisted = self.persist().await;
+        for done in written {
+            let _ = done.send(if persisted {
+                Ok(())
+            } else {
+                Err("the store refused the write".into())
+            });
+        }
+        if !persisted {
             return shutdown;
+        }
+        if self.core().heads() != heads_before && self.settings_document().await {
+            self.backup_due.get_or_insert_with(|| {
+                Instant::now() + self.registry.settings.settings_backup_debounce
+            });
         }
         if std::mem::take(&mut self.needs_catch_up) {
             self.catch_up().await;
@@ -713,7 +801,44 @@ impl DocActor {
         // Everything accepted is already durable (persist runs before replies);
         // fold the chunks so the next start loads one snapshot.
         if self.core.is_some() && !self.broken {
+            if self.backup_due.is_some() {
+                self.backup_settings().await;
+            }
             self.compact().await;
+        }
+    }
+
+    /// Whether this is a member's settings document (asked of the store once).
+    async fn settings_document(&mut self) -> bool {
+        if let Some(known) = self.is_settings {
+            return known;
+        }
+        let known = match self.registry.store.document_scope(self.id).await {
+            Ok(scope) => {
+                scope.is_some_and(|s| s.kind == crate::store::sessions::DocumentKind::Settings)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "document scope unreadable");
+                return false;
+            }
+        };
+        self.is_settings = Some(known);
+        known
+    }
+
+    /// Takes the settings backup that is owed.
+    async fn backup_settings(&mut self) {
+        self.backup_due = None;
+        let Some(core) = &self.core else { return };
+        if let Err(error) = crate::settings_backup::take(
+            self.registry.store.as_ref(),
+            self.id,
+            core.doc(),
+            self.registry.settings.settings_retention,
+        )
+        .await
+        {
+            tracing::error!(%error, "settings backup failed");
         }
     }
 }

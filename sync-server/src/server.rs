@@ -198,8 +198,15 @@ pub async fn start_with_store(
             server_peer_id: server_peer_id.clone(),
             security,
             presence,
+            settings_backup_debounce: Duration::from_secs(config.settings_backup_debounce_secs),
+            settings_retention: crate::settings_backup::Retention {
+                keep_all_minutes: config.settings_backup_keep_all_minutes,
+                hourly_hours: config.settings_backup_hourly_hours,
+                daily_days: config.settings_backup_daily_days,
+            },
         },
     );
+    api_state.registry = Some(registry.clone());
     if let Some(feed) = store.change_feed() {
         registry.follow(feed);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use client_core::{Account, ClientCore, SettingValue, SignInStep, SyncConfig};
 use serde_json::json;
 use sync_server::auth::Role;
+use sync_server::store::Store;
 use sync_tests::accounts::Api;
 use sync_tests::{InProcessServer, create_user, test_config, wait_until};
 
@@ -18,7 +19,10 @@ const PASSWORD: &str = "correct horse battery";
 async fn a_settings_change_on_one_device_reaches_the_other_two() {
     keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
+    let mut config = test_config(&dir.path().join("server"));
+    // Back settings up as soon as they change (the default waits 30 s).
+    config.settings_backup_debounce_secs = 0;
+    let server = InProcessServer::start(&config).await;
     create_user(
         server.store.as_ref(),
         "m@example.org",
@@ -90,6 +94,43 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
     })
     .await;
     assert_eq!(devices[1].0.settings_document().unwrap(), Some(settings));
+
+    // The server kept versions; restoring the first one reaches every device.
+    let account = &devices[2].1;
+    wait_until("the server backs the settings up", LIMIT, || async {
+        // Polled gently: the API limits requests per user.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        account.settings_backups(settings).await.unwrap().len() >= 3
+    })
+    .await;
+    let backups = account.settings_backups(settings).await.unwrap();
+    let (first, _, content) = backups
+        .iter()
+        .rev()
+        .find(|(_, _, s)| s["theme"] == "dark" && s["sounds"] == true)
+        .expect("the dark-theme version with sounds on")
+        .clone();
+    assert_eq!(content["language"], "en");
+    account
+        .restore_settings_backup(settings, &first)
+        .await
+        .unwrap();
+    wait_until("the restore reaches every device", LIMIT, || async {
+        devices.iter().all(|(core, _, _)| {
+            core.settings(settings)
+                .is_ok_and(|s| s.theme == "dark" && s.sounds && s.language == "en")
+        })
+    })
+    .await;
+    assert!(
+        server
+            .store
+            .audit_entries(0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.entry.action == "settings.restored")
+    );
 
     // Another member cannot read these settings.
     create_user(

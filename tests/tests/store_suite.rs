@@ -8,7 +8,8 @@ use sync_protocol::DocumentId;
 use sync_server::audit::NewAuditEntry;
 use sync_server::auth::Role;
 use sync_server::store::sessions::{
-    AuditQuery, Challenge, ChallengePurpose, DocumentKind, DocumentScope, TokenHashes,
+    AuditQuery, Challenge, ChallengePurpose, DocumentKind, DocumentScope, SettingsBackup,
+    TokenHashes,
 };
 use sync_server::store::{PostgresStore, SqliteStore, Store};
 use sync_tests::PgCluster;
@@ -446,6 +447,32 @@ async fn sessions(store: &dyn Store, user_id: &str) {
             .unwrap()
             .is_none()
     );
+
+    // Settings backups: newest first, deleted by id.
+    let doc = DocumentId::random();
+    for (n, at) in [(1, 1_000), (2, 3_000), (3, 2_000)] {
+        store
+            .add_settings_backup(&SettingsBackup {
+                id: format!("b{n}"),
+                document_id: doc.to_string(),
+                taken_ms: at,
+                settings: serde_json::json!({ "n": n }),
+                heads: format!("h{n}"),
+            })
+            .await
+            .unwrap();
+    }
+    let listed = store.settings_backups(doc).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["b2", "b3", "b1"]
+    );
+    assert_eq!(listed[0].settings["n"], 2);
+    store
+        .delete_settings_backups(&["b1".into(), "b2".into()])
+        .await
+        .unwrap();
+    assert_eq!(store.settings_backups(doc).await.unwrap().len(), 1);
 
     // Audit queries: filters and paging.
     for i in 0..3 {

@@ -6,6 +6,7 @@
 
 mod admin;
 mod error;
+mod settings;
 mod sign_in;
 
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub per_user: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
     /// Devices online per document (from presence beacons).
     pub presence: crate::presence::PresenceBoard,
+    /// The live documents (for writes made by the server, e.g. restores).
+    pub registry: Option<crate::registry::Registry>,
 }
 
 impl ApiState {
@@ -74,6 +77,7 @@ impl ApiState {
             }))),
             token_secret: Arc::new(token_secret),
             presence: crate::presence::PresenceBoard::default(),
+            registry: None,
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
                 |rate| {
                     let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))
@@ -263,6 +267,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(admin::verify_audit))
         .routes(routes!(admin::register_document))
         .routes(routes!(admin::document_presence))
+        .routes(routes!(settings::list_backups))
+        .routes(routes!(settings::restore_backup))
         .with_state(state)
         .split_for_parts();
     let openapi = Arc::new(openapi);

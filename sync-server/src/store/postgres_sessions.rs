@@ -9,7 +9,8 @@ use super::postgres::{
 };
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
+    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup, TokenHashes,
+    UserSummary,
 };
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
@@ -635,5 +636,44 @@ impl SessionStore for PostgresStore {
             )
             .await?;
         Ok(rows.iter().map(audit_entry_from_row).collect())
+    }
+    async fn add_settings_backup(&self, b: &SettingsBackup) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES ($1, $2, $3, $4, $5)",
+                &[&b.id, &b.document_id, &b.taken_ms, &b.settings.to_string(), &b.heads],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
+                 WHERE document_id = $1 ORDER BY taken_ms DESC, id DESC",
+                &[&id.to_string()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SettingsBackup {
+                id: r.get(0),
+                document_id: r.get(1),
+                taken_ms: r.get(2),
+                settings: serde_json::from_str(r.get::<_, &str>(3)).unwrap_or_default(),
+                heads: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM settings_backups WHERE id = ANY($1)", &[&ids])
+            .await?;
+        Ok(())
     }
 }

@@ -187,6 +187,16 @@ pub(super) const PRUNE: [&str; 3] = [
     "DELETE FROM sessions WHERE revoked_ms IS NOT NULL AND revoked_ms < ?1 - 2592000000",
 ];
 
+/// A stored snapshot of a settings document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingsBackup {
+    pub id: String,
+    pub document_id: String,
+    pub taken_ms: i64,
+    pub settings: serde_json::Value,
+    pub heads: String,
+}
+
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
@@ -282,6 +292,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError>;
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn add_settings_backup(&self, backup: &SettingsBackup) -> Result<(), StoreError>;
+    /// A document's backups, newest first.
+    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError>;
+    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError>;
 }
 
 /// Implements [`SessionStore`] for a wrapper type by delegating every call to
@@ -384,6 +399,15 @@ macro_rules! delegate_session_store {
             }
             async fn query_audit(&self, query: &$crate::store::sessions::AuditQuery) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
                 self.$field.query_audit(query).await
+            }
+            async fn add_settings_backup(&self, backup: &$crate::store::sessions::SettingsBackup) -> Result<(), $crate::store::StoreError> {
+                self.$field.add_settings_backup(backup).await
+            }
+            async fn settings_backups(&self, id: $crate::__private::DocumentId) -> Result<Vec<$crate::store::sessions::SettingsBackup>, $crate::store::StoreError> {
+                self.$field.settings_backups(id).await
+            }
+            async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), $crate::store::StoreError> {
+                self.$field.delete_settings_backups(ids).await
             }
         }
     };

@@ -6,7 +6,8 @@ use sync_protocol::DocumentId;
 
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, TokenHashes, UserSummary,
+    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup, TokenHashes,
+    UserSummary,
 };
 use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
 use super::{StoreError, User};
@@ -670,6 +671,50 @@ impl SessionStore for SqliteStore {
                 audit_entry_from_row,
             )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+    async fn add_settings_backup(&self, backup: &SettingsBackup) -> Result<(), StoreError> {
+        let b = backup.clone();
+        self.with_conn("add_settings_backup", move |conn| {
+            conn.execute(
+                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![b.id, b.document_id, b.taken_ms, b.settings.to_string(), b.heads],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
+        self.with_conn("settings_backups", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
+                 WHERE document_id = ?1 ORDER BY taken_ms DESC, id DESC",
+            )?;
+            let rows = stmt.query_map(params![id.to_string()], |r| {
+                Ok(SettingsBackup {
+                    id: r.get(0)?,
+                    document_id: r.get(1)?,
+                    taken_ms: r.get(2)?,
+                    settings: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    heads: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.with_conn("delete_settings_backups", move |conn| {
+            let tx = conn.transaction()?;
+            for id in &ids {
+                tx.execute("DELETE FROM settings_backups WHERE id = ?1", params![id])?;
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
