@@ -542,11 +542,21 @@ fn persist_chunk(
         local.chunks_since_snapshot = 0;
         let (path, busy) = (path.to_path_buf(), local.compacting.clone());
         std::thread::spawn(move || {
-            // A failed compaction loses nothing: the chunks are still there.
-            if let Err(error) = store::compact_in_background(&path, id, COMPACT_AFTER_CHUNKS) {
-                tracing::warn!(%error, doc = %id, "compaction failed");
+            loop {
+                // A failed compaction loses nothing: the chunks are still there.
+                if let Err(error) = store::compact_in_background(&path, id, COMPACT_AFTER_CHUNKS) {
+                    tracing::warn!(%error, doc = %id, "compaction failed");
+                    busy.store(false, Ordering::Release);
+                    return;
+                }
+                busy.store(false, Ordering::Release);
+                // Changes that arrived after the last look, while the flag was
+                // still up, triggered nothing: look once more.
+                let backlog = store::uncompacted_chunks(&path, id).unwrap_or(0);
+                if backlog < COMPACT_AFTER_CHUNKS || busy.swap(true, Ordering::AcqRel) {
+                    return;
+                }
             }
-            busy.store(false, Ordering::Release);
         });
     }
     Ok(())

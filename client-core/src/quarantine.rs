@@ -76,15 +76,16 @@ impl ClientCore {
         event_index::update(inner.store.conn_mut(), id, &local.doc)?;
         let total: u64 = inner.pending.values().sum();
         let heads = local.doc.get_heads();
-        // Before the lock goes: whoever sees the quarantined rows sees the new count.
+        // Before the lock goes: whoever sees the quarantined rows also sees
+        // the new count and can already have the event.
         self.set_status(|s| s.pending_changes = total);
-        drop(guard);
-        tracing::warn!(doc = %id, count = quarantined.len(), reason, "changes set aside");
         let _ = self.events.send(DocEvent::Quarantined {
             document: id,
             changes: quarantined.len(),
             heads,
         });
+        drop(guard);
+        tracing::warn!(doc = %id, count = quarantined.len(), reason, "changes set aside");
         Ok(quarantined.len())
     }
 

@@ -100,6 +100,19 @@ pub(crate) fn compact_in_background(
     }
 }
 
+/// Chunks of `id` not yet folded into its snapshot.
+pub(crate) fn uncompacted_chunks(path: &Path, id: DocumentId) -> Result<u64, ClientError> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM document_chunks c JOIN documents d ON d.id = c.document_id
+         WHERE c.document_id = ?1 AND c.seq > d.snapshot_seq",
+        params![id.to_string()],
+        |r| r.get(0),
+    )?;
+    Ok(count as u64)
+}
+
 impl LocalStore {
     pub fn open(path: &Path) -> Result<Self, ClientError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
