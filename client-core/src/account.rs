@@ -558,20 +558,33 @@ impl Account {
         Ok(id)
     }
 
-    /// The server's backups of a settings document, newest first:
-    /// `(backup id, taken at unix ms, the settings)`.
-    pub async fn settings_backups(
-        &self,
-        settings: sync_protocol::DocumentId,
-    ) -> Result<Vec<(String, i64, Value)>, AccountError> {
+    /// The member's settings document: the one already registered on the
+    /// server (another device made it; this one then syncs it), else a new
+    /// one ([`Account::create_settings`]).
+    pub async fn open_settings(&self) -> Result<sync_protocol::DocumentId, AccountError> {
+        if let Some(id) = self.inner.core.settings_document()? {
+            return Ok(id);
+        }
+        let me = self.get("/api/me").await?;
+        match me["settings_document"]
+            .as_str()
+            .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
+        {
+            Some(id) => {
+                self.inner.core.use_settings(id)?;
+                Ok(id)
+            }
+            None => self.create_settings().await,
+        }
+    }
+
+    /// A GET of the API with the session's access token.
+    async fn get(&self, path: &str) -> Result<Value, AccountError> {
         let token = self.access_token().await?;
         let response = self
             .inner
             .http
-            .get(format!(
-                "{}/api/settings/{settings}/backups",
-                self.inner.base
-            ))
+            .get(format!("{}{path}", self.inner.base))
             .bearer_auth(token)
             .send()
             .await
@@ -581,13 +594,26 @@ impl Account {
             .json()
             .await
             .map_err(|e| AccountError::Protocol(e.to_string()))?;
-        if !status.is_success() {
-            return Err(AccountError::Refused {
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(AccountError::Refused {
                 code: body["error"].as_str().unwrap_or("unknown").to_owned(),
                 message: body["message"].as_str().unwrap_or_default().to_owned(),
-                retry_after_secs: None,
-            });
+                retry_after_secs: body["retry_after_secs"].as_u64(),
+            })
         }
+    }
+
+    /// The server's backups of a settings document, newest first:
+    /// `(backup id, taken at unix ms, the settings)`.
+    pub async fn settings_backups(
+        &self,
+        settings: sync_protocol::DocumentId,
+    ) -> Result<Vec<(String, i64, Value)>, AccountError> {
+        let body = self
+            .get(&format!("/api/settings/{settings}/backups"))
+            .await?;
         Ok(body
             .as_array()
             .map(|items| {

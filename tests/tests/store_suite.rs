@@ -419,7 +419,12 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         event,
         "kept"
     );
-    assert_eq!(store.document_scope(doc).await.unwrap(), Some(event));
+    assert_eq!(
+        store.document_scope(doc).await.unwrap(),
+        Some(event.clone())
+    );
+    assert_eq!(store.documents_with_scope(&event).await.unwrap(), vec![doc]);
+    assert!(store.documents_with_scope(&other).await.unwrap().is_empty());
 
     // One shared secret per name.
     let secret = store.shared_secret("k", b"first").await.unwrap();

@@ -915,6 +915,10 @@ pub struct MeResponse {
     pub events: Vec<String>,
     /// Whether privileged actions are unlocked right now.
     pub step_up_fresh: bool,
+    /// The member's settings document, once one is registered (a new device
+    /// syncs this one instead of making another).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings_document: Option<String>,
 }
 
 /// Who the caller is.
@@ -933,7 +937,20 @@ pub async fn me(
             .map(UserInfo::from),
         None => None,
     };
+    let settings_document = match caller.principal.user_id() {
+        Some(id) => state
+            .store
+            .documents_with_scope(&crate::store::sessions::DocumentScope {
+                kind: crate::store::sessions::DocumentKind::Settings,
+                scope: id.to_owned(),
+            })
+            .await?
+            .first()
+            .map(|d| d.to_string()),
+        None => None,
+    };
     Ok(Json(MeResponse {
+        settings_document,
         user,
         role: caller.principal.role,
         device_id: caller.principal.device_id().map(str::to_owned),

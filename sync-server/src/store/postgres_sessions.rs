@@ -562,6 +562,26 @@ impl SessionStore for PostgresStore {
             .transpose()
     }
 
+    async fn documents_with_scope(
+        &self,
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT document_id FROM document_scopes WHERE kind = $1 AND scope = $2
+                 ORDER BY created_ms, document_id",
+                &[&scope.kind.as_str(), &scope.scope],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.get(0);
+                DocumentId::parse(text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
+            })
+            .collect()
+    }
+
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let client = self.pool.get().await?;
         client

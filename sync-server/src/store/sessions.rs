@@ -283,6 +283,11 @@ pub trait SessionStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<DocumentScope, StoreError>;
     async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError>;
+    /// Documents registered with this kind and scope (e.g. a member's settings), oldest first.
+    async fn documents_with_scope(
+        &self,
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError>;
 
     /// The named secret shared by all nodes, created from `candidate` if absent.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
@@ -387,6 +392,9 @@ macro_rules! delegate_session_store {
             }
             async fn document_scope(&self, id: $crate::__private::DocumentId) -> Result<Option<$crate::store::sessions::DocumentScope>, $crate::store::StoreError> {
                 self.$field.document_scope(id).await
+            }
+            async fn documents_with_scope(&self, scope: &$crate::store::sessions::DocumentScope) -> Result<Vec<$crate::__private::DocumentId>, $crate::store::StoreError> {
+                self.$field.documents_with_scope(scope).await
             }
             async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, $crate::store::StoreError> {
                 self.$field.shared_secret(name, candidate).await

@@ -588,6 +588,28 @@ impl SessionStore for SqliteStore {
             .await
     }
 
+    async fn documents_with_scope(
+        &self,
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError> {
+        let scope = scope.clone();
+        self.with_conn("documents_with_scope", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id FROM document_scopes WHERE kind = ?1 AND scope = ?2
+                 ORDER BY created_ms, document_id",
+            )?;
+            let rows = stmt.query_map(params![scope.kind.as_str(), scope.scope], |r| {
+                r.get::<_, String>(0)
+            })?;
+            rows.map(|row| {
+                let text = row?;
+                DocumentId::parse(&text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (name, candidate) = (name.to_owned(), candidate.to_vec());
         self.with_conn("shared_secret", move |conn| {
