@@ -45,7 +45,7 @@ pub use sync_protocol::DocumentId;
 use store::LocalStore;
 
 /// Chunks appended to a document before they are folded into a snapshot.
-const COMPACT_AFTER_CHUNKS: u64 = 64;
+pub(crate) const COMPACT_AFTER_CHUNKS: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -542,9 +542,12 @@ fn persist_chunk(
         local.chunks_since_snapshot = 0;
         let (path, busy) = (path.to_path_buf(), local.compacting.clone());
         std::thread::spawn(move || {
+            // The counter was reset for everything up to now: fold all of it
+            // (not only when a full batch is waiting), then keep up with more.
+            let mut at_least = 1;
             loop {
                 // A failed compaction loses nothing: the chunks are still there.
-                if let Err(error) = store::compact_in_background(&path, id, COMPACT_AFTER_CHUNKS) {
+                if let Err(error) = store::compact_in_background(&path, id, at_least) {
                     tracing::warn!(%error, doc = %id, "compaction failed");
                     busy.store(false, Ordering::Release);
                     return;
@@ -556,6 +559,7 @@ fn persist_chunk(
                 if backlog < COMPACT_AFTER_CHUNKS || busy.swap(true, Ordering::AcqRel) {
                     return;
                 }
+                at_least = COMPACT_AFTER_CHUNKS;
             }
         });
     }

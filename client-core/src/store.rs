@@ -39,13 +39,16 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 /// Folds the chunks of `id` into a new snapshot, on a connection of its
 /// own: loading and saving a large document takes long (150 ms for 100,000
 /// attendees), and scans must not wait behind it. The live document is
-/// untouched. Goes on while at least `threshold` chunks remain (more may
-/// arrive while it works), so a burst of changes ends compacted.
+/// untouched. Keeps going while full batches are waiting, so a burst of
+/// changes ends compacted.
 pub(crate) fn compact_in_background(
     path: &Path,
     id: DocumentId,
-    threshold: u64,
+    at_least: u64,
 ) -> Result<(), ClientError> {
+    // Whatever is there if at least `at_least` chunks are; after that, only
+    // full batches (more may arrive while this works).
+    let mut threshold = at_least.max(1);
     let mut conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
     let key = id.to_string();
@@ -68,6 +71,7 @@ pub(crate) fn compact_in_background(
         let Some(through_seq) = through_seq.filter(|_| pending as u64 >= threshold) else {
             return Ok(());
         };
+        threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
         let mut doc = match &snapshot {
             Some(bytes) => automerge::Automerge::load(bytes)?,
             None => automerge::Automerge::new(),
