@@ -226,6 +226,65 @@ pub fn migrate<T: Transactable>(tx: &mut T) -> Result<bool, SettingsError> {
     Ok(true)
 }
 
+/// Keys of schema 1, which migrations delete.
+const LEGACY_KEYS: [&str; 2] = ["dark_mode", "sound"];
+
+/// Checks one incoming change against the settings document it would be
+/// applied to (server-side write validation): only `kind`, `schema` and the
+/// `values` map at the root, and in `values` only known keys with valid
+/// values (legacy keys only as booleans, for old apps). `Err` says why not.
+pub fn check_change(
+    doc: &automerge::Automerge,
+    change: &automerge::ExpandedChange,
+) -> Result<(), String> {
+    use automerge::legacy::{Key, ObjectId, OpType};
+    let object = |obj: &ObjectId| match obj {
+        ObjectId::Root => "_root".to_owned(),
+        ObjectId::Id(id) => format!("{}@{}", id.0, id.1),
+    };
+    // The `values` map: the document's, or one this change makes.
+    let mut values: Vec<String> = values_map(doc)
+        .map(|id| vec![id.to_string()])
+        .unwrap_or_default();
+    for (index, op) in change.operations.iter().enumerate() {
+        let key = match &op.key {
+            Key::Map(key) => key.to_string(),
+            Key::Seq(_) => return Err("settings hold no lists".into()),
+        };
+        let obj = object(&op.obj);
+        if obj == "_root" {
+            match (key.as_str(), &op.action) {
+                ("kind", OpType::Put(ScalarValue::Str(kind))) if kind.as_str() == KIND => {}
+                ("schema", OpType::Put(ScalarValue::Int(_) | ScalarValue::Uint(_))) => {}
+                ("values", OpType::Make(ObjType::Map)) => {
+                    values.push(format!(
+                        "{}@{}",
+                        change.start_op.get() + index as u64,
+                        change.actor_id
+                    ));
+                }
+                _ => return Err(format!("`{key}` is not part of a settings document")),
+            }
+            continue;
+        }
+        if !values.contains(&obj) {
+            return Err("settings hold only values".into());
+        }
+        match &op.action {
+            OpType::Delete => {}
+            OpType::Put(ScalarValue::Boolean(_)) if LEGACY_KEYS.contains(&key.as_str()) => {}
+            OpType::Put(ScalarValue::Boolean(b)) => {
+                validate(&key, &SettingValue::Bool(*b)).map_err(|e| e.to_string())?
+            }
+            OpType::Put(ScalarValue::Str(t)) => {
+                validate(&key, &SettingValue::Text(t.to_string())).map_err(|e| e.to_string())?
+            }
+            _ => return Err(format!("`{key}`: settings are text or true/false")),
+        }
+    }
+    Ok(())
+}
+
 /// The settings as JSON (export; server-side backups).
 pub fn to_json<R: ReadDoc>(doc: &R) -> Result<serde_json::Value, SettingsError> {
     Ok(serde_json::to_value(read(doc)?).unwrap_or_default())
@@ -330,6 +389,87 @@ mod tests {
         assert!(!migrate(&mut tx).unwrap());
         tx.commit();
         assert_eq!(read(&version_one(true)).unwrap(), sa);
+    }
+
+    /// The one change `f` makes on a fork of `doc`, checked against `doc`.
+    fn check(
+        doc: &Automerge,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> Result<(), String> {
+        let mut fork = doc.fork();
+        let before = fork.get_heads();
+        let mut tx = fork.transaction();
+        f(&mut tx);
+        tx.commit();
+        let changes = fork.get_changes(&before);
+        check_change(doc, &changes[0].decode())
+    }
+
+    #[test]
+    fn the_server_accepts_valid_settings_changes_only() {
+        let empty = Automerge::new();
+        assert_eq!(
+            check(&empty, |tx| {
+                init(tx).unwrap();
+                set(tx, "theme", &SettingValue::Text("dark".into())).unwrap();
+            }),
+            Ok(())
+        );
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        init(&mut tx).unwrap();
+        tx.commit();
+        assert_eq!(
+            check(&doc, |tx| {
+                set(tx, "sounds", &SettingValue::Bool(false)).unwrap();
+            }),
+            Ok(())
+        );
+        let values = values_map(&doc).unwrap();
+        let v = values.clone();
+        assert!(
+            check(&doc, |tx| {
+                tx.put(&v, "theme", "pink").unwrap();
+            })
+            .is_err()
+        );
+        let v = values.clone();
+        assert!(
+            check(&doc, |tx| {
+                tx.put(&v, "volume", 11).unwrap();
+            })
+            .is_err()
+        );
+        assert!(
+            check(&doc, |tx| {
+                tx.put(ROOT, "extra", "x").unwrap();
+            })
+            .is_err()
+        );
+        let v = values.clone();
+        assert_eq!(
+            check(&doc, |tx| {
+                tx.put(&v, "dark_mode", true).unwrap();
+            }),
+            Ok(()),
+            "old apps still write their keys"
+        );
+        let v = values.clone();
+        assert_eq!(
+            check(&doc, |tx| {
+                tx.delete(&v, "theme").ok();
+                tx.put(&v, "language", "de").unwrap();
+            }),
+            Ok(())
+        );
+        // A migration is a valid change.
+        let old = version_one(true);
+        assert_eq!(
+            check(&old, |tx| {
+                migrate(tx).unwrap();
+            }),
+            Ok(())
+        );
     }
 
     #[test]

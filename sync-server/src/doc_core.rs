@@ -30,6 +30,26 @@ pub enum ReceiveError {
 #[error("stored document is unreadable: {0}")]
 pub struct LoadError(String);
 
+/// How incoming changes are checked before they are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// Event documents, by who writes (`event_model::validate`).
+    Event(EventWriter),
+    /// Members' settings documents (`settings_model::check_change`).
+    Settings,
+}
+
+impl WriteCheck {
+    fn check(&self, doc: &Automerge, change: &automerge::ExpandedChange) -> Result<(), String> {
+        match self {
+            WriteCheck::Event(writer) => {
+                event_model::validate::check_event_change(doc, change, writer)
+            }
+            WriteCheck::Settings => settings_model::check_change(doc, change),
+        }
+    }
+}
+
 /// What [`DocumentCore::receive_checked`] did with a message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Received {
@@ -159,7 +179,7 @@ impl DocumentCore {
         peer: PeerKey,
         data: &[u8],
         may_write: bool,
-        validation: Option<&EventWriter>,
+        validation: Option<&WriteCheck>,
     ) -> Result<Received, ReceiveError> {
         let mut message =
             sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
@@ -170,25 +190,35 @@ impl DocumentCore {
             return Err(ReceiveError::NotAttached);
         }
         validate_chunks(&message)?;
+        let before = self.doc.get_heads();
         let mut rejected = Vec::new();
         let mut reason = None;
-        if let Some(writer) = validation
+        let mut chunks = message.changes.len();
+        if let Some(rules) = validation
             && !message.changes.is_empty()
         {
+            // One change at a time, each checked against the document with the
+            // accepted ones before it applied (a message may create a map and
+            // fill it); refused ones and those built on them are left out.
             let changes = expand_changes(&message)?;
             let mut refused: HashSet<ChangeHash> = HashSet::new();
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            for change in &changes {
+            chunks = 0;
+            for change in changes {
                 if self.doc.get_change_meta_by_hash(&change.hash()).is_some() {
                     continue;
                 }
                 let verdict = if change.deps().iter().any(|d| refused.contains(d)) {
                     Err("depends on a refused change".to_owned())
                 } else {
-                    event_model::validate::check_event_change(&self.doc, &change.decode(), writer)
+                    rules.check(&self.doc, &change.decode())
                 };
                 match verdict {
-                    Ok(()) => kept.push(change.raw_bytes().to_vec()),
+                    Ok(()) => {
+                        if let Err(e) = self.doc.apply_changes([change]) {
+                            return Err(ReceiveError::Apply(e.to_string()));
+                        }
+                        chunks += 1;
+                    }
                     Err(why) => {
                         refused.insert(change.hash());
                         rejected.push(change.hash());
@@ -196,14 +226,12 @@ impl DocumentCore {
                     }
                 }
             }
-            if !rejected.is_empty() {
-                message.changes = kept.into();
-            }
+            // Applied above: the sync message itself now only updates the
+            // peer's sync state.
+            message.changes = Vec::<Vec<u8>>::new().into();
         }
         let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
         self.touched.insert(peer);
-        let before = self.doc.get_heads();
-        let chunks = message.changes.len();
         self.doc
             .receive_sync_message(state, message)
             .map_err(|e| ReceiveError::Apply(e.to_string()))?;

@@ -14,6 +14,7 @@
 use event_model::validate::EventWriter;
 
 use crate::auth::{Principal, Role};
+use crate::doc_core::WriteCheck;
 use crate::store::sessions::{DocumentKind, DocumentScope};
 
 /// What a principal may do with one document.
@@ -68,20 +69,22 @@ pub fn document_access(principal: &Principal, scope: Option<&DocumentScope>) -> 
 }
 
 /// How the changes `principal` writes to a document of `scope` are checked
-/// (beyond the right to write at all): event documents are validated record
-/// by record; other kinds have no schema yet.
+/// (beyond the right to write at all): event documents record by record,
+/// settings documents key by key; the organisation configuration and
+/// generic documents have no schema yet.
 pub fn write_validation(
     principal: &Principal,
     scope: Option<&DocumentScope>,
-) -> Option<EventWriter> {
-    match scope {
-        Some(scope) if scope.kind == DocumentKind::Event => Some(match principal.role {
+) -> Option<WriteCheck> {
+    match scope.map(|s| s.kind) {
+        Some(DocumentKind::Event) => Some(WriteCheck::Event(match principal.role {
             Role::Admin => EventWriter::Admin,
             Role::Staff | Role::Member => EventWriter::Staff {
                 user_id: principal.user_id().map(str::to_owned),
             },
-        }),
-        _ => None,
+        })),
+        Some(DocumentKind::Settings) => Some(WriteCheck::Settings),
+        Some(DocumentKind::OrgConfig) | None => None,
     }
 }
 

@@ -55,7 +55,7 @@ pub struct PeerHandle {
     pub address: String,
     pub access: Access,
     /// How this peer's changes are checked (event documents).
-    pub validation: Option<event_model::validate::EventWriter>,
+    pub validation: Option<crate::doc_core::WriteCheck>,
     /// The peer takes `x-change-rejected` notices instead of a closed connection.
     pub rejection_notices: bool,
     pub outbound: mpsc::Sender<Outbound>,

@@ -70,20 +70,34 @@ async fn exchange(url: &str, token: &str, id: DocumentId, doc: &mut Automerge) -
     }
 }
 
-/// Creates a document holding `title` (as an admin); event documents are
-/// made event-shaped, since the server validates what is written to them.
-async fn create(url: &str, admin: &str, title: &str, event: bool) -> DocumentId {
+/// Creates a document with `title` (as an admin). Event and settings
+/// documents are made in their shape, since the server validates what is
+/// written to them: an event carries the title in its details, settings in
+/// their default check-in list, other kinds at the root.
+async fn create(url: &str, admin: &str, title: &str, kind: &str) -> DocumentId {
+    use client_core::settings_model::{self, SettingValue};
     let id = DocumentId::random();
     let mut doc = Automerge::new();
     let mut tx = doc.transaction();
-    if event {
-        client_core::event_model::document::init(
+    match kind {
+        "event" => client_core::event_model::document::init(
             &mut tx,
             &client_core::event_model::EventInfo::new("e", title),
         )
-        .unwrap();
+        .unwrap(),
+        "settings" => {
+            settings_model::init(&mut tx).unwrap();
+            settings_model::set(
+                &mut tx,
+                "default_checkin_list",
+                &SettingValue::Text(title.into()),
+            )
+            .unwrap();
+        }
+        _ => {
+            tx.put(ROOT, "title", title).unwrap();
+        }
     }
-    tx.put(ROOT, "title", title).unwrap();
     tx.commit();
     assert_eq!(exchange(url, admin, id, &mut doc).await, Outcome::Synced);
     id
@@ -95,7 +109,14 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
     let mut doc = Automerge::new();
     match exchange(url, token, id, &mut doc).await {
         Outcome::Synced => {
-            assert_eq!(root_string(&doc, "title").as_deref(), Some(title));
+            let seen = if let Ok(info) = client_core::event_model::document::read_info(&doc) {
+                Some(info.name)
+            } else if let Ok(settings) = client_core::settings_model::read(&doc) {
+                settings.default_checkin_list
+            } else {
+                root_string(&doc, "title")
+            };
+            assert_eq!(seen.as_deref(), Some(title));
         }
         Outcome::Unavailable => return (false, false),
         Outcome::Refused(reason) => panic!("a read was refused with an error: {reason}"),
@@ -119,6 +140,14 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
             wall_ms: 1,
         };
         client_core::event_model::document::put_scan(&mut tx, &scan).unwrap();
+    } else if client_core::settings_model::read(&tx).is_ok() {
+        let language = format!("x-{}", &DocumentId::random().to_string()[..8]);
+        client_core::settings_model::set(
+            &mut tx,
+            "language",
+            &client_core::settings_model::SettingValue::Text(language),
+        )
+        .unwrap();
     } else {
         tx.put(ROOT, format!("edit-{}", DocumentId::random()), true)
             .unwrap();
@@ -177,7 +206,7 @@ async fn every_role_against_every_document_kind() {
     ];
     let mut ids = Vec::new();
     for (title, kind, scope) in docs {
-        let id = create(&url, &admin_key, title, kind == "event").await;
+        let id = create(&url, &admin_key, title, kind).await;
         if !kind.is_empty() {
             api.post(
                 "/api/documents",
@@ -279,10 +308,24 @@ async fn every_role_against_every_document_kind() {
         register(&admin_key, own, "org_config", None).await.status,
         409
     );
-    // The member can now create and sync that document.
+    // The member can now create and sync that document, in the settings shape.
     let mut doc = Automerge::new();
     let mut tx = doc.transaction();
     tx.put(ROOT, "theme", "dark").unwrap();
+    tx.commit();
+    assert!(matches!(
+        exchange(&url, &member, own, &mut doc).await,
+        Outcome::Refused(reason) if reason.contains("not part of a settings document")
+    ));
+    let mut doc = Automerge::new();
+    let mut tx = doc.transaction();
+    client_core::settings_model::init(&mut tx).unwrap();
+    client_core::settings_model::set(
+        &mut tx,
+        "theme",
+        &client_core::settings_model::SettingValue::Text("dark".into()),
+    )
+    .unwrap();
     tx.commit();
     assert_eq!(
         exchange(&url, &member, own, &mut doc).await,
@@ -306,7 +349,8 @@ async fn every_role_against_every_document_kind() {
     let log = store.audit_entries(0, 100_000).await.unwrap();
     let count = |action: &str| log.iter().filter(|e| e.entry.action == action).count();
     assert_eq!(count("document.read_denied"), denied_reads + 1);
-    assert_eq!(count("document.write_rejected"), denied_writes);
+    // ...and the settings document first sent in the wrong shape.
+    assert_eq!(count("document.write_rejected"), denied_writes + 1);
     assert!(count("document.registered") >= 6);
     let staff_denial = log
         .iter()

@@ -133,6 +133,37 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
             .any(|e| e.entry.action == "settings.restored")
     );
 
+    // The server checks settings too: a value no app would write (made here
+    // around the typed API) is refused and set aside on the device.
+    let values = devices[0]
+        .0
+        .read(settings, |doc| {
+            use automerge::ReadDoc;
+            doc.get(automerge::ROOT, "values").unwrap().unwrap().1
+        })
+        .unwrap();
+    devices[0]
+        .0
+        .change(settings, |tx| {
+            use automerge::transaction::Transactable;
+            tx.put(&values, "theme", "pink")
+        })
+        .unwrap();
+    wait_until("the invalid value is set aside", LIMIT, || async {
+        devices[0]
+            .0
+            .quarantined_changes(settings)
+            .is_ok_and(|q| q.len() == 1)
+    })
+    .await;
+    assert_eq!(devices[0].0.settings(settings).unwrap().theme, "dark");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        devices[1..]
+            .iter()
+            .all(|(core, _, _)| core.settings(settings).is_ok_and(|s| s.theme == "dark"))
+    );
+
     // Another member cannot read these settings.
     create_user(
         server.store.as_ref(),
