@@ -8,7 +8,7 @@ use std::time::Duration;
 use automerge::transaction::Transactable;
 use automerge::{ROOT, ReadDoc};
 use client_core::{
-    Account, ClientCore, DocEvent, DocumentId, SessionState, SignInStep, SyncConfig,
+    Account, ClientCore, DocEvent, DocumentId, SessionState, SettingValue, SignInStep, SyncConfig,
 };
 use serde_json::json;
 use sync_server::auth::{self, Role};
@@ -195,18 +195,11 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
     else {
         panic!("members sign in with a password by default");
     };
-    // The member's own settings document.
-    let id = core.create_document().unwrap();
-    let token = account.access_token().await.unwrap();
-    api.post(
-        "/api/documents",
-        Some(&token),
-        json!({ "document_id": id.to_string(), "kind": "settings" }),
-    )
-    .await
-    .ok();
+    // The member's own settings document (registered, then filled).
+    let id = account.create_settings().await.unwrap();
     let sync = core.start_sync(SyncConfig::with_account(server.url.clone(), &account));
-    core.change(id, |tx| tx.put(ROOT, "n", 1)).unwrap();
+    core.set_setting(id, "language", SettingValue::Text("de".into()))
+        .unwrap();
     wait_until("the first change is confirmed", LIMIT, || async {
         core.sync_status().pending_changes == 0
     })
@@ -229,7 +222,8 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
     .await
     .expect("the client notices")
     .unwrap();
-    core.change(id, |tx| tx.put(ROOT, "n", 2)).unwrap();
+    core.set_setting(id, "language", SettingValue::Text("fr".into()))
+        .unwrap();
     let SignInStep::SignedIn(_) = account
         .sign_in("m@example.org", PASSWORD, "phone")
         .await
