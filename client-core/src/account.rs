@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
-use crate::{ClientCore, ClientError};
+use crate::{ClientCore, ClientError, now_ms};
 
 const KEYCHAIN_SERVICE: &str = "sync-client";
 /// Refresh when the access token has less than this left.
@@ -170,11 +170,36 @@ struct Inner {
     state: watch::Sender<SessionState>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+/// Sends an API request: the JSON body of a success, or the server's
+/// refusal (its stable `error` code and message).
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let body: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|_| AccountError::Protocol(format!("HTTP {status}: {text}")))?
+    };
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(AccountError::Refused {
+            code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+            message: body["message"]
+                .as_str()
+                .unwrap_or(status.as_str())
+                .to_owned(),
+            retry_after_secs: body["retry_after_secs"].as_u64(),
+        })
+    }
 }
 
 /// `http://host:port` from either that or the sync URL `ws://host:port/sync`.
@@ -245,33 +270,7 @@ impl Account {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AccountError::Network(e.to_string()))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| AccountError::Network(e.to_string()))?;
-        let body: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .map_err(|_| AccountError::Protocol(format!("HTTP {status}: {text}")))?
-        };
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(AccountError::Refused {
-                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-                message: body["message"]
-                    .as_str()
-                    .unwrap_or(status.as_str())
-                    .to_owned(),
-                retry_after_secs: body["retry_after_secs"].as_u64(),
-            })
-        }
+        answer(request).await
     }
 
     /// Step 1: email and password. `device_name` is what device lists show.
@@ -581,28 +580,13 @@ impl Account {
     /// A GET of the API with the session's access token.
     async fn get(&self, path: &str) -> Result<Value, AccountError> {
         let token = self.access_token().await?;
-        let response = self
-            .inner
-            .http
-            .get(format!("{}{path}", self.inner.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| AccountError::Network(e.to_string()))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| AccountError::Protocol(e.to_string()))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(AccountError::Refused {
-                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-                message: body["message"].as_str().unwrap_or_default().to_owned(),
-                retry_after_secs: body["retry_after_secs"].as_u64(),
-            })
-        }
+        answer(
+            self.inner
+                .http
+                .get(format!("{}{path}", self.inner.base))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// The server's backups of a settings document, newest first:

@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, event_index};
+use crate::{ClientCore, ClientError, event_index, now_ms};
 
 /// Attendees written per document change during an import: small changes
 /// keep later syncs incremental (a single giant change is resent whole).
@@ -100,13 +100,6 @@ pub enum AnnulError {
     UnknownScan(String),
     #[error("the scan is older than the annulment window ({window_minutes} min)")]
     TooLate { window_minutes: i64 },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn scan_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScanView> {

@@ -171,6 +171,11 @@ pub struct ClientCore {
     heard: Arc<Mutex<presence::Heard>>,
 }
 
+/// Now, in unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    unix_ms(SystemTime::now()) as i64
+}
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

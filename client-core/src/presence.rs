@@ -8,7 +8,7 @@ use event_model::presence::{Beacon, ONLINE_FOR_MS};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError};
+use crate::{ClientCore, ClientError, now_ms};
 
 /// Another device on the same event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,13 +26,6 @@ pub(crate) type PresenceIntent = Option<(DocumentId, Option<String>)>;
 #[derive(Default)]
 pub(crate) struct Heard {
     by_document: HashMap<DocumentId, HashMap<String, PeerPresence>>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 impl ClientCore {

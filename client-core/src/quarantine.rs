@@ -60,10 +60,7 @@ impl ClientCore {
         }
         let mut doc = Automerge::new();
         doc.apply_changes(kept)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let now = crate::now_ms();
         local.last_seq =
             inner
                 .store

@@ -368,16 +368,6 @@ pub struct Touched {
     pub annulments: Vec<String>,
 }
 
-impl Touched {
-    pub fn is_empty(&self) -> bool {
-        !self.info
-            && self.lists.is_empty()
-            && self.attendees.is_empty()
-            && self.scans.is_empty()
-            && self.annulments.is_empty()
-    }
-}
-
 /// The records that changed since `before` (the document's current state
 /// against an older version), for keeping indexes in step without reading
 /// the whole document. Everything, from empty heads.

@@ -30,10 +30,6 @@ pub struct PresenceBoard {
     entries: Arc<Mutex<HashMap<DocumentId, HashMap<PeerKey, DevicePresence>>>>,
 }
 
-fn now_ms() -> i64 {
-    crate::auth::unix_ms()
-}
-
 impl PresenceBoard {
     /// Records a beacon from the connection `peer`, if `data` is one.
     pub fn heard(
@@ -52,7 +48,7 @@ impl PresenceBoard {
             actor: actor.to_owned(),
             list_id: beacon.list_id,
             last_synced_ms: beacon.last_synced_ms,
-            seen_ms: now_ms(),
+            seen_ms: crate::auth::unix_ms(),
         };
         self.entries
             .lock()
@@ -75,7 +71,7 @@ impl PresenceBoard {
 
     /// Devices online on `document` now, by device id.
     pub fn online(&self, document: DocumentId) -> Vec<DevicePresence> {
-        let cutoff = now_ms() - ONLINE_FOR_MS;
+        let cutoff = crate::auth::unix_ms() - ONLINE_FOR_MS;
         let entries = self.entries.lock().expect("presence poisoned");
         let mut out: Vec<DevicePresence> = entries
             .get(&document)

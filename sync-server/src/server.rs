@@ -187,17 +187,14 @@ pub async fn start_with_store(
     let live = LiveConnections::default();
     let security = SecuritySignals::default();
     let presence = crate::presence::PresenceBoard::default();
-    let mut api_state =
-        ApiState::new(store.clone(), live.clone(), security.clone(), config).await?;
-    api_state.presence = presence.clone();
     let registry = Registry::new(
         store.clone(),
         DocumentSettings {
             evict_after: Duration::from_secs(config.evict_after_secs),
             compact_after_chunks: config.compact_after_chunks.max(1),
             server_peer_id: server_peer_id.clone(),
-            security,
-            presence,
+            security: security.clone(),
+            presence: presence.clone(),
             settings_backup_debounce: Duration::from_secs(config.settings_backup_debounce_secs),
             settings_retention: crate::settings_backup::Retention {
                 keep_all_minutes: config.settings_backup_keep_all_minutes,
@@ -206,7 +203,15 @@ pub async fn start_with_store(
             },
         },
     );
-    api_state.registry = Some(registry.clone());
+    let api_state = ApiState::new(
+        store.clone(),
+        live.clone(),
+        security,
+        presence,
+        registry.clone(),
+        config,
+    )
+    .await?;
     if let Some(feed) = store.change_feed() {
         registry.follow(feed);
     }

@@ -47,7 +47,7 @@ pub struct ApiState {
     /// Devices online per document (from presence beacons).
     pub presence: crate::presence::PresenceBoard,
     /// The live documents (for writes made by the server, e.g. restores).
-    pub registry: Option<crate::registry::Registry>,
+    pub registry: crate::registry::Registry,
 }
 
 impl ApiState {
@@ -55,6 +55,8 @@ impl ApiState {
         store: Arc<dyn Store>,
         live: LiveConnections,
         security: SecuritySignals,
+        presence: crate::presence::PresenceBoard,
+        registry: crate::registry::Registry,
         config: &crate::Config,
     ) -> Result<Self, crate::store::StoreError> {
         let mut candidate = [0u8; 32];
@@ -76,8 +78,8 @@ impl ApiState {
                 ..ThrottlePolicy::default()
             }))),
             token_secret: Arc::new(token_secret),
-            presence: crate::presence::PresenceBoard::default(),
-            registry: None,
+            presence,
+            registry,
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
                 |rate| {
                     let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))

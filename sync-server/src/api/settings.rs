@@ -89,11 +89,8 @@ pub async fn restore_backup(
         .into_iter()
         .find(|b| b.id == backup_id)
         .ok_or_else(|| ApiError::NotFound(format!("no backup {backup_id}")))?;
-    let registry = state
+    state
         .registry
-        .as_ref()
-        .ok_or_else(|| ApiError::Conflict("documents are not served here".into()))?;
-    registry
         .write_settings(id, backup.settings.clone())
         .await
         .map_err(ApiError::BadRequest)?;

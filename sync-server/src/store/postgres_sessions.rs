@@ -8,15 +8,13 @@ use super::postgres::{
     AUDIT_COLUMNS, PostgresStore, USER_COLUMNS, audit_entry_from_row, user_from_row,
 };
 use super::sessions::{
-    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup, TokenHashes,
-    UserSummary,
+    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
+    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup,
+    TokenHashes, UserSummary, parse_role,
 };
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
 use crate::auth::Role;
-
-const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
 
 /// `timestamptz` as the RFC 3339 UTC text the SQLite store keeps.
 fn utc_text(column: &str) -> String {
@@ -33,11 +31,6 @@ fn device_from_row(r: &Row, start: usize) -> Device {
         last_seen_ms: r.get(start + 5),
         revoked_ms: r.get(start + 6),
     }
-}
-
-fn parse_role(id: &str, role: &str) -> Result<Role, StoreError> {
-    role.parse()
-        .map_err(|_| StoreError::Database(format!("{id} has unknown role {role}")))
 }
 
 async fn insert_tokens(

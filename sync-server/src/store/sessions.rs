@@ -178,6 +178,15 @@ pub struct AuditQuery {
     pub since: Option<String>,
 }
 
+/// The device columns both stores read, in this order.
+pub(super) const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
+
+/// A role read from a row (`id` names the row in the error).
+pub(super) fn parse_role(id: &str, role: &str) -> Result<Role, StoreError> {
+    role.parse()
+        .map_err(|_| StoreError::Database(format!("{id} has unknown role {role}")))
+}
+
 /// What [`SessionStore::prune_expired`] deletes, in both dialects' common
 /// SQL (`?1`: now in ms; PostgreSQL spells it `$1`).
 pub(super) const PRUNE: [&str; 3] = [

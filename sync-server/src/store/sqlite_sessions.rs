@@ -5,16 +5,14 @@ use rusqlite::{OptionalExtension, Row, params};
 use sync_protocol::DocumentId;
 
 use super::sessions::{
-    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, Device, DocumentKind,
-    DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup, TokenHashes,
-    UserSummary,
+    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
+    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup,
+    TokenHashes, UserSummary, parse_role,
 };
 use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
 use crate::auth::Role;
-
-const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
 
 fn device_from_row(r: &Row<'_>, start: usize) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -26,11 +24,6 @@ fn device_from_row(r: &Row<'_>, start: usize) -> rusqlite::Result<Device> {
         last_seen_ms: r.get(start + 5)?,
         revoked_ms: r.get(start + 6)?,
     })
-}
-
-fn parse_role(id: &str, role: &str) -> Result<Role, StoreError> {
-    role.parse()
-        .map_err(|_| StoreError::Database(format!("{id} has unknown role {role}")))
 }
 
 fn insert_tokens(
