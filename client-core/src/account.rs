@@ -557,6 +557,36 @@ impl Account {
         Ok(id)
     }
 
+    /// Creates the organisation's configuration document (admins; there is
+    /// one per organisation, so a second is refused with code `conflict`):
+    /// registered first, then given its content.
+    pub async fn create_org_config(&self) -> Result<sync_protocol::DocumentId, AccountError> {
+        let id = self.inner.core.create_document()?;
+        self.register_document(id, "org_config", None).await?;
+        self.inner.core.init_org_config(id)?;
+        Ok(id)
+    }
+
+    /// The organisation configuration document: the one this device uses,
+    /// else the one the server names (synced from then on); `None` while no
+    /// admin has created one (apps then use `OrgConfig::default()`).
+    pub async fn open_org_config(&self) -> Result<Option<sync_protocol::DocumentId>, AccountError> {
+        if let Some(id) = self.inner.core.org_config_document()? {
+            return Ok(Some(id));
+        }
+        let me = self.get("/api/me").await?;
+        match me["org_config_document"]
+            .as_str()
+            .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
+        {
+            Some(id) => {
+                self.inner.core.use_org_config(id)?;
+                Ok(Some(id))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The member's settings document: the one already registered on the
     /// server (another device made it; this one then syncs it), else a new
     /// one ([`Account::create_settings`]).

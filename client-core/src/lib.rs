@@ -9,6 +9,7 @@
 mod account;
 mod event_index;
 mod events;
+mod org_config;
 mod presence;
 mod quarantine;
 mod settings;

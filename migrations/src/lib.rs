@@ -94,6 +94,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
         migration!("server-sqlite", 0004, "users"),
         migration!("server-sqlite", 0005, "sessions"),
         migration!("server-sqlite", 0006, "settings_backups"),
+        migration!("server-sqlite", 0007, "one_org_config"),
     ],
 };
 
@@ -108,6 +109,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
         migration!("server-postgres", 0004, "users"),
         migration!("server-postgres", 0005, "sessions"),
         migration!("server-postgres", 0006, "settings_backups"),
+        migration!("server-postgres", 0007, "one_org_config"),
     ],
 };
 

@@ -1,4 +1,5 @@
-//! A member's settings document: typed keys under `values`, a schema
+//! A member's settings document (and, in [`org`], the organisation's
+//! configuration document, built the same way): typed keys under `values`, a schema
 //! version, and migrations that are deterministic functions of the document
 //! (so two devices migrating the same state at once write the same values,
 //! and the merge is the same on both).
@@ -13,19 +14,23 @@
 //! Schema 1 (the first app version) had `dark_mode: bool` and `sound: bool`.
 
 use automerge::transaction::Transactable;
-use automerge::{ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ROOT, ReadDoc};
 use serde::{Deserialize, Serialize};
+
+pub mod org;
+mod values;
+
+pub use values::{SettingValue, ValuesDoc};
 
 pub const KIND: &str = "settings";
 pub const SCHEMA_VERSION: i64 = 2;
-const VALUES: &str = "values";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("not a settings document")]
-    NotSettings,
-    #[error("settings schema {found} is newer than this app understands ({SCHEMA_VERSION})")]
-    NewerSchema { found: i64 },
+    #[error("not a {} document", .0.replace('_', " "))]
+    WrongKind(&'static str),
+    #[error("schema {found} is newer than this app understands ({understood}); update the app")]
+    NewerSchema { found: i64, understood: i64 },
     #[error("`{key}`: {reason}")]
     Invalid { key: String, reason: String },
     #[error("unknown setting `{0}`")]
@@ -56,14 +61,6 @@ impl Default for Settings {
     }
 }
 
-/// A value for a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum SettingValue {
-    Bool(bool),
-    Text(String),
-}
-
 /// The keys there are, with their types and allowed values.
 pub const KEYS: [&str; 5] = [
     "theme",
@@ -72,6 +69,15 @@ pub const KEYS: [&str; 5] = [
     "sounds",
     "notifications",
 ];
+
+/// Member settings documents.
+pub const SETTINGS: ValuesDoc = ValuesDoc {
+    kind: KIND,
+    schema: SCHEMA_VERSION,
+    validate,
+    // Schema 1's keys, which migrations delete.
+    legacy_keys: &["dark_mode", "sound"],
+};
 
 /// Checks a value for `key` (the schema's types and ranges).
 pub fn validate(key: &str, value: &SettingValue) -> Result<(), SettingsError> {
@@ -84,12 +90,7 @@ pub fn validate(key: &str, value: &SettingValue) -> Result<(), SettingsError> {
             Ok(())
         }
         ("theme", _) => Err(invalid("must be light, dark or system")),
-        ("language", SettingValue::Text(t))
-            if (2..=35).contains(&t.len())
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
-        {
-            Ok(())
-        }
+        ("language", SettingValue::Text(t)) if values::is_language_tag(t) => Ok(()),
         ("language", _) => Err(invalid("must be a language tag such as `en` or `pt-BR`")),
         ("default_checkin_list", SettingValue::Text(t)) if t.len() <= 200 => Ok(()),
         ("default_checkin_list", _) => Err(invalid("must be a check-in list id")),
@@ -99,58 +100,27 @@ pub fn validate(key: &str, value: &SettingValue) -> Result<(), SettingsError> {
     }
 }
 
-fn values_map<R: ReadDoc>(doc: &R) -> Result<ObjId, SettingsError> {
-    match doc.get(ROOT, VALUES)? {
-        Some((Value::Object(ObjType::Map), id)) => Ok(id),
-        _ => Err(SettingsError::NotSettings),
-    }
-}
-
-fn schema<R: ReadDoc>(doc: &R) -> Result<i64, SettingsError> {
-    match doc.get(ROOT, "kind")? {
-        Some((Value::Scalar(s), _)) if s.as_str() == Some(KIND) => {}
-        _ => return Err(SettingsError::NotSettings),
-    }
-    match doc.get(ROOT, "schema")? {
-        Some((Value::Scalar(s), _)) => s.as_i64().ok_or(SettingsError::NotSettings),
-        _ => Err(SettingsError::NotSettings),
-    }
-}
-
-fn scalar<R: ReadDoc>(
-    doc: &R,
-    obj: &ObjId,
-    key: &str,
-) -> Result<Option<ScalarValue>, SettingsError> {
-    Ok(match doc.get(obj, key)? {
-        Some((Value::Scalar(s), _)) => Some(s.into_owned()),
-        _ => None,
-    })
-}
-
 /// Makes an empty document a settings document of the current schema.
 pub fn init<T: Transactable>(tx: &mut T) -> Result<(), SettingsError> {
-    tx.put(ROOT, "kind", KIND)?;
-    tx.put(ROOT, "schema", SCHEMA_VERSION)?;
-    tx.put_object(ROOT, VALUES, ObjType::Map)?;
-    Ok(())
+    SETTINGS.init(tx)
 }
 
 /// The settings, defaults filled in. Refuses a newer schema (the app must
 /// update first) and reads an older one as it would be after migrating.
 pub fn read<R: ReadDoc>(doc: &R) -> Result<Settings, SettingsError> {
-    let version = schema(doc)?;
-    if version > SCHEMA_VERSION {
-        return Err(SettingsError::NewerSchema { found: version });
-    }
-    let values = values_map(doc)?;
+    let version = SETTINGS.readable_schema(doc)?;
+    let values = SETTINGS.values_map(doc)?;
     let mut out = Settings::default();
+    let get = |key: &str| SETTINGS.get(doc, &values, key);
     let text = |key: &str| -> Result<Option<String>, SettingsError> {
-        Ok(scalar(doc, &values, key)?.and_then(|s| s.as_str().map(str::to_owned)))
+        Ok(match get(key)? {
+            Some(SettingValue::Text(t)) => Some(t),
+            _ => None,
+        })
     };
     let flag = |key: &str| -> Result<Option<bool>, SettingsError> {
-        Ok(match scalar(doc, &values, key)? {
-            Some(ScalarValue::Boolean(b)) => Some(b),
+        Ok(match get(key)? {
+            Some(SettingValue::Bool(b)) => Some(b),
             _ => None,
         })
     };
@@ -186,103 +156,44 @@ pub fn set<T: Transactable>(
     key: &str,
     value: &SettingValue,
 ) -> Result<(), SettingsError> {
-    validate(key, value)?;
-    if schema(tx)? > SCHEMA_VERSION {
-        return Err(SettingsError::NewerSchema { found: schema(tx)? });
-    }
-    let values = values_map(tx)?;
-    match value {
-        SettingValue::Bool(b) => tx.put(&values, key, *b)?,
-        SettingValue::Text(t) => tx.put(&values, key, t.as_str())?,
-    }
-    Ok(())
+    SETTINGS.set(tx, key, value)
 }
 
 /// Brings the document to the current schema; returns whether it changed
 /// anything. Every step writes only values computed from what the document
 /// holds, so devices migrating the same state concurrently agree.
 pub fn migrate<T: Transactable>(tx: &mut T) -> Result<bool, SettingsError> {
-    let version = schema(tx)?;
+    let version = SETTINGS.schema_of(tx)?;
     if version >= SCHEMA_VERSION {
         return Ok(false);
     }
-    let values = values_map(tx)?;
+    let values = SETTINGS.values_map(tx)?;
     if version < 2 {
         // 1 -> 2: `dark_mode: bool` becomes `theme`; `sound` becomes `sounds`.
-        if let Some(ScalarValue::Boolean(dark)) = scalar(tx, &values, "dark_mode")?
+        if let Some(SettingValue::Bool(dark)) = SETTINGS.get(tx, &values, "dark_mode")?
             && tx.get(&values, "theme")?.is_none()
         {
             tx.put(&values, "theme", if dark { "dark" } else { "light" })?;
         }
-        if let Some(ScalarValue::Boolean(sound)) = scalar(tx, &values, "sound")?
+        if let Some(SettingValue::Bool(sound)) = SETTINGS.get(tx, &values, "sound")?
             && tx.get(&values, "sounds")?.is_none()
         {
             tx.put(&values, "sounds", sound)?;
         }
-        tx.delete(&values, "dark_mode").ok();
-        tx.delete(&values, "sound").ok();
+        for key in SETTINGS.legacy_keys {
+            tx.delete(&values, *key).ok();
+        }
     }
     tx.put(ROOT, "schema", SCHEMA_VERSION)?;
     Ok(true)
 }
 
-/// Keys of schema 1, which migrations delete.
-const LEGACY_KEYS: [&str; 2] = ["dark_mode", "sound"];
-
-/// Checks one incoming change against the settings document it would be
-/// applied to (server-side write validation): only `kind`, `schema` and the
-/// `values` map at the root, and in `values` only known keys with valid
-/// values (legacy keys only as booleans, for old apps). `Err` says why not.
+/// Server-side write validation of one change to a settings document.
 pub fn check_change(
     doc: &automerge::Automerge,
     change: &automerge::ExpandedChange,
 ) -> Result<(), String> {
-    use automerge::legacy::{Key, ObjectId, OpType};
-    let object = |obj: &ObjectId| match obj {
-        ObjectId::Root => "_root".to_owned(),
-        ObjectId::Id(id) => format!("{}@{}", id.0, id.1),
-    };
-    // The `values` map: the document's, or one this change makes.
-    let mut values: Vec<String> = values_map(doc)
-        .map(|id| vec![id.to_string()])
-        .unwrap_or_default();
-    for (index, op) in change.operations.iter().enumerate() {
-        let key = match &op.key {
-            Key::Map(key) => key.to_string(),
-            Key::Seq(_) => return Err("settings hold no lists".into()),
-        };
-        let obj = object(&op.obj);
-        if obj == "_root" {
-            match (key.as_str(), &op.action) {
-                ("kind", OpType::Put(ScalarValue::Str(kind))) if kind.as_str() == KIND => {}
-                ("schema", OpType::Put(ScalarValue::Int(_) | ScalarValue::Uint(_))) => {}
-                ("values", OpType::Make(ObjType::Map)) => {
-                    values.push(format!(
-                        "{}@{}",
-                        change.start_op.get() + index as u64,
-                        change.actor_id
-                    ));
-                }
-                _ => return Err(format!("`{key}` is not part of a settings document")),
-            }
-            continue;
-        }
-        if !values.contains(&obj) {
-            return Err("settings hold only values".into());
-        }
-        match &op.action {
-            OpType::Delete => {}
-            OpType::Put(ScalarValue::Boolean(_)) if LEGACY_KEYS.contains(&key.as_str()) => {}
-            OpType::Put(ScalarValue::Boolean(b)) => {
-                validate(&key, &SettingValue::Bool(*b)).map_err(|e| e.to_string())?
-            }
-            OpType::Put(ScalarValue::Str(t)) => {
-                validate(&key, &SettingValue::Text(t.to_string())).map_err(|e| e.to_string())?
-            }
-            _ => return Err(format!("`{key}`: settings are text or true/false")),
-        }
-    }
-    Ok(())
+    SETTINGS.check_change(doc, change)
 }
 
 /// The settings as JSON (export; server-side backups).
@@ -290,46 +201,19 @@ pub fn to_json<R: ReadDoc>(doc: &R) -> Result<serde_json::Value, SettingsError> 
     Ok(serde_json::to_value(read(doc)?).unwrap_or_default())
 }
 
-/// Writes every key of an exported JSON object (import; restore). Unknown
-/// keys and invalid values are refused before anything is written.
+/// Writes every key of an exported JSON object (import; restore), all
+/// checked before anything is written.
 pub fn apply_json<T: Transactable>(
     tx: &mut T,
     json: &serde_json::Value,
 ) -> Result<(), SettingsError> {
-    let Some(object) = json.as_object() else {
-        return Err(SettingsError::Invalid {
-            key: "(document)".into(),
-            reason: "expected a JSON object".into(),
-        });
-    };
-    let mut writes = Vec::new();
-    for (key, value) in object {
-        let value = match value {
-            serde_json::Value::Bool(b) => SettingValue::Bool(*b),
-            serde_json::Value::String(s) => SettingValue::Text(s.clone()),
-            serde_json::Value::Null if key == "default_checkin_list" => {
-                SettingValue::Text(String::new())
-            }
-            other => {
-                return Err(SettingsError::Invalid {
-                    key: key.clone(),
-                    reason: format!("unexpected value {other}"),
-                });
-            }
-        };
-        validate(key, &value)?;
-        writes.push((key.clone(), value));
-    }
-    for (key, value) in writes {
-        set(tx, &key, &value)?;
-    }
-    Ok(())
+    SETTINGS.apply_json(tx, json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use automerge::Automerge;
+    use automerge::{Automerge, ObjType};
 
     /// A schema-1 document as the first app version wrote it.
     fn version_one(dark: bool) -> Automerge {
@@ -337,7 +221,7 @@ mod tests {
         let mut tx = doc.transaction();
         tx.put(ROOT, "kind", KIND).unwrap();
         tx.put(ROOT, "schema", 1).unwrap();
-        let values = tx.put_object(ROOT, VALUES, ObjType::Map).unwrap();
+        let values = tx.put_object(ROOT, values::VALUES, ObjType::Map).unwrap();
         tx.put(&values, "dark_mode", dark).unwrap();
         tx.put(&values, "sound", false).unwrap();
         tx.put(&values, "language", "de").unwrap();
@@ -381,8 +265,8 @@ mod tests {
         assert_eq!(sa.theme, "dark");
         assert!(!sa.sounds);
         assert_eq!(sa.language, "de");
-        assert_eq!(schema(&a).unwrap(), SCHEMA_VERSION);
-        let values = values_map(&a).unwrap();
+        assert_eq!(SETTINGS.schema_of(&a).unwrap(), SCHEMA_VERSION);
+        let values = SETTINGS.values_map(&a).unwrap();
         assert!(a.get(&values, "dark_mode").unwrap().is_none());
         // Migrating again changes nothing; reading an unmigrated copy agrees.
         let mut tx = a.transaction();
@@ -425,7 +309,7 @@ mod tests {
             }),
             Ok(())
         );
-        let values = values_map(&doc).unwrap();
+        let values = SETTINGS.values_map(&doc).unwrap();
         let v = values.clone();
         assert!(
             check(&doc, |tx| {

@@ -20,8 +20,6 @@ pub enum ReceiveError {
     Decode(String),
     #[error("sync message could not be applied: {0}")]
     Apply(String),
-    #[error("this peer may not change the document")]
-    WriteDenied,
     #[error("peer is not attached to the document")]
     NotAttached,
 }
@@ -37,6 +35,10 @@ pub enum WriteCheck {
     Event(EventWriter),
     /// Members' settings documents (`settings_model::check_change`).
     Settings,
+    /// The organisation configuration (`settings_model::org::check_change`).
+    OrgConfig,
+    /// A reader without write rights: every new change is refused.
+    ReadOnly,
 }
 
 impl WriteCheck {
@@ -46,9 +48,14 @@ impl WriteCheck {
                 event_model::validate::check_event_change(doc, change, writer)
             }
             WriteCheck::Settings => settings_model::check_change(doc, change),
+            WriteCheck::OrgConfig => settings_model::org::check_change(doc, change),
+            WriteCheck::ReadOnly => Err(READ_ONLY.into()),
         }
     }
 }
+
+/// Why a reader's change is refused.
+pub const READ_ONLY: &str = "you may read this document but not change it";
 
 /// What [`DocumentCore::receive_checked`] did with a message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -174,6 +181,8 @@ impl DocumentCore {
     /// document against `validation` first. Refused changes, and the ones
     /// that depend on them, are left out (never applied, so never stored or
     /// forwarded); the others are applied. The refused ones are reported.
+    /// A peer that may not write has every new change refused (its other
+    /// sync state still counts: it goes on reading).
     pub fn receive_checked(
         &mut self,
         peer: PeerKey,
@@ -183,9 +192,11 @@ impl DocumentCore {
     ) -> Result<Received, ReceiveError> {
         let mut message =
             sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
-        if !may_write && !message.changes.is_empty() {
-            return Err(ReceiveError::WriteDenied);
-        }
+        let validation = if may_write {
+            validation
+        } else {
+            Some(&WriteCheck::ReadOnly)
+        };
         if !self.peers.contains_key(&peer) {
             return Err(ReceiveError::NotAttached);
         }
@@ -516,10 +527,10 @@ mod tests {
             a.receive(&msg);
         }
         let with_changes = a.message().unwrap();
-        assert_eq!(
-            core.receive(1, &with_changes, false),
-            Err(ReceiveError::WriteDenied)
-        );
+        let received = core.receive_checked(1, &with_changes, false, None).unwrap();
+        assert_eq!(received.rejected.len(), 1);
+        assert_eq!(received.reason.as_deref(), Some(READ_ONLY));
+        assert!(!received.changed);
         assert_eq!(core.take_accepted(), 0);
         assert!(!core.exists());
         assert!(core.unpersisted().is_none());

@@ -70,8 +70,8 @@ pub fn document_access(principal: &Principal, scope: Option<&DocumentScope>) -> 
 
 /// How the changes `principal` writes to a document of `scope` are checked
 /// (beyond the right to write at all): event documents record by record,
-/// settings documents key by key; the organisation configuration and
-/// generic documents have no schema yet.
+/// settings documents and the organisation configuration key by key;
+/// generic documents (admins only) have no schema.
 pub fn write_validation(
     principal: &Principal,
     scope: Option<&DocumentScope>,
@@ -84,7 +84,8 @@ pub fn write_validation(
             },
         })),
         Some(DocumentKind::Settings) => Some(WriteCheck::Settings),
-        Some(DocumentKind::OrgConfig) | None => None,
+        Some(DocumentKind::OrgConfig) => Some(WriteCheck::OrgConfig),
+        None => None,
     }
 }
 

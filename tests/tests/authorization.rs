@@ -73,7 +73,8 @@ async fn exchange(url: &str, token: &str, id: DocumentId, doc: &mut Automerge) -
 /// Creates a document with `title` (as an admin). Event and settings
 /// documents are made in their shape, since the server validates what is
 /// written to them: an event carries the title in its details, settings in
-/// their default check-in list, other kinds at the root.
+/// their default check-in list, the organisation configuration in its name,
+/// generic documents at the root.
 async fn create(url: &str, admin: &str, title: &str, kind: &str) -> DocumentId {
     use client_core::settings_model::{self, SettingValue};
     let id = DocumentId::random();
@@ -90,6 +91,15 @@ async fn create(url: &str, admin: &str, title: &str, kind: &str) -> DocumentId {
             settings_model::set(
                 &mut tx,
                 "default_checkin_list",
+                &SettingValue::Text(title.into()),
+            )
+            .unwrap();
+        }
+        "org_config" => {
+            settings_model::org::init(&mut tx).unwrap();
+            settings_model::org::set(
+                &mut tx,
+                "organisation_name",
                 &SettingValue::Text(title.into()),
             )
             .unwrap();
@@ -113,6 +123,8 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
                 Some(info.name)
             } else if let Ok(settings) = client_core::settings_model::read(&doc) {
                 settings.default_checkin_list
+            } else if let Ok(config) = client_core::settings_model::org::read(&doc) {
+                Some(config.organisation_name)
             } else {
                 root_string(&doc, "title")
             };
@@ -148,6 +160,14 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
             &client_core::settings_model::SettingValue::Text(language),
         )
         .unwrap();
+    } else if client_core::settings_model::org::read(&tx).is_ok() {
+        let contact = format!("desk {}", DocumentId::random());
+        client_core::settings_model::org::set(
+            &mut tx,
+            "support_contact",
+            &client_core::settings_model::SettingValue::Text(contact),
+        )
+        .unwrap();
     } else {
         tx.put(ROOT, format!("edit-{}", DocumentId::random()), true)
             .unwrap();
@@ -157,7 +177,7 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
     match exchange(url, token, id, &mut doc).await {
         Outcome::Synced => (true, true),
         Outcome::Refused(reason) => {
-            assert!(reason.contains("may not change"), "{reason}");
+            assert!(reason.contains("not change"), "{reason}");
             (true, false)
         }
         Outcome::Unavailable => panic!("a readable document became unavailable"),

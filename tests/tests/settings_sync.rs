@@ -203,3 +203,111 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
     }
     server.stop().await;
 }
+
+/// The organisation configuration: an admin creates and edits it, a member's
+/// device finds it through the server and reads it, the member's own edit is
+/// refused and set aside, and so is an admin's value no app would write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organisation_configuration_is_written_by_admins_and_read_by_everyone() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("server"));
+    // Password-only sign-in here: two-factor sign-in has its own tests.
+    config.require_2fa_roles.clear();
+    let server = InProcessServer::start(&config).await;
+    let mut devices = Vec::new();
+    for (email, role) in [
+        ("admin@example.org", Role::Admin),
+        ("m@example.org", Role::Member),
+    ] {
+        create_user(server.store.as_ref(), email, role, PASSWORD).await;
+        let core = ClientCore::open(dir.path().join(format!("{email}.sqlite3"))).unwrap();
+        let account = Account::new(&core, &server.url).unwrap();
+        let SignInStep::SignedIn(_) = account.sign_in(email, PASSWORD, email).await.unwrap() else {
+            panic!("password-only sign-in");
+        };
+        devices.push((core, account));
+    }
+    let (admin, admin_account) = &devices[0];
+    let (member, member_account) = &devices[1];
+    assert_eq!(member_account.open_org_config().await.unwrap(), None);
+
+    let org = admin_account.create_org_config().await.unwrap();
+    admin
+        .set_org_config(org, "organisation_name", SettingValue::Text("Acme".into()))
+        .unwrap();
+    admin
+        .set_org_config(org, "kiosk_pin_length", SettingValue::Int(4))
+        .unwrap();
+    assert!(
+        admin
+            .set_org_config(org, "kiosk_pin_length", SettingValue::Int(2))
+            .is_err()
+    );
+    // One configuration per organisation.
+    let second = admin_account.create_org_config().await.unwrap_err();
+    assert_eq!(second.code(), Some("conflict"), "{second}");
+    assert!(second.to_string().contains(&org.to_string()), "{second}");
+
+    assert_eq!(member_account.open_org_config().await.unwrap(), Some(org));
+    assert_eq!(
+        member.org_config(org).unwrap(),
+        client_core::settings_model::org::OrgConfig::default(),
+        "defaults until the document arrives"
+    );
+    let admin_sync = admin.start_sync(SyncConfig::with_account(server.url.clone(), admin_account));
+    let member_sync =
+        member.start_sync(SyncConfig::with_account(server.url.clone(), member_account));
+    wait_until(
+        "the member's device has the configuration",
+        LIMIT,
+        || async {
+            member
+                .org_config(org)
+                .is_ok_and(|c| c.organisation_name == "Acme" && c.kiosk_pin_length == 4)
+        },
+    )
+    .await;
+
+    // The member may read, not write: the edit is set aside on the device.
+    member
+        .set_org_config(org, "organisation_name", SettingValue::Text("Mine".into()))
+        .unwrap();
+    wait_until("the member's edit is set aside", LIMIT, || async {
+        member.quarantined_changes(org).is_ok_and(|q| q.len() == 1)
+    })
+    .await;
+    assert_eq!(member.org_config(org).unwrap().organisation_name, "Acme");
+
+    // An admin's value outside the rules (written around the typed API) is refused too.
+    let values = admin
+        .read(org, |doc| {
+            use automerge::ReadDoc;
+            doc.get(automerge::ROOT, "values").unwrap().unwrap().1
+        })
+        .unwrap();
+    admin
+        .change(org, |tx| {
+            use automerge::transaction::Transactable;
+            tx.put(&values, "kiosk_pin_length", 99)
+        })
+        .unwrap();
+    wait_until("the admin's invalid value is set aside", LIMIT, || async {
+        admin.quarantined_changes(org).is_ok_and(|q| q.len() == 1)
+    })
+    .await;
+    // A valid edit after it still reaches the member.
+    admin
+        .set_org_config(org, "default_annul_window_minutes", SettingValue::Int(30))
+        .unwrap();
+    wait_until("the next edit reaches the member", LIMIT, || async {
+        member
+            .org_config(org)
+            .is_ok_and(|c| c.default_annul_window_minutes == 30 && c.kiosk_pin_length == 4)
+    })
+    .await;
+    assert_eq!(admin.org_config(org).unwrap().kiosk_pin_length, 4);
+    admin_sync.stop().await;
+    member_sync.stop().await;
+    server.stop().await;
+}

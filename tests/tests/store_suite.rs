@@ -425,6 +425,32 @@ async fn sessions(store: &dyn Store, user_id: &str) {
     );
     assert_eq!(store.documents_with_scope(&event).await.unwrap(), vec![doc]);
     assert!(store.documents_with_scope(&other).await.unwrap().is_empty());
+    // One organisation configuration: a second is a conflict, the first stays.
+    let (config, second) = (DocumentId::random(), DocumentId::random());
+    assert_eq!(
+        store
+            .register_document(config, &other, "t", 3)
+            .await
+            .unwrap(),
+        other
+    );
+    assert!(matches!(
+        store.register_document(second, &other, "t", 4).await,
+        Err(sync_server::store::StoreError::Conflict(_))
+    ));
+    assert_eq!(store.document_scope(second).await.unwrap(), None);
+    assert_eq!(
+        store
+            .register_document(config, &other, "t", 5)
+            .await
+            .unwrap(),
+        other,
+        "registering the same one again is fine"
+    );
+    assert_eq!(
+        store.documents_with_scope(&other).await.unwrap(),
+        vec![config]
+    );
 
     // One shared secret per name.
     let secret = store.shared_secret("k", b"first").await.unwrap();

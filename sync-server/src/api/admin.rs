@@ -716,10 +716,18 @@ pub async fn register_document(
             "you may register only your own settings document".into(),
         ));
     }
-    let stored = state
+    let stored = match state
         .store
         .register_document(id, &wanted, &caller.principal.audit_name(), unix_ms())
-        .await?;
+        .await
+    {
+        Err(StoreError::Conflict(why)) => {
+            let existing = state.store.documents_with_scope(&wanted).await?;
+            let existing = existing.first().map(|d| d.to_string()).unwrap_or_default();
+            return Err(ApiError::Conflict(format!("{why}: {existing}")));
+        }
+        other => other?,
+    };
     let body = RegisteredDocument {
         document_id: id.to_string(),
         kind: stored.kind,

@@ -919,6 +919,9 @@ pub struct MeResponse {
     /// syncs this one instead of making another).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settings_document: Option<String>,
+    /// The organisation configuration document, once an admin registered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_config_document: Option<String>,
 }
 
 /// Who the caller is.
@@ -949,8 +952,18 @@ pub async fn me(
             .map(|d| d.to_string()),
         None => None,
     };
+    let org_config_document = state
+        .store
+        .documents_with_scope(&crate::store::sessions::DocumentScope {
+            kind: crate::store::sessions::DocumentKind::OrgConfig,
+            scope: String::new(),
+        })
+        .await?
+        .first()
+        .map(|d| d.to_string());
     Ok(Json(MeResponse {
         settings_document,
+        org_config_document,
         user,
         role: caller.principal.role,
         device_id: caller.principal.device_id().map(str::to_owned),

@@ -9,8 +9,8 @@ use super::postgres::{
 };
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup,
-    TokenHashes, UserSummary, parse_role,
+    DocumentKind, DocumentScope, ORG_CONFIG_TAKEN, PRUNE, RefreshTokenRecord, SessionStore,
+    SettingsBackup, TokenHashes, UserSummary, parse_role,
 };
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
@@ -522,7 +522,7 @@ impl SessionStore for PostgresStore {
         client
             .execute(
                 "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (document_id) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 &[
                     &key,
                     &scope.kind.as_str(),
@@ -535,7 +535,7 @@ impl SessionStore for PostgresStore {
         drop(client);
         self.document_scope(id)
             .await?
-            .ok_or_else(|| StoreError::Database("scope vanished".into()))
+            .ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
     }
 
     async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {

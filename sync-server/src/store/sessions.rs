@@ -105,6 +105,9 @@ pub struct Challenge {
     pub used: bool,
 }
 
+/// Why a second `org_config` registration is refused (there is one per organisation).
+pub const ORG_CONFIG_TAKEN: &str = "the organisation already has its configuration document";
+
 /// What kind of document this is, and whose: the basis of per-document rights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -284,6 +287,7 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Registers the document's kind and scope unless it has one; returns the
     /// registered scope (the existing one if it was registered before).
+    /// `Conflict` when it would be a second organisation configuration.
     async fn register_document(
         &self,
         id: DocumentId,

@@ -6,8 +6,8 @@ use sync_protocol::DocumentId;
 
 use super::sessions::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SessionStore, SettingsBackup,
-    TokenHashes, UserSummary, parse_role,
+    DocumentKind, DocumentScope, ORG_CONFIG_TAKEN, PRUNE, RefreshTokenRecord, SessionStore,
+    SettingsBackup, TokenHashes, UserSummary, parse_role,
 };
 use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
 use super::{StoreError, User};
@@ -562,7 +562,7 @@ impl SessionStore for SqliteStore {
         self.with_conn("register_document", move |conn| {
             conn.execute(
                 "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (document_id) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
                 params![
                     id.to_string(),
                     scope.kind.as_str(),
@@ -571,7 +571,7 @@ impl SessionStore for SqliteStore {
                     now_ms
                 ],
             )?;
-            read_scope(conn, id)?.ok_or_else(|| StoreError::Database("scope vanished".into()))
+            read_scope(conn, id)?.ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
         })
         .await
     }

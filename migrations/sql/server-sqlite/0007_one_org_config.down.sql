@@ -1,0 +1,1 @@
+DROP INDEX document_scopes_one_org_config;
