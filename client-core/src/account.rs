@@ -548,6 +548,28 @@ impl Account {
         Ok(())
     }
 
+    /// The event documents this account may sync, as `(event id, document)`:
+    /// for staff, those of the events they are assigned to; admins all.
+    /// Pass each to [`ClientCore::find`] to download it.
+    pub async fn event_documents(
+        &self,
+    ) -> Result<Vec<(String, sync_protocol::DocumentId)>, AccountError> {
+        let listed = self.get("/api/documents?kind=event").await?;
+        let items = listed
+            .as_array()
+            .ok_or_else(|| AccountError::Protocol("expected a list of documents".into()))?;
+        items
+            .iter()
+            .map(|item| {
+                let id = item["document_id"]
+                    .as_str()
+                    .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
+                    .ok_or_else(|| AccountError::Protocol(format!("bad document entry {item}")))?;
+                Ok((item["scope"].as_str().unwrap_or_default().to_owned(), id))
+            })
+            .collect()
+    }
+
     /// Creates the member's settings document: registered with the server
     /// first, then given its content (which then syncs to the other devices).
     pub async fn create_settings(&self) -> Result<sync_protocol::DocumentId, AccountError> {

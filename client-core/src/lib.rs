@@ -252,6 +252,23 @@ impl ClientCore {
         self.lock().store.set_meta(key, value)
     }
 
+    /// A value the embedding app keeps on this device (not synced): a kiosk
+    /// PIN's hash, the event a tablet works on. App keys live apart from
+    /// the library's own (`app.` prefix), so no app key can clobber them.
+    pub fn device_value(&self, key: &str) -> Result<Option<String>, ClientError> {
+        self.meta(&format!("app.{key}"))
+    }
+
+    /// Sets (`Some`) or removes (`None`) an app value; see [`ClientCore::device_value`].
+    pub fn set_device_value(&self, key: &str, value: Option<&str>) -> Result<(), ClientError> {
+        let key = format!("app.{key}");
+        let inner = self.lock();
+        match value {
+            Some(value) => inner.store.set_meta(&key, value),
+            None => inner.store.delete_meta(&key),
+        }
+    }
+
     /// Deletes every local document and its changes (what a revoked device
     /// must do), then announces [`DocEvent::Wiped`].
     pub fn wipe_local_data(&self) -> Result<(), ClientError> {

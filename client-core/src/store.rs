@@ -325,4 +325,10 @@ impl LocalStore {
         )?;
         Ok(())
     }
+
+    pub fn delete_meta(&self, key: &str) -> Result<(), ClientError> {
+        self.conn
+            .execute("DELETE FROM sync_meta WHERE key = ?1", params![key])?;
+        Ok(())
+    }
 }

@@ -676,6 +676,46 @@ pub struct RegisteredDocument {
     pub scope: String,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DocumentListQuery {
+    /// Only documents of this kind (`event`, `settings`, `org_config`).
+    #[param(value_type = Option<String>, example = "event")]
+    pub kind: Option<DocumentKind>,
+}
+
+/// The registered documents the caller may read: a tablet lists the event
+/// documents of the events its staff member is assigned to here, then syncs them.
+#[utoipa::path(get, path = "/api/documents", tag = "admin", security(("bearer" = [])), params(DocumentListQuery),
+    responses((status = 200, body = Vec<RegisteredDocument>), (status = 401, body = ErrorBody)))]
+pub async fn list_documents(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(query): Query<DocumentListQuery>,
+) -> Result<Json<Vec<RegisteredDocument>>, ApiError> {
+    let kinds = match query.kind {
+        Some(kind) => vec![kind],
+        None => vec![
+            DocumentKind::Event,
+            DocumentKind::Settings,
+            DocumentKind::OrgConfig,
+        ],
+    };
+    let mut out = Vec::new();
+    for kind in kinds {
+        for (id, scope) in state.store.documents_of_kind(kind).await? {
+            let registered = DocumentScope { kind, scope };
+            if policy::document_access(&caller.principal, Some(&registered)).read {
+                out.push(RegisteredDocument {
+                    document_id: id.to_string(),
+                    kind,
+                    scope: registered.scope,
+                });
+            }
+        }
+    }
+    Ok(Json(out))
+}
+
 /// Declares what a document is and whose (administrators any; a user their
 /// own settings document). Sync access follows from it; it cannot change.
 #[utoipa::path(post, path = "/api/documents", tag = "admin", security(("bearer" = [])), request_body = RegisterDocumentRequest,

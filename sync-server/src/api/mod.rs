@@ -267,7 +267,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(admin::query_audit))
         .routes(routes!(admin::export_audit))
         .routes(routes!(admin::verify_audit))
-        .routes(routes!(admin::register_document))
+        .routes(routes!(admin::list_documents, admin::register_document))
         .routes(routes!(admin::document_presence))
         .routes(routes!(settings::list_backups))
         .routes(routes!(settings::restore_backup))

@@ -575,6 +575,28 @@ impl SessionStore for PostgresStore {
             .collect()
     }
 
+    async fn documents_of_kind(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT document_id, scope FROM document_scopes WHERE kind = $1
+                 ORDER BY created_ms, document_id",
+                &[&kind.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.get(0);
+                let id = DocumentId::parse(text)
+                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
+                Ok((id, r.get(1)))
+            })
+            .collect()
+    }
+
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let client = self.pool.get().await?;
         client

@@ -301,6 +301,11 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         scope: &DocumentScope,
     ) -> Result<Vec<DocumentId>, StoreError>;
+    /// Every document registered with `kind`, with its scope, oldest first.
+    async fn documents_of_kind(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError>;
 
     /// The named secret shared by all nodes, created from `candidate` if absent.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
@@ -408,6 +413,9 @@ macro_rules! delegate_session_store {
             }
             async fn documents_with_scope(&self, scope: &$crate::store::sessions::DocumentScope) -> Result<Vec<$crate::__private::DocumentId>, $crate::store::StoreError> {
                 self.$field.documents_with_scope(scope).await
+            }
+            async fn documents_of_kind(&self, kind: $crate::store::sessions::DocumentKind) -> Result<Vec<($crate::__private::DocumentId, String)>, $crate::store::StoreError> {
+                self.$field.documents_of_kind(kind).await
             }
             async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, $crate::store::StoreError> {
                 self.$field.shared_secret(name, candidate).await

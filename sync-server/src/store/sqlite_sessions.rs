@@ -603,6 +603,29 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn documents_of_kind(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        self.with_conn("documents_of_kind", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id, scope FROM document_scopes WHERE kind = ?1
+                 ORDER BY created_ms, document_id",
+            )?;
+            let rows = stmt.query_map(params![kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (text, scope) = row?;
+                let id = DocumentId::parse(&text)
+                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
+                Ok((id, scope))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (name, candidate) = (name.to_owned(), candidate.to_vec());
         self.with_conn("shared_secret", move |conn| {

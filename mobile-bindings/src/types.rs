@@ -1,0 +1,409 @@
+//! The records and enums the bindings pass, converted from client-core's.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use client_core::event_model::document::CheckinList;
+use client_core::event_model::rules::{self, Answer};
+use client_core::settings_model::org::OrgConfig as CoreOrgConfig;
+use client_core::{
+    AttendeeView, CheckInResult as CoreCheckIn, DuplicateView, EventSummary, ScanView,
+    SessionState as CoreSession, Settings as CoreSettings, SyncStatus as CoreSyncStatus,
+};
+
+/// Where a tablet keeps its data and which servers it talks to.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TabletConfig {
+    /// A directory the app owns; the local database lives in it.
+    pub data_dir: String,
+    /// Sync URLs (`ws://host:port/sync`), tried in turn; the first also
+    /// answers the sign-in API.
+    pub server_urls: Vec<String>,
+    /// Shown to admins in the device list ("Door 2 tablet").
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SignInStep {
+    SignedIn { session: SessionInfo },
+    /// Ask for a TOTP code (or a recovery code) and pass it with `challenge`.
+    SecondFactorRequired { challenge: String },
+    /// The account has no authenticator yet: enroll one
+    /// (`start_enrollment`, then `confirm_enrollment` with its first code).
+    EnrollmentRequired { challenge: String },
+}
+
+/// A new authenticator to show: the QR code (PNG) or the secret to type.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Enrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_png: Vec<u8>,
+}
+
+/// A confirmed enrollment: signed in, and recovery codes to show once.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EnrolledSession {
+    pub session: SessionInfo,
+    pub recovery_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SessionInfo {
+    pub user_id: String,
+    pub email: String,
+    pub role: String,
+    pub device_id: String,
+}
+
+impl From<client_core::SessionInfo> for SessionInfo {
+    fn from(info: client_core::SessionInfo) -> Self {
+        Self {
+            user_id: info.user.id,
+            email: info.user.email,
+            role: info.user.role,
+            device_id: info.device_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SessionState {
+    SignedOut,
+    SignedIn { session: SessionInfo },
+    /// The session ended elsewhere or expired: sign in again. Local data
+    /// and scans not yet synced are kept and sync after the next sign-in.
+    NeedsSignIn { reason: String },
+    /// An admin revoked this device: its local data was wiped.
+    Revoked,
+}
+
+impl From<CoreSession> for SessionState {
+    fn from(state: CoreSession) -> Self {
+        match state {
+            CoreSession::SignedOut => SessionState::SignedOut,
+            CoreSession::SignedIn(info) => SessionState::SignedIn {
+                session: info.into(),
+            },
+            CoreSession::NeedsSignIn { reason } => SessionState::NeedsSignIn { reason },
+            CoreSession::Revoked => SessionState::Revoked,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct EventInfo {
+    pub document_id: String,
+    pub event_id: String,
+    /// Empty until the event's document has been downloaded.
+    pub name: String,
+    pub starts_at: String,
+    pub location: String,
+    /// The event's data is on this tablet (scans can be answered).
+    pub downloaded: bool,
+}
+
+impl From<EventSummary> for EventInfo {
+    fn from(e: EventSummary) -> Self {
+        Self {
+            document_id: e.document_id,
+            event_id: e.event_id,
+            name: e.name,
+            starts_at: e.starts_at,
+            location: e.location,
+            downloaded: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CheckinListInfo {
+    pub list_id: String,
+    pub name: String,
+    pub allow_multiple_entries: bool,
+    pub allow_entry_after_exit: bool,
+}
+
+impl From<CheckinList> for CheckinListInfo {
+    fn from(list: CheckinList) -> Self {
+        Self {
+            list_id: list.id,
+            name: list.name,
+            allow_multiple_entries: list.rules.allow_multiple_entries,
+            allow_entry_after_exit: list.rules.allow_entry_after_exit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Direction {
+    Entry,
+    Exit,
+}
+
+impl From<Direction> for rules::Direction {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::Entry => rules::Direction::Entry,
+            Direction::Exit => rules::Direction::Exit,
+        }
+    }
+}
+
+impl From<rules::Direction> for Direction {
+    fn from(d: rules::Direction) -> Self {
+        match d {
+            rules::Direction::Entry => Direction::Entry,
+            rules::Direction::Exit => Direction::Exit,
+        }
+    }
+}
+
+/// The answer shown at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CheckInAnswer {
+    /// Let them in: the scan was recorded.
+    Admitted,
+    /// An exit was recorded.
+    Exited,
+    /// Already in (see `previous`): nothing recorded.
+    AlreadyCheckedIn,
+    UnknownTicket,
+    NotValidOnList,
+    /// The ticket was cancelled.
+    Revoked,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Attendee {
+    pub attendee_id: String,
+    pub ticket_code: String,
+    pub name: String,
+    pub email: String,
+    pub ticket_type: String,
+    pub revoked: bool,
+}
+
+impl From<AttendeeView> for Attendee {
+    fn from(a: AttendeeView) -> Self {
+        Self {
+            attendee_id: a.attendee_id,
+            ticket_code: a.ticket_code,
+            name: a.name,
+            email: a.email,
+            ticket_type: a.ticket_type,
+            revoked: a.revoked,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Scan {
+    pub scan_id: String,
+    pub attendee_id: String,
+    pub list_id: String,
+    pub direction: Direction,
+    pub device_id: String,
+    pub staff_id: String,
+    /// When it happened, unix ms (the scanning device's clock).
+    pub wall_ms: i64,
+    /// `admitted`, `exited`, `duplicate`, `annulled`, ...
+    pub outcome: String,
+}
+
+impl From<ScanView> for Scan {
+    fn from(s: ScanView) -> Self {
+        Self {
+            scan_id: s.scan_id,
+            attendee_id: s.attendee_id,
+            list_id: s.list_id,
+            direction: s.direction.into(),
+            device_id: s.device_id,
+            staff_id: s.staff_id,
+            wall_ms: s.wall_ms,
+            outcome: s.outcome,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CheckInResult {
+    pub answer: CheckInAnswer,
+    pub attendee: Option<Attendee>,
+    /// The scan recorded, if one was (admitted or exited).
+    pub scan_id: Option<String>,
+    /// For `AlreadyCheckedIn`: the entry that counted (when, which list,
+    /// which device, which staff member).
+    pub previous: Option<Scan>,
+}
+
+impl From<CoreCheckIn> for CheckInResult {
+    fn from(r: CoreCheckIn) -> Self {
+        let answer = match r.answer {
+            Answer::Admitted => CheckInAnswer::Admitted,
+            Answer::Exited => CheckInAnswer::Exited,
+            Answer::AlreadyCheckedIn { .. } => CheckInAnswer::AlreadyCheckedIn,
+            Answer::UnknownTicket => CheckInAnswer::UnknownTicket,
+            Answer::NotValidOnList => CheckInAnswer::NotValidOnList,
+            Answer::Revoked => CheckInAnswer::Revoked,
+        };
+        Self {
+            answer,
+            attendee: r.attendee.map(Into::into),
+            scan_id: r.scan_id,
+            previous: r.previous.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct Counts {
+    /// Valid tickets.
+    pub expected: u64,
+    /// Of those, checked in at least once.
+    pub checked_in: u64,
+    /// Inside now.
+    pub inside: u64,
+}
+
+impl From<rules::Counts> for Counts {
+    fn from(c: rules::Counts) -> Self {
+        Self {
+            expected: c.expected,
+            checked_in: c.checked_in,
+            inside: c.inside,
+        }
+    }
+}
+
+/// Two entries for one ticket with no exit between them: the later scan,
+/// and the one that counted.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Duplicate {
+    pub scan: Scan,
+    pub original: Option<Scan>,
+    pub attendee_name: String,
+    pub ticket_code: String,
+}
+
+impl From<DuplicateView> for Duplicate {
+    fn from(d: DuplicateView) -> Self {
+        Self {
+            scan: d.scan.into(),
+            original: d.original.map(Into::into),
+            attendee_name: d.attendee_name,
+            ticket_code: d.ticket_code,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncStatus {
+    pub connected: bool,
+    /// Local changes (scans) the server has not confirmed yet.
+    pub pending_changes: u64,
+    /// When the server last confirmed every local change, unix ms.
+    pub last_sync_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+impl From<CoreSyncStatus> for SyncStatus {
+    fn from(s: CoreSyncStatus) -> Self {
+        Self {
+            connected: s.connected,
+            pending_changes: s.pending_changes,
+            last_sync_ms: s.last_sync_at.map(unix_ms),
+            last_error: s.last_error,
+            last_error_ms: s.last_error_at.map(unix_ms),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct MemberSettings {
+    /// `light`, `dark` or `system`.
+    pub theme: String,
+    pub language: String,
+    pub default_checkin_list: Option<String>,
+    pub sounds: bool,
+    pub notifications: bool,
+}
+
+impl From<CoreSettings> for MemberSettings {
+    fn from(s: CoreSettings) -> Self {
+        Self {
+            theme: s.theme,
+            language: s.language,
+            default_checkin_list: s.default_checkin_list,
+            sounds: s.sounds,
+            notifications: s.notifications,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum SettingValue {
+    Flag { value: bool },
+    Number { value: i64 },
+    Text { value: String },
+}
+
+impl From<SettingValue> for client_core::SettingValue {
+    fn from(v: SettingValue) -> Self {
+        match v {
+            SettingValue::Flag { value } => client_core::SettingValue::Bool(value),
+            SettingValue::Number { value } => client_core::SettingValue::Int(value),
+            SettingValue::Text { value } => client_core::SettingValue::Text(value),
+        }
+    }
+}
+
+/// The organisation's configuration, as far as a tablet uses it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OrgConfig {
+    pub organisation_name: String,
+    pub support_contact: String,
+    pub default_language: String,
+    pub kiosk_auto_lock_minutes: i64,
+    pub kiosk_pin_length: i64,
+    pub duplicate_alert_sound: bool,
+}
+
+impl From<CoreOrgConfig> for OrgConfig {
+    fn from(c: CoreOrgConfig) -> Self {
+        Self {
+            organisation_name: c.organisation_name,
+            support_contact: c.support_contact,
+            default_language: c.default_language,
+            kiosk_auto_lock_minutes: c.kiosk_auto_lock_minutes,
+            kiosk_pin_length: c.kiosk_pin_length,
+            duplicate_alert_sound: c.duplicate_alert_sound,
+        }
+    }
+}
+
+/// Another tablet heard on the chosen event.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TabletPresence {
+    pub device_id: String,
+    pub list_id: Option<String>,
+    pub last_synced_ms: Option<i64>,
+    pub heard_ms: i64,
+}
+
+impl From<client_core::PeerPresence> for TabletPresence {
+    fn from(p: client_core::PeerPresence) -> Self {
+        Self {
+            device_id: p.device_id,
+            list_id: p.list_id,
+            last_synced_ms: p.last_synced_ms,
+            heard_ms: p.heard_ms,
+        }
+    }
+}

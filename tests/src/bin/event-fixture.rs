@@ -1,0 +1,131 @@
+//! Test helper for the mobile binding tests (Python, Kotlin), which drive a
+//! real `sync-server` process and need an event to scan and a way to see
+//! what the server holds. An admin's client-core replica, with an admin API
+//! token, does both; every answer is one JSON line on stdout.
+//!
+//!   event-fixture seed    URL TOKEN EVENT_ID ATTENDEES STORE_PATH
+//!       creates the event (lists `main` and `vip`, tickets T-0000...),
+//!       registers it, uploads it: {"document_id": "..."}
+//!   event-fixture inspect URL TOKEN DOCUMENT_ID STORE_PATH
+//!       downloads the event from the server into a fresh replica:
+//!       {"counts": {...}, "main": {...}, "scans": N, "duplicates": [...]}
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use client_core::event_model::document::CheckinList;
+use client_core::event_model::rules::ListRules;
+use client_core::event_model::EventInfo;
+use client_core::{ClientCore, DocumentId, SyncConfig};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > LIMIT {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = "usage: event-fixture seed URL TOKEN EVENT_ID ATTENDEES STORE | inspect URL TOKEN DOCUMENT STORE";
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["seed", url, token, event_id, attendees, store] => {
+            let attendees: usize = attendees.parse().context("ATTENDEES")?;
+            let admin = ClientCore::open(store)?;
+            let event = admin.create_event(&EventInfo::new(event_id, "Tablet day"))?;
+            for (id, name) in [("main", "Main entrance"), ("vip", "VIP door")] {
+                admin.put_checkin_list(
+                    event,
+                    &CheckinList {
+                        id: id.into(),
+                        name: name.into(),
+                        rules: ListRules::default(),
+                    },
+                )?;
+            }
+            let mut csv = String::from("ticket_code,name,email\n");
+            for i in 0..attendees {
+                csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
+            }
+            let report = admin
+                .import_attendees_csv(event, csv.as_bytes(), |_| true)?
+                .context("import aborted")?;
+            if !report.rejected.is_empty() {
+                bail!("rows rejected: {:?}", report.rejected);
+            }
+            let api = url.replacen("ws://", "http://", 1).replace("/sync", "");
+            let answer = reqwest::Client::new()
+                .post(format!("{api}/api/documents"))
+                .bearer_auth(token)
+                .json(&json!({ "document_id": event.to_string(), "kind": "event", "scope": event_id }))
+                .send()
+                .await?;
+            if !answer.status().is_success() {
+                bail!("registering the event: {}", answer.text().await?);
+            }
+            let sync = admin.start_sync(SyncConfig::new(url, token));
+            wait_for("the event to reach the server", || {
+                let status = admin.sync_status();
+                status.connected && status.pending_changes == 0
+            })
+            .await?;
+            sync.stop().await;
+            println!("{}", json!({ "document_id": event.to_string() }));
+        }
+        ["inspect", url, token, document, store] => {
+            let event = DocumentId::parse(document)?;
+            let replica = ClientCore::open(store)?;
+            let sync = replica.start_sync(SyncConfig::new(url, token));
+            replica.find(event)?;
+            // Downloaded once connected and nothing has changed for a second.
+            let mut last = None;
+            let mut stable_since = Instant::now();
+            wait_for("the event to download", || {
+                let now = replica
+                    .counts(event, None)
+                    .ok()
+                    .filter(|c| c.expected > 0)
+                    .map(|c| (c, replica.recent_scans(event, 1_000_000).map(|s| s.len()).ok()));
+                if now != last {
+                    last = now;
+                    stable_since = Instant::now();
+                }
+                replica.sync_status().connected
+                    && last.is_some()
+                    && stable_since.elapsed() > Duration::from_secs(1)
+            })
+            .await?;
+            sync.stop().await;
+            let counts = replica.counts(event, None)?;
+            let main = replica.counts(event, Some("main"))?;
+            let duplicates: Vec<_> = replica
+                .duplicates(event)?
+                .into_iter()
+                .map(|d| {
+                    json!({
+                        "ticket_code": d.ticket_code,
+                        "device_id": d.scan.device_id,
+                        "original_device_id": d.original.map(|o| o.device_id),
+                    })
+                })
+                .collect();
+            let scans = replica.recent_scans(event, 1_000_000)?.len();
+            println!(
+                "{}",
+                json!({
+                    "counts": counts, "main": main, "scans": scans, "duplicates": duplicates,
+                })
+            );
+        }
+        _ => bail!("{usage}"),
+    }
+    Ok(())
+}
