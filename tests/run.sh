@@ -8,6 +8,12 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 # PostgreSQL server binaries: the PostgreSQL store tests start their own
 # throwaway clusters on loopback (tests/src/lib.rs, PgCluster) and stop them.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The mobile binding tests: Python runs the generated module; Kotlin runs on
+# the JVM through JNA (Debian's libjna-java); the Swift check needs gcc and nm.
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+[ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
+command -v nm >/dev/null || need_apt+=(binutils)
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
@@ -21,6 +27,13 @@ fi
 
 # Binaries the cross-process tests start (sync-server, client test helpers).
 cargo build --workspace --bins
+# The mobile library, its generated Python/Kotlin/Swift sources and the
+# compiled Kotlin test (kotlinc from the npm lockfile above), and the pinned
+# Python packages of the Swift check.
+tests/mobile/build.sh
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+python3 -m pip install --quiet --disable-pip-version-check --upgrade \
+    --target "$target_dir/mobile-pydeps" -r tests/mobile/requirements.txt
 # Criterion benches run once each in test mode, so they cannot rot.
 cargo test -p sync-server --bench store --quiet
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -89,9 +89,7 @@ impl TabletError {
 
     pub(crate) fn annul_too_late(window_minutes: i64) -> Self {
         TabletError::AnnulTooLate {
-            detail: format!(
-                "the scan is older than the annulment window ({window_minutes} min)"
-            ),
+            detail: format!("the scan is older than the annulment window ({window_minutes} min)"),
             window_minutes,
         }
     }

@@ -199,7 +199,11 @@ impl Tablet {
     }
 
     /// Signs in with a password; staff and admins then pass a code.
-    pub async fn sign_in(&self, email: String, password: String) -> Result<SignInStep, TabletError> {
+    pub async fn sign_in(
+        &self,
+        email: String,
+        password: String,
+    ) -> Result<SignInStep, TabletError> {
         let (account, device) = (self.account.clone(), self.device_name.clone());
         in_background(async move {
             Ok(match account.sign_in(&email, &password, &device).await? {
@@ -295,9 +299,9 @@ impl Tablet {
         in_background(async move {
             let assigned = match account.event_documents().await {
                 Ok(list) => list,
-                Err(client_core::AccountError::Network(_) | client_core::AccountError::SignedOut) => {
-                    Vec::new()
-                }
+                Err(
+                    client_core::AccountError::Network(_) | client_core::AccountError::SignedOut,
+                ) => Vec::new(),
                 Err(other) => return Err(other.into()),
             };
             tokio::task::spawn_blocking(move || {
@@ -346,7 +350,11 @@ impl Tablet {
 
     /// Scans go to this event and door from now on (remembered across
     /// restarts); the tablet announces itself there to the dashboard.
-    pub async fn choose_event(&self, document_id: String, list_id: String) -> Result<(), TabletError> {
+    pub async fn choose_event(
+        &self,
+        document_id: String,
+        list_id: String,
+    ) -> Result<(), TabletError> {
         self.unlocked()?;
         let id = parse_document_id(&document_id)?;
         let core = self.core.clone();
@@ -527,9 +535,10 @@ impl Tablet {
                 Some(id) => Some(id),
                 None => match account.open_org_config().await {
                     Ok(id) => id,
-                    Err(client_core::AccountError::Network(_) | client_core::AccountError::SignedOut) => {
-                        None
-                    }
+                    Err(
+                        client_core::AccountError::Network(_)
+                        | client_core::AccountError::SignedOut,
+                    ) => None,
                     Err(other) => return Err(other.into()),
                 },
             };
@@ -617,7 +626,7 @@ impl Tablet {
 
     /// Stops syncing and listening (the app is closing). Scans are already
     /// on disk; those not yet synced go out next time.
-    pub async fn close(&self) {
+    pub async fn shutdown(&self) {
         if let Some(task) = self
             .listener
             .lock()

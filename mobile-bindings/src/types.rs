@@ -24,12 +24,18 @@ pub struct TabletConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SignInStep {
-    SignedIn { session: SessionInfo },
+    SignedIn {
+        session: SessionInfo,
+    },
     /// Ask for a TOTP code (or a recovery code) and pass it with `challenge`.
-    SecondFactorRequired { challenge: String },
+    SecondFactorRequired {
+        challenge: String,
+    },
     /// The account has no authenticator yet: enroll one
     /// (`start_enrollment`, then `confirm_enrollment` with its first code).
-    EnrollmentRequired { challenge: String },
+    EnrollmentRequired {
+        challenge: String,
+    },
 }
 
 /// A new authenticator to show: the QR code (PNG) or the secret to type.
@@ -69,10 +75,14 @@ impl From<client_core::SessionInfo> for SessionInfo {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum SessionState {
     SignedOut,
-    SignedIn { session: SessionInfo },
+    SignedIn {
+        session: SessionInfo,
+    },
     /// The session ended elsewhere or expired: sign in again. Local data
     /// and scans not yet synced are kept and sync after the next sign-in.
-    NeedsSignIn { reason: String },
+    NeedsSignIn {
+        reason: String,
+    },
     /// An admin revoked this device: its local data was wiped.
     Revoked,
 }

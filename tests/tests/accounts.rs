@@ -770,6 +770,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
         "GET /api/audit/export",
         "GET /api/audit/verify",
         "GET /api/devices",
+        "GET /api/documents",
         "GET /api/me",
         "GET /api/presence",
         "GET /api/users",

@@ -280,6 +280,33 @@ async fn every_role_against_every_document_kind() {
             [none, none, none, none, r, none],
         ),
     ];
+    // The document list shows each principal what it may read, and only that.
+    for (role, token, _, rights) in &expected {
+        let listed = api.get("/api/documents", token).await.ok();
+        let mut listed: Vec<String> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["document_id"].as_str().unwrap().to_owned())
+            .collect();
+        listed.sort();
+        // Generic documents are not registered, so never listed.
+        let mut readable: Vec<String> = ids
+            .iter()
+            .zip(rights)
+            .filter(|((title, _), want)| want.0 && *title != "generic")
+            .map(|((_, id), _)| id.to_string())
+            .collect();
+        readable.sort();
+        assert_eq!(listed, readable, "{role}: GET /api/documents");
+    }
+    let events = api
+        .get("/api/documents?kind=event", staff.access())
+        .await
+        .ok();
+    assert_eq!(events.as_array().unwrap().len(), 1, "{events}");
+    assert_eq!(events[0]["scope"], "event-1");
+
     let mut denied_reads = 0;
     let mut denied_writes = 0;
     for (role, token, user, rights) in &expected {

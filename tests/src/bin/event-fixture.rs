@@ -13,9 +13,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use client_core::event_model::EventInfo;
 use client_core::event_model::document::CheckinList;
 use client_core::event_model::rules::ListRules;
-use client_core::event_model::EventInfo;
 use client_core::{ClientCore, DocumentId, SyncConfig};
 use serde_json::json;
 
@@ -93,7 +93,12 @@ async fn main() -> anyhow::Result<()> {
                     .counts(event, None)
                     .ok()
                     .filter(|c| c.expected > 0)
-                    .map(|c| (c, replica.recent_scans(event, 1_000_000).map(|s| s.len()).ok()));
+                    .map(|c| {
+                        (
+                            c,
+                            replica.recent_scans(event, 1_000_000).map(|s| s.len()).ok(),
+                        )
+                    });
                 if now != last {
                     last = now;
                     stable_since = Instant::now();
