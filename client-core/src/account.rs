@@ -191,14 +191,19 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError>
     if status.is_success() {
         Ok(body)
     } else {
-        Err(AccountError::Refused {
-            code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-            message: body["message"]
-                .as_str()
-                .unwrap_or(status.as_str())
-                .to_owned(),
-            retry_after_secs: body["retry_after_secs"].as_u64(),
-        })
+        Err(refusal(status, &body))
+    }
+}
+
+/// The server's refusal, from its error body.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> AccountError {
+    AccountError::Refused {
+        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+        message: body["message"]
+            .as_str()
+            .unwrap_or(status.as_str())
+            .to_owned(),
+        retry_after_secs: body["retry_after_secs"].as_u64(),
     }
 }
 
@@ -631,14 +636,62 @@ impl Account {
 
     /// A GET of the API with the session's access token.
     async fn get(&self, path: &str) -> Result<Value, AccountError> {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    /// A request of the API with the session's access token; a JSON answer.
+    pub(crate) async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, AccountError> {
+        answer(self.authorized(method, path, body).await?).await
+    }
+
+    /// Like [`Account::request`], for answers that are text (JSON lines).
+    pub(crate) async fn request_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<String, AccountError> {
+        let response = self
+            .authorized(method, path, None)
+            .await?
+            .send()
+            .await
+            .map_err(|e| AccountError::Network(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| AccountError::Network(e.to_string()))?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(refusal(
+                status,
+                &serde_json::from_str(&text).unwrap_or(Value::Null),
+            ))
+        }
+    }
+
+    async fn authorized(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<reqwest::RequestBuilder, AccountError> {
         let token = self.access_token().await?;
-        answer(
-            self.inner
-                .http
-                .get(format!("{}{path}", self.inner.base))
-                .bearer_auth(token),
-        )
-        .await
+        let mut request = self
+            .inner
+            .http
+            .request(method, format!("{}{path}", self.inner.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Ok(request)
     }
 
     /// The server's backups of a settings document, newest first:

@@ -7,6 +7,7 @@
 //! what this replica has is never ahead of its disk.
 
 mod account;
+mod admin;
 mod event_index;
 mod events;
 mod org_config;
@@ -31,6 +32,7 @@ pub use account::{
     Account, AccountError, Enrollment, SessionInfo, SessionState, SignInStep, UserInfo,
     use_platform_keychain,
 };
+pub use admin::{AuditFilter, AuditPage, AuditVerification, DeviceRecord, UserRecord};
 pub use automerge;
 pub use event_model;
 pub use events::{

@@ -1,0 +1,215 @@
+//! The administration half of the REST API, for the desktop app: users and
+//! roles, staff assignments, devices, the audit log, step-up. Users, devices
+//! and the audit log are server-authoritative (not documents), so these are
+//! plain requests with the session's access token; they need the server.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{Account, AccountError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub totp_enrolled: bool,
+    pub disabled: bool,
+    /// Events a staff member is assigned to.
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub app_version: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub revoked_ms: Option<i64>,
+    /// Holds a sync connection right now (on the node that answered).
+    pub online: bool,
+}
+
+/// Which audit entries to show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Entries after this sequence number (paging).
+    #[serde(default)]
+    pub after: u64,
+    pub limit: Option<u32>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub result: Option<String>,
+    /// RFC 3339 time: entries at or after it.
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Entries as the server stores them (seq, at, actor, action, result, ...).
+    pub entries: Vec<Value>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    pub valid: bool,
+    pub entries: Option<u64>,
+    pub problem: Option<String>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, AccountError> {
+    serde_json::from_value(value).map_err(|e| AccountError::Protocol(e.to_string()))
+}
+
+/// `?a=1&b=x` from the set pairs, escaped.
+fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let set: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencoding(v))))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+/// Percent-encoding of a query value (RFC 3986 unreserved characters kept).
+fn urlencoding(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Account {
+    pub async fn users(&self) -> Result<Vec<UserRecord>, AccountError> {
+        parse(self.request(reqwest::Method::GET, "/api/users", None).await?)
+    }
+
+    /// A new account (`admin`, `staff` or `member`); a new admin needs a fresh step-up.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        role: &str,
+        password: &str,
+    ) -> Result<UserRecord, AccountError> {
+        parse(
+            self.request(
+                reqwest::Method::POST,
+                "/api/users",
+                Some(json!({ "email": email, "role": role, "password": password })),
+            )
+            .await?,
+        )
+    }
+
+    /// Changes a role (needs a fresh step-up) and/or disables or enables the user.
+    pub async fn update_user(
+        &self,
+        id: &str,
+        role: Option<&str>,
+        disabled: Option<bool>,
+    ) -> Result<(), AccountError> {
+        self.request(
+            reqwest::Method::PATCH,
+            &format!("/api/users/{}", urlencoding(id)),
+            Some(json!({ "role": role, "disabled": disabled })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The events a staff member works on (replaces the previous list).
+    pub async fn set_user_events(&self, id: &str, events: &[String]) -> Result<(), AccountError> {
+        self.request(
+            reqwest::Method::PUT,
+            &format!("/api/users/{}/events", urlencoding(id)),
+            Some(json!({ "events": events })),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, AccountError> {
+        parse(self.request(reqwest::Method::GET, "/api/devices", None).await?)
+    }
+
+    /// Ends the device's sessions and tells it to wipe its data.
+    pub async fn revoke_device(&self, id: &str) -> Result<(), AccountError> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/api/devices/{}/revoke", urlencoding(id)),
+            Some(json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<AuditPage, AccountError> {
+        let path = format!(
+            "/api/audit{}",
+            query(&[
+                ("after", Some(filter.after.to_string())),
+                ("limit", filter.limit.map(|l| l.to_string())),
+                ("action", filter.action.clone().filter(|s| !s.is_empty())),
+                ("actor", filter.actor.clone().filter(|s| !s.is_empty())),
+                ("result", filter.result.clone().filter(|s| !s.is_empty())),
+                ("since", filter.since.clone().filter(|s| !s.is_empty())),
+            ])
+        );
+        parse(self.request(reqwest::Method::GET, &path, None).await?)
+    }
+
+    /// Checks the audit log's hash chain on the server.
+    pub async fn verify_audit(&self) -> Result<AuditVerification, AccountError> {
+        parse(
+            self.request(reqwest::Method::GET, "/api/audit/verify", None)
+                .await?,
+        )
+    }
+
+    /// The audit log as JSON lines (needs a fresh step-up).
+    pub async fn export_audit(&self, since: Option<&str>) -> Result<String, AccountError> {
+        let path = format!(
+            "/api/audit/export{}",
+            query(&[("since", since.map(str::to_owned))])
+        );
+        self.request_text(reqwest::Method::GET, &path).await
+    }
+
+    /// Confirms it is still the signed-in person (a TOTP code): unlocks
+    /// role changes, new admins and audit exports for a few minutes.
+    pub async fn step_up(&self, code: &str) -> Result<(), AccountError> {
+        self.request(
+            reqwest::Method::POST,
+            "/api/auth/step-up",
+            Some(json!({ "code": code })),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(query(&[("a", None)]), "");
+        assert_eq!(
+            query(&[("since", Some("2026-11-21T00:00:00+01:00".into())), ("x", None), ("action", Some("auth.sign_in".into()))]),
+            "?since=2026-11-21T00%3A00%3A00%2B01%3A00&action=auth.sign_in"
+        );
+    }
+}
