@@ -128,10 +128,21 @@ pub enum SessionState {
     Revoked,
 }
 
-/// Sets the platform's keychain as keyring-core's default store.
+/// Sets the platform's keychain as keyring-core's default store. Call it
+/// first thing in `main`, before any thread starts.
+///
+/// On Linux that is the kernel's key store. A process started outside a
+/// login session (a service, a container, a test runner) has no session
+/// keyring of its own, and the user-session keyring it falls back to refuses
+/// writes (EACCES); so one is joined here, which threads started afterwards
+/// inherit. Secrets also go to the user's persistent keyring, which the
+/// session keyring links to, so they outlive the process (for the kernel's
+/// persistent-keyring expiry, days; not across reboots).
 pub fn use_platform_keychain() -> Result<(), AccountError> {
     #[cfg(target_os = "linux")]
     {
+        linux_keyutils::KeyRing::from_special_id(linux_keyutils::KeyRingIdentifier::Session, true)
+            .map_err(|e| AccountError::Keychain(format!("no session keyring: {e:?}")))?;
         let store = linux_keyutils_keyring_store::Store::new()
             .map_err(|e| AccountError::Keychain(e.to_string()))?;
         keyring_core::set_default_store(store);

@@ -93,7 +93,10 @@ fn urlencoding(text: &str) -> String {
 
 impl Account {
     pub async fn users(&self) -> Result<Vec<UserRecord>, AccountError> {
-        parse(self.request(reqwest::Method::GET, "/api/users", None).await?)
+        parse(
+            self.request(reqwest::Method::GET, "/api/users", None)
+                .await?,
+        )
     }
 
     /// A new account (`admin`, `staff` or `member`); a new admin needs a fresh step-up.
@@ -141,7 +144,10 @@ impl Account {
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRecord>, AccountError> {
-        parse(self.request(reqwest::Method::GET, "/api/devices", None).await?)
+        parse(
+            self.request(reqwest::Method::GET, "/api/devices", None)
+                .await?,
+        )
     }
 
     /// Ends the device's sessions and tells it to wipe its data.
@@ -208,7 +214,11 @@ mod tests {
     fn query_values_are_escaped() {
         assert_eq!(query(&[("a", None)]), "");
         assert_eq!(
-            query(&[("since", Some("2026-11-21T00:00:00+01:00".into())), ("x", None), ("action", Some("auth.sign_in".into()))]),
+            query(&[
+                ("since", Some("2026-11-21T00:00:00+01:00".into())),
+                ("x", None),
+                ("action", Some("auth.sign_in".into()))
+            ]),
             "?since=2026-11-21T00%3A00%3A00%2B01%3A00&action=auth.sign_in"
         );
     }

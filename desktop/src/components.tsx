@@ -13,14 +13,14 @@ export function ErrorBox({ error }: { error: unknown }) {
   );
 }
 
-export function SyncIndicator({ status }: { status: SyncStatus | null }) {
+export function SyncIndicator({ status, signedIn }: { status: SyncStatus | null; signedIn: boolean }) {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     const timer = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(timer);
   }, []);
   if (!status) return null;
-  const indicator = syncIndicator(status, now);
+  const indicator = syncIndicator(status, now, signedIn);
   return (
     <div class={`sync sync-${indicator.tone}`} id="sync-indicator" data-tone={indicator.tone} role="status" aria-live="polite">
       <strong>{indicator.label}</strong> <span>{indicator.detail}</span>

@@ -23,10 +23,17 @@ describe("syncIndicator", () => {
     expect(syncIndicator(failing, now)).toMatchObject({ tone: "error", label: "Offline: sync failing" });
     expect(syncIndicator(failing, now).detail).toContain("connection refused");
     // An older failure, followed by a success, is history: not red.
-    const recovered = { ...failing, connected: true, last_error_ms: now - 60_000 };
-    expect(syncIndicator(recovered, now).tone).toBe("ok");
+    const recovered = { ...failing, last_error_ms: now - 60_000 };
+    expect(syncIndicator(recovered, now).tone).toBe("offline");
+    // Connected again after the failure (before anything needed syncing): not red.
+    expect(syncIndicator({ ...failing, connected: true, last_sync_ms: null }, now).tone).toBe("ok");
     // Failing before ever syncing is red too.
     expect(syncIndicator({ ...failing, last_sync_ms: null }, now).tone).toBe("error");
+  });
+
+  it("is neutral while nobody is signed in (sync waits, it did not fail)", () => {
+    const waiting = { ...base, connected: false, last_error: "not signed in", last_error_ms: now };
+    expect(syncIndicator(waiting, now, false)).toMatchObject({ tone: "offline", label: "Not signed in" });
   });
 });
 

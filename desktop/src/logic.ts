@@ -25,18 +25,26 @@ export function ago(ms: number, now: number): string {
  * The always-visible sync indicator: red when the last failure is newer than
  * the last success, else online/offline with changes waiting and last sync.
  */
-export function syncIndicator(status: SyncStatus, now: number): Indicator {
+export function syncIndicator(status: SyncStatus, now: number, signedIn = true): Indicator {
   const waiting =
     status.pending_changes === 0
       ? "nothing waiting"
       : `${status.pending_changes} change${status.pending_changes === 1 ? "" : "s"} waiting`;
   const last = status.last_sync_ms == null ? "never synced" : `last sync ${ago(status.last_sync_ms, now)}`;
+  if (!signedIn) {
+    // Sync waits for a session: not a failure, nothing to alarm anyone.
+    return { tone: "offline", label: "Not signed in", detail: `${waiting} · ${last}` };
+  }
+  // Connected means the newest event was a connection that worked: whatever
+  // failed before it is history.
   const failedLast =
-    status.last_error_ms != null && (status.last_sync_ms == null || status.last_error_ms > status.last_sync_ms);
+    !status.connected &&
+    status.last_error_ms != null &&
+    (status.last_sync_ms == null || status.last_error_ms > status.last_sync_ms);
   if (failedLast) {
     return {
       tone: "error",
-      label: status.connected ? "Sync failing" : "Offline: sync failing",
+      label: "Offline: sync failing",
       detail: `${status.last_error ?? "error"} · ${waiting} · ${last}`,
     };
   }

@@ -6,7 +6,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { api, on, type AppInfo, type Session, type SyncStatus } from "./api";
 import { SyncIndicator } from "./components";
-import { SignIn } from "./screens/SignIn";
+import { RecoveryCodes, SignIn } from "./screens/SignIn";
 import { Events } from "./screens/Events";
 import { Import } from "./screens/Import";
 import { Search } from "./screens/Search";
@@ -36,6 +36,8 @@ function App() {
   const [session, setSession] = useState<Session | null>(null);
   const [status, setStatus] = useState<SyncStatus | null>(null);
   const [path, setPath] = useState(route());
+  // Shown once after enrollment, before anything else.
+  const [recoveryCodes, setRecoveryCodes] = useState<string[] | null>(null);
 
   useEffect(() => {
     api.appInfo().then((i) => {
@@ -57,8 +59,10 @@ function App() {
 
   if (!info || !session) return <p>Opening…</p>;
   const signedIn = session.state === "signed_in";
-  const page = !signedIn ? (
-    <SignIn info={info} session={session} onSignedIn={setSession} />
+  const page = recoveryCodes ? (
+    <RecoveryCodes codes={recoveryCodes} onDone={() => setRecoveryCodes(null)} />
+  ) : !signedIn ? (
+    <SignIn info={info} session={session} onSignedIn={setSession} onRecoveryCodes={setRecoveryCodes} />
   ) : path === "import" ? (
     <Import />
   ) : path === "search" ? (
@@ -80,7 +84,7 @@ function App() {
     <div class="shell">
       <header>
         <h1>Sync Admin</h1>
-        <SyncIndicator status={status} />
+        <SyncIndicator status={status} signedIn={signedIn} />
         {signedIn && (
           <div class="who">
             <span id="signed-in-as">{session.email}</span>
@@ -96,7 +100,7 @@ function App() {
           </div>
         )}
       </header>
-      {signedIn && (
+      {signedIn && !recoveryCodes && (
         <nav aria-label="Screens">
           {screens.map((s) => (
             <a key={s.path} id={`nav-${s.path}`} href={`#/${s.path}`} aria-current={path === s.path ? "page" : undefined}>
@@ -105,7 +109,9 @@ function App() {
           ))}
         </nav>
       )}
-      <main id={`screen-${signedIn ? path : "sign-in"}`}>{page}</main>
+      <main id={`screen-${signedIn && !recoveryCodes ? path : "sign-in"}`} class={signedIn && !recoveryCodes ? "" : "wide"}>
+        {page}
+      </main>
     </div>
   );
 }

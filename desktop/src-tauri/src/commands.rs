@@ -10,8 +10,8 @@ use client_core::event_model::document::{self, CheckinList};
 use client_core::event_model::rules::ListRules;
 use client_core::{
     AttendeeView, AuditFilter, AuditPage, AuditVerification, DeviceRecord, DocumentId,
-    DuplicateView, EventSummary, ImportProgress, ImportReport, ScanView, SettingValue,
-    SignInStep, UserRecord,
+    DuplicateView, EventSummary, ImportProgress, ImportReport, ScanView, SettingValue, SignInStep,
+    UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, State};
@@ -77,13 +77,17 @@ pub async fn sign_in(
 ) -> CmdResult<SignInAnswer> {
     let account = state.account().await;
     let device = format!("Admin desktop ({})", std::env::consts::OS);
-    Ok(match account.sign_in(email.trim(), &password, &device).await? {
-        SignInStep::SignedIn(_) => SignInAnswer::SignedIn {
-            session: account.state().into(),
+    Ok(
+        match account.sign_in(email.trim(), &password, &device).await? {
+            SignInStep::SignedIn(_) => SignInAnswer::SignedIn {
+                session: account.state().into(),
+            },
+            SignInStep::SecondFactorRequired { challenge } => {
+                SignInAnswer::SecondFactor { challenge }
+            }
+            SignInStep::EnrollmentRequired { challenge } => SignInAnswer::Enroll { challenge },
         },
-        SignInStep::SecondFactorRequired { challenge } => SignInAnswer::SecondFactor { challenge },
-        SignInStep::EnrollmentRequired { challenge } => SignInAnswer::Enroll { challenge },
-    })
+    )
 }
 
 /// A TOTP code, or a recovery code when `recovery` is set.
@@ -112,7 +116,10 @@ pub struct EnrollmentDto {
 }
 
 #[tauri::command]
-pub async fn start_enrollment(state: AppStateRef<'_>, challenge: String) -> CmdResult<EnrollmentDto> {
+pub async fn start_enrollment(
+    state: AppStateRef<'_>,
+    challenge: String,
+) -> CmdResult<EnrollmentDto> {
     let enrollment = state.account().await.start_enrollment(&challenge).await?;
     Ok(EnrollmentDto {
         secret: enrollment.secret,
@@ -210,7 +217,11 @@ pub async fn event_details(state: AppStateRef<'_>, document_id: String) -> CmdRe
         let info = core
             .read(id, document::read_info)?
             .map_err(|e| CommandError::new("not_found", e.to_string()))?;
-        let lists = core.checkin_lists(id)?.into_iter().map(ListDto::from).collect();
+        let lists = core
+            .checkin_lists(id)?
+            .into_iter()
+            .map(ListDto::from)
+            .collect();
         Ok(EventDetails {
             document: id.to_string(),
             info,
@@ -225,7 +236,9 @@ fn check_info(info: &EventInfo) -> CmdResult<()> {
         return Err(CommandError::invalid("an event needs an id and a name"));
     }
     if info.annul_window_ms < 0 {
-        return Err(CommandError::invalid("the annulment window cannot be negative"));
+        return Err(CommandError::invalid(
+            "the annulment window cannot be negative",
+        ));
     }
     Ok(())
 }
@@ -255,10 +268,16 @@ pub async fn save_event(
 }
 
 #[tauri::command]
-pub async fn save_list(state: AppStateRef<'_>, document_id: String, list: ListDto) -> CmdResult<()> {
+pub async fn save_list(
+    state: AppStateRef<'_>,
+    document_id: String,
+    list: ListDto,
+) -> CmdResult<()> {
     let id = document(&document_id)?;
     if list.id.trim().is_empty() || list.name.trim().is_empty() {
-        return Err(CommandError::invalid("a check-in list needs an id and a name"));
+        return Err(CommandError::invalid(
+            "a check-in list needs an id and a name",
+        ));
     }
     let core = state.core.clone();
     blocking(move || {
@@ -526,7 +545,9 @@ pub async fn set_setting(
     let value = match value {
         serde_json::Value::Bool(b) => SettingValue::Bool(b),
         serde_json::Value::String(s) => SettingValue::Text(s),
-        serde_json::Value::Number(n) if n.is_i64() => SettingValue::Int(n.as_i64().unwrap_or_default()),
+        serde_json::Value::Number(n) if n.is_i64() => {
+            SettingValue::Int(n.as_i64().unwrap_or_default())
+        }
         other => return Err(CommandError::invalid(format!("unexpected value {other}"))),
     };
     let id = my_settings(state.clone()).await?.document;

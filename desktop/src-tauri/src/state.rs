@@ -70,7 +70,8 @@ impl AppState {
         if connection.server_url == url {
             return Ok(());
         }
-        let next = connect(app, &self.core, url).map_err(|e| CommandError::new("internal", e.to_string()))?;
+        let next = connect(app, &self.core, url)
+            .map_err(|e| CommandError::new("internal", e.to_string()))?;
         let previous = std::mem::replace(&mut *connection, next);
         previous.forwarding.abort();
         previous.sync.stop().await;
@@ -80,7 +81,12 @@ impl AppState {
 
     /// Registers `document` with the server now, or as soon as it can be
     /// reached (the document syncs meanwhile: admins may write unregistered ones).
-    pub async fn register(&self, document: DocumentId, kind: &str, scope: Option<&str>) -> CmdResult<()> {
+    pub async fn register(
+        &self,
+        document: DocumentId,
+        kind: &str,
+        scope: Option<&str>,
+    ) -> CmdResult<()> {
         let account = self.account().await;
         match account.register_document(document, kind, scope).await {
             Ok(()) => Ok(()),
@@ -108,8 +114,12 @@ fn pending(core: &ClientCore) -> Vec<PendingRegistration> {
 }
 
 fn save_pending(core: &ClientCore, list: &[PendingRegistration]) -> CmdResult<()> {
-    let text = serde_json::to_string(list).map_err(|e| CommandError::new("internal", e.to_string()))?;
-    core.set_device_value(PENDING_REGISTRATIONS, (!list.is_empty()).then_some(text.as_str()))?;
+    let text =
+        serde_json::to_string(list).map_err(|e| CommandError::new("internal", e.to_string()))?;
+    core.set_device_value(
+        PENDING_REGISTRATIONS,
+        (!list.is_empty()).then_some(text.as_str()),
+    )?;
     Ok(())
 }
 
@@ -124,7 +134,9 @@ async fn register_pending(core: &ClientCore, account: &Account) {
             .register_document(document, &item.kind, item.scope.as_deref())
             .await
         {
-            Ok(()) => tracing::info!(document = %item.document, "registered a document made offline"),
+            Ok(()) => {
+                tracing::info!(document = %item.document, "registered a document made offline")
+            }
             Err(client_core::AccountError::Network(_) | client_core::AccountError::SignedOut) => {
                 left.push(item)
             }
@@ -140,11 +152,8 @@ fn connect(app: &AppHandle, core: &ClientCore, server_url: &str) -> anyhow::Resu
     let account = Account::new(core, server_url)?;
     // Called on Tauri's tokio runtime, where the sync client spawns its task.
     let sync = core.start_sync(SyncConfig::with_account(server_url, &account));
-    let forwarding = tauri::async_runtime::spawn(forward_events(
-        app.clone(),
-        core.clone(),
-        account.clone(),
-    ));
+    let forwarding =
+        tauri::async_runtime::spawn(forward_events(app.clone(), core.clone(), account.clone()));
     Ok(Connection {
         server_url: server_url.to_owned(),
         account,

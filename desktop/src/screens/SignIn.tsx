@@ -9,10 +9,39 @@ import { ErrorBox } from "../components";
 type Step =
   | { kind: "password" }
   | { kind: "code"; challenge: string; recovery: boolean }
-  | { kind: "enroll"; challenge: string; enrollment: Enrollment }
-  | { kind: "codes"; codes: string[]; session: Session };
+  | { kind: "enroll"; challenge: string; enrollment: Enrollment };
 
-export function SignIn({ info, session, onSignedIn }: { info: AppInfo; session: Session; onSignedIn: (s: Session) => void }) {
+/** The recovery codes right after enrollment: shown once, until dismissed. */
+export function RecoveryCodes({ codes, onDone }: { codes: string[]; onDone: () => void }) {
+  return (
+    <section aria-labelledby="codes-title">
+      <h2 id="codes-title">Your recovery codes</h2>
+      <p>Each code signs you in once if you lose your phone. They are shown only now: store them somewhere safe.</p>
+      <ol id="recovery-codes" class="codes">
+        {codes.map((c) => (
+          <li key={c}>
+            <code>{c}</code>
+          </li>
+        ))}
+      </ol>
+      <button id="codes-saved" onClick={onDone} autoFocus>
+        I have saved them
+      </button>
+    </section>
+  );
+}
+
+export function SignIn({
+  info,
+  session,
+  onSignedIn,
+  onRecoveryCodes,
+}: {
+  info: AppInfo;
+  session: Session;
+  onSignedIn: (s: Session) => void;
+  onRecoveryCodes: (codes: string[]) => void;
+}) {
   const [server, setServer] = useState(info.server_url);
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
@@ -39,25 +68,6 @@ export function SignIn({ info, session, onSignedIn }: { info: AppInfo; session: 
       : session.state === "revoked"
         ? "This device was revoked by an administrator; its local data was wiped."
         : null;
-
-  if (step.kind === "codes") {
-    return (
-      <section aria-labelledby="codes-title">
-        <h2 id="codes-title">Your recovery codes</h2>
-        <p>Each code signs you in once if you lose your phone. They are shown only now: store them somewhere safe.</p>
-        <ol id="recovery-codes" class="codes">
-          {step.codes.map((c) => (
-            <li key={c}>
-              <code>{c}</code>
-            </li>
-          ))}
-        </ol>
-        <button id="codes-saved" onClick={() => onSignedIn(step.session)} autoFocus>
-          I have saved them
-        </button>
-      </section>
-    );
-  }
 
   return (
     <section aria-labelledby="sign-in-title">
@@ -120,7 +130,8 @@ export function SignIn({ info, session, onSignedIn }: { info: AppInfo; session: 
             e.preventDefault();
             attempt(async () => {
               const done = await api.confirmEnrollment(step.challenge, code);
-              setStep({ kind: "codes", codes: done.recovery_codes, session: done.session });
+              onRecoveryCodes(done.recovery_codes);
+              onSignedIn(done.session);
             });
           }}
         >

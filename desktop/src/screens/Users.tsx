@@ -53,7 +53,11 @@ export function Users() {
             <tr key={u.id} data-email={u.email}>
               <td>{u.email}</td>
               <td>
-                <select aria-label={`Role of ${u.email}`} class="role" value={u.role} onChange={(e) => act(() => api.updateUser(u.id, e.currentTarget.value, null))}>
+                <select aria-label={`Role of ${u.email}`} class="role" value={u.role} onChange={(e) => {
+                    // Read now: the action may run again after a step-up, when the event is gone.
+                    const role = e.currentTarget.value;
+                    act(() => api.updateUser(u.id, role, null));
+                  }}>
                   <option value="admin">admin</option>
                   <option value="staff">staff</option>
                   <option value="member">member</option>

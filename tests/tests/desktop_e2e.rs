@@ -1,0 +1,677 @@
+//! The desktop admin app, end to end: the real Tauri binary in a real
+//! window under Xvfb, driven through `tauri-driver` and WebKitWebDriver,
+//! against a real sync-server on loopback. One admin's session walks every
+//! screen: first sign-in with enrollment (a computed TOTP code), events and
+//! lists, a CSV import, search, the live dashboard receiving a scan made by
+//! another client-core replica, users with a step-up, revoking a device, the
+//! audit log, restoring a settings backup, and working offline. Each screen
+//! is saved as a PNG under `target/test-output/desktop/`.
+//!
+//! Needs the app built (`tests/run.sh` builds `desktop` after its web UI),
+//! `tauri-driver` (cargo install), `WebKitWebDriver` (Debian
+//! webkit2gtk-driver) and `Xvfb`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use client_core::{ClientCore, DocumentId, SyncConfig};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use sync_server::auth::{self, Role};
+use sync_server::store::{SessionStore, Store};
+use sync_tests::accounts::{Api, base32_decode, hotp, unix_secs};
+use sync_tests::{InProcessServer, create_user, test_config, wait_until, workspace_binary};
+
+const PASSWORD: &str = "correct horse battery";
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An X server of our own, on the first free display number from 90.
+fn start_xvfb() -> (Process, String) {
+    let number = (90..400)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
+        .expect("a free X display");
+    let child = Command::new("Xvfb")
+        .args([
+            &format!(":{number}"),
+            "-screen",
+            "0",
+            "1280x900x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xvfb (Debian package xvfb)");
+    let socket = PathBuf::from(format!("/tmp/.X11-unix/X{number}"));
+    let deadline = Instant::now() + LIMIT;
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Process(child), format!(":{number}"))
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Ok(path) = std::env::var("TAURI_DRIVER") {
+        return path.into();
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    home.join("bin/tauri-driver")
+}
+
+/// TOTP codes for one account, each step used once (the server refuses replays).
+struct Authenticator {
+    secret: Vec<u8>,
+    last_step: u64,
+}
+
+impl Authenticator {
+    async fn next_code(&mut self) -> String {
+        let mut step = (unix_secs() / 30).max(self.last_step + 1);
+        // The server accepts one step ahead at most.
+        while step > unix_secs() / 30 + 1 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            step = (unix_secs() / 30).max(self.last_step + 1);
+        }
+        self.last_step = step;
+        hotp(&self.secret, step, 6)
+    }
+}
+
+struct Ui {
+    client: Client,
+    shots: PathBuf,
+}
+
+impl Ui {
+    async fn el(&self, css: &str) -> Element {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Ok(found) = self.client.find(Locator::Css(css)).await {
+                return found;
+            }
+            if Instant::now() > deadline {
+                self.failure_shot().await;
+                panic!("no element `{css}`");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.el(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.el(css).await.click().await.unwrap();
+    }
+
+    /// Picks an option of a `<select>`. WebKitWebDriver cannot reach the
+    /// options of a native select popup, so the choice is made as the
+    /// browser would make it: value set, `change` dispatched.
+    async fn select(&self, css: &str, value: &str) {
+        self.el(css).await;
+        self.client
+            .execute(
+                "const s = document.querySelector(arguments[0]);
+                 s.value = arguments[1];
+                 s.dispatchEvent(new Event('change', { bubbles: true }));
+                 return s.value;",
+                vec![json!(css), json!(value)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the text of `css` satisfies `check`; returns it.
+    async fn wait_text(&self, css: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LIMIT;
+        let mut last = String::new();
+        loop {
+            if let Ok(found) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = found.text().await
+            {
+                if check(&text) {
+                    return text;
+                }
+                last = text;
+            }
+            if Instant::now() > deadline {
+                self.failure_shot().await;
+                panic!("timed out waiting for {what} (`{css}` says: {last:?})");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    async fn go(&self, screen: &str) {
+        self.click(&format!("#nav-{screen}")).await;
+        self.el(&format!("#screen-{screen}")).await;
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{name}: not a real screenshot"
+        );
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        println!("screenshot {}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_works_through_every_screen() {
+    let app = workspace_binary("desktop");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("server"));
+    config.settings_backup_debounce_secs = 0;
+    // The second factor of the sign-in unlocks privileged actions for this
+    // long; short, so the role change below has to ask for a fresh code.
+    config.step_up_window_secs = 5;
+    // The app polls while screens are open; one address for everything here.
+    config.http_requests_per_second_per_ip = 0;
+    config.http_requests_per_second_per_user = 0;
+    let server = InProcessServer::start(&config).await;
+    let server_url = server.url.clone();
+    create_user(
+        server.store.as_ref(),
+        "ada@example.org",
+        Role::Admin,
+        PASSWORD,
+    )
+    .await;
+    let member = create_user(
+        server.store.as_ref(),
+        "mo@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    let (admin_key, hash) = auth::new_token();
+    server
+        .store
+        .create_api_key("tablet", Role::Admin, &hash)
+        .await
+        .unwrap();
+
+    let shots = workspace_binary("sync-server")
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("test-output/desktop");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (_xvfb, display) = start_xvfb();
+    let (port, native_port) = (free_port(), free_port());
+    let _driver = Process(
+        Command::new(tauri_driver())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native_port.to_string(),
+            ])
+            .env("DISPLAY", &display)
+            .env("SYNC_DESKTOP_DATA_DIR", dir.path().join("desktop"))
+            .env("SYNC_SERVER_URL", &server_url)
+            .env("RUST_LOG", "info,automerge=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(shots.join("app.log")).unwrap())
+            .spawn()
+            .expect("start tauri-driver (cargo install tauri-driver)"),
+    );
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), json!("wry"));
+    capabilities.insert(
+        "tauri:options".into(),
+        json!({ "application": app.display().to_string() }),
+    );
+    let deadline = Instant::now() + LIMIT;
+    let client = loop {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(capabilities.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => break client,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "tauri-driver: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let ui = Ui { client, shots };
+
+    // ---- first sign-in: password, enrollment with the QR code, recovery codes ----
+    ui.el("#sign-in-form").await;
+    assert_eq!(
+        ui.el("#server")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(server_url.as_str())
+    );
+    ui.shot("01-sign-in").await;
+    ui.fill("#email", "ada@example.org").await;
+    ui.fill("#password", PASSWORD).await;
+    ui.click("#sign-in").await;
+    let secret = ui
+        .wait_text("#enroll-secret", "the enrollment key", |t| t.len() >= 16)
+        .await;
+    let qr = ui.el("#enroll-qr").await;
+    assert!(
+        qr.attr("src")
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBOR")
+    );
+    ui.shot("02-enrollment").await;
+    let mut authenticator = Authenticator {
+        secret: base32_decode(secret.trim()),
+        last_step: 0,
+    };
+    ui.fill("#code", "000000").await;
+    ui.click("#confirm-enrollment").await;
+    ui.wait_text("#error", "a wrong code refused", |t| !t.is_empty())
+        .await;
+    let code = authenticator.next_code().await;
+    ui.fill("#code", &code).await;
+    ui.click("#confirm-enrollment").await;
+    ui.wait_text("#recovery-codes", "the recovery codes", |t| !t.is_empty())
+        .await;
+    let codes = ui
+        .client
+        .find_all(Locator::Css("#recovery-codes li"))
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    let first = codes[0].text().await.unwrap();
+    assert!(first.len() >= 16 && first.contains('-'), "{first}");
+    ui.shot("03-recovery-codes").await;
+    ui.click("#codes-saved").await;
+    ui.wait_text("#signed-in-as", "signed in", |t| t == "ada@example.org")
+        .await;
+    ui.wait_text("#sync-indicator", "online", |t| t.starts_with("Online"))
+        .await;
+
+    // ---- events and check-in lists ----
+    ui.el("#screen-events").await;
+    ui.click("#new-event").await;
+    ui.fill("#event-id", "fest").await;
+    ui.fill("#event-name", "Summer Fest").await;
+    ui.fill("#event-location", "Harbour").await;
+    ui.click("#save-event").await;
+    ui.wait_text("#events-table", "the new event", |t| {
+        t.contains("Summer Fest")
+    })
+    .await;
+    for (id, name) in [("main", "Main entrance"), ("vip", "VIP door")] {
+        ui.fill("#list-id", id).await;
+        ui.fill("#list-name", name).await;
+        ui.click("#save-list").await;
+        ui.wait_text("#lists-table", "the list", |t| t.contains(name))
+            .await;
+    }
+    ui.shot("04-events-and-lists").await;
+    let registered = Api::new(&server_url)
+        .get("/api/documents?kind=event", &admin_key)
+        .await
+        .ok();
+    assert_eq!(registered[0]["scope"], "fest", "{registered}");
+    let event = DocumentId::parse(registered[0]["document_id"].as_str().unwrap()).unwrap();
+
+    // ---- CSV import: good rows in, broken rows reported by line ----
+    let csv_path = dir.path().join("attendees.csv");
+    let mut csv = String::from("ticket_code,name,email\n");
+    for i in 0..200 {
+        csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
+    }
+    csv.push_str(",Nobody,nobody@example.org\n"); // line 202: no ticket code
+    csv.push_str("T-0003,Again,again@example.org\n"); // line 203: a ticket code already used
+    std::fs::write(&csv_path, csv).unwrap();
+    ui.go("import").await;
+    ui.fill("#csv-path", &csv_path.display().to_string()).await;
+    ui.click("#start-import").await;
+    let summary = ui
+        .wait_text("#import-summary", "the import report", |t| {
+            t.starts_with("Imported")
+        })
+        .await;
+    assert_eq!(summary, "Imported 200 attendees; 2 rows refused.");
+    let rejected = ui.text_of("#rejected-rows").await;
+    assert!(
+        rejected.contains("202") && rejected.contains("203"),
+        "{rejected}"
+    );
+    assert_eq!(
+        ui.el("#import-progress")
+            .await
+            .attr("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("100")
+    );
+    ui.shot("05-import").await;
+
+    // ---- search ----
+    ui.go("search").await;
+    ui.fill("#search-query", "Guest 17").await;
+    ui.wait_text("#search-results", "the search result", |t| {
+        t.contains("T-0017")
+    })
+    .await;
+    ui.shot("06-search").await;
+
+    // ---- live dashboard: a scan by another replica appears ----
+    ui.go("dashboard").await;
+    ui.wait_text("#event-totals", "the totals", |t| t.contains("0 of 200"))
+        .await;
+    let tablet = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
+    let tablet_sync = tablet.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    tablet.find(event).unwrap();
+    wait_until("the tablet has the event", LIMIT, || async {
+        tablet
+            .counts(event, Some("main"))
+            .is_ok_and(|c| c.expected == 200)
+    })
+    .await;
+    tablet.set_presence(event, Some("main"));
+    let scan = tablet
+        .check_in(
+            event,
+            "T-0005",
+            "main",
+            client_core::event_model::Direction::Entry,
+        )
+        .unwrap();
+    assert_eq!(
+        scan.answer,
+        client_core::event_model::rules::Answer::Admitted
+    );
+    let tablet_device = tablet.recent_scans(event, 1).unwrap()[0].device_id.clone();
+    ui.wait_text(
+        "tr[data-list=main] .checked-in",
+        "the scan on the dashboard",
+        |t| t == "1",
+    )
+    .await;
+    ui.wait_text("#recent-scans", "the recent scan", |t| {
+        t.contains(&tablet_device[..8])
+    })
+    .await;
+    ui.wait_text(
+        "tr[data-list=main]",
+        "the tablet online at the main door",
+        |t| t.contains(&tablet_device[..8]),
+    )
+    .await;
+    ui.shot("07-dashboard").await;
+
+    // ---- users: create, assign, a role change that needs a step-up ----
+    ui.go("users").await;
+    ui.fill("#new-user-email", "door@example.org").await;
+    ui.select("#new-user-role", "staff").await;
+    ui.fill("#new-user-password", PASSWORD).await;
+    ui.click("#create-user").await;
+    ui.wait_text("#users-table", "the new user", |t| {
+        t.contains("door@example.org")
+    })
+    .await;
+    ui.fill("tr[data-email='door@example.org'] input.events", "fest")
+        .await;
+    ui.click("tr[data-email='door@example.org'] .assign button")
+        .await;
+    let since_sign_in = Instant::now();
+    ui.wait_text("tr[data-email='door@example.org']", "the assignment", |t| {
+        t.contains("door")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(since_sign_in.elapsed())).await;
+    ui.select("tr[data-email='mo@example.org'] select.role", "staff")
+        .await;
+    let code = authenticator.next_code().await;
+    ui.fill("#step-up-code", &code).await;
+    ui.shot("08-step-up").await;
+    ui.click("#step-up-form button[type=submit]").await;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let users = server.store.list_users().await.unwrap();
+        let mo = users
+            .iter()
+            .find(|u| u.email == "mo@example.org")
+            .map(|u| u.role);
+        let door = users
+            .iter()
+            .find(|u| u.email == "door@example.org")
+            .map(|u| u.events.clone());
+        if mo == Some(Role::Staff) && door == Some(vec!["fest".to_owned()]) {
+            break;
+        }
+        if Instant::now() > deadline {
+            ui.failure_shot().await;
+            panic!("role change / assignment did not land: mo {mo:?}, door {door:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until("the role change and the assignment land", LIMIT, || async {
+        let users = server.store.list_users().await.unwrap();
+        users
+            .iter()
+            .any(|u| u.email == "mo@example.org" && u.role == Role::Staff)
+            && users
+                .iter()
+                .any(|u| u.email == "door@example.org" && u.events == ["fest"])
+    })
+    .await;
+    ui.shot("09-users").await;
+
+    // ---- devices: revoke a member's phone (signed in with a password) ----
+    server
+        .store
+        .set_user_role(&member, Role::Member)
+        .await
+        .unwrap();
+    let phone = Api::new(&server_url)
+        .login("mo@example.org", PASSWORD, "Mo's phone")
+        .await
+        .ok();
+    let phone_token = phone["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ui.go("devices").await;
+    let row = "tr[data-device=\"Mo's phone\"]";
+    ui.wait_text("#devices-table", "the phone", |t| t.contains("Mo's phone"))
+        .await;
+    ui.click(&format!("{row} button.revoke")).await;
+    ui.click(&format!("{row} button.confirm-revoke")).await;
+    ui.wait_text(row, "the phone revoked", |t| t.contains("revoked"))
+        .await;
+    ui.shot("10-devices").await;
+    let refused = Api::new(&server_url).get("/api/me", &phone_token).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.body["error"], "device_revoked",
+        "{:?}",
+        refused.body
+    );
+
+    // ---- audit log: chain verified, filtered, exported ----
+    ui.go("audit").await;
+    ui.wait_text("#audit-chain", "the chain verification", |t| {
+        t.starts_with("Chain verified")
+    })
+    .await;
+    ui.fill("#audit-action", "device.revoked").await;
+    ui.click("#audit-apply").await;
+    ui.wait_text("#audit-table tbody", "the filtered entries", |t| {
+        t.contains("device.revoked") && t.lines().all(|l| l.contains("device.revoked"))
+    })
+    .await;
+    ui.shot("11-audit").await;
+    ui.click("#audit-export").await;
+    // The step-up of the role change may have run out meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if ui.client.find(Locator::Css("#step-up-code")).await.is_ok() {
+        let code = authenticator.next_code().await;
+        ui.fill("#step-up-code", &code).await;
+        ui.click("#step-up-form button[type=submit]").await;
+    }
+    let exported = ui
+        .wait_text("#audit-exported", "the export", |t| {
+            t.starts_with("Exported")
+        })
+        .await;
+    let path = exported.split(" to ").nth(1).unwrap();
+    let lines = std::fs::read_to_string(path).unwrap();
+    assert!(
+        lines.lines().any(|l| l.contains("device.revoked")),
+        "{lines}"
+    );
+
+    // ---- my settings: change, see the backups, restore an older one ----
+    ui.go("settings").await;
+    ui.select("#setting-theme", "dark").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ui.select("#setting-theme", "light").await;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        ui.click("#reload-backups").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if ui
+            .client
+            .find(Locator::Css("tr[data-theme=dark] button.restore"))
+            .await
+            .is_ok()
+            && ui
+                .client
+                .find(Locator::Css("tr[data-theme=light] button.restore"))
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no backups of both themes");
+    }
+    ui.click("tr[data-theme=dark] button.restore").await;
+    let deadline = Instant::now() + LIMIT;
+    while ui
+        .el("#setting-theme")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .as_deref()
+        != Some("dark")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the restore did not reach the app"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    ui.shot("12-settings").await;
+
+    // ---- offline: the server stops; browse, search and edit locally ----
+    let addr = server_url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/sync")
+        .to_owned();
+    tablet_sync.stop().await;
+    server.stop().await;
+    ui.wait_text("#sync-indicator", "offline", |t| !t.starts_with("Online"))
+        .await;
+    ui.go("search").await;
+    ui.fill("#search-query", "guest42@").await;
+    ui.wait_text("#search-results", "an offline search", |t| {
+        t.contains("T-0042")
+    })
+    .await;
+    ui.go("events").await;
+    ui.click("#events-table tr.chosen button:not(.link)").await;
+    ui.fill("#event-name", "Summer Fest (moved indoors)").await;
+    ui.click("#save-event").await;
+    ui.wait_text("#events-table", "the offline edit", |t| {
+        t.contains("moved indoors")
+    })
+    .await;
+    ui.wait_text("#sync-indicator", "a change waiting", |t| {
+        t.contains("waiting") && !t.contains("nothing waiting")
+    })
+    .await;
+    ui.shot("13-offline").await;
+
+    // The server comes back on the same address: the edit syncs.
+    let mut config = config.clone();
+    config.listen = addr.parse().unwrap();
+    let server = InProcessServer::start(&config).await;
+    ui.wait_text("#sync-indicator", "back online", |t| {
+        t.starts_with("Online") && t.contains("nothing waiting")
+    })
+    .await;
+    let observer = ClientCore::open(dir.path().join("observer.sqlite3")).unwrap();
+    let observer_sync = observer.start_sync(SyncConfig::new(server.url.clone(), &admin_key));
+    observer.find(event).unwrap();
+    wait_until("the offline edit reached the server", LIMIT, || async {
+        observer
+            .read(event, client_core::event_model::document::read_info)
+            .ok()
+            .and_then(Result::ok)
+            .is_some_and(|info| info.name == "Summer Fest (moved indoors)")
+    })
+    .await;
+    ui.shot("14-back-online").await;
+    observer_sync.stop().await;
+    ui.client.close().await.unwrap();
+    server.stop().await;
+}
+
+impl Ui {
+    /// What the window showed when a step failed, for the person reading the log.
+    async fn failure_shot(&self) {
+        if let Ok(png) = self.client.screenshot().await {
+            let path = self.shots.join("failure.png");
+            let _ = std::fs::write(&path, png);
+            eprintln!("failure screenshot: {}", path.display());
+        }
+    }
+
+    async fn text_of(&self, css: &str) -> String {
+        self.el(css).await.text().await.unwrap()
+    }
+}
