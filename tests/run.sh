@@ -14,18 +14,28 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 [ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
 command -v nm >/dev/null || need_apt+=(binutils)
+# The desktop app (Tauri 2 on WebKitGTK) and its end-to-end test: a virtual
+# display, the WebKit WebDriver that tauri-driver drives.
+for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev webkit2gtk-driver xvfb; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version "^2.1"
 
 # npm packages for the interop tests (stock automerge-repo client), from the lockfile.
 if [ -f tests/js/package-lock.json ]; then
     (cd tests/js && npm ci --no-audit --no-fund)
 fi
 
-# Binaries the cross-process tests start (sync-server, client test helpers).
+# The desktop app's web UI (npm lockfile), checked and unit-tested, then
+# built into desktop/dist, which the Tauri binary embeds.
+(cd desktop && npm ci --no-audit --no-fund && npx tsc --noEmit && npx vitest run && npx vite build)
+
+# Binaries the cross-process tests start (sync-server, client test helpers, the desktop app).
 cargo build --workspace --bins
 # The mobile library, its generated Python/Kotlin/Swift sources and the
 # compiled Kotlin test (kotlinc from the npm lockfile above), and the pinned

@@ -76,14 +76,24 @@ fn start_xvfb() -> (Process, String) {
     (Process(child), format!(":{number}"))
 }
 
+/// `TAURI_DRIVER`, else `tauri-driver` on the PATH, else cargo's bin folder.
 fn tauri_driver() -> PathBuf {
     if let Ok(path) = std::env::var("TAURI_DRIVER") {
         return path.into();
     }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    home.join("bin/tauri-driver")
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tauri-driver"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        let home = std::env::var("CARGO_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+            });
+        home.join("bin/tauri-driver")
+    })
 }
 
 /// TOTP codes for one account, each step used once (the server refuses replays).

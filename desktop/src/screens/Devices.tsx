@@ -6,12 +6,15 @@ import { ErrorBox, time } from "../components";
 
 export function Devices() {
   const [devices, setDevices] = useState<Device[]>([]);
+  const [emails, setEmails] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(null);
   const [confirming, setConfirming] = useState<string | null>(null);
 
   async function reload() {
     try {
-      setDevices(await api.devices());
+      const [list, users] = await Promise.all([api.devices(), api.users()]);
+      setDevices(list);
+      setEmails(Object.fromEntries(users.map((u) => [u.id, u.email])));
       setError(null);
     } catch (e) {
       setError(e);
@@ -42,7 +45,7 @@ export function Devices() {
           {devices.map((d) => (
             <tr key={d.id} data-device={d.name} class={d.revoked_ms ? "revoked" : ""}>
               <td>{d.name}</td>
-              <td>{d.user_id}</td>
+              <td title={d.user_id}>{emails[d.user_id] ?? d.user_id}</td>
               <td>{d.app_version}</td>
               <td>{d.online ? "online" : "offline"}</td>
               <td>{time(d.last_seen_ms)}</td>
