@@ -2,6 +2,8 @@
 # The one test command: installs what the tests need, builds, runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Builds here start clean or from a cache: incremental state only costs disk.
+export CARGO_INCREMENTAL=0
 
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs npm)
