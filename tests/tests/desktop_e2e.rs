@@ -27,6 +27,8 @@ use sync_tests::{InProcessServer, create_user, test_config, wait_until, workspac
 
 const PASSWORD: &str = "correct horse battery";
 const LIMIT: Duration = Duration::from_secs(30);
+/// WebDriver's Enter key.
+const ENTER: char = '\u{E007}';
 
 /// A child process killed when dropped.
 struct Process(Child);
@@ -295,9 +297,9 @@ async fn an_admin_works_through_every_screen() {
         Some(server_url.as_str())
     );
     ui.shot("01-sign-in").await;
+    // Keyboard only: the forms submit with Enter.
     ui.fill("#email", "ada@example.org").await;
-    ui.fill("#password", PASSWORD).await;
-    ui.click("#sign-in").await;
+    ui.fill("#password", &format!("{PASSWORD}{ENTER}")).await;
     let secret = ui
         .wait_text("#enroll-secret", "the enrollment key", |t| t.len() >= 16)
         .await;
@@ -319,8 +321,7 @@ async fn an_admin_works_through_every_screen() {
     ui.wait_text("#error", "a wrong code refused", |t| !t.is_empty())
         .await;
     let code = authenticator.next_code().await;
-    ui.fill("#code", &code).await;
-    ui.click("#confirm-enrollment").await;
+    ui.fill("#code", &format!("{code}{ENTER}")).await;
     ui.wait_text("#recovery-codes", "the recovery codes", |t| !t.is_empty())
         .await;
     let codes = ui
@@ -411,6 +412,17 @@ async fn an_admin_works_through_every_screen() {
     ui.go("dashboard").await;
     ui.wait_text("#event-totals", "the totals", |t| t.contains("0 of 200"))
         .await;
+    // A second door downloads the event and loses the network before the scan below.
+    let door_b = ClientCore::open(dir.path().join("door-b.sqlite3")).unwrap();
+    let door_b_sync = door_b.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    door_b.find(event).unwrap();
+    wait_until("door B has the event", LIMIT, || async {
+        door_b
+            .counts(event, Some("main"))
+            .is_ok_and(|c| c.expected == 200)
+    })
+    .await;
+    door_b_sync.stop().await;
     let tablet = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let tablet_sync = tablet.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
     tablet.find(event).unwrap();
@@ -450,7 +462,31 @@ async fn an_admin_works_through_every_screen() {
         |t| t.contains(&tablet_device[..8]),
     )
     .await;
+    // Door B, offline, admits the same ticket; when it syncs, the later scan is a duplicate.
+    let offline_scan = door_b
+        .check_in(
+            event,
+            "T-0005",
+            "main",
+            client_core::event_model::Direction::Entry,
+        )
+        .unwrap();
+    assert_eq!(
+        offline_scan.answer,
+        client_core::event_model::rules::Answer::Admitted
+    );
+    let door_b_sync = door_b.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    ui.wait_text("#duplicates tbody", "the duplicate to review", |t| {
+        t.contains("T-0005")
+    })
+    .await;
+    assert_eq!(
+        ui.text_of("tr[data-list=main] .checked-in").await,
+        "1",
+        "a duplicate is not a second person"
+    );
     ui.shot("07-dashboard").await;
+    door_b_sync.stop().await;
 
     // ---- users: create, assign, a role change that needs a step-up ----
     ui.go("users").await;
