@@ -585,10 +585,19 @@ async fn an_admin_works_through_every_screen() {
     .await;
     ui.fill("#audit-action", "device.revoked").await;
     ui.click("#audit-apply").await;
-    ui.wait_text("#audit-table tbody", "the filtered entries", |t| {
-        t.contains("device.revoked") && t.lines().all(|l| l.contains("device.revoked"))
-    })
-    .await;
+    let filtered =
+        |t: &str| t.contains("device.revoked") && t.lines().all(|l| l.contains("device.revoked"));
+    ui.wait_text("#audit-table tbody", "the filtered entries", filtered)
+        .await;
+    // Still filtered a moment later: no slower, older answer replaced it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let rows = ui
+        .client
+        .find_all(Locator::Css("#audit-table tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one revocation in the log");
+    assert!(filtered(&ui.text_of("#audit-table tbody").await));
     ui.shot("11-audit").await;
     ui.click("#audit-export").await;
     // The step-up of the role change may have run out meanwhile.

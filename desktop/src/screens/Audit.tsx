@@ -1,6 +1,6 @@
 // The audit log: filters, paging, chain verification, export.
 
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type AuditEntry, type AuditVerification } from "../api";
 import { ErrorBox, useStepUp } from "../components";
 import { auditFilter, type AuditForm } from "../logic";
@@ -17,10 +17,15 @@ export function Audit() {
   const [exported, setExported] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const { run, dialog } = useStepUp();
+  // Only the newest request's answer is shown (an older, slower one must not
+  // overwrite a filtered page).
+  const latest = useRef(0);
 
   async function load(after: number) {
+    const request = ++latest.current;
     try {
       const page = await api.audit(auditFilter(form, after, PAGE));
+      if (request !== latest.current) return;
       setEntries(page.entries);
       setNext(page.next_after);
       setError(null);
