@@ -184,15 +184,7 @@ struct Inner {
 /// Sends an API request: the JSON body of a success, or the server's
 /// refusal (its stable `error` code and message).
 async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| AccountError::Network(e.to_string()))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let (status, text) = send(request).await?;
     let body: Value = if text.is_empty() {
         Value::Null
     } else {
@@ -204,6 +196,22 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError>
     } else {
         Err(refusal(status, &body))
     }
+}
+
+/// Sends a request: the status and the body as text (`Network` when no answer came).
+async fn send(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, String), AccountError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| AccountError::Network(e.to_string()))?;
+    Ok((status, text))
 }
 
 /// The server's refusal, from its error body.
@@ -666,17 +674,7 @@ impl Account {
         method: reqwest::Method,
         path: &str,
     ) -> Result<String, AccountError> {
-        let response = self
-            .authorized(method, path, None)
-            .await?
-            .send()
-            .await
-            .map_err(|e| AccountError::Network(e.to_string()))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| AccountError::Network(e.to_string()))?;
+        let (status, text) = send(self.authorized(method, path, None).await?).await?;
         if status.is_success() {
             Ok(text)
         } else {

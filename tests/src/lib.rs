@@ -445,3 +445,46 @@ pub fn server_command(data_dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .expect("run sync-server")
 }
+
+/// `count` attendees as CSV: tickets `T-0000`..., named `Guest N`.
+pub fn attendees_csv(count: usize) -> String {
+    let mut csv = String::from("ticket_code,name,email\n");
+    for i in 0..count {
+        csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
+    }
+    csv
+}
+
+/// Makes an event in `core` (an admin's replica): check-in lists `(id, name)`
+/// with the default rules and `attendees` from [`attendees_csv`]. Not yet
+/// registered or synced.
+pub fn seed_event(
+    core: &client_core::ClientCore,
+    event_id: &str,
+    name: &str,
+    lists: &[(&str, &str)],
+    attendees: usize,
+) -> client_core::DocumentId {
+    use client_core::event_model::document::CheckinList;
+    use client_core::event_model::rules::ListRules;
+    let event = core
+        .create_event(&client_core::event_model::EventInfo::new(event_id, name))
+        .expect("create event");
+    for (id, list_name) in lists {
+        core.put_checkin_list(
+            event,
+            &CheckinList {
+                id: (*id).into(),
+                name: (*list_name).into(),
+                rules: ListRules::default(),
+            },
+        )
+        .expect("add list");
+    }
+    let report = core
+        .import_attendees_csv(event, attendees_csv(attendees).as_bytes(), |_| true)
+        .expect("import")
+        .expect("not aborted");
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    event
+}

@@ -5,24 +5,15 @@
 
 use std::time::Duration;
 
-use client_core::event_model::document::{CheckinList, EventInfo};
-use client_core::event_model::rules::{Answer, Direction, ListRules};
+use client_core::event_model::rules::{Answer, Direction};
 use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
 use serde_json::json;
 use sync_server::auth::{self, Role};
 use sync_server::store::Store;
 use sync_tests::accounts::Api;
-use sync_tests::{InProcessServer, test_config, wait_until};
+use sync_tests::{InProcessServer, seed_event, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn attendees_csv(count: usize) -> String {
-    let mut csv = String::from("ticket_code,name,email\n");
-    for i in 0..count {
-        csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
-    }
-    csv
-}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -45,23 +36,7 @@ async fn setup(attendees: usize) -> Setup {
         .await
         .unwrap();
     let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
-    let event = admin
-        .create_event(&EventInfo::new("conf", "Conference"))
-        .unwrap();
-    admin
-        .put_checkin_list(
-            event,
-            &CheckinList {
-                id: "main".into(),
-                name: "Main".into(),
-                rules: ListRules::default(),
-            },
-        )
-        .unwrap();
-    admin
-        .import_attendees_csv(event, attendees_csv(attendees).as_bytes(), |_| true)
-        .unwrap()
-        .unwrap();
+    let event = seed_event(&admin, "conf", "Conference", &[("main", "Main")], attendees);
     Api::new(&server.url)
         .post(
             "/api/documents",

@@ -98,6 +98,23 @@ fn tauri_driver() -> PathBuf {
     })
 }
 
+/// A scan at the main door that must be admitted (on what this replica knows).
+fn admit(core: &ClientCore, event: DocumentId, ticket: &str) {
+    let result = core
+        .check_in(
+            event,
+            ticket,
+            "main",
+            client_core::event_model::Direction::Entry,
+        )
+        .unwrap();
+    assert_eq!(
+        result.answer,
+        client_core::event_model::rules::Answer::Admitted,
+        "{ticket}"
+    );
+}
+
 /// TOTP codes for one account, each step used once (the server refuses replays).
 struct Authenticator {
     secret: Vec<u8>,
@@ -433,18 +450,7 @@ async fn an_admin_works_through_every_screen() {
     })
     .await;
     tablet.set_presence(event, Some("main"));
-    let scan = tablet
-        .check_in(
-            event,
-            "T-0005",
-            "main",
-            client_core::event_model::Direction::Entry,
-        )
-        .unwrap();
-    assert_eq!(
-        scan.answer,
-        client_core::event_model::rules::Answer::Admitted
-    );
+    admit(&tablet, event, "T-0005");
     let tablet_device = tablet.recent_scans(event, 1).unwrap()[0].device_id.clone();
     ui.wait_text(
         "tr[data-list=main] .checked-in",
@@ -463,18 +469,7 @@ async fn an_admin_works_through_every_screen() {
     )
     .await;
     // Door B, offline, admits the same ticket; when it syncs, the later scan is a duplicate.
-    let offline_scan = door_b
-        .check_in(
-            event,
-            "T-0005",
-            "main",
-            client_core::event_model::Direction::Entry,
-        )
-        .unwrap();
-    assert_eq!(
-        offline_scan.answer,
-        client_core::event_model::rules::Answer::Admitted
-    );
+    admit(&door_b, event, "T-0005");
     let door_b_sync = door_b.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
     ui.wait_text("#duplicates tbody", "the duplicate to review", |t| {
         t.contains("T-0005")

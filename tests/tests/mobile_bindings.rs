@@ -8,15 +8,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use client_core::event_model::EventInfo;
-use client_core::event_model::document::CheckinList;
-use client_core::event_model::rules::ListRules;
 use client_core::{ClientCore, SyncConfig};
 use serde_json::json;
 use sync_server::auth::{self, Role};
 use sync_server::store::Store;
 use sync_tests::accounts::{Api, enroll};
-use sync_tests::{InProcessServer, create_user, test_config, wait_until, workspace_binary};
+use sync_tests::{
+    InProcessServer, create_user, seed_event, test_config, wait_until, workspace_binary,
+};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -93,26 +92,7 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
 
     // The event: made by an admin replica, registered, assigned, uploaded.
     let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
-    let event = admin
-        .create_event(&EventInfo::new("k-day", "Kotlin day"))
-        .unwrap();
-    admin
-        .put_checkin_list(
-            event,
-            &CheckinList {
-                id: "main".into(),
-                name: "Main".into(),
-                rules: ListRules::default(),
-            },
-        )
-        .unwrap();
-    let csv: String = std::iter::once("ticket_code,name,email\n".to_owned())
-        .chain((0..50).map(|i| format!("T-{i:04},Guest {i},g{i}@example.org\n")))
-        .collect();
-    admin
-        .import_attendees_csv(event, csv.as_bytes(), |_| true)
-        .unwrap()
-        .unwrap();
+    let event = seed_event(&admin, "k-day", "Kotlin day", &[("main", "Main")], 50);
     let api = Api::new(&server.url);
     api.post(
         "/api/documents",

@@ -13,9 +13,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use client_core::event_model::EventInfo;
-use client_core::event_model::document::CheckinList;
-use client_core::event_model::rules::ListRules;
 use client_core::{ClientCore, DocumentId, SyncConfig};
 use serde_json::json;
 
@@ -40,27 +37,13 @@ async fn main() -> anyhow::Result<()> {
         ["seed", url, token, event_id, attendees, store] => {
             let attendees: usize = attendees.parse().context("ATTENDEES")?;
             let admin = ClientCore::open(store)?;
-            let event = admin.create_event(&EventInfo::new(event_id, "Tablet day"))?;
-            for (id, name) in [("main", "Main entrance"), ("vip", "VIP door")] {
-                admin.put_checkin_list(
-                    event,
-                    &CheckinList {
-                        id: id.into(),
-                        name: name.into(),
-                        rules: ListRules::default(),
-                    },
-                )?;
-            }
-            let mut csv = String::from("ticket_code,name,email\n");
-            for i in 0..attendees {
-                csv.push_str(&format!("T-{i:04},Guest {i},guest{i}@example.org\n"));
-            }
-            let report = admin
-                .import_attendees_csv(event, csv.as_bytes(), |_| true)?
-                .context("import aborted")?;
-            if !report.rejected.is_empty() {
-                bail!("rows rejected: {:?}", report.rejected);
-            }
+            let event = sync_tests::seed_event(
+                &admin,
+                event_id,
+                "Tablet day",
+                &[("main", "Main entrance"), ("vip", "VIP door")],
+                attendees,
+            );
             let api = url.replacen("ws://", "http://", 1).replace("/sync", "");
             let answer = reqwest::Client::new()
                 .post(format!("{api}/api/documents"))
