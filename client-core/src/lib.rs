@@ -120,6 +120,24 @@ pub struct SyncStatus {
     pub last_error_at: Option<SystemTime>,
 }
 
+impl SyncStatus {
+    /// `last_sync_at` as unix milliseconds (what UIs and bindings pass on).
+    pub fn last_sync_ms(&self) -> Option<i64> {
+        self.last_sync_at.map(unix_ms)
+    }
+
+    /// `last_error_at` as unix milliseconds.
+    pub fn last_error_ms(&self) -> Option<i64> {
+        self.last_error_at.map(unix_ms)
+    }
+}
+
+fn unix_ms(time: SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 struct LocalDoc {
     doc: Automerge,
     last_seq: u64,

@@ -1,7 +1,5 @@
 //! The records and enums the bindings pass, converted from client-core's.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use client_core::event_model::document::CheckinList;
 use client_core::event_model::rules::{self, Answer};
 use client_core::settings_model::org::OrgConfig as CoreOrgConfig;
@@ -317,20 +315,14 @@ pub struct SyncStatus {
     pub last_error_ms: Option<i64>,
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 impl From<CoreSyncStatus> for SyncStatus {
     fn from(s: CoreSyncStatus) -> Self {
         Self {
             connected: s.connected,
             pending_changes: s.pending_changes,
-            last_sync_ms: s.last_sync_at.map(unix_ms),
+            last_sync_ms: s.last_sync_ms(),
+            last_error_ms: s.last_error_ms(),
             last_error: s.last_error,
-            last_error_ms: s.last_error_at.map(unix_ms),
         }
     }
 }

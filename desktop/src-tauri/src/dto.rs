@@ -1,8 +1,6 @@
 //! What crosses to the web UI: plain serializable shapes, and one error type
 //! with a stable `code` and a `message` the UI shows as it is.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use client_core::{AccountError, ClientError, SessionState, SyncStatus};
 use serde::Serialize;
 
@@ -64,12 +62,6 @@ impl From<tokio::task::JoinError> for CommandError {
     }
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusDto {
     pub connected: bool,
@@ -84,9 +76,9 @@ impl From<SyncStatus> for StatusDto {
         Self {
             connected: s.connected,
             pending_changes: s.pending_changes,
-            last_sync_ms: s.last_sync_at.map(unix_ms),
+            last_sync_ms: s.last_sync_ms(),
+            last_error_ms: s.last_error_ms(),
             last_error: s.last_error,
-            last_error_ms: s.last_error_at.map(unix_ms),
         }
     }
 }
