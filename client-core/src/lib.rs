@@ -123,19 +123,13 @@ pub struct SyncStatus {
 impl SyncStatus {
     /// `last_sync_at` as unix milliseconds (what UIs and bindings pass on).
     pub fn last_sync_ms(&self) -> Option<i64> {
-        self.last_sync_at.map(unix_ms)
+        self.last_sync_at.map(|t| unix_ms(t) as i64)
     }
 
     /// `last_error_at` as unix milliseconds.
     pub fn last_error_ms(&self) -> Option<i64> {
-        self.last_error_at.map(unix_ms)
+        self.last_error_at.map(|t| unix_ms(t) as i64)
     }
-}
-
-fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 struct LocalDoc {
