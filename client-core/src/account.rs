@@ -264,7 +264,13 @@ impl Account {
             inner: Arc::new(Inner {
                 core: core.clone(),
                 base,
-                http: reqwest::Client::new(),
+                // An unreachable server must fail fast (the app then works
+                // offline), not after the operating system's TCP timeout.
+                http: reqwest::Client::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .timeout(std::time::Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| AccountError::Network(e.to_string()))?,
                 keychain,
                 session: Mutex::new(stored),
                 state: watch::channel(state).0,
