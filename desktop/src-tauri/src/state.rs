@@ -174,14 +174,18 @@ async fn forward_events(app: AppHandle, core: ClientCore, account: Account) {
     let mut events = core.subscribe();
     let mut status = core.watch_sync_status();
     let mut session = account.watch_state();
+    // Status changes with every local change (the pending count); offline
+    // registrations are retried only when a connection is made.
+    let mut was_connected = false;
     loop {
         tokio::select! {
             changed = status.changed() => {
                 if changed.is_err() { return; }
                 let now: StatusDto = status.borrow_and_update().clone().into();
-                if now.connected {
+                if now.connected && !was_connected {
                     register_pending(&core, &account).await;
                 }
+                was_connected = now.connected;
                 let _ = app.emit("sync-status", now);
             }
             changed = session.changed() => {
