@@ -4,9 +4,20 @@
 //! large document. Updated after every local or remote change from what
 //! changed since the heads the index last saw; rebuilt from scratch by
 //! forgetting those heads.
+//!
+//! An update happens in two phases so that a large remote batch never
+//! holds the store for long: [`IndexWork::read`] takes what changed out
+//! of the document (it needs the document, not the store), and
+//! [`IndexWork::write_step`] writes it in bounded steps, each a short
+//! transaction of its own. A local change writes all steps inside its own
+//! transaction ([`update_within`]). Every step is idempotent, so a crash
+//! between steps only means the next update (or the next open) redoes
+//! them: `indexed_heads` moves only with the last one.
+
+use std::collections::HashMap;
 
 use automerge::{Automerge, ChangeHash};
-use event_model::document::{self, Attendee, Touched};
+use event_model::document::{self, Attendee, CheckinList, EventInfo};
 use event_model::rules::{self, Annulment, Direction, ListRules, Scan, ScanOutcome};
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
@@ -21,6 +32,12 @@ fn model_error(e: event_model::ModelError) -> ClientError {
 /// Above this many changed attendees, the full-text index is rebuilt in
 /// one pass instead of row by row.
 const BULK_ATTENDEES: usize = 2_000;
+
+/// Attendee rows written per step.
+const ATTENDEES_PER_STEP: usize = 2_000;
+
+/// Attendees whose scans are written and re-evaluated per step.
+const SCANNED_ATTENDEES_PER_STEP: usize = 500;
 
 /// Rebuilds the full-text index of attendee names and emails from the table.
 pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {
@@ -51,143 +68,324 @@ pub(crate) fn update_within(
     id: DocumentId,
     doc: &Automerge,
 ) -> Result<(), ClientError> {
-    if document::check(doc).is_err() {
-        return Ok(());
+    if let Some(mut work) = IndexWork::read(indexed_heads(conn, id)?, id, doc)? {
+        while work.write_step(conn)? {}
     }
-    let annul_window_ms = document::read_info(doc)
-        .map_err(model_error)?
-        .annul_window_ms;
-    let key = id.to_string();
-    let heads = doc.get_heads();
+    Ok(())
+}
+
+/// The heads the index of `id` reflects, if it was ever built.
+pub(crate) fn indexed_heads(
+    conn: &Connection,
+    id: DocumentId,
+) -> Result<Option<Vec<ChangeHash>>, ClientError> {
     let indexed: Option<Vec<u8>> = conn
         .query_row(
             "SELECT indexed_heads FROM event_index WHERE document_id = ?1",
-            params![key],
+            params![id.to_string()],
             |r| r.get(0),
         )
         .optional()?;
-    let from: Vec<ChangeHash> = match &indexed {
-        Some(bytes) => decode_heads(bytes)
-            .into_iter()
-            // Heads the document no longer knows (it was replaced): start over.
-            .filter(|h| doc.get_change_meta_by_hash(h).is_some())
-            .collect(),
-        None => Vec::new(),
-    };
-    if indexed.is_some() && from == heads {
-        return Ok(());
-    }
-    let touched = document::touched(doc, &from).map_err(model_error)?;
-    apply(
-        conn,
-        &key,
-        doc,
-        &touched,
-        indexed.is_none(),
-        annul_window_ms,
-    )?;
-    conn.execute(
-        "UPDATE event_index SET indexed_heads = ?2 WHERE document_id = ?1",
-        params![key, encode_heads(&heads)],
-    )?;
-    Ok(())
+    Ok(indexed.map(|bytes| decode_heads(&bytes)))
 }
 
-/// Forgets what was indexed for `id`, so the next update rebuilds it.
-pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
-    let tx = conn.transaction()?;
-    for table in [
-        "presence",
-        "annulments",
-        "scans",
-        "attendees",
-        "checkin_lists",
-        "event_index",
-    ] {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE document_id = ?1"),
-            params![id.to_string()],
-        )?;
-    }
-    rebuild_search(&tx)?;
-    tx.commit()?;
-    Ok(())
-}
-
-fn apply(
-    tx: &Connection,
-    key: &str,
-    doc: &Automerge,
-    touched: &Touched,
+/// What an update writes, read out of the document, in the order of its
+/// steps: details and lists, attendees, then scans and annulments grouped
+/// by attendee (so one step writes an attendee's records and re-evaluates
+/// them together).
+pub(crate) struct IndexWork {
+    key: String,
+    heads: Vec<ChangeHash>,
     first: bool,
+    info: Option<EventInfo>,
     annul_window_ms: i64,
-) -> Result<(), ClientError> {
-    if touched.info || first {
+    lists: Vec<CheckinList>,
+    attendees: Vec<Attendee>,
+    bulk: bool,
+    /// Records by attendee; an annulment whose scan is not in this work is
+    /// under the attendee the index already has for that scan (or none).
+    records: Vec<AttendeeRecords>,
+    /// Annulments of scans this work does not carry: their attendee comes
+    /// from the index, in the first records step.
+    loose_annulments: Vec<Annulment>,
+    step: Step,
+    rules: HashMap<String, ListRules>,
+    /// Attendees whose outcome must be recomputed although none of their
+    /// records is new (their list's rules changed).
+    reevaluate_too: Vec<String>,
+}
+
+#[derive(Default)]
+struct AttendeeRecords {
+    attendee_id: String,
+    scans: Vec<Scan>,
+    annulments: Vec<Annulment>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    Lists,
+    Attendees { from: usize },
+    Records { from: usize },
+    Finish,
+    Done,
+}
+
+impl IndexWork {
+    /// What changed in `doc` since `indexed` (the heads the index of `id`
+    /// reflects, [`indexed_heads`]); `None` when it is up to date or `doc`
+    /// is not an event document. Needs only the document, not the store.
+    pub(crate) fn read(
+        indexed: Option<Vec<ChangeHash>>,
+        id: DocumentId,
+        doc: &Automerge,
+    ) -> Result<Option<Self>, ClientError> {
+        if document::check(doc).is_err() {
+            return Ok(None);
+        }
+        let heads = doc.get_heads();
+        let from: Vec<ChangeHash> = match &indexed {
+            Some(known) => known
+                .iter()
+                .copied()
+                // Heads the document no longer knows (it was replaced): start over.
+                .filter(|h| doc.get_change_meta_by_hash(h).is_some())
+                .collect(),
+            None => Vec::new(),
+        };
+        if indexed.is_some() && from == heads {
+            return Ok(None);
+        }
+        let first = indexed.is_none();
+        let touched = document::touched(doc, &from).map_err(model_error)?;
         let info = document::read_info(doc).map_err(model_error)?;
-        tx.execute(
-            "INSERT INTO event_index (document_id, event_id, name, starts_at, location, annul_window_ms, indexed_heads)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'')
-             ON CONFLICT (document_id) DO UPDATE SET event_id = excluded.event_id,
-                name = excluded.name, starts_at = excluded.starts_at, location = excluded.location,
-                annul_window_ms = excluded.annul_window_ms",
-            params![key, info.id, info.name, info.starts_at, info.location, info.annul_window_ms],
-        )?;
+        let annul_window_ms = info.annul_window_ms;
+        let info = (touched.info || first).then_some(info);
+        let mut lists = Vec::with_capacity(touched.lists.len());
+        for list_id in &touched.lists {
+            lists.extend(document::read_list(doc, list_id).map_err(model_error)?);
+        }
+        // A first build (or a large import) reads whole maps in one pass
+        // and rebuilds the full-text index once; small updates go record
+        // by record.
+        let bulk = first || touched.attendees.len() > BULK_ATTENDEES;
+        let attendees: Vec<Attendee> = if first {
+            document::attendees(doc).map_err(model_error)?
+        } else if bulk {
+            let wanted: std::collections::HashSet<&str> =
+                touched.attendees.iter().map(String::as_str).collect();
+            document::attendees(doc)
+                .map_err(model_error)?
+                .into_iter()
+                .filter(|a| wanted.contains(a.id.as_str()))
+                .collect()
+        } else {
+            let mut out = Vec::with_capacity(touched.attendees.len());
+            for attendee_id in &touched.attendees {
+                out.extend(document::read_attendee(doc, attendee_id).map_err(model_error)?);
+            }
+            out
+        };
+        let scans: Vec<Scan> = if first || touched.scans.len() > BULK_ATTENDEES {
+            let wanted: std::collections::HashSet<&str> =
+                touched.scans.iter().map(String::as_str).collect();
+            document::scans(doc)
+                .map_err(model_error)?
+                .into_iter()
+                .filter(|s| first || wanted.contains(s.id.as_str()))
+                .collect()
+        } else {
+            let mut out = Vec::with_capacity(touched.scans.len());
+            for scan_id in &touched.scans {
+                out.extend(document::read_scan(doc, scan_id).map_err(model_error)?);
+            }
+            out
+        };
+        let mut annulments = Vec::with_capacity(touched.annulments.len());
+        for annulment_id in &touched.annulments {
+            annulments.extend(document::read_annulment(doc, annulment_id).map_err(model_error)?);
+        }
+        let mut by_attendee: HashMap<String, AttendeeRecords> = HashMap::new();
+        let mut owner: HashMap<&str, &str> = HashMap::new();
+        for scan in &scans {
+            owner.insert(&scan.id, &scan.attendee_id);
+        }
+        let mut loose_annulments = Vec::new();
+        for annulment in annulments {
+            match owner.get(annulment.scan_id.as_str()) {
+                Some(attendee) => by_attendee
+                    .entry((*attendee).to_owned())
+                    .or_default()
+                    .annulments
+                    .push(annulment),
+                None => loose_annulments.push(annulment),
+            }
+        }
+        for scan in scans {
+            by_attendee
+                .entry(scan.attendee_id.clone())
+                .or_default()
+                .scans
+                .push(scan);
+        }
+        let mut records: Vec<AttendeeRecords> = by_attendee
+            .into_iter()
+            .map(|(attendee_id, mut r)| {
+                r.attendee_id = attendee_id;
+                r
+            })
+            .collect();
+        records.sort_by(|a, b| a.attendee_id.cmp(&b.attendee_id));
+        Ok(Some(Self {
+            key: id.to_string(),
+            heads,
+            first,
+            info,
+            annul_window_ms,
+            lists,
+            attendees,
+            bulk,
+            records,
+            loose_annulments,
+            step: Step::Lists,
+            rules: HashMap::new(),
+            reevaluate_too: Vec::new(),
+        }))
     }
-    let mut affected: Vec<String> = Vec::new();
-    for list_id in &touched.lists {
-        if let Some(list) = document::read_list(doc, list_id).map_err(model_error)? {
-            tx.execute(
+
+    /// Writes the next step; returns whether another one follows.
+    pub(crate) fn write_step(&mut self, conn: &Connection) -> Result<bool, ClientError> {
+        self.step = match self.step {
+            Step::Lists => {
+                self.write_lists(conn)?;
+                Step::Attendees { from: 0 }
+            }
+            Step::Attendees { from } => {
+                let to = (from + ATTENDEES_PER_STEP).min(self.attendees.len());
+                self.write_attendees(conn, from, to)?;
+                if to < self.attendees.len() {
+                    Step::Attendees { from: to }
+                } else {
+                    Step::Records { from: 0 }
+                }
+            }
+            Step::Records { from } => {
+                let to = (from + SCANNED_ATTENDEES_PER_STEP).min(self.records.len());
+                self.write_records(conn, from, to)?;
+                if to < self.records.len() {
+                    Step::Records { from: to }
+                } else {
+                    Step::Finish
+                }
+            }
+            Step::Finish => {
+                if self.bulk && !self.attendees.is_empty() {
+                    rebuild_search(conn)?;
+                }
+                conn.prepare_cached(
+                    "UPDATE event_index SET indexed_heads = ?2 WHERE document_id = ?1",
+                )?
+                .execute(params![self.key, encode_heads(&self.heads)])?;
+                Step::Done
+            }
+            Step::Done => Step::Done,
+        };
+        Ok(self.step != Step::Done)
+    }
+
+    fn write_lists(&mut self, conn: &Connection) -> Result<(), ClientError> {
+        if let Some(info) = &self.info {
+            conn.execute(
+                "INSERT INTO event_index (document_id, event_id, name, starts_at, location, annul_window_ms, indexed_heads)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'')
+                 ON CONFLICT (document_id) DO UPDATE SET event_id = excluded.event_id,
+                    name = excluded.name, starts_at = excluded.starts_at, location = excluded.location,
+                    annul_window_ms = excluded.annul_window_ms",
+                params![self.key, info.id, info.name, info.starts_at, info.location, info.annul_window_ms],
+            )?;
+        }
+        for list in &self.lists {
+            conn.prepare_cached(
                 "INSERT INTO checkin_lists (document_id, list_id, name, allow_multiple_entries, allow_entry_after_exit)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (document_id, list_id) DO UPDATE SET name = excluded.name,
                     allow_multiple_entries = excluded.allow_multiple_entries,
                     allow_entry_after_exit = excluded.allow_entry_after_exit",
-                params![
-                    key,
-                    list.id,
-                    list.name,
-                    list.rules.allow_multiple_entries,
-                    list.rules.allow_entry_after_exit
-                ],
-            )?;
+            )?
+            .execute(params![
+                self.key,
+                list.id,
+                list.name,
+                list.rules.allow_multiple_entries,
+                list.rules.allow_entry_after_exit
+            ])?;
             // New rules change everyone's outcome on that list.
-            let mut stmt = tx.prepare_cached(
+            let mut stmt = conn.prepare_cached(
                 "SELECT DISTINCT attendee_id FROM scans WHERE document_id = ?1 AND list_id = ?2",
             )?;
-            let rows = stmt.query_map(params![key, list.id], |r| r.get::<_, String>(0))?;
+            let rows = stmt.query_map(params![self.key, list.id], |r| r.get::<_, String>(0))?;
             for row in rows {
-                affected.push(row?);
+                self.reevaluate_too.push(row?);
             }
         }
-    }
-    // A first build (or a large import) reads whole maps in one pass and
-    // rebuilds the full-text index once; small updates go record by record.
-    let bulk = first || touched.attendees.len() > BULK_ATTENDEES;
-    let attendees: Vec<Attendee> = if first {
-        document::attendees(doc).map_err(model_error)?
-    } else if bulk {
-        let wanted: std::collections::HashSet<&str> =
-            touched.attendees.iter().map(String::as_str).collect();
-        document::attendees(doc)
-            .map_err(model_error)?
-            .into_iter()
-            .filter(|a| wanted.contains(a.id.as_str()))
-            .collect()
-    } else {
-        let mut out = Vec::with_capacity(touched.attendees.len());
-        for attendee_id in &touched.attendees {
-            out.extend(document::read_attendee(doc, attendee_id).map_err(model_error)?);
+        // Every list's rules, once (the scans of this work are judged by them).
+        self.rules = all_list_rules(conn, &self.key)?;
+        // Annulments whose scan the index already has: their attendee is known now.
+        if !self.loose_annulments.is_empty() {
+            let mut owner = conn.prepare_cached(
+                "SELECT attendee_id FROM scans WHERE document_id = ?1 AND scan_id = ?2",
+            )?;
+            let mut extra: HashMap<String, Vec<Annulment>> = HashMap::new();
+            for a in std::mem::take(&mut self.loose_annulments) {
+                match owner
+                    .query_row(params![self.key, a.scan_id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    Some(attendee) => extra.entry(attendee).or_default().push(a),
+                    // The scan is not here (yet): keep the record; its
+                    // scan's arrival re-evaluates the attendee.
+                    None => {
+                        insert_annulment(conn, &self.key, &a)?;
+                    }
+                }
+            }
+            for (attendee_id, annulments) in extra {
+                match self
+                    .records
+                    .binary_search_by(|r| r.attendee_id.cmp(&attendee_id))
+                {
+                    Ok(i) => self.records[i].annulments.extend(annulments),
+                    Err(i) => self.records.insert(
+                        i,
+                        AttendeeRecords {
+                            attendee_id,
+                            scans: Vec::new(),
+                            annulments,
+                        },
+                    ),
+                }
+            }
         }
-        out
-    };
-    {
-        let mut previous = tx.prepare_cached(
+        self.reevaluate_too.sort();
+        self.reevaluate_too.dedup();
+        Ok(())
+    }
+
+    fn write_attendees(
+        &self,
+        conn: &Connection,
+        from: usize,
+        to: usize,
+    ) -> Result<(), ClientError> {
+        let bulk = self.bulk;
+        let key = &self.key;
+        let mut previous = conn.prepare_cached(
             "SELECT id, name, email FROM attendees WHERE document_id = ?1 AND attendee_id = ?2",
         )?;
-        let mut fts_delete = tx.prepare_cached(
+        let mut fts_delete = conn.prepare_cached(
             "INSERT INTO attendees_fts (attendees_fts, rowid, name, email) VALUES ('delete', ?1, ?2, ?3)",
         )?;
-        let mut upsert = tx.prepare_cached(
+        let mut upsert = conn.prepare_cached(
             "INSERT INTO attendees (document_id, attendee_id, ticket_code, name, email, ticket_type, revoked, lists)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (document_id, attendee_id) DO UPDATE SET ticket_code = excluded.ticket_code,
@@ -195,9 +393,9 @@ fn apply(
                 revoked = excluded.revoked, lists = excluded.lists
              RETURNING id",
         )?;
-        let mut fts_insert = tx
+        let mut fts_insert = conn
             .prepare_cached("INSERT INTO attendees_fts (rowid, name, email) VALUES (?1, ?2, ?3)")?;
-        for a in &attendees {
+        for a in &self.attendees[from..to] {
             if !bulk
                 && let Some((row, name, email)) = previous
                     .query_row(params![key, a.id], |r| {
@@ -229,65 +427,147 @@ fn apply(
                 fts_insert.execute(params![row, a.name, a.email])?;
             }
         }
+        Ok(())
     }
-    if bulk && !attendees.is_empty() {
-        rebuild_search(tx)?;
-    }
-    {
-        let scans: Vec<Scan> = if first {
-            document::scans(doc).map_err(model_error)?
-        } else {
-            let mut out = Vec::with_capacity(touched.scans.len());
-            for scan_id in &touched.scans {
-                out.extend(document::read_scan(doc, scan_id).map_err(model_error)?);
+
+    fn write_records(&self, conn: &Connection, from: usize, to: usize) -> Result<(), ClientError> {
+        let mut affected: Vec<&str> = Vec::new();
+        for records in &self.records[from..to] {
+            let mut new = false;
+            for scan in &records.scans {
+                new |= insert_scan(conn, &self.key, scan)?;
             }
-            out
-        };
-        let mut insert = tx.prepare_cached(
+            for annulment in &records.annulments {
+                new |= insert_annulment(conn, &self.key, annulment)?;
+            }
+            // A record already in the index was judged when it came in
+            // (a scan answered here, now arriving in the document).
+            if new || self.first {
+                affected.push(&records.attendee_id);
+            }
+        }
+        if from == 0 {
+            affected.extend(self.reevaluate_too.iter().map(String::as_str));
+        }
+        for attendee in affected {
+            reevaluate(conn, &self.key, attendee, &self.rules, self.annul_window_ms)?;
+        }
+        Ok(())
+    }
+}
+
+/// Inserts a scan unless the index has it; returns whether it was new.
+pub(crate) fn insert_scan(conn: &Connection, key: &str, s: &Scan) -> Result<bool, ClientError> {
+    let inserted = conn
+        .prepare_cached(
             "INSERT OR IGNORE INTO scans (document_id, scan_id, attendee_id, list_id, direction, device_id, staff_id, hlc, wall_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for s in scans {
-            insert.execute(params![
-                key,
-                s.id,
-                s.attendee_id,
-                s.list_id,
-                s.direction.as_str(),
-                s.device_id,
-                s.staff_id,
-                s.hlc.to_string(),
-                s.wall_ms
-            ])?;
-            affected.push(s.attendee_id);
-        }
-    }
-    {
-        let mut insert = tx.prepare_cached(
+        )?
+        .execute(params![
+            key,
+            s.id,
+            s.attendee_id,
+            s.list_id,
+            s.direction.as_str(),
+            s.device_id,
+            s.staff_id,
+            s.hlc.to_string(),
+            s.wall_ms
+        ])?;
+    Ok(inserted == 1)
+}
+
+fn insert_annulment(conn: &Connection, key: &str, a: &Annulment) -> Result<bool, ClientError> {
+    let record = serde_json::to_string(a).unwrap_or_default();
+    let inserted = conn
+        .prepare_cached(
             "INSERT OR IGNORE INTO annulments (document_id, annulment_id, scan_id, record) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![key, a.id, a.scan_id, record])?;
+    Ok(inserted == 1)
+}
+
+/// Every check-in list's rules of one event.
+pub(crate) fn all_list_rules(
+    conn: &Connection,
+    key: &str,
+) -> Result<HashMap<String, ListRules>, ClientError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT list_id, allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
+         WHERE document_id = ?1",
+    )?;
+    let rows = stmt.query_map(params![key], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            ListRules {
+                allow_multiple_entries: r.get(1)?,
+                allow_entry_after_exit: r.get(2)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets what was indexed for `id`, so the next update rebuilds it.
+/// Scans answered here but not yet in the document (the scan journal) are
+/// put back at once: they are known only to the index and the journal.
+pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
+    let tx = conn.transaction()?;
+    for table in [
+        "presence",
+        "annulments",
+        "scans",
+        "attendees",
+        "checkin_lists",
+        "event_index",
+    ] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE document_id = ?1"),
+            params![id.to_string()],
         )?;
-        let mut owner = tx.prepare_cached(
-            "SELECT attendee_id FROM scans WHERE document_id = ?1 AND scan_id = ?2",
+    }
+    rebuild_search(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Indexes the journal's scans of `id` again (after [`forget`] and a
+/// rebuild from the document, which does not hold them yet).
+pub(crate) fn index_journal(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
+    let key = id.to_string();
+    let tx = conn.transaction()?;
+    let scans: Vec<Scan> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT record FROM scan_journal WHERE document_id = ?1 ORDER BY rowid",
         )?;
-        for annulment_id in &touched.annulments {
-            let Some(a) = document::read_annulment(doc, annulment_id).map_err(model_error)? else {
-                continue;
-            };
-            let record = serde_json::to_string(&a).unwrap_or_default();
-            insert.execute(params![key, a.id, a.scan_id, record])?;
-            if let Some(attendee) = owner
-                .query_row(params![key, a.scan_id], |r| r.get::<_, String>(0))
-                .optional()?
-            {
-                affected.push(attendee);
+        let rows = stmt.query_map(params![key], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let json = row?;
+            out.push(
+                serde_json::from_str(&json)
+                    .map_err(|e| ClientError::Corrupt(format!("journaled scan: {e}")))?,
+            );
+        }
+        out
+    };
+    if !scans.is_empty() {
+        let rules = all_list_rules(&tx, &key)?;
+        let window: i64 = tx
+            .query_row(
+                "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(rules::DEFAULT_ANNUL_WINDOW_MS);
+        for scan in &scans {
+            if insert_scan(&tx, &key, scan)? {
+                reevaluate(&tx, &key, &scan.attendee_id, &rules, window)?;
             }
         }
     }
-    affected.sort();
-    affected.dedup();
-    for attendee in affected {
-        reevaluate(tx, key, &attendee, annul_window_ms)?;
-    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -297,57 +577,81 @@ pub(crate) fn list_rules(
     list_id: &str,
 ) -> Result<Option<ListRules>, ClientError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
              WHERE document_id = ?1 AND list_id = ?2",
-            params![key, list_id],
-            |r| {
-                Ok(ListRules {
-                    allow_multiple_entries: r.get(0)?,
-                    allow_entry_after_exit: r.get(1)?,
-                })
-            },
-        )
+        )?
+        .query_row(params![key, list_id], |r| {
+            Ok(ListRules {
+                allow_multiple_entries: r.get(0)?,
+                allow_entry_after_exit: r.get(1)?,
+            })
+        })
         .optional()?)
 }
 
+/// A scan as the index holds it, with the outcome it was last given.
+struct IndexedScan {
+    scan: Scan,
+    outcome: String,
+    duplicate_of: Option<String>,
+}
+
 /// Every scan and annulment of one attendee (all lists).
-pub(crate) fn attendee_records(
+fn attendee_records(
     conn: &Connection,
     key: &str,
     attendee: &str,
-) -> Result<(Vec<Scan>, Vec<Annulment>), ClientError> {
+) -> Result<(Vec<IndexedScan>, Vec<Annulment>), ClientError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT scan_id, list_id, direction, device_id, staff_id, hlc, wall_ms FROM scans
+        "SELECT scan_id, list_id, direction, device_id, staff_id, hlc, wall_ms, outcome, duplicate_of FROM scans
          WHERE document_id = ?1 AND attendee_id = ?2",
     )?;
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+    );
     let scans = stmt
         .query_map(params![key, attendee], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
+            Ok::<Row, _>((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
             ))
         })?
         .map(|row| {
-            let (id, list_id, direction, device_id, staff_id, hlc, wall_ms) = row?;
-            Ok(Scan {
-                direction: Direction::parse(&direction).ok_or_else(|| {
-                    ClientError::Corrupt(format!("scan {id}: direction {direction}"))
-                })?,
-                hlc: hlc.parse().map_err(|e: event_model::hlc::HlcParseError| {
-                    ClientError::Corrupt(e.to_string())
-                })?,
-                id,
-                attendee_id: attendee.to_owned(),
-                list_id,
-                device_id,
-                staff_id,
-                wall_ms,
+            let (id, list_id, direction, device_id, staff_id, hlc, wall_ms, outcome, duplicate_of) =
+                row?;
+            Ok(IndexedScan {
+                scan: Scan {
+                    direction: Direction::parse(&direction).ok_or_else(|| {
+                        ClientError::Corrupt(format!("scan {id}: direction {direction}"))
+                    })?,
+                    hlc: hlc.parse().map_err(|e: event_model::hlc::HlcParseError| {
+                        ClientError::Corrupt(e.to_string())
+                    })?,
+                    id,
+                    attendee_id: attendee.to_owned(),
+                    list_id,
+                    device_id,
+                    staff_id,
+                    wall_ms,
+                },
+                outcome,
+                duplicate_of,
             })
         })
         .collect::<Result<Vec<_>, ClientError>>()?;
@@ -364,32 +668,25 @@ pub(crate) fn attendee_records(
     Ok((scans, annulments))
 }
 
-/// Recomputes one attendee's presence and scan outcomes from their records.
-fn reevaluate(
-    tx: &Connection,
+/// Recomputes one attendee's presence and scan outcomes from their
+/// records; writes only the outcomes that changed.
+pub(crate) fn reevaluate(
+    conn: &Connection,
     key: &str,
     attendee: &str,
+    rules_by_list: &HashMap<String, ListRules>,
     annul_window_ms: i64,
 ) -> Result<(), ClientError> {
-    let (scans, annulments) = attendee_records(tx, key, attendee)?;
-    let mut rules_by_list = std::collections::HashMap::new();
-    for scan in &scans {
-        if !rules_by_list.contains_key(&scan.list_id) {
-            let rules = list_rules(tx, key, &scan.list_id)?.unwrap_or_default();
-            rules_by_list.insert(scan.list_id.clone(), rules);
-        }
-    }
+    let (indexed, annulments) = attendee_records(conn, key, attendee)?;
     let evaluation = rules::evaluate(
-        &scans,
+        indexed.iter().map(|s| &s.scan),
         &annulments,
         |list| rules_by_list.get(list).copied().unwrap_or_default(),
         annul_window_ms,
     );
-    tx.execute(
-        "DELETE FROM presence WHERE document_id = ?1 AND attendee_id = ?2",
-        params![key, attendee],
-    )?;
-    let mut insert = tx.prepare_cached(
+    conn.prepare_cached("DELETE FROM presence WHERE document_id = ?1 AND attendee_id = ?2")?
+        .execute(params![key, attendee])?;
+    let mut insert = conn.prepare_cached(
         "INSERT INTO presence (document_id, attendee_id, list_id, inside, checked_in, first_entry, last_entry, exited)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
@@ -405,7 +702,16 @@ fn reevaluate(
             p.exited
         ])?;
     }
-    let mut outcome = tx.prepare_cached(
+    let before: HashMap<&str, (&str, Option<&str>)> = indexed
+        .iter()
+        .map(|s| {
+            (
+                s.scan.id.as_str(),
+                (s.outcome.as_str(), s.duplicate_of.as_deref()),
+            )
+        })
+        .collect();
+    let mut outcome = conn.prepare_cached(
         "UPDATE scans SET outcome = ?3, duplicate_of = ?4 WHERE document_id = ?1 AND scan_id = ?2",
     )?;
     for (scan_id, result) in &evaluation.outcomes {
@@ -415,7 +721,9 @@ fn reevaluate(
             ScanOutcome::Annulled => ("annulled", None),
             ScanOutcome::NotInside => ("not_inside", None),
         };
-        outcome.execute(params![key, scan_id, name, of])?;
+        if before.get(scan_id.as_str()) != Some(&(name, of)) {
+            outcome.execute(params![key, scan_id, name, of])?;
+        }
     }
     Ok(())
 }

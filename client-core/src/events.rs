@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, event_index, now_ms};
+use crate::{ClientCore, ClientError, event_index, journal, now_ms};
 
 /// Attendees written per document change during an import: small changes
 /// keep later syncs incremental (a single giant change is resent whole).
@@ -436,9 +436,16 @@ impl ClientCore {
     ) -> Result<CheckInResult, ClientError> {
         let (device, staff) = self.operator()?;
         let key = event.to_string();
+        // One short transaction under the store's lock: the lookup, the
+        // answer and, when a scan is recorded, its journal and index rows
+        // (durable before the answer returns). The event document is
+        // written later by the journal writer (`journal.rs`), so a scan
+        // never waits for a document operation.
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let tx = inner.store.conn_mut().transaction()?;
         let (attendee, answer, last_hlc, previous) = {
-            let inner = self.lock();
-            let conn = inner.store.conn();
+            let conn: &rusqlite::Connection = &tx;
             let attendee: Option<(AttendeeView, String)> = conn
                 .query_row(
                     &format!(
@@ -515,11 +522,33 @@ impl ClientCore {
                     hlc: clock.tick(now),
                     wall_ms: now,
                 };
-                self.change(event, |tx| document::put_scan(tx, &scan))?;
+                let annul_window_ms: i64 = tx
+                    .prepare_cached(
+                        "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
+                    )?
+                    .query_row(params![key], |r| r.get(0))?;
+                let list_rules = event_index::all_list_rules(&tx, &key)?;
+                journal::record(&tx, &key, &scan)?;
+                event_index::insert_scan(&tx, &key, &scan)?;
+                event_index::reevaluate(
+                    &tx,
+                    &key,
+                    &scan.attendee_id,
+                    &list_rules,
+                    annul_window_ms,
+                )?;
                 Some(scan.id)
             }
             _ => None,
         };
+        tx.commit()?;
+        if scan_id.is_some() {
+            inner.journaled += 1;
+            let total = inner.pending_total();
+            drop(guard);
+            self.status.send_modify(|s| s.pending_changes = total);
+            self.journal.wake();
+        }
         Ok(CheckInResult {
             answer,
             attendee,
@@ -535,6 +564,8 @@ impl ClientCore {
         scan_id: &str,
     ) -> Result<Result<(), AnnulError>, ClientError> {
         let (device, staff) = self.operator()?;
+        // The scan goes into the document before its annulment does.
+        self.flush_journal_of(event)?;
         let key = event.to_string();
         let found: Option<(String, String, i64)> = self
             .lock()
@@ -664,15 +695,18 @@ impl ClientCore {
 
     /// Rebuilds an event's index from its document.
     pub fn rebuild_event_index(&self, event: DocumentId) -> Result<(), ClientError> {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let local = inner.docs.get(&event).ok_or(ClientError::NotFound(event))?;
+        let slot = self.slot(event).ok_or(ClientError::NotFound(event))?;
+        let local = crate::lock_doc(&slot);
+        let mut inner = self.lock();
         event_index::forget(inner.store.conn_mut(), event)?;
-        event_index::update(inner.store.conn_mut(), event, &local.doc)
+        event_index::update(inner.store.conn_mut(), event, &local.doc)?;
+        event_index::index_journal(inner.store.conn_mut(), event)
     }
 
-    /// Reads the whole event from its document (not the index).
+    /// Reads the whole event from its document (not the index), with every
+    /// scan answered here written into it first.
     pub fn read_event(&self, event: DocumentId) -> Result<event_model::EventData, ClientError> {
+        self.flush_journal_of(event)?;
         Ok(self.read(event, |doc: &Automerge| document::read(doc))??)
     }
 }

@@ -10,6 +10,7 @@ mod account;
 mod admin;
 mod event_index;
 mod events;
+mod journal;
 mod org_config;
 mod presence;
 mod quarantine;
@@ -20,7 +21,7 @@ mod sync;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use automerge::sync::SyncDoc;
@@ -166,11 +167,35 @@ impl LocalDoc {
     }
 }
 
+/// One document's lock. Locking rule: a document's lock may be taken and
+/// then the store's ([`ClientCore::lock`]), never the other way round; so
+/// applying a large remote batch to a document (seconds) holds only that
+/// document, and a scan, which needs only the store, never waits behind it.
+type DocSlot = Arc<Mutex<LocalDoc>>;
+
+fn lock_doc(slot: &DocSlot) -> MutexGuard<'_, LocalDoc> {
+    // As for the store: a panic cannot leave SQLite half-written.
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 struct Inner {
     store: LocalStore,
-    docs: HashMap<DocumentId, LocalDoc>,
+    docs: HashMap<DocumentId, DocSlot>,
     /// Pending changes per document, summed into the status.
     pending: HashMap<DocumentId, u64>,
+    /// Scans answered but not yet written into their documents (the scan
+    /// journal); they are pending too.
+    journaled: u64,
+}
+
+impl Inner {
+    fn slot(&self, id: DocumentId) -> Option<DocSlot> {
+        self.docs.get(&id).cloned()
+    }
+
+    fn pending_total(&self) -> u64 {
+        self.pending.values().sum::<u64>() + self.journaled
+    }
 }
 
 /// A client's local replica. Cheap to clone; all clones share one store.
@@ -184,6 +209,34 @@ pub struct ClientCore {
     presence_intent: Arc<watch::Sender<presence::PresenceIntent>>,
     /// Other devices' presence beacons.
     heard: Arc<Mutex<presence::Heard>>,
+    /// Wakes the writer that moves journaled scans into their documents.
+    journal: Arc<journal::Signal>,
+}
+
+/// A [`ClientCore`] that does not keep it alive (held by its background
+/// journal writer, which ends when the last clone is dropped).
+struct WeakCore {
+    inner: Weak<Mutex<Inner>>,
+    events: broadcast::WeakSender<DocEvent>,
+    status: Weak<watch::Sender<SyncStatus>>,
+    path: PathBuf,
+    presence_intent: Weak<watch::Sender<presence::PresenceIntent>>,
+    heard: Weak<Mutex<presence::Heard>>,
+    journal: Weak<journal::Signal>,
+}
+
+impl WeakCore {
+    fn upgrade(&self) -> Option<ClientCore> {
+        Some(ClientCore {
+            inner: self.inner.upgrade()?,
+            events: self.events.upgrade()?,
+            status: self.status.upgrade()?,
+            path: self.path.clone(),
+            presence_intent: self.presence_intent.upgrade()?,
+            heard: self.heard.upgrade()?,
+            journal: self.journal.upgrade()?,
+        })
+    }
 }
 
 /// Now, in unix milliseconds.
@@ -229,28 +282,57 @@ impl ClientCore {
         for (id, local) in &docs {
             index_document(&mut store, *id, &local.doc);
         }
+        let journaled = journal::count(store.conn())?;
+        let docs = docs
+            .into_iter()
+            .map(|(id, local)| (id, Arc::new(Mutex::new(local))))
+            .collect();
         let last_sync_at = store
             .meta("last_sync_at_ms")?
             .and_then(|v| v.parse::<u64>().ok())
             .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
         let status = SyncStatus {
-            pending_changes: pending.values().sum(),
+            pending_changes: pending.values().sum::<u64>() + journaled,
             last_sync_at,
             ..SyncStatus::default()
         };
         let (events, _) = broadcast::channel(1024);
-        Ok(Self {
+        let core = Self {
             inner: Arc::new(Mutex::new(Inner {
                 store,
                 docs,
                 pending,
+                journaled,
             })),
             events,
             status: Arc::new(watch::channel(status).0),
             path,
             presence_intent: Arc::new(watch::channel(None).0),
             heard: Arc::default(),
-        })
+            journal: Arc::default(),
+        };
+        // Scans answered before a crash or a restart go into their
+        // documents now, before anyone reads them.
+        core.flush_journal()?;
+        journal::start_writer(core.downgrade());
+        Ok(core)
+    }
+
+    fn downgrade(&self) -> WeakCore {
+        WeakCore {
+            inner: Arc::downgrade(&self.inner),
+            events: self.events.downgrade(),
+            status: Arc::downgrade(&self.status),
+            path: self.path.clone(),
+            presence_intent: Arc::downgrade(&self.presence_intent),
+            heard: Arc::downgrade(&self.heard),
+            journal: Arc::downgrade(&self.journal),
+        }
+    }
+
+    /// The lock of document `id`, if the store has it (see [`DocSlot`]).
+    fn slot(&self, id: DocumentId) -> Option<DocSlot> {
+        self.lock().slot(id)
     }
 
     pub fn path(&self) -> &Path {
@@ -292,6 +374,7 @@ impl ClientCore {
             event_index::rebuild_search(inner.store.conn())?;
             inner.docs.clear();
             inner.pending.clear();
+            inner.journaled = 0;
         }
         self.set_status(|s| s.pending_changes = 0);
         let _ = self.events.send(DocEvent::Wiped);
@@ -312,32 +395,30 @@ impl ClientCore {
         let id = DocumentId::random();
         let mut inner = self.lock();
         inner.store.insert_document(id, false)?;
-        inner.docs.insert(id, LocalDoc::empty(false));
+        inner
+            .docs
+            .insert(id, Arc::new(Mutex::new(LocalDoc::empty(false))));
         Ok(id)
     }
 
     /// Whether the store holds this document with any content.
     pub fn has_document(&self, id: DocumentId) -> bool {
-        self.lock()
-            .docs
-            .get(&id)
-            .is_some_and(|d| !d.doc.get_heads().is_empty())
+        self.slot(id)
+            .is_some_and(|slot| !lock_doc(&slot).doc.get_heads().is_empty())
     }
 
     /// Returns true if the document is here; otherwise records that we want it,
     /// so the sync client asks the server for it, and returns false.
     pub fn find(&self, id: DocumentId) -> Result<bool, ClientError> {
-        let mut inner = self.lock();
-        if inner
-            .docs
-            .get(&id)
-            .is_some_and(|d| !d.doc.get_heads().is_empty())
-        {
+        if self.has_document(id) {
             return Ok(true);
         }
+        let mut inner = self.lock();
         if !inner.docs.contains_key(&id) {
             inner.store.insert_document(id, true)?;
-            inner.docs.insert(id, LocalDoc::empty(true));
+            inner
+                .docs
+                .insert(id, Arc::new(Mutex::new(LocalDoc::empty(true))));
         }
         drop(inner);
         let _ = self.events.send(DocEvent::Wanted { document: id });
@@ -357,12 +438,14 @@ impl ClientCore {
         id: DocumentId,
         f: impl FnOnce(&Automerge) -> T,
     ) -> Result<T, ClientError> {
-        let inner = self.lock();
-        let local = inner.docs.get(&id).ok_or(ClientError::NotFound(id))?;
+        let slot = self.slot(id).ok_or(ClientError::NotFound(id))?;
+        let local = lock_doc(&slot);
         Ok(f(&local.doc))
     }
 
+    /// The document's heads, with every scan answered here written into it.
     pub fn heads(&self, id: DocumentId) -> Result<Vec<ChangeHash>, ClientError> {
+        self.flush_journal_of(id)?;
         self.read(id, |d| d.get_heads())
     }
 
@@ -400,25 +483,41 @@ impl ClientCore {
         id: DocumentId,
         f: impl FnOnce(&mut Automerge) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        let local = inner.docs.get_mut(&id).ok_or(ClientError::NotFound(id))?;
+        self.change_many_then(id, f, |_| Ok(()))
+    }
+
+    /// Like [`ClientCore::change_many`]; `also` writes in the same SQLite
+    /// transaction as the new changes (the journal writer deletes the
+    /// journal rows of the scans it wrote into the document), or alone
+    /// when `f` changed nothing.
+    pub(crate) fn change_many_then<T>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&mut Automerge) -> Result<T, ClientError>,
+        also: impl FnOnce(&rusqlite::Connection) -> Result<(), ClientError>,
+    ) -> Result<T, ClientError> {
+        let slot = self.slot(id).ok_or(ClientError::NotFound(id))?;
+        let mut guard = lock_doc(&slot);
+        let local = &mut *guard;
         let before = local.doc.get_heads();
         let value = match f(&mut local.doc) {
             Ok(value) => value,
             Err(error) => {
                 if local.doc.get_heads() != before {
-                    reload(&inner.store, id, local)?;
+                    reload(&self.lock().store, id, local)?;
                 }
                 return Err(error);
             }
         };
         let heads = local.doc.get_heads();
         if heads == before {
+            also(self.lock().store.conn())?;
             return Ok(value);
         }
         let chunk = local.doc.save_after(&before);
-        if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk) {
+        let mut store_guard = self.lock();
+        let inner = &mut *store_guard;
+        if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk, also) {
             reload(&inner.store, id, local)?;
             return Err(error);
         }
@@ -427,7 +526,9 @@ impl ClientCore {
         // change cost as much as all the changes before it.
         let added = local.doc.get_changes_meta(&before).len() as u64;
         *inner.pending.entry(id).or_default() += added;
-        let total = inner.pending.values().sum();
+        let total = inner.pending_total();
+        drop(store_guard);
+        drop(guard);
         self.status.send_modify(|s| s.pending_changes = total);
         let _ = self.events.send(DocEvent::Changed {
             document: id,
@@ -464,10 +565,18 @@ impl ClientCore {
 
     /// Documents to sync on (re)connect: (id, has content, wanted).
     fn sync_targets(&self) -> Vec<(DocumentId, bool, bool)> {
-        self.lock()
+        let slots: Vec<(DocumentId, DocSlot)> = self
+            .lock()
             .docs
             .iter()
-            .map(|(id, d)| (*id, !d.doc.get_heads().is_empty(), d.wanted))
+            .map(|(id, slot)| (*id, slot.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .map(|(id, slot)| {
+                let d = lock_doc(&slot);
+                (id, !d.doc.get_heads().is_empty(), d.wanted)
+            })
             .collect()
     }
 
@@ -476,8 +585,8 @@ impl ClientCore {
         id: DocumentId,
         state: &mut automerge::sync::State,
     ) -> Option<Vec<u8>> {
-        let inner = self.lock();
-        let local = inner.docs.get(&id)?;
+        let slot = self.slot(id)?;
+        let local = lock_doc(&slot);
         local.doc.generate_sync_message(state).map(|m| m.encode())
     }
 
@@ -491,27 +600,35 @@ impl ClientCore {
     ) -> Result<bool, ClientError> {
         let message = automerge::sync::Message::decode(data)
             .map_err(|e| ClientError::Corrupt(format!("sync message from server: {e}")))?;
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let local = match inner.docs.get_mut(&id) {
-            Some(local) => local,
-            None => return Ok(false),
+        let Some(slot) = self.slot(id) else {
+            return Ok(false);
         };
+        // The document's lock, held throughout (the next message of this
+        // document waits); the store's only for short steps.
+        let mut local = lock_doc(&slot);
         let before = local.doc.get_heads();
         if let Err(error) = local.doc.receive_sync_message(state, message) {
-            reload(&inner.store, id, local)?;
+            reload(&self.lock().store, id, &mut local)?;
             return Err(error.into());
         }
         let heads = local.doc.get_heads();
         let changed = heads != before;
         if changed {
+            // The received changes, as automerge encodes them (one pass).
             let chunk = local.doc.save_after(&before);
-            if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk) {
-                reload(&inner.store, id, local)?;
+            let persisted = {
+                let mut inner = self.lock();
+                persist_chunk_unindexed(&mut inner.store, &self.path, id, &mut local, &chunk)
+            };
+            if let Err(error) = persisted {
+                reload(&self.lock().store, id, &mut local)?;
                 return Err(error);
             }
             local.wanted = false;
+            self.index_in_steps(id, &local.doc);
         }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if let Some(server_heads) = state.their_heads.clone()
             && server_heads != local.server_heads
         {
@@ -519,9 +636,10 @@ impl ClientCore {
             local.server_heads = server_heads;
         }
         let pending = local.pending_changes();
+        drop(local);
         tracing::debug!(doc = %id, changed, pending, server_heads = ?state.their_heads, "sync message applied");
         inner.pending.insert(id, pending);
-        let total: u64 = inner.pending.values().sum();
+        let total = inner.pending_total();
         let all_confirmed = total == 0;
         if all_confirmed {
             let now = SystemTime::now();
@@ -549,6 +667,47 @@ impl ClientCore {
     fn mark_unavailable(&self, id: DocumentId) {
         let _ = self.events.send(DocEvent::Unavailable { document: id });
     }
+
+    /// Brings the event index of `id` up to `doc` in short steps, each its
+    /// own transaction under the store's lock, so a scan waits at most one
+    /// step. The caller holds the document's lock. A failure is logged: the
+    /// changes are stored and the index catches up from its recorded heads.
+    fn index_in_steps(&self, id: DocumentId, doc: &Automerge) {
+        let _span = tracing::debug_span!("index_in_steps", doc = %id).entered();
+        let indexed = match event_index::indexed_heads(self.lock().store.conn(), id) {
+            Ok(indexed) => indexed,
+            Err(error) => {
+                tracing::error!(%error, doc = %id, "event index unreadable; it will catch up");
+                return;
+            }
+        };
+        // Read out of the document without the store's lock.
+        let mut work = match event_index::IndexWork::read(indexed, id, doc) {
+            Ok(Some(work)) => work,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, doc = %id, "event index update failed; it will catch up");
+                return;
+            }
+        };
+        loop {
+            let mut step = || -> Result<bool, ClientError> {
+                let mut inner = self.lock();
+                let tx = inner.store.conn_mut().transaction()?;
+                let more = work.write_step(&tx)?;
+                tx.commit()?;
+                Ok(more)
+            };
+            match step() {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::error!(%error, doc = %id, "event index update failed; it will catch up");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Brings the document's SQLite index up to date. A failure is logged, not
@@ -568,10 +727,32 @@ fn persist_chunk(
     id: DocumentId,
     local: &mut LocalDoc,
     chunk: &[u8],
+    also: impl FnOnce(&rusqlite::Connection) -> Result<(), ClientError>,
 ) -> Result<(), ClientError> {
     let doc = &local.doc;
-    local.last_seq =
-        store.append_chunk_then(id, chunk, |conn| event_index::update_within(conn, id, doc))?;
+    local.last_seq = store.append_chunk_then(id, chunk, also, |conn| {
+        event_index::update_within(conn, id, doc)
+    })?;
+    after_append(path, id, local);
+    Ok(())
+}
+
+/// Like [`persist_chunk`], leaving the index to the caller (a remote batch
+/// is indexed in steps after it is stored).
+fn persist_chunk_unindexed(
+    store: &mut LocalStore,
+    path: &Path,
+    id: DocumentId,
+    local: &mut LocalDoc,
+    chunk: &[u8],
+) -> Result<(), ClientError> {
+    local.last_seq = store.append_chunk_then(id, chunk, |_| Ok(()), |_| Ok(()))?;
+    after_append(path, id, local);
+    Ok(())
+}
+
+/// Counts an appended chunk; once enough have piled up, starts folding them.
+fn after_append(path: &Path, id: DocumentId, local: &mut LocalDoc) {
     local.chunks_since_snapshot += 1;
     if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS
         && !local.compacting.swap(true, Ordering::AcqRel)
@@ -600,7 +781,6 @@ fn persist_chunk(
             }
         });
     }
-    Ok(())
 }
 
 /// Replaces the in-memory document with what the store holds.

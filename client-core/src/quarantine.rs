@@ -36,11 +36,11 @@ impl ClientCore {
             .iter()
             .filter_map(|h| h.parse::<ChangeHash>().ok())
             .collect();
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let Some(local) = inner.docs.get_mut(&id) else {
+        let Some(slot) = self.slot(id) else {
             return Ok(0);
         };
+        let mut doc_guard = crate::lock_doc(&slot);
+        let local = &mut *doc_guard;
         // Every change, in causal order; drop the refused ones and their descendants.
         let all = local.doc.get_changes(&[]);
         let mut dropped: HashSet<ChangeHash> = HashSet::new();
@@ -61,6 +61,8 @@ impl ClientCore {
         let mut doc = Automerge::new();
         doc.apply_changes(kept)?;
         let now = crate::now_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         local.last_seq =
             inner
                 .store
@@ -71,7 +73,10 @@ impl ClientCore {
         inner.pending.insert(id, pending);
         event_index::forget(inner.store.conn_mut(), id)?;
         event_index::update(inner.store.conn_mut(), id, &local.doc)?;
-        let total: u64 = inner.pending.values().sum();
+        // Scans answered here and not yet written are untouched by the
+        // refusal; they go into the cleaned document later.
+        event_index::index_journal(inner.store.conn_mut(), id)?;
+        let total = inner.pending_total();
         let heads = local.doc.get_heads();
         // Before the lock goes: whoever sees the quarantined rows also sees
         // the new count and can already have the event.
@@ -82,6 +87,7 @@ impl ClientCore {
             heads,
         });
         drop(guard);
+        drop(doc_guard);
         tracing::warn!(doc = %id, count = quarantined.len(), reason, "changes set aside");
         Ok(quarantined.len())
     }
@@ -89,8 +95,8 @@ impl ClientCore {
     /// A sync message carrying every local change the server has not
     /// confirmed, or `None` if there is none.
     pub(crate) fn unconfirmed_changes_message(&self, id: DocumentId) -> Option<Vec<u8>> {
-        let inner = self.lock();
-        let local = inner.docs.get(&id)?;
+        let slot = self.slot(id)?;
+        let local = crate::lock_doc(&slot);
         let known: Vec<ChangeHash> = local
             .server_heads
             .iter()

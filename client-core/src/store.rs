@@ -127,7 +127,12 @@ impl LocalStore {
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 5000;",
+             PRAGMA busy_timeout = 5000;
+             -- Index upkeep of a large batch (a first download) spills
+             -- sort and savepoint journals; keep them in memory, and keep
+             -- the index's pages cached (64 MiB).
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -65536;",
         )?;
         Migrator::new(&CLIENT_SQLITE, SqliteBackend::new(&mut conn))?.up(None)?;
         Ok(Self { conn })
@@ -196,13 +201,15 @@ impl LocalStore {
     }
 
     /// Appends a chunk of changes and returns its sequence number; in the same
-    /// transaction (one sync to disk), runs
-    /// `then` (index upkeep) under a savepoint: if `then` fails, its writes
-    /// are rolled back and logged, and the chunk is still committed.
+    /// transaction (one sync to disk), runs `also` (which must succeed with
+    /// the chunk) and then `then` (index upkeep) under a savepoint: if
+    /// `then` fails, its writes are rolled back and logged, and the chunk is
+    /// still committed.
     pub fn append_chunk_then(
         &mut self,
         id: DocumentId,
         data: &[u8],
+        also: impl FnOnce(&Connection) -> Result<(), ClientError>,
         then: impl FnOnce(&Connection) -> Result<(), ClientError>,
     ) -> Result<u64, ClientError> {
         let key = id.to_string();
@@ -224,6 +231,7 @@ impl LocalStore {
             "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
             params![key, seq, data],
         )?;
+        also(&tx)?;
         {
             let savepoint = tx.savepoint()?;
             match then(&savepoint) {

@@ -200,17 +200,20 @@ impl DocumentCore {
         if !self.peers.contains_key(&peer) {
             return Err(ReceiveError::NotAttached);
         }
-        validate_chunks(&message)?;
         let before = self.doc.get_heads();
         let mut rejected = Vec::new();
         let mut reason = None;
         let mut chunks = message.changes.len();
-        if let Some(rules) = validation
-            && !message.changes.is_empty()
-        {
+        let checked = validation.filter(|_| !message.changes.is_empty());
+        if checked.is_none() {
+            validate_chunks(&message)?;
+        }
+        if let Some(rules) = checked {
             // One change at a time, each checked against the document with the
             // accepted ones before it applied (a message may create a map and
             // fill it); refused ones and those built on them are left out.
+            // Opening the chunks checks them too (one load of a document
+            // chunk, not two).
             let changes = expand_changes(&message)?;
             let mut refused: HashSet<ChangeHash> = HashSet::new();
             chunks = 0;
@@ -343,15 +346,7 @@ fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
                         .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
                 }
                 CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
-                    let change = automerge::Change::try_from(chunk)
-                        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?;
-                    // The header checksum is the start of the change hash;
-                    // `try_from` does not compare them.
-                    if change.hash().0[..4] != chunk[4..8] {
-                        return Err(ReceiveError::Apply(
-                            "corrupt change: checksum mismatch".into(),
-                        ));
-                    }
+                    checked_change(chunk)?;
                 }
                 other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
             }
@@ -365,31 +360,45 @@ fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
 pub fn carried_changes(data: &[u8]) -> Vec<ChangeHash> {
     sync::Message::decode(data)
         .ok()
-        .filter(|m| !m.changes.is_empty() && validate_chunks(m).is_ok())
+        .filter(|m| !m.changes.is_empty())
         .and_then(|m| expand_changes(&m).ok())
         .map(|changes| changes.iter().map(|c| c.hash()).collect())
         .unwrap_or_default()
 }
 
 /// Every change a message carries, in order (a whole-document chunk is
-/// opened into its changes). The chunks were validated already.
+/// opened into its changes), refusing corrupt chunks as
+/// [`validate_chunks`] does.
 fn expand_changes(message: &sync::Message) -> Result<Vec<automerge::Change>, ReceiveError> {
     let mut out = Vec::new();
     for blob in message.changes.iter() {
         for chunk in split_chunks(blob)? {
-            if chunk[8] == CHUNK_DOCUMENT {
-                let doc = Automerge::load(chunk)
-                    .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
-                out.extend(doc.get_changes(&[]));
-            } else {
-                out.push(
-                    automerge::Change::try_from(chunk)
-                        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?,
-                );
+            match chunk[8] {
+                CHUNK_DOCUMENT => {
+                    let doc = Automerge::load(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+                    out.extend(doc.get_changes(&[]));
+                }
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
             }
         }
     }
     Ok(out)
+}
+
+/// A change chunk, refused if corrupt.
+fn checked_change(chunk: &[u8]) -> Result<automerge::Change, ReceiveError> {
+    let change = automerge::Change::try_from(chunk)
+        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?;
+    // The header checksum is the start of the change hash; `try_from` does
+    // not compare them.
+    if change.hash().0[..4] != chunk[4..8] {
+        return Err(ReceiveError::Apply(
+            "corrupt change: checksum mismatch".into(),
+        ));
+    }
+    Ok(change)
 }
 
 const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
