@@ -34,10 +34,10 @@ fn model_error(e: event_model::ModelError) -> ClientError {
 const BULK_ATTENDEES: usize = 2_000;
 
 /// Attendee rows written per step.
-const ATTENDEES_PER_STEP: usize = 2_000;
+const ATTENDEES_PER_STEP: usize = 1_000;
 
 /// Attendees whose scans are written and re-evaluated per step.
-const SCANNED_ATTENDEES_PER_STEP: usize = 500;
+const SCANNED_ATTENDEES_PER_STEP: usize = 100;
 
 /// Rebuilds the full-text index of attendee names and emails from the table.
 pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {
@@ -55,7 +55,7 @@ pub(crate) fn update(
     id: DocumentId,
     doc: &Automerge,
 ) -> Result<(), ClientError> {
-    let tx = conn.transaction()?;
+    let tx = crate::store::write_tx(conn)?;
     update_within(&tx, id, doc)?;
     tx.commit()?;
     Ok(())
@@ -512,7 +512,7 @@ pub(crate) fn all_list_rules(
 /// Scans answered here but not yet in the document (the scan journal) are
 /// put back at once: they are known only to the index and the journal.
 pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
-    let tx = conn.transaction()?;
+    let tx = crate::store::write_tx(conn)?;
     for table in [
         "presence",
         "annulments",
@@ -535,7 +535,7 @@ pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), Client
 /// rebuild from the document, which does not hold them yet).
 pub(crate) fn index_journal(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
     let key = id.to_string();
-    let tx = conn.transaction()?;
+    let tx = crate::store::write_tx(conn)?;
     let scans: Vec<Scan> = {
         let mut stmt = tx.prepare_cached(
             "SELECT record FROM scan_journal WHERE document_id = ?1 ORDER BY rowid",

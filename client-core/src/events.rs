@@ -443,7 +443,7 @@ impl ClientCore {
         // never waits for a document operation.
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let tx = inner.store.conn_mut().transaction()?;
+        let tx = crate::store::write_tx(inner.store.conn_mut())?;
         let (attendee, answer, last_hlc, previous) = {
             let conn: &rusqlite::Connection = &tx;
             let attendee: Option<(AttendeeView, String)> = conn
@@ -605,6 +605,18 @@ impl ClientCore {
         }
         self.change(event, |tx| document::put_annulment(tx, &annulment))?;
         Ok(Ok(()))
+    }
+
+    /// How many scans this replica knows of an event (its own and every
+    /// other device's, whatever their outcome).
+    pub fn scan_count(&self, event: DocumentId) -> Result<u64, ClientError> {
+        let n: i64 = self
+            .lock()
+            .store
+            .conn()
+            .prepare_cached("SELECT count(*) FROM scans WHERE document_id = ?1")?
+            .query_row(params![event.to_string()], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
     /// Counts for one list, or for the whole event (`None`: any list).

@@ -25,6 +25,14 @@ pub(crate) struct LocalStore {
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
+/// A write transaction that takes the write lock when it begins. A
+/// deferred one that reads first and then writes fails at once with
+/// `SQLITE_BUSY` (without waiting) if another connection (the background
+/// compaction) committed in between; this one waits its turn instead.
+pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()
 }
@@ -88,7 +96,7 @@ pub(crate) fn compact_in_background(
             }
         }
         let saved = doc.save();
-        let tx = conn.transaction()?;
+        let tx = write_tx(&mut conn)?;
         // Only forward: the document may have been replaced meanwhile.
         let updated = tx.execute(
             "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq = ?4",
@@ -102,6 +110,28 @@ pub(crate) fn compact_in_background(
         }
         tx.commit()?;
     }
+}
+
+/// Copies what the write-ahead log holds into the database file, on a
+/// connection of its own (opened on first use), without blocking writers
+/// (a passive checkpoint). Returns the log's size in pages afterwards.
+pub(crate) fn checkpoint_in_background(
+    path: &Path,
+    conn: &mut Option<Connection>,
+) -> Result<i64, ClientError> {
+    if conn.is_none() {
+        let opened = Connection::open(path)?;
+        opened.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        *conn = Some(opened);
+    }
+    let Some(conn) = conn.as_ref() else {
+        return Ok(0);
+    };
+    let (_busy, log, _done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    Ok(log)
 }
 
 /// Chunks of `id` not yet folded into its snapshot.
@@ -132,7 +162,12 @@ impl LocalStore {
              -- sort and savepoint journals; keep them in memory, and keep
              -- the index's pages cached (64 MiB).
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -65536;",
+             PRAGMA cache_size = -65536;
+             -- Checkpoints copy the log into the database file; done on
+             -- commit, they would run under the store's lock after a large
+             -- remote batch, so a background thread does them instead
+             -- (`checkpoint_in_background`).
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
         Migrator::new(&CLIENT_SQLITE, SqliteBackend::new(&mut conn))?.up(None)?;
         Ok(Self { conn })
@@ -213,7 +248,7 @@ impl LocalStore {
         then: impl FnOnce(&Connection) -> Result<(), ClientError>,
     ) -> Result<u64, ClientError> {
         let key = id.to_string();
-        let mut tx = self.conn.transaction()?;
+        let mut tx = write_tx(&mut self.conn)?;
         tx.execute(
             &format!(
                 "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
@@ -270,7 +305,7 @@ impl LocalStore {
         at_ms: i64,
     ) -> Result<u64, ClientError> {
         let key = id.to_string();
-        let tx = self.conn.transaction()?;
+        let tx = write_tx(&mut self.conn)?;
         let seq: i64 = tx.query_row(
             "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
                         (SELECT snapshot_seq FROM documents WHERE id = ?1))",
@@ -307,7 +342,7 @@ impl LocalStore {
     /// Deletes every document and its changes, in one transaction (a
     /// revoked device wiping its data).
     pub fn delete_all_documents(&mut self) -> Result<(), ClientError> {
-        let tx = self.conn.transaction()?;
+        let tx = write_tx(&mut self.conn)?;
         tx.execute("DELETE FROM document_chunks", [])?;
         tx.execute("DELETE FROM documents", [])?;
         tx.commit()?;

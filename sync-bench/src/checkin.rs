@@ -111,16 +111,45 @@ pub async fn event_download(args: &Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// CPU seconds (user + system) a process has used so far (Linux /proc).
+pub fn process_cpu_s(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_s)
+}
+
+/// p99 and max of latencies in milliseconds.
+fn tail_ms(mut samples: Vec<f64>) -> (f64, f64) {
+    if samples.is_empty() {
+        return (0.0, 0.0);
+    }
+    samples.sort_by(f64::total_cmp);
+    let p99 = samples[((samples.len() as f64 * 0.99).ceil() as usize).clamp(1, samples.len()) - 1];
+    (p99, *samples.last().unwrap_or(&0.0))
+}
+
+/// Scans a door tablet makes per second while the others reconnect.
+const DOOR_SCANS_PER_S: u64 = 5;
+/// Fresh tickets kept for that door tablet.
+const DOOR_TICKETS: usize = 2_000;
+
 pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let tablets = args.clients.max(1);
     let scans = args.scans;
-    // Tablet i scans tickets [i * stride, i * stride + scans): neighbours overlap.
+    // Tablet i scans tickets [i * stride, i * stride + scans): neighbours
+    // overlap; the door tablet's fresh tickets come after all of those.
     let stride = scans * 3 / 4;
-    let attendees = stride * (tablets - 1) + scans;
+    let offline_attendees = stride * (tablets - 1) + scans;
+    let attendees = offline_attendees + DOOR_TICKETS;
     let (admin, admin_sync, event, _, _) = seed_event(args, dir.path(), attendees).await?;
-    let mut replicas = Vec::with_capacity(tablets);
-    for i in 0..tablets {
+    let mut replicas = Vec::with_capacity(tablets + 1);
+    // The last replica is the door tablet that stays online.
+    for i in 0..=tablets {
         let tablet = ClientCore::open(dir.path().join(format!("tablet{i}.sqlite3")))?;
         let sync = tablet.start_sync(SyncConfig::new(
             args.urls[i % args.urls.len()].clone(),
@@ -140,6 +169,7 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         sync.stop().await;
         replicas.push(tablet);
     }
+    let door = replicas.pop().context("no door tablet")?;
     let started = Instant::now();
     for (i, tablet) in replicas.iter().enumerate() {
         for n in 0..scans {
@@ -151,8 +181,46 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         }
     }
     let scanning_s = started.elapsed().as_secs_f64();
-    let total = tablets * scans;
-    let distinct = attendees;
+    let offline_total = (tablets * scans) as u64;
+    let distinct = offline_attendees;
+    for tablet in &replicas {
+        tablet.flush_journal()?;
+    }
+    let changes_uploaded: u64 = replicas.iter().map(|t| t.sync_status().pending_changes).sum();
+    let receive_cpu_before: Vec<Duration> =
+        replicas.iter().chain([&door, &admin]).map(|r| r.sync_receive_cpu()).collect();
+    let door_sync = door.start_sync(SyncConfig::new(args.urls[0].clone(), &args.token));
+    wait_for("the door tablet's connection", Duration::from_secs(args.timeout_secs), || {
+        door.sync_status().connected
+    })
+    .await?;
+    // The door tablet scans fresh tickets at a steady rate while the
+    // others come back, timing each answer.
+    let stop_door = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let door_scanner = {
+        let (door, stop) = (door.clone(), stop_door.clone());
+        std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+            let mut latencies = Vec::new();
+            let period = Duration::from_millis(1000 / DOOR_SCANS_PER_S);
+            let mut next = Instant::now();
+            for n in 0..DOOR_TICKETS {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let code = format!("T{:07}", offline_attendees + n);
+                let asked = Instant::now();
+                let result = door.check_in(event, &code, "main", Direction::Entry)?;
+                latencies.push(asked.elapsed().as_secs_f64() * 1e3);
+                if result.answer != Answer::Admitted {
+                    bail!("the door tablet answered {:?}", result.answer);
+                }
+                next += period;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            Ok(latencies)
+        })
+    };
+    let server_cpu_before = process_cpu_s(args.server_pid);
     let started = Instant::now();
     let syncs: Vec<SyncHandle> = replicas
         .iter()
@@ -164,19 +232,34 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
             ))
         })
         .collect();
-    let all = || replicas.iter().chain(std::iter::once(&admin));
+    let all = || replicas.iter().chain([&door, &admin]);
+    // A count per replica, not the scans read back (that alone was a
+    // noticeable part of the bench's CPU).
+    wait_for(
+        "the offline scans everywhere",
+        Duration::from_secs(args.timeout_secs),
+        || all().all(|r| r.scan_count(event).is_ok_and(|n| n >= offline_total)),
+    )
+    .await?;
+    stop_door.store(true, std::sync::atomic::Ordering::Relaxed);
+    let door_latencies = door_scanner
+        .join()
+        .map_err(|_| anyhow::anyhow!("the door tablet's scanner panicked"))??;
+    let total = offline_total + door_latencies.len() as u64;
     wait_for(
         "convergence",
         Duration::from_secs(args.timeout_secs),
-        || {
-            all().all(|r| {
-                r.recent_scans(event, total + 1)
-                    .is_ok_and(|s| s.len() == total)
-            })
-        },
+        || all().all(|r| r.scan_count(event).is_ok_and(|n| n == total)),
     )
     .await?;
     let converge_s = started.elapsed().as_secs_f64();
+    let server_cpu_s = server_cpu_before
+        .zip(process_cpu_s(args.server_pid))
+        .map(|(before, after)| after - before);
+    let tablet_cpu: Vec<f64> = all()
+        .zip(&receive_cpu_before)
+        .map(|(r, before)| (r.sync_receive_cpu() - *before).as_secs_f64())
+        .collect();
     let reference = admin.counts(event, Some("main"))?;
     let duplicates = admin.duplicates(event)?.len();
     let same_everywhere = all().all(|r| {
@@ -186,21 +269,30 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     for sync in syncs {
         sync.stop().await;
     }
+    door_sync.stop().await;
     admin_sync.stop().await;
+    let (scan_p99, scan_max) = tail_ms(door_latencies.clone());
     Ok(json!({
         "mode": "offline-tablets",
         "tablets": tablets,
         "scans_per_tablet": scans,
         "attendees": attendees,
         "offline_scanning_s": scanning_s,
+        "changes_uploaded": changes_uploaded,
         "reconnect_until_converged_s": converge_s,
         "scans_everywhere": total,
-        "lost": total as i64 - admin.recent_scans(event, total + 1)?.len() as i64,
+        "lost": total as i64 - admin.scan_count(event)? as i64,
         "checked_in": reference.checked_in,
-        "expected_checked_in": distinct,
+        "expected_checked_in": distinct + door_latencies.len(),
         "duplicates_flagged": duplicates,
-        "expected_duplicates": total - distinct,
+        "expected_duplicates": offline_total as usize - distinct,
         "same_counts_and_duplicates_everywhere": same_everywhere,
+        "scans_during_reconnect": door_latencies.len(),
+        "scan_during_reconnect_p99_ms": scan_p99,
+        "scan_during_reconnect_max_ms": scan_max,
+        "server_cpu_s": server_cpu_s,
+        "tablet_cpu_s_max": tablet_cpu.iter().copied().fold(0.0, f64::max),
+        "tablet_cpu_s_sum": tablet_cpu.iter().sum::<f64>(),
         "server_rss_mib": crate::server_rss_mib(args.server_pid),
     }))
 }
