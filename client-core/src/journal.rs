@@ -160,6 +160,7 @@ impl ClientCore {
             // never take the same batch.
             let batch: Cell<Vec<String>> = Cell::new(Vec::new());
             let deleted = Cell::new(0usize);
+            let more = Cell::new(false);
             let result = self.change_many_then(
                 id,
                 |doc| {
@@ -174,18 +175,31 @@ impl ClientCore {
                         })?
                         .collect::<Result<_, _>>()?
                     };
-                    let mut tx = doc.transaction();
+                    let mut scans = Vec::with_capacity(rows.len());
                     for (scan_id, json) in &rows {
                         let scan: Scan = serde_json::from_str(json).map_err(|e| {
                             ClientError::Corrupt(format!("journaled scan {scan_id}: {e}"))
                         })?;
-                        if let Err(error) = document::put_scan(&mut tx, &scan) {
+                        // One change holds one staff member's scans: the
+                        // server judges a change as a whole, by its writer.
+                        if scans
+                            .first()
+                            .is_some_and(|s: &Scan| s.staff_id != scan.staff_id)
+                        {
+                            break;
+                        }
+                        scans.push(scan);
+                    }
+                    more.set(rows.len() == SCANS_PER_CHANGE || scans.len() < rows.len());
+                    let mut tx = doc.transaction();
+                    for scan in &scans {
+                        if let Err(error) = document::put_scan(&mut tx, scan) {
                             tx.rollback();
                             return Err(error.into());
                         }
                     }
                     tx.commit();
-                    batch.set(rows.into_iter().map(|(scan_id, _)| scan_id).collect());
+                    batch.set(scans.into_iter().map(|scan| scan.id).collect());
                     Ok(())
                 },
                 |conn| {
@@ -206,7 +220,6 @@ impl ClientCore {
                 return Ok(written);
             }
             result?;
-            let rows = batch.take().len();
             let n = deleted.get();
             let total = {
                 let mut inner = self.lock();
@@ -215,7 +228,7 @@ impl ClientCore {
             };
             self.status.send_modify(|s| s.pending_changes = total);
             written += n;
-            if rows < SCANS_PER_CHANGE {
+            if !more.get() {
                 return Ok(written);
             }
         }

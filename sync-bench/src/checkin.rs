@@ -147,10 +147,18 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     let offline_attendees = stride * (tablets - 1) + scans;
     let attendees = offline_attendees + DOOR_TICKETS;
     let (admin, admin_sync, event, _, _) = seed_event(args, dir.path(), attendees).await?;
+    let tablet_dir = match &args.tablet_dir {
+        Some(parent) => Some(tempfile::tempdir_in(parent)?),
+        None => None,
+    };
     let mut replicas = Vec::with_capacity(tablets + 1);
     // The last replica is the door tablet that stays online.
     for i in 0..=tablets {
-        let tablet = ClientCore::open(dir.path().join(format!("tablet{i}.sqlite3")))?;
+        let place = match &tablet_dir {
+            Some(other) if i < tablets => other.path(),
+            _ => dir.path(),
+        };
+        let tablet = ClientCore::open(place.join(format!("tablet{i}.sqlite3")))?;
         let sync = tablet.start_sync(SyncConfig::new(
             args.urls[i % args.urls.len()].clone(),
             &args.token,
@@ -186,13 +194,21 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     for tablet in &replicas {
         tablet.flush_journal()?;
     }
-    let changes_uploaded: u64 = replicas.iter().map(|t| t.sync_status().pending_changes).sum();
-    let receive_cpu_before: Vec<Duration> =
-        replicas.iter().chain([&door, &admin]).map(|r| r.sync_receive_cpu()).collect();
+    let changes_uploaded: u64 = replicas
+        .iter()
+        .map(|t| t.sync_status().pending_changes)
+        .sum();
+    let receive_cpu_before: Vec<Duration> = replicas
+        .iter()
+        .chain([&door, &admin])
+        .map(|r| r.sync_receive_cpu())
+        .collect();
     let door_sync = door.start_sync(SyncConfig::new(args.urls[0].clone(), &args.token));
-    wait_for("the door tablet's connection", Duration::from_secs(args.timeout_secs), || {
-        door.sync_status().connected
-    })
+    wait_for(
+        "the door tablet's connection",
+        Duration::from_secs(args.timeout_secs),
+        || door.sync_status().connected,
+    )
     .await?;
     // The door tablet scans fresh tickets at a steady rate while the
     // others come back, timing each answer.

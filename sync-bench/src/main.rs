@@ -72,6 +72,12 @@ struct Args {
     /// Offline scans per tablet (offline-tablets; `--clients` tablets).
     #[arg(long, default_value_t = 2_000)]
     scans: usize,
+    /// Where the reconnecting tablets keep their stores (offline-tablets;
+    /// default: beside the door tablet's). On one machine every replica
+    /// shares one disk, which real tablets do not: a tmpfs here (e.g.
+    /// /dev/shm) keeps their writes from slowing the door tablet's fsyncs.
+    #[arg(long)]
+    tablet_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize, Default)]
@@ -97,6 +103,10 @@ struct Report {
     connections_held: usize,
     errors: Vec<String>,
     server_rss_mib: Option<f64>,
+    /// Server CPU (user + system) over the run, and per change delivered
+    /// to another client (load mode).
+    server_cpu_s: Option<f64>,
+    server_cpu_us_per_delivery: Option<f64>,
 }
 
 type Socket =
@@ -352,6 +362,7 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
     let args = std::sync::Arc::new(Args {
         ..args.clone_args()
     });
+    let server_cpu_before = checkin::process_cpu_s(args.server_pid);
     let mut tasks = Vec::new();
     for i in 0..args.clients {
         let d = i % docs;
@@ -378,6 +389,9 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu_s = server_cpu_before
+        .zip(checkin::process_cpu_s(args.server_pid))
+        .map(|(before, after)| after - before);
     latencies.sort_by(|a, b| a.total_cmp(b));
     let accepted = finished * args.changes;
     Ok(Report {
@@ -399,6 +413,10 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         connections_held: finished,
         errors,
         server_rss_mib: server_rss_mib(args.server_pid),
+        server_cpu_s,
+        server_cpu_us_per_delivery: server_cpu_s
+            .filter(|_| !latencies.is_empty())
+            .map(|cpu| cpu * 1e6 / latencies.len() as f64),
     })
 }
 
@@ -442,6 +460,8 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
         connections_held: held,
         errors,
         server_rss_mib: rss,
+        server_cpu_s: None,
+        server_cpu_us_per_delivery: None,
     })
 }
 
@@ -460,6 +480,7 @@ impl Args {
             timeout_secs: self.timeout_secs,
             attendees: self.attendees,
             scans: self.scans,
+            tablet_dir: self.tablet_dir.clone(),
         }
     }
 }

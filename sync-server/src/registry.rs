@@ -224,7 +224,11 @@ impl Registry {
             is_settings: None,
             backup_due: None,
         };
-        tokio::spawn(actor.run(rx));
+        tokio::spawn(async move {
+            actor.run(rx).await;
+            // The actor and its document are gone.
+            return_freed_memory();
+        });
         tx
     }
 
@@ -840,5 +844,18 @@ impl DocActor {
         {
             tracing::error!(%error, "settings backup failed");
         }
+    }
+}
+
+/// Hands freed heap pages back to the system. glibc keeps what a large
+/// document freed (measured here: 300-450 MiB resident with no document
+/// loaded and 4 MB in use), so memory would not come back when documents go
+/// idle. Other allocators return pages by themselves.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the top of the heaps
+    // and in free chunks; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -53,6 +53,10 @@ async fn load_and_idle_modes_report_what_happened() {
             >= load["propagation"]["p50_ms"].as_f64().unwrap()
     );
     assert!(load["server_rss_mib"].as_f64().unwrap() > 0.0);
+    assert!(
+        load["server_cpu_us_per_delivery"].as_f64().unwrap() > 0.0,
+        "{load}"
+    );
 
     let idle = bench(
         &server.url,
@@ -78,4 +82,56 @@ async fn load_and_idle_modes_report_what_happened() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_in_modes_lose_nothing_and_flag_every_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let server = ServerProcess::start(dir.path());
+    let pid = server.child.id().to_string();
+
+    // 3 tablets x 40 offline scans, neighbours sharing 10 tickets: 20
+    // duplicates; a door tablet scans fresh tickets while they reconnect.
+    let run = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "offline-tablets",
+            "--clients",
+            "3",
+            "--scans",
+            "40",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(run["lost"], 0, "{run}");
+    assert_eq!(run["expected_duplicates"], 20, "{run}");
+    assert_eq!(run["duplicates_flagged"], 20, "{run}");
+    assert_eq!(run["checked_in"], run["expected_checked_in"], "{run}");
+    assert_eq!(run["same_counts_and_duplicates_everywhere"], true, "{run}");
+    // Offline scans reach the document in batches, not one change each.
+    let uploaded = run["changes_uploaded"].as_u64().unwrap();
+    assert!((1..120).contains(&uploaded), "{run}");
+    assert!(
+        run["scans_during_reconnect"].as_u64().unwrap() >= 1,
+        "{run}"
+    );
+    assert!(
+        run["scan_during_reconnect_max_ms"].as_f64().unwrap()
+            >= run["scan_during_reconnect_p99_ms"].as_f64().unwrap(),
+        "{run}"
+    );
+    assert!(run["server_cpu_s"].as_f64().unwrap() >= 0.0, "{run}");
+    assert!(run["tablet_cpu_s_max"].as_f64().unwrap() > 0.0, "{run}");
+
+    let download = bench(
+        &server.url,
+        &token,
+        &["--mode", "event-download", "--attendees", "500"],
+    );
+    assert_eq!(download["attendees"], 500, "{download}");
+    assert!(download["download_until_first_answer_s"].as_f64().unwrap() > 0.0);
 }
