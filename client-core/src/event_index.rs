@@ -34,10 +34,10 @@ fn model_error(e: event_model::ModelError) -> ClientError {
 const BULK_ATTENDEES: usize = 2_000;
 
 /// Attendee rows written per step.
-const ATTENDEES_PER_STEP: usize = 1_000;
+const ATTENDEES_PER_STEP: usize = 2_000;
 
 /// Attendees whose scans are written and re-evaluated per step.
-const SCANNED_ATTENDEES_PER_STEP: usize = 100;
+const SCANNED_ATTENDEES_PER_STEP: usize = 500;
 
 /// Rebuilds the full-text index of attendee names and emails from the table.
 pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {

@@ -33,9 +33,6 @@ const OFFLINE_BATCH: u64 = 200;
 /// How often the writer looks without being woken (a connection coming up,
 /// the replica being dropped).
 const POLL: Duration = Duration::from_millis(100);
-/// How often the same thread checkpoints the store's write-ahead log
-/// (`store::checkpoint_in_background`: kept off the store's lock).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Wakes the writer.
 #[derive(Default)]
@@ -78,8 +75,8 @@ pub(crate) fn record(conn: &Connection, key: &str, scan: &Scan) -> Result<(), Cl
     Ok(())
 }
 
-/// Starts the writer thread (which also checkpoints the store's log); it
-/// ends soon after the last clone of the replica is dropped.
+/// Starts the writer thread; it ends soon after the last clone of the
+/// replica is dropped.
 pub(crate) fn start_writer(weak: WeakCore) {
     let Some(signal) = weak.journal.upgrade() else {
         return;
@@ -88,22 +85,11 @@ pub(crate) fn start_writer(weak: WeakCore) {
         .name("scan-journal".into())
         .spawn(move || {
             let mut oldest: Option<Instant> = None;
-            let mut checkpointer = None;
-            let mut checkpointed = Instant::now();
             loop {
                 let woken = signal.wait(POLL);
                 let Some(core) = weak.upgrade() else {
                     return;
                 };
-                if checkpointed.elapsed() >= CHECKPOINT_EVERY {
-                    checkpointed = Instant::now();
-                    if let Err(error) =
-                        crate::store::checkpoint_in_background(&core.path, &mut checkpointer)
-                    {
-                        tracing::warn!(%error, "log checkpoint failed; the next one catches up");
-                        checkpointer = None;
-                    }
-                }
                 let journaled = core.lock().journaled;
                 if journaled == 0 {
                     oldest = None;

@@ -620,12 +620,7 @@ impl ClientCore {
         // document waits); the store's only for short steps.
         let mut local = lock_doc(&slot);
         let before = local.doc.get_heads();
-        let received = if !before.is_empty() && !state.read_only && carries_whole_document(&message)
-        {
-            adopt_whole_document(&mut local.doc, state, message)
-        } else {
-            local.doc.receive_sync_message(state, message)
-        };
+        let received = local.doc.receive_sync_message(state, message);
         if let Err(error) = received {
             reload(&self.lock().store, id, &mut local)?;
             return Err(error.into());
@@ -728,57 +723,6 @@ impl ClientCore {
             }
         }
     }
-}
-
-/// Whether a sync message carries a whole saved document (automerge sends
-/// one to a peer that lacks more than a third of the changes: a tablet back
-/// from an outage, for instance).
-fn carries_whole_document(message: &automerge::sync::Message) -> bool {
-    const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-    const CHUNK_DOCUMENT: u8 = 0;
-    let mut blobs = message.changes.iter();
-    matches!(
-        (blobs.next(), blobs.next()),
-        (Some(blob), None) if blob.len() > 9 && blob[..4] == CHUNK_MAGIC && blob[8] == CHUNK_DOCUMENT
-    )
-}
-
-/// Takes in a whole document sent by the server by loading it afresh and
-/// adding the few local changes it lacks, instead of merging it into `doc`:
-/// merging decodes every change of the document and splices the new ones
-/// one batch at a time into `doc`'s columns (seconds for a large event),
-/// while a fresh load builds the columns in one pass. Then the message
-/// updates the sync state as if automerge had applied it.
-fn adopt_whole_document(
-    doc: &mut Automerge,
-    state: &mut automerge::sync::State,
-    mut message: automerge::sync::Message,
-) -> Result<(), AutomergeError> {
-    let blob = message
-        .changes
-        .iter()
-        .next()
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default();
-    let mut incoming = Automerge::load(&blob)?.with_actor(doc.get_actor().clone());
-    let ours = incoming.get_changes_added(doc);
-    incoming.apply_changes(ours)?;
-    if doc
-        .get_heads()
-        .iter()
-        .any(|h| incoming.get_change_meta_by_hash(h).is_none())
-    {
-        // Cannot happen with a well-formed document; merge the usual way.
-        return doc.receive_sync_message(state, message);
-    }
-    *doc = incoming;
-    message.changes = Vec::<Vec<u8>>::new().into();
-    // Without changes automerge would also take the message's heads as
-    // already sent by us when they equal ours; with them it would not.
-    let last_sent = state.last_sent_heads.clone();
-    doc.receive_sync_message(state, message)?;
-    state.last_sent_heads = last_sent;
-    Ok(())
 }
 
 /// The calling thread's CPU time. Work that runs without an await in

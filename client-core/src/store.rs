@@ -112,28 +112,6 @@ pub(crate) fn compact_in_background(
     }
 }
 
-/// Copies what the write-ahead log holds into the database file, on a
-/// connection of its own (opened on first use), without blocking writers
-/// (a passive checkpoint). Returns the log's size in pages afterwards.
-pub(crate) fn checkpoint_in_background(
-    path: &Path,
-    conn: &mut Option<Connection>,
-) -> Result<i64, ClientError> {
-    if conn.is_none() {
-        let opened = Connection::open(path)?;
-        opened.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        *conn = Some(opened);
-    }
-    let Some(conn) = conn.as_ref() else {
-        return Ok(0);
-    };
-    let (_busy, log, _done): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    Ok(log)
-}
-
 /// Chunks of `id` not yet folded into its snapshot.
 pub(crate) fn uncompacted_chunks(path: &Path, id: DocumentId) -> Result<u64, ClientError> {
     let conn = Connection::open(path)?;
@@ -162,12 +140,7 @@ impl LocalStore {
              -- sort and savepoint journals; keep them in memory, and keep
              -- the index's pages cached (64 MiB).
              PRAGMA temp_store = MEMORY;
-             PRAGMA cache_size = -65536;
-             -- Checkpoints copy the log into the database file; done on
-             -- commit, they would run under the store's lock after a large
-             -- remote batch, so a background thread does them instead
-             -- (`checkpoint_in_background`).
-             PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA cache_size = -65536;",
         )?;
         Migrator::new(&CLIENT_SQLITE, SqliteBackend::new(&mut conn))?.up(None)?;
         Ok(Self { conn })
