@@ -212,6 +212,11 @@ async fn session(
         })?;
     let (mut sink, mut stream) = socket.split();
 
+    // Scans answered while offline go into their documents first, so the
+    // first exchange carries them (and a refusal of them is heard now).
+    if let Err(error) = core.flush_journal() {
+        tracing::warn!(%error, "journaled scans not yet written; sync goes on");
+    }
     // Subscribe before listing documents so no local change slips between.
     let mut events = core.subscribe();
     let peer_id = format!("client-{}", uuid::Uuid::new_v4());
@@ -425,6 +430,10 @@ impl Peer<'_> {
             }
             Message::DocUnavailable { document_id, .. } => {
                 self.core.mark_unavailable(document_id);
+                // Journaled scans count among the changes to push.
+                if let Err(error) = self.core.flush_journal_of(document_id) {
+                    tracing::warn!(%error, doc = %document_id, "journaled scans not yet written");
+                }
                 // We hold changes the server never confirmed, and it will not
                 // show us the document (our rights may have gone while we were
                 // offline): push them once, to hear whether they are refused
