@@ -29,9 +29,10 @@ fn model_error(e: event_model::ModelError) -> ClientError {
     ClientError::Corrupt(e.to_string())
 }
 
-/// Above this many changed attendees, the full-text index is rebuilt in
-/// one pass instead of row by row.
-const BULK_ATTENDEES: usize = 2_000;
+/// Above this many changed records of a kind, the whole map is read in one
+/// pass (and, for attendees, the full-text index rebuilt once) instead of
+/// record by record.
+const BULK_RECORDS: usize = 2_000;
 
 /// Attendee rows written per step.
 const ATTENDEES_PER_STEP: usize = 2_000;
@@ -168,39 +169,23 @@ impl IndexWork {
         // A first build (or a large import) reads whole maps in one pass
         // and rebuilds the full-text index once; small updates go record
         // by record.
-        let bulk = first || touched.attendees.len() > BULK_ATTENDEES;
-        let attendees: Vec<Attendee> = if first {
-            document::attendees(doc).map_err(model_error)?
-        } else if bulk {
-            let wanted: std::collections::HashSet<&str> =
-                touched.attendees.iter().map(String::as_str).collect();
-            document::attendees(doc)
-                .map_err(model_error)?
-                .into_iter()
-                .filter(|a| wanted.contains(a.id.as_str()))
-                .collect()
-        } else {
-            let mut out = Vec::with_capacity(touched.attendees.len());
-            for attendee_id in &touched.attendees {
-                out.extend(document::read_attendee(doc, attendee_id).map_err(model_error)?);
-            }
-            out
-        };
-        let scans: Vec<Scan> = if first || touched.scans.len() > BULK_ATTENDEES {
-            let wanted: std::collections::HashSet<&str> =
-                touched.scans.iter().map(String::as_str).collect();
-            document::scans(doc)
-                .map_err(model_error)?
-                .into_iter()
-                .filter(|s| first || wanted.contains(s.id.as_str()))
-                .collect()
-        } else {
-            let mut out = Vec::with_capacity(touched.scans.len());
-            for scan_id in &touched.scans {
-                out.extend(document::read_scan(doc, scan_id).map_err(model_error)?);
-            }
-            out
-        };
+        let bulk = first || touched.attendees.len() > BULK_RECORDS;
+        let attendees = touched_records(
+            bulk,
+            first,
+            &touched.attendees,
+            || document::attendees(doc),
+            |id| document::read_attendee(doc, id),
+            |a: &Attendee| a.id.as_str(),
+        )?;
+        let scans = touched_records(
+            first || touched.scans.len() > BULK_RECORDS,
+            first,
+            &touched.scans,
+            || document::scans(doc),
+            |id| document::read_scan(doc, id),
+            |s: &Scan| s.id.as_str(),
+        )?;
         let mut annulments = Vec::with_capacity(touched.annulments.len());
         for annulment_id in &touched.annulments {
             annulments.extend(document::read_annulment(doc, annulment_id).map_err(model_error)?);
@@ -456,6 +441,33 @@ impl IndexWork {
     }
 }
 
+/// The records of one map that changed: the whole map read in one pass
+/// (much faster than a lookup per key on large maps) and filtered when
+/// `bulk`, everything on a `first` build, else one lookup per id.
+fn touched_records<T>(
+    bulk: bool,
+    first: bool,
+    ids: &[String],
+    all: impl FnOnce() -> Result<Vec<T>, event_model::ModelError>,
+    one: impl Fn(&str) -> Result<Option<T>, event_model::ModelError>,
+    id_of: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, ClientError> {
+    if first {
+        return all().map_err(model_error);
+    }
+    if bulk {
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut records = all().map_err(model_error)?;
+        records.retain(|r| wanted.contains(id_of(r)));
+        return Ok(records);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.extend(one(id).map_err(model_error)?);
+    }
+    Ok(out)
+}
+
 /// Inserts a scan unless the index has it; returns whether it was new.
 pub(crate) fn insert_scan(conn: &Connection, key: &str, s: &Scan) -> Result<bool, ClientError> {
     let inserted = conn
@@ -569,25 +581,6 @@ pub(crate) fn index_journal(conn: &mut Connection, id: DocumentId) -> Result<(),
     }
     tx.commit()?;
     Ok(())
-}
-
-pub(crate) fn list_rules(
-    conn: &Connection,
-    key: &str,
-    list_id: &str,
-) -> Result<Option<ListRules>, ClientError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
-             WHERE document_id = ?1 AND list_id = ?2",
-        )?
-        .query_row(params![key, list_id], |r| {
-            Ok(ListRules {
-                allow_multiple_entries: r.get(0)?,
-                allow_entry_after_exit: r.get(1)?,
-            })
-        })
-        .optional()?)
 }
 
 /// A scan as the index holds it, with the outcome it was last given.

@@ -444,6 +444,7 @@ impl ClientCore {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let tx = crate::store::write_tx(inner.store.conn_mut())?;
+        let all_rules = event_index::all_list_rules(&tx, &key)?;
         let (attendee, answer, last_hlc, previous) = {
             let conn: &rusqlite::Connection = &tx;
             let attendee: Option<(AttendeeView, String)> = conn
@@ -480,10 +481,9 @@ impl ClientCore {
                     .unwrap_or_default(),
                 None => Presence::default(),
             };
-            let list_rules = event_index::list_rules(conn, &key, list_id)?;
-            let answer = match list_rules {
+            let answer = match all_rules.get(list_id) {
                 Some(list_rules) => {
-                    rules::decide(ticket.as_ref(), list_id, direction, &presence, list_rules)
+                    rules::decide(ticket.as_ref(), list_id, direction, &presence, *list_rules)
                 }
                 None if ticket.is_none() => Answer::UnknownTicket,
                 None => Answer::NotValidOnList,
@@ -527,16 +527,9 @@ impl ClientCore {
                         "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
                     )?
                     .query_row(params![key], |r| r.get(0))?;
-                let list_rules = event_index::all_list_rules(&tx, &key)?;
                 journal::record(&tx, &key, &scan)?;
                 event_index::insert_scan(&tx, &key, &scan)?;
-                event_index::reevaluate(
-                    &tx,
-                    &key,
-                    &scan.attendee_id,
-                    &list_rules,
-                    annul_window_ms,
-                )?;
+                event_index::reevaluate(&tx, &key, &scan.attendee_id, &all_rules, annul_window_ms)?;
                 Some(scan.id)
             }
             _ => None,

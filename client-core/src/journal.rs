@@ -198,7 +198,6 @@ impl ClientCore {
                         n += delete.execute(params![key, scan_id])?;
                     }
                     deleted.set(n);
-                    batch.set(ids);
                     Ok(())
                 },
             );

@@ -620,8 +620,7 @@ impl ClientCore {
         // document waits); the store's only for short steps.
         let mut local = lock_doc(&slot);
         let before = local.doc.get_heads();
-        let received = local.doc.receive_sync_message(state, message);
-        if let Err(error) = received {
+        if let Err(error) = local.doc.receive_sync_message(state, message) {
             reload(&self.lock().store, id, &mut local)?;
             return Err(error.into());
         }

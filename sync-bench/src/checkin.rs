@@ -111,27 +111,6 @@ pub async fn event_download(args: &Args) -> anyhow::Result<Value> {
     }))
 }
 
-/// CPU seconds (user + system) a process has used so far (Linux /proc).
-pub fn process_cpu_s(pid: Option<u32>) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks / per_s)
-}
-
-/// p99 and max of latencies in milliseconds.
-fn tail_ms(mut samples: Vec<f64>) -> (f64, f64) {
-    if samples.is_empty() {
-        return (0.0, 0.0);
-    }
-    samples.sort_by(f64::total_cmp);
-    let p99 = samples[((samples.len() as f64 * 0.99).ceil() as usize).clamp(1, samples.len()) - 1];
-    (p99, *samples.last().unwrap_or(&0.0))
-}
-
 /// Scans a door tablet makes per second while the others reconnect.
 const DOOR_SCANS_PER_S: u64 = 5;
 /// Fresh tickets kept for that door tablet.
@@ -236,7 +215,7 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
             Ok(latencies)
         })
     };
-    let server_cpu_before = process_cpu_s(args.server_pid);
+    let server_cpu_before = crate::process_cpu_s(args.server_pid);
     let started = Instant::now();
     let syncs: Vec<SyncHandle> = replicas
         .iter()
@@ -270,7 +249,7 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     .await?;
     let converge_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server_cpu_before
-        .zip(process_cpu_s(args.server_pid))
+        .zip(crate::process_cpu_s(args.server_pid))
         .map(|(before, after)| after - before);
     let tablet_cpu: Vec<f64> = all()
         .zip(&receive_cpu_before)
@@ -287,7 +266,10 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     }
     door_sync.stop().await;
     admin_sync.stop().await;
-    let (scan_p99, scan_max) = tail_ms(door_latencies.clone());
+    let mut sorted = door_latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let scan_p99 = crate::percentile(&sorted, 99.0);
+    let scan_max = sorted.last().copied().unwrap_or(0.0);
     Ok(json!({
         "mode": "offline-tablets",
         "tablets": tablets,

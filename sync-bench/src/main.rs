@@ -326,6 +326,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// CPU seconds (user + system) a process has used so far (Linux /proc).
+fn process_cpu_s(pid: Option<u32>) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / per_s)
+}
+
 fn server_rss_mib(pid: Option<u32>) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
     let kb: f64 = status
@@ -362,7 +373,7 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
     let args = std::sync::Arc::new(Args {
         ..args.clone_args()
     });
-    let server_cpu_before = checkin::process_cpu_s(args.server_pid);
+    let server_cpu_before = process_cpu_s(args.server_pid);
     let mut tasks = Vec::new();
     for i in 0..args.clients {
         let d = i % docs;
@@ -390,7 +401,7 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let server_cpu_s = server_cpu_before
-        .zip(checkin::process_cpu_s(args.server_pid))
+        .zip(process_cpu_s(args.server_pid))
         .map(|(before, after)| after - before);
     latencies.sort_by(|a, b| a.total_cmp(b));
     let accepted = finished * args.changes;
