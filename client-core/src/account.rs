@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
+use crate::tls::{self, ServerTrust, TrustError};
 use crate::{ClientCore, ClientError, now_ms};
 
 const KEYCHAIN_SERVICE: &str = "sync-client";
@@ -25,6 +26,13 @@ const REFRESH_MARGIN_MS: i64 = 60_000;
 pub enum AccountError {
     #[error("cannot reach the server: {0}")]
     Network(String),
+    /// The server answered, but its certificate failed this device's trust
+    /// (unknown authority, expired, another name, a key that is not the pin).
+    #[error("the server's certificate is not trusted: {0}")]
+    UntrustedCertificate(String),
+    /// The trust settings themselves are unusable (no roots at all, say).
+    #[error("TLS settings: {0}")]
+    Trust(#[from] TrustError),
     /// The server said no; `code` is its stable error code
     /// (`invalid_credentials`, `invalid_code`, `code_replayed`, `throttled`, ...).
     #[error("{message}")]
@@ -174,6 +182,7 @@ impl std::fmt::Debug for Account {
 struct Inner {
     core: ClientCore,
     base: String,
+    trust: ServerTrust,
     http: reqwest::Client,
     keychain: keyring_core::Entry,
     /// Held across a refresh, so concurrent callers wait for one exchange.
@@ -202,16 +211,18 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError>
 async fn send(
     request: reqwest::RequestBuilder,
 ) -> Result<(reqwest::StatusCode, String), AccountError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let response = request.send().await.map_err(network_error)?;
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| AccountError::Network(e.to_string()))?;
+    let text = response.text().await.map_err(network_error)?;
     Ok((status, text))
+}
+
+/// No answer came: a refused certificate, or the server is out of reach.
+fn network_error(error: reqwest::Error) -> AccountError {
+    match tls::untrusted_reason(&error) {
+        Some(reason) => AccountError::UntrustedCertificate(reason),
+        None => AccountError::Network(error.to_string()),
+    }
 }
 
 /// The server's refusal, from its error body.
@@ -240,7 +251,22 @@ impl Account {
     /// The account of `core` on `server` (its base URL or sync URL), with any
     /// session the keychain still holds. Needs keyring-core's default store set.
     pub fn new(core: &ClientCore, server: &str) -> Result<Self, AccountError> {
+        Self::with_trust(core, server, ServerTrust::default())
+    }
+
+    /// Like [`Account::new`], trusting the servers `trust` names (a venue's
+    /// CA, a pinned key); sync started with [`SyncConfig::with_account`]
+    /// trusts the same.
+    ///
+    /// [`SyncConfig::with_account`]: crate::SyncConfig::with_account
+    pub fn with_trust(
+        core: &ClientCore,
+        server: &str,
+        trust: ServerTrust,
+    ) -> Result<Self, AccountError> {
         let base = api_base(server);
+        tls::warn_if_cleartext(&base);
+        let tls_config = trust.client_config()?;
         let install = match core.meta("install_id")? {
             Some(id) => id,
             None => {
@@ -264,9 +290,11 @@ impl Account {
             inner: Arc::new(Inner {
                 core: core.clone(),
                 base,
+                trust,
                 // An unreachable server must fail fast (the app then works
                 // offline), not after the operating system's TCP timeout.
                 http: reqwest::Client::builder()
+                    .use_preconfigured_tls(tls_config)
                     .connect_timeout(std::time::Duration::from_secs(5))
                     .timeout(std::time::Duration::from_secs(60))
                     .build()
@@ -276,6 +304,11 @@ impl Account {
                 state: watch::channel(state).0,
             }),
         })
+    }
+
+    /// The servers this account trusts.
+    pub fn trust(&self) -> &ServerTrust {
+        &self.inner.trust
     }
 
     pub fn state(&self) -> SessionState {

@@ -17,6 +17,7 @@ mod quarantine;
 mod settings;
 mod store;
 mod sync;
+mod tls;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ pub use presence::PeerPresence;
 pub use quarantine::QuarantinedChange;
 pub use settings_model::{self, SettingValue, Settings};
 pub use sync::{SyncConfig, SyncHandle};
+pub use tls::{ServerTrust, TrustError, spki_sha256};
 pub use sync_protocol::DocumentId;
 
 use store::LocalStore;

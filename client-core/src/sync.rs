@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::account::{Account, AccountError, SessionState};
+use crate::tls::{self, ServerTrust};
 use crate::{ClientCore, DocEvent};
 
 /// Where and how to sync.
@@ -34,6 +35,9 @@ pub struct SyncConfig {
     /// First reconnect delay; doubles (with jitter) up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Which servers `wss://` trusts (a signed-in account's own trust when
+    /// made by [`SyncConfig::with_account`]).
+    pub trust: ServerTrust,
 }
 
 impl SyncConfig {
@@ -53,6 +57,7 @@ impl SyncConfig {
     pub fn with_account(url: impl Into<String>, account: &Account) -> Self {
         Self {
             account: Some(account.clone()),
+            trust: account.trust().clone(),
             ..Self::new(url, "")
         }
     }
@@ -66,7 +71,14 @@ impl SyncConfig {
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
+            trust: ServerTrust::default(),
         }
+    }
+
+    /// Trusts the servers `trust` names (a venue's CA, a pinned key).
+    pub fn with_trust(mut self, trust: ServerTrust) -> Self {
+        self.trust = trust;
+        self
     }
 }
 
@@ -94,6 +106,8 @@ pub(crate) fn start(core: ClientCore, config: SyncConfig) -> SyncHandle {
 enum SessionError {
     #[error("connect: {0}")]
     Connect(String),
+    #[error("the server's certificate is not trusted: {0}")]
+    UntrustedCertificate(String),
     #[error("server refused the token (HTTP 401: {0})")]
     Unauthorized(String),
     #[error("not signed in: {0}")]
@@ -112,13 +126,29 @@ enum SessionError {
 async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<bool>) {
     let mut backoff = config.min_backoff;
     let urls = config.all_urls();
+    for url in &urls {
+        tls::warn_if_cleartext(url);
+    }
+    let tls_config = match config.trust.client_config() {
+        Ok(tls_config) => std::sync::Arc::new(tls_config),
+        Err(error) => {
+            // Nothing can connect until the settings change: say so and wait.
+            tracing::error!(%error, "sync cannot start");
+            core.set_status(|s| {
+                s.last_error = Some(error.to_string());
+                s.last_error_at = Some(SystemTime::now());
+            });
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+    };
     let mut current = 0;
     loop {
         if *stop.borrow() {
             break;
         }
         let url = urls[current];
-        let outcome = session(&core, &config, url, &mut stop, &mut backoff).await;
+        let outcome = session(&core, &config, &tls_config, url, &mut stop, &mut backoff).await;
         core.set_status(|s| s.connected = false);
         match outcome {
             Ok(()) => break, // stopped
@@ -174,6 +204,7 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
 async fn session(
     core: &ClientCore,
     config: &SyncConfig,
+    tls_config: &std::sync::Arc<rustls::ClientConfig>,
     url: &str,
     stop: &mut watch::Receiver<bool>,
     backoff: &mut Duration,
@@ -185,6 +216,9 @@ async fn session(
         Some(account) => match account.access_token().await {
             Ok(token) => token,
             Err(AccountError::Network(error)) => return Err(SessionError::Connect(error)),
+            Err(AccountError::UntrustedCertificate(why)) => {
+                return Err(SessionError::UntrustedCertificate(why));
+            }
             Err(other) => return Err(SessionError::SignedOut(other.to_string())),
         },
         None => config.token.clone(),
@@ -195,9 +229,16 @@ async fn session(
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_message_bytes))
         .max_frame_size(Some(config.max_message_bytes));
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)
-        .await
-        .map_err(|e| match e {
+    // `ws://` stays plain; `wss://` goes through our rustls configuration.
+    let connector = tokio_tungstenite::Connector::Rustls(tls_config.clone());
+    let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config),
+        true,
+        Some(connector),
+    )
+    .await
+    .map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
                 // The server says why in a JSON body: `token_expired`, `device_revoked`, ...
                 let code = resp
@@ -208,7 +249,10 @@ async fn session(
                     .unwrap_or_else(|| "invalid".into());
                 SessionError::Unauthorized(code)
             }
-            other => SessionError::Connect(other.to_string()),
+            other => match tls::untrusted_reason(&other) {
+                Some(why) => SessionError::UntrustedCertificate(why),
+                None => SessionError::Connect(other.to_string()),
+            },
         })?;
     let (mut sink, mut stream) = socket.split();
 

@@ -37,6 +37,10 @@ export interface Session {
 
 export interface AppInfo {
   server_url: string;
+  /** A venue CA (PEM) trusted beside the system's roots. */
+  server_ca_pem: string | null;
+  /** SHA-256 pins of the server's key (base64). */
+  server_pinned_keys: string[];
   data_dir: string;
   session: Session;
   status: SyncStatus;
@@ -198,7 +202,8 @@ export interface Backup {
 
 export const api = {
   appInfo: () => invoke<AppInfo>("app_info"),
-  setServer: (url: string) => invoke<void>("set_server", { url }),
+  setServer: (url: string, caPem: string | null = null, pinnedKeys: string[] = []) =>
+    invoke<void>("set_server", { url, caPem, pinnedKeys }),
   signIn: (email: string, password: string) => invoke<SignInAnswer>("sign_in", { email, password }),
   submitCode: (challenge: string, code: string, recovery: boolean) =>
     invoke<Session>("submit_code", { challenge, code, recovery }),

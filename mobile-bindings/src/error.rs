@@ -9,6 +9,11 @@ pub enum TabletError {
     /// The server cannot be reached; local work goes on.
     #[error("{detail}")]
     Offline { detail: String },
+    /// The server answered with a certificate this tablet does not trust
+    /// (another authority, expired, another name, not the pinned key).
+    /// Nothing was sent; check the server address and the venue's CA.
+    #[error("{detail}")]
+    UntrustedServer { detail: String },
     /// The server said no: `code` is its stable error code
     /// (`invalid_credentials`, `invalid_code`, `code_replayed`, `throttled`, ...).
     #[error("{detail}")]
@@ -121,6 +126,12 @@ impl From<AccountError> for TabletError {
                 code,
                 detail: message,
                 retry_after_secs,
+            },
+            AccountError::UntrustedCertificate(_) => TabletError::UntrustedServer {
+                detail: error.to_string(),
+            },
+            AccountError::Trust(_) => TabletError::InvalidInput {
+                detail: error.to_string(),
             },
             AccountError::SignedOut => TabletError::SignedOut {
                 detail: "not signed in".into(),

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use client_core::{Account, ClientCore, DocEvent, DocumentId, SyncConfig, SyncHandle};
+use client_core::{
+    Account, ClientCore, DocEvent, DocumentId, ServerTrust, SyncConfig, SyncHandle,
+};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -136,7 +138,18 @@ pub async fn open_tablet(
         })
         .await
         .map_err(TabletError::internal)??;
-        let account = Account::new(&core, &first)?;
+        let mut trust = ServerTrust::default();
+        if let Some(pem) = &config.extra_ca_pem {
+            trust = trust
+                .with_extra_ca_pem(pem)
+                .map_err(|e| TabletError::invalid(e.to_string()))?;
+        }
+        for pin in &config.pinned_server_keys {
+            trust = trust
+                .with_pinned_key(pin)
+                .map_err(|e| TabletError::invalid(e.to_string()))?;
+        }
+        let account = Account::with_trust(&core, &first, trust)?;
         let chosen = match (
             core.device_value(CHOSEN_EVENT)?,
             core.device_value(CHOSEN_LIST)?,

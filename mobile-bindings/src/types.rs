@@ -18,6 +18,14 @@ pub struct TabletConfig {
     pub server_urls: Vec<String>,
     /// Shown to admins in the device list ("Door 2 tablet").
     pub device_name: String,
+    /// A CA certificate (PEM) trusted beside the platform's roots: the
+    /// venue's own CA when its server has a private certificate.
+    #[uniffi(default = None)]
+    pub extra_ca_pem: Option<String>,
+    /// SHA-256 pins of the server's public key (base64, `sha256//` allowed):
+    /// when given, a server whose key matches none is refused.
+    #[uniffi(default = [])]
+    pub pinned_server_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]

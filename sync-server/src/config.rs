@@ -21,6 +21,14 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// PEM certificate chain: with `tls_key`, the listener speaks TLS
+    /// (`https://`, `wss://`); reloaded when the file changes or on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between checks of the certificate files for a change (0: only
+    /// on SIGHUP).
+    pub tls_reload_check_secs: u64,
     /// Directory of the embedded store (created on start).
     pub data_dir: PathBuf,
     /// `postgres://...`: use PostgreSQL instead of the embedded store.
@@ -79,6 +87,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_check_secs: 10,
             data_dir: PathBuf::from("data"),
             database_url: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
@@ -143,6 +154,9 @@ impl Config {
         figment
             .merge(Env::prefixed("SYNC_").only(&[
                 "listen",
+                "tls_cert",
+                "tls_key",
+                "tls_reload_check_secs",
                 "data_dir",
                 "database_url",
                 "max_message_bytes",

@@ -21,6 +21,7 @@ pub mod security;
 pub mod server;
 pub mod settings_backup;
 pub mod store;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{RunningServer, ServeError, open_store, start, start_with_store};

@@ -38,6 +38,13 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// PEM certificate chain: serve TLS (https://, wss://); reloaded on
+        /// change or SIGHUP.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Inspect or change the store's schema.
     Migrate {
@@ -141,8 +148,19 @@ fn main() -> anyhow::Result<()> {
     }
     init_logging(config.log_format);
     let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command.unwrap_or(Command::Serve { listen: None }) {
-        Command::Serve { listen } => {
+    match cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        tls_cert: None,
+        tls_key: None,
+    }) {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            if tls_cert.is_some() {
+                (config.tls_cert, config.tls_key) = (tls_cert, tls_key);
+            }
             if let Some(listen) = listen {
                 config.listen = listen;
             }
@@ -218,6 +236,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the server")?;
     let stop = server.shutdown_handle();
+    if let Some(tls) = server.tls().cloned() {
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+            while hangup.recv().await.is_some() {
+                if let Err(error) = tls.reload() {
+                    tracing::error!(%error, "SIGHUP: TLS certificate not reloaded; keeping the old one");
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received; shutting down");

@@ -30,6 +30,7 @@ use crate::registry::{DocumentSettings, Registry};
 use crate::security::SecuritySignals;
 use crate::store::ChangeNotice;
 use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::tls::ServerTls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -41,6 +42,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsSetupError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -96,6 +99,7 @@ impl Drop for PrincipalSlot {
 /// A server that is accepting connections.
 pub struct RunningServer {
     addr: SocketAddr,
+    tls: Option<ServerTls>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
@@ -105,9 +109,15 @@ impl RunningServer {
         self.addr
     }
 
-    /// `ws://ADDR/sync`
+    /// `ws://ADDR/sync`, or `wss://` with TLS.
     pub fn sync_url(&self) -> String {
-        format!("ws://{}/sync", self.addr)
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/sync", self.addr)
+    }
+
+    /// The TLS listener's configuration (to reload it), if it has one.
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Stops accepting, closes connections, persists everything, closes the store.
@@ -175,6 +185,7 @@ pub async fn start_with_store(
     store: Arc<dyn Store>,
     storage_id: String,
 ) -> Result<RunningServer, ServeError> {
+    let tls = ServerTls::from_paths(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -241,7 +252,7 @@ pub async fn start_with_store(
     };
     let per_user = api_state.per_user.clone();
     let app = router(state, api_state, store.clone(), config, shutdown_rx.clone());
-    tracing::info!(%addr, "sync server listening");
+    tracing::info!(%addr, tls = tls.is_some(), "sync server listening");
 
     if let Some(limiter) = per_user {
         let mut stop = shutdown_rx.clone();
@@ -275,15 +286,38 @@ pub async fn start_with_store(
         });
     }
     let mut stop = shutdown_rx.clone();
+    let serve_tls = tls.clone();
+    if let Some(tls) = &tls
+        && config.tls_reload_check_secs > 0
+    {
+        let every = Duration::from_secs(config.tls_reload_check_secs);
+        tls.clone().watch_files(every, shutdown_rx.clone());
+    }
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await?;
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        match serve_tls {
+            None => {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await?
+            }
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let draining = handle.clone();
+                tokio::spawn(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                    // Like `axum::serve`: stop accepting, let open
+                    // connections finish (sockets close on the same signal).
+                    draining.graceful_shutdown(None);
+                });
+                axum_server::from_tcp_rustls(listener.into_std()?, tls.rustls_config())?
+                    .handle(handle)
+                    .serve(service)
+                    .await?
+            }
+        }
         tracing::info!("no longer accepting; waiting for connections to close");
         // Every connection holds a guard clone; recv() returns None once all
         // are gone (the router's own copy went with `app`).
@@ -295,6 +329,7 @@ pub async fn start_with_store(
     });
     Ok(RunningServer {
         addr,
+        tls,
         shutdown: shutdown_tx,
         task,
     })

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod accounts;
+pub mod tls;
 
 use sync_server::auth::{self, Role};
 use sync_server::store::{SqliteStore, Store};
@@ -121,11 +122,22 @@ impl ServerProcess {
 
     /// With extra global options, e.g. `["--database-url", url]`.
     pub fn start_with(data_dir: &Path, listen: &str, options: &[&str]) -> Self {
+        Self::start_serving(data_dir, listen, options, &[])
+    }
+
+    /// With global options and options of `serve` (`--tls-cert FILE ...`).
+    pub fn start_serving(
+        data_dir: &Path,
+        listen: &str,
+        options: &[&str],
+        serve_options: &[&std::ffi::OsStr],
+    ) -> Self {
         let mut child = Command::new(workspace_binary("sync-server"))
             .args(["--data-dir"])
             .arg(data_dir)
             .args(options)
             .args(["serve", "--listen", listen])
+            .args(serve_options)
             .env("RUST_LOG", "info,automerge=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -134,7 +146,7 @@ impl ServerProcess {
             .expect("spawn sync-server");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
+        let (addr, scheme) = loop {
             let line = lines
                 .next()
                 .expect("sync-server exited before listening")
@@ -142,13 +154,14 @@ impl ServerProcess {
             if let Some(rest) = line.split("addr=").nth(1)
                 && line.contains("listening")
             {
-                break rest.split_whitespace().next().unwrap().to_string();
+                let scheme = if line.contains("tls=true") { "wss" } else { "ws" };
+                break (rest.split_whitespace().next().unwrap().to_string(), scheme);
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {
-            url: format!("ws://{addr}/sync"),
+            url: format!("{scheme}://{addr}/sync"),
             addr,
             child,
         }

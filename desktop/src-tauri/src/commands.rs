@@ -40,6 +40,8 @@ async fn blocking<T: Send + 'static>(
 #[derive(Serialize)]
 pub struct AppInfo {
     server_url: String,
+    server_ca_pem: Option<String>,
+    server_pinned_keys: Vec<String>,
     data_dir: String,
     session: SessionDto,
     status: StatusDto,
@@ -49,7 +51,9 @@ pub struct AppInfo {
 pub async fn app_info(state: AppStateRef<'_>) -> CmdResult<AppInfo> {
     let connection = state.connection.lock().await;
     Ok(AppInfo {
-        server_url: connection.server_url.clone(),
+        server_url: connection.server.url.clone(),
+        server_ca_pem: connection.server.ca_pem.clone(),
+        server_pinned_keys: connection.server.pinned_keys.clone(),
         data_dir: state.data_dir.display().to_string(),
         session: connection.account.state().into(),
         status: state.core.sync_status().into(),
@@ -57,8 +61,19 @@ pub async fn app_info(state: AppStateRef<'_>) -> CmdResult<AppInfo> {
 }
 
 #[tauri::command]
-pub async fn set_server(app: AppHandle, state: AppStateRef<'_>, url: String) -> CmdResult<()> {
-    state.set_server(&app, &url).await
+pub async fn set_server(
+    app: AppHandle,
+    state: AppStateRef<'_>,
+    url: String,
+    ca_pem: Option<String>,
+    pinned_keys: Option<Vec<String>>,
+) -> CmdResult<()> {
+    let server = crate::state::ServerSettings {
+        url,
+        ca_pem,
+        pinned_keys: pinned_keys.unwrap_or_default(),
+    };
+    state.set_server(&app, server).await
 }
 
 #[derive(Serialize)]

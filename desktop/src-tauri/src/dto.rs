@@ -45,6 +45,9 @@ impl From<AccountError> for CommandError {
                 format!("the server cannot be reached ({e}); this needs the server"),
             ),
             AccountError::Refused { code, message, .. } => Self::new(&code, message),
+            AccountError::UntrustedCertificate(_) => {
+                Self::new("untrusted_certificate", error.to_string())
+            }
             AccountError::SignedOut => Self::new("signed_out", "sign in first"),
             AccountError::DeviceRevoked => Self::new(
                 "device_revoked",

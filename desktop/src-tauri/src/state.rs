@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use client_core::{Account, ClientCore, DocEvent, DocumentId, SyncConfig, SyncHandle};
+use client_core::{
+    Account, ClientCore, DocEvent, DocumentId, ServerTrust, SyncConfig, SyncHandle, TrustError,
+};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter};
 use tokio::sync::Mutex;
@@ -12,12 +14,83 @@ use tokio::sync::Mutex;
 use crate::dto::{CmdResult, CommandError, SessionDto, StatusDto};
 
 const SERVER_URL: &str = "desktop.server_url";
+const SERVER_CA_PEM: &str = "desktop.server_ca_pem";
+const SERVER_PINS: &str = "desktop.server_pinned_keys";
 const PENDING_REGISTRATIONS: &str = "desktop.pending_registrations";
 pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:8080/sync";
 
+/// Where the app syncs, and which certificates it trusts there beside the
+/// platform's roots: a venue's own CA, pins of the server's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub url: String,
+    pub ca_pem: Option<String>,
+    pub pinned_keys: Vec<String>,
+}
+
+impl ServerSettings {
+    /// As saved; at first start from `SYNC_SERVER_URL`, `SYNC_SERVER_CA_FILE`
+    /// (a PEM file) and `SYNC_SERVER_PINNED_KEYS` (comma-separated).
+    fn load(core: &ClientCore) -> anyhow::Result<Self> {
+        let url = match core.device_value(SERVER_URL)? {
+            Some(url) => return Self::saved(core, url),
+            None => std::env::var("SYNC_SERVER_URL").unwrap_or_else(|_| DEFAULT_SERVER.into()),
+        };
+        let ca_pem = match std::env::var_os("SYNC_SERVER_CA_FILE") {
+            Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("SYNC_SERVER_CA_FILE {}: {e}", path.to_string_lossy())
+            })?),
+            None => None,
+        };
+        let pinned_keys = std::env::var("SYNC_SERVER_PINNED_KEYS")
+            .map(|v| split_pins(&v))
+            .unwrap_or_default();
+        Ok(Self {
+            url,
+            ca_pem,
+            pinned_keys,
+        })
+    }
+
+    fn saved(core: &ClientCore, url: String) -> anyhow::Result<Self> {
+        Ok(Self {
+            url,
+            ca_pem: core.device_value(SERVER_CA_PEM)?,
+            pinned_keys: split_pins(&core.device_value(SERVER_PINS)?.unwrap_or_default()),
+        })
+    }
+
+    fn save(&self, core: &ClientCore) -> CmdResult<()> {
+        core.set_device_value(SERVER_URL, Some(&self.url))?;
+        core.set_device_value(SERVER_CA_PEM, self.ca_pem.as_deref())?;
+        let pins = self.pinned_keys.join(",");
+        core.set_device_value(SERVER_PINS, (!pins.is_empty()).then_some(pins.as_str()))?;
+        Ok(())
+    }
+
+    pub fn trust(&self) -> Result<ServerTrust, TrustError> {
+        let mut trust = ServerTrust::default();
+        if let Some(pem) = &self.ca_pem {
+            trust = trust.with_extra_ca_pem(pem)?;
+        }
+        for pin in &self.pinned_keys {
+            trust = trust.with_pinned_key(pin)?;
+        }
+        Ok(trust)
+    }
+}
+
+fn split_pins(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The account and sync connection for one server.
 pub struct Connection {
-    pub server_url: String,
+    pub server: ServerSettings,
     pub account: Account,
     sync: SyncHandle,
     forwarding: tauri::async_runtime::JoinHandle<()>,
@@ -42,11 +115,8 @@ impl AppState {
     pub async fn open(app: &AppHandle, data_dir: PathBuf) -> anyhow::Result<Arc<AppState>> {
         std::fs::create_dir_all(&data_dir)?;
         let core = ClientCore::open(data_dir.join("desktop.sqlite3"))?;
-        let server_url = match core.device_value(SERVER_URL)? {
-            Some(url) => url,
-            None => std::env::var("SYNC_SERVER_URL").unwrap_or_else(|_| DEFAULT_SERVER.into()),
-        };
-        let connection = connect(app, &core, &server_url)?;
+        let server = ServerSettings::load(&core)?;
+        let connection = connect(app, &core, &server)?;
         Ok(Arc::new(AppState {
             core,
             data_dir,
@@ -58,24 +128,29 @@ impl AppState {
         self.connection.lock().await.account.clone()
     }
 
-    /// Switches to another server (the sign-in screen's server field).
-    pub async fn set_server(&self, app: &AppHandle, url: &str) -> CmdResult<()> {
-        let url = url.trim();
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+    /// Switches to another server, or to other trust in the same one (the
+    /// sign-in screen's server fields).
+    pub async fn set_server(&self, app: &AppHandle, mut server: ServerSettings) -> CmdResult<()> {
+        server.url = server.url.trim().to_owned();
+        server.ca_pem = server.ca_pem.filter(|pem| !pem.trim().is_empty());
+        if !(server.url.starts_with("ws://") || server.url.starts_with("wss://")) {
             return Err(CommandError::invalid(
                 "the server address starts with ws:// or wss:// (e.g. wss://sync.example.org/sync)",
             ));
         }
+        server
+            .trust()
+            .map_err(|e| CommandError::invalid(e.to_string()))?;
         let mut connection = self.connection.lock().await;
-        if connection.server_url == url {
+        if connection.server == server {
             return Ok(());
         }
-        let next = connect(app, &self.core, url)
+        let next = connect(app, &self.core, &server)
             .map_err(|e| CommandError::new("internal", e.to_string()))?;
         let previous = std::mem::replace(&mut *connection, next);
         previous.forwarding.abort();
         previous.sync.stop().await;
-        self.core.set_device_value(SERVER_URL, Some(url))?;
+        server.save(&self.core)?;
         Ok(())
     }
 
@@ -148,14 +223,18 @@ async fn register_pending(core: &ClientCore, account: &Account) {
     }
 }
 
-fn connect(app: &AppHandle, core: &ClientCore, server_url: &str) -> anyhow::Result<Connection> {
-    let account = Account::new(core, server_url)?;
+fn connect(
+    app: &AppHandle,
+    core: &ClientCore,
+    server: &ServerSettings,
+) -> anyhow::Result<Connection> {
+    let account = Account::with_trust(core, &server.url, server.trust()?)?;
     // Called on Tauri's tokio runtime, where the sync client spawns its task.
-    let sync = core.start_sync(SyncConfig::with_account(server_url, &account));
+    let sync = core.start_sync(SyncConfig::with_account(&server.url, &account));
     let forwarding =
         tauri::async_runtime::spawn(forward_events(app.clone(), core.clone(), account.clone()));
     Ok(Connection {
-        server_url: server_url.to_owned(),
+        server: server.clone(),
         account,
         sync,
         forwarding,

@@ -43,6 +43,8 @@ export function SignIn({
   onRecoveryCodes: (codes: string[]) => void;
 }) {
   const [server, setServer] = useState(info.server_url);
+  const [caPem, setCaPem] = useState(info.server_ca_pem ?? "");
+  const [pins, setPins] = useState(info.server_pinned_keys.join(", "));
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [code, setCode] = useState("");
@@ -80,7 +82,8 @@ export function SignIn({
           onSubmit={(e) => {
             e.preventDefault();
             attempt(async () => {
-              await api.setServer(server);
+              const pinList = pins.split(",").map((p) => p.trim()).filter((p) => p !== "");
+              await api.setServer(server, caPem.trim() === "" ? null : caPem, pinList);
               const answer = await api.signIn(email, password);
               if (answer.status === "signed_in") onSignedIn(answer.session);
               else if (answer.status === "second_factor") setStep({ kind: "code", challenge: answer.challenge, recovery: false });
@@ -91,6 +94,17 @@ export function SignIn({
           <label>
             Server <input id="server" value={server} onInput={(e) => setServer(e.currentTarget.value)} />
           </label>
+          <details open={caPem !== "" || pins !== ""}>
+            <summary>Server certificate</summary>
+            <label>
+              Venue CA (PEM, trusted beside the system's){" "}
+              <textarea id="server-ca" rows={4} value={caPem} onInput={(e) => setCaPem(e.currentTarget.value)} />
+            </label>
+            <label>
+              Pinned server keys (SHA-256, base64, comma-separated){" "}
+              <input id="server-pins" value={pins} onInput={(e) => setPins(e.currentTarget.value)} />
+            </label>
+          </details>
           <label>
             Email <input id="email" type="email" autoComplete="username" value={email} onInput={(e) => setEmail(e.currentTarget.value)} autoFocus />
           </label>

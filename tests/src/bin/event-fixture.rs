@@ -9,11 +9,13 @@
 //!   event-fixture inspect URL TOKEN DOCUMENT_ID STORE_PATH
 //!       downloads the event from the server into a fresh replica:
 //!       {"counts": {...}, "main": {...}, "scans": N, "duplicates": [...]}
+//!
+//! With `wss://` URLs, `SYNC_CA_FILE` names the PEM of the CA to trust.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use client_core::{ClientCore, DocumentId, SyncConfig};
+use client_core::{ClientCore, DocumentId, ServerTrust, SyncConfig};
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -29,9 +31,22 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<
     Ok(())
 }
 
+/// The CA of `SYNC_CA_FILE`, for the API client and for sync.
+fn trust() -> anyhow::Result<(reqwest::Client, ServerTrust)> {
+    let Some(path) = std::env::var_os("SYNC_CA_FILE") else {
+        return Ok((reqwest::Client::new(), ServerTrust::default()));
+    };
+    let pem = std::fs::read_to_string(&path).context("SYNC_CA_FILE")?;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?)
+        .build()?;
+    Ok((http, ServerTrust::default().with_extra_ca_pem(&pem)?))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let (http, trust) = trust()?;
     let usage = "usage: event-fixture seed URL TOKEN EVENT_ID ATTENDEES STORE | inspect URL TOKEN DOCUMENT STORE";
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["seed", url, token, event_id, attendees, store] => {
@@ -44,8 +59,11 @@ async fn main() -> anyhow::Result<()> {
                 &[("main", "Main entrance"), ("vip", "VIP door")],
                 attendees,
             );
-            let api = url.replacen("ws://", "http://", 1).replace("/sync", "");
-            let answer = reqwest::Client::new()
+            let api = url
+                .replacen("wss://", "https://", 1)
+                .replacen("ws://", "http://", 1)
+                .replace("/sync", "");
+            let answer = http
                 .post(format!("{api}/api/documents"))
                 .bearer_auth(token)
                 .json(&json!({ "document_id": event.to_string(), "kind": "event", "scope": event_id }))
@@ -54,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
             if !answer.status().is_success() {
                 bail!("registering the event: {}", answer.text().await?);
             }
-            let sync = admin.start_sync(SyncConfig::new(url, token));
+            let sync = admin.start_sync(SyncConfig::new(url, token).with_trust(trust.clone()));
             wait_for("the event to reach the server", || {
                 let status = admin.sync_status();
                 status.connected && status.pending_changes == 0
@@ -66,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         ["inspect", url, token, document, store] => {
             let event = DocumentId::parse(document)?;
             let replica = ClientCore::open(store)?;
-            let sync = replica.start_sync(SyncConfig::new(url, token));
+            let sync = replica.start_sync(SyncConfig::new(url, token).with_trust(trust.clone()));
             replica.find(event)?;
             // Downloaded once connected and nothing has changed for a second.
             let mut last = None;
