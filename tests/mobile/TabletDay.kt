@@ -4,7 +4,8 @@
 // member (enrolled, TOTP secret passed as hex), the event and the assignment,
 // and afterwards checks on the server that the scan arrived.
 //
-// Environment: SERVER_URL, EMAIL, PASSWORD, TOTP_SECRET_HEX, EVENT_DOCUMENT, DATA_DIR.
+// Environment: SERVER_URL (wss://), CA_PEM_FILE (the CA the tablet trusts beside the
+// system's), EMAIL, PASSWORD, TOTP_SECRET_HEX, EVENT_DOCUMENT, DATA_DIR.
 // Prints `scanned <scan id> on device <device id>` when done; exits non-zero on any failure.
 
 import events.sync.core.*
@@ -57,7 +58,12 @@ fun main() = runBlocking<Unit> {
     val secret = env("TOTP_SECRET_HEX").chunked(2).map { it.toInt(16).toByte() }.toByteArray()
     val event = env("EVENT_DOCUMENT")
     val tablet = openTablet(
-        TabletConfig(dataDir = env("DATA_DIR"), serverUrls = listOf(env("SERVER_URL")), deviceName = "Kotlin tablet"),
+        TabletConfig(
+            dataDir = env("DATA_DIR"),
+            serverUrls = listOf(env("SERVER_URL")),
+            deviceName = "Kotlin tablet",
+            extraCaPem = java.io.File(env("CA_PEM_FILE")).readText(),
+        ),
         MemorySecureStore(),
     )
     check(tablet.sessionState() is SessionState.SignedOut) { "a new tablet is signed out" }

@@ -12,6 +12,9 @@ Run by tests/tests/mobile_bindings.rs, which passes:
   SYNC_SERVER_BIN    the sync-server binary
   EVENT_FIXTURE_BIN  tests/src/bin/event-fixture.rs
   WORK_DIR           a scratch directory
+  TLS_CERT, TLS_KEY  the server's certificate and key (PEM), from TLS_CA:
+  TLS_CA             a CA made by the test; the tablets trust it, and a tablet
+                     that does not is refused with `UntrustedServer`
 """
 
 import asyncio
@@ -21,6 +24,7 @@ import hmac
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -41,6 +45,12 @@ from sync_core import (  # noqa: E402
 SERVER = os.environ["SYNC_SERVER_BIN"]
 FIXTURE = os.environ["EVENT_FIXTURE_BIN"]
 WORK = os.environ["WORK_DIR"]
+TLS_CERT, TLS_KEY, TLS_CA = (os.environ[k] for k in ("TLS_CERT", "TLS_KEY", "TLS_CA"))
+with open(TLS_CA) as ca_file:
+    CA_PEM = ca_file.read()
+# This script's own REST calls trust the same CA; so does the event fixture.
+TRUSTING = ssl.create_default_context(cafile=TLS_CA)
+os.environ["SYNC_CA_FILE"] = TLS_CA
 PASSWORD = "correct horse battery"
 LIMIT = 60.0
 
@@ -85,8 +95,8 @@ class Server:
     def __init__(self, data_dir: str):
         self.data_dir = data_dir
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.sync_url = f"ws://127.0.0.1:{self.port}/sync"
+        self.base = f"https://127.0.0.1:{self.port}"
+        self.sync_url = f"wss://127.0.0.1:{self.port}/sync"
         self.process = None
 
     def cli(self, *args, stdin=None) -> str:
@@ -99,13 +109,14 @@ class Server:
     def start(self):
         log_file = open(os.path.join(WORK, "server.log"), "a")
         self.process = subprocess.Popen(
-            [SERVER, "--data-dir", self.data_dir, "serve", "--listen", f"127.0.0.1:{self.port}"],
+            [SERVER, "--data-dir", self.data_dir, "serve", "--listen", f"127.0.0.1:{self.port}",
+             "--tls-cert", TLS_CERT, "--tls-key", TLS_KEY],
             stdout=log_file, stderr=subprocess.STDOUT,
         )
         deadline = time.time() + LIMIT
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(self.base + "/healthz", timeout=1)
+                urllib.request.urlopen(self.base + "/healthz", timeout=1, context=TRUSTING)
                 return
             except OSError:
                 time.sleep(0.05)
@@ -123,7 +134,7 @@ class Server:
         if body is not None:
             data = json.dumps(body).encode()
             request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, data=data, timeout=10) as reply:
+        with urllib.request.urlopen(request, data=data, timeout=10, context=TRUSTING) as reply:
             text = reply.read()
             return json.loads(text) if text else None
 
@@ -229,13 +240,28 @@ async def main():
     store = MemorySecureStore()
     a = await sync_core.open_tablet(
         TabletConfig(data_dir=os.path.join(WORK, "tablet-a"), server_urls=[server.sync_url],
+                     extra_ca_pem=CA_PEM,
                      device_name="Door A"), store)
     b = await sync_core.open_tablet(
         TabletConfig(data_dir=os.path.join(WORK, "tablet-b"), server_urls=[server.sync_url],
+                     extra_ca_pem=CA_PEM,
                      device_name="Door B"), store)
     listener = RecordingListener()
     a.set_listener(listener)
     assert a.session_state().is_signed_out()
+
+    # A tablet that does not trust the venue's CA is refused before it sends
+    # anything, with an error that says so (what the device shows).
+    stranger = await sync_core.open_tablet(
+        TabletConfig(data_dir=os.path.join(WORK, "tablet-untrusting"),
+                     server_urls=[server.sync_url], device_name="Door X"), MemorySecureStore())
+    try:
+        await stranger.sign_in("alice@example.org", PASSWORD)
+        raise AssertionError("signed in to a server whose certificate is not trusted")
+    except TabletError.UntrustedServer as untrusted:
+        assert "not trusted" in untrusted.detail, untrusted.detail
+        log("untrusted server shows:", untrusted.detail)
+    await stranger.shutdown()
 
     # Typed errors with messages: wrong password, a scan before choosing an event.
     try:

@@ -107,14 +107,21 @@ impl Reply {
 impl Api {
     /// From the websocket URL `ws://ADDR/sync`.
     pub fn new(sync_url: &str) -> Self {
+        Self::with_client(sync_url, crate::http_client(None))
+    }
+
+    /// From `wss://ADDR/sync`, trusting the CA in `ca_pem`.
+    pub fn trusting(sync_url: &str, ca_pem: &str) -> Self {
+        Self::with_client(sync_url, crate::http_client(Some(ca_pem)))
+    }
+
+    fn with_client(sync_url: &str, client: reqwest::Client) -> Self {
         let base = sync_url
-            .replace("ws://", "http://")
+            .replacen("wss://", "https://", 1)
+            .replacen("ws://", "http://", 1)
             .trim_end_matches("/sync")
             .to_owned();
-        Self {
-            base,
-            client: reqwest::Client::new(),
-        }
+        Self { base, client }
     }
 
     pub async fn call(

@@ -37,6 +37,20 @@ pub async fn create_user(store: &dyn Store, email: &str, role: Role, password: &
         .id
 }
 
+/// A plain reqwest client for the tests' own API calls, trusting `ca_pem`
+/// when given. reqwest is built without a TLS provider of its own (the
+/// workspace has one TLS stack: rustls with aws-lc-rs), so this installs
+/// that provider as the process default first.
+pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut builder = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("a CA in PEM"));
+    }
+    builder.build().expect("an HTTP client")
+}
+
 /// Test defaults: an ephemeral port on loopback.
 pub fn test_config(data_dir: &Path) -> Config {
     Config {

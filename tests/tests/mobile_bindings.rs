@@ -13,6 +13,7 @@ use serde_json::json;
 use sync_server::auth::{self, Role};
 use sync_server::store::Store;
 use sync_tests::accounts::{Api, enroll};
+use sync_tests::tls::{TestCa, with_tls};
 use sync_tests::{
     InProcessServer, create_user, seed_event, test_config, wait_until, workspace_binary,
 };
@@ -57,12 +58,20 @@ fn report(what: &str, output: &std::process::Output) {
 fn python_drives_a_whole_tablet_day() {
     let generated = generated();
     let work = tempfile::tempdir().unwrap();
+    // The tablets sign in and sync over TLS, trusting a CA made here.
+    let ca = TestCa::new("Venue CA");
+    let (cert, key) = ca.issue().write(&work.path().join("tls"));
+    let ca_file = work.path().join("tls/ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
     let output = Command::new("python3")
         .arg(workspace_root().join("tests/mobile/tablet_day.py"))
         .env("BINDINGS_DIR", generated.join("python"))
         .env("SYNC_SERVER_BIN", workspace_binary("sync-server"))
         .env("EVENT_FIXTURE_BIN", workspace_binary("event-fixture"))
         .env("WORK_DIR", work.path())
+        .env("TLS_CERT", cert)
+        .env("TLS_KEY", key)
+        .env("TLS_CA", ca_file)
         .output()
         .expect("run python3");
     report("tablet_day.py", &output);
@@ -74,7 +83,17 @@ fn python_drives_a_whole_tablet_day() {
 async fn kotlin_signs_in_and_scans_on_the_jvm() {
     let generated = generated();
     let dir = tempfile::tempdir().unwrap();
-    let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
+    // Over TLS: the Kotlin tablet trusts the CA made here, passed as a PEM file.
+    let ca = TestCa::new("Venue CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let config = with_tls(
+        test_config(&dir.path().join("server")),
+        &dir.path().join("tls"),
+        &ca.issue(),
+    );
+    let server = InProcessServer::start(&config).await;
+    assert!(server.url.starts_with("wss://"));
     let staff = create_user(
         server.store.as_ref(),
         "kim@example.org",
@@ -82,7 +101,8 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
         PASSWORD,
     )
     .await;
-    let enrolled = enroll(&Api::new(&server.url), "kim@example.org", PASSWORD, "desk").await;
+    let api = Api::trusting(&server.url, ca.pem());
+    let enrolled = enroll(&api, "kim@example.org", PASSWORD, "desk").await;
     let (token, hash) = auth::new_token();
     server
         .store
@@ -93,7 +113,6 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     // The event: made by an admin replica, registered, assigned, uploaded.
     let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
     let event = seed_event(&admin, "k-day", "Kotlin day", &[("main", "Main")], 50);
-    let api = Api::new(&server.url);
     api.post(
         "/api/documents",
         Some(&token),
@@ -109,7 +128,10 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     )
     .await
     .ok();
-    let admin_sync = admin.start_sync(SyncConfig::new(server.url.clone(), &token));
+    let trust = client_core::ServerTrust::default()
+        .with_extra_ca_pem(ca.pem())
+        .unwrap();
+    let admin_sync = admin.start_sync(SyncConfig::new(server.url.clone(), &token).with_trust(trust));
     wait_until(
         "the event reaches the server",
         Duration::from_secs(30),
@@ -140,6 +162,7 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
             .arg(format!("-Djna.library.path={}", library_dir.display()))
             .args(["-cp", &classpath, "TabletDayKt"])
             .env("SERVER_URL", url)
+            .env("CA_PEM_FILE", ca_file)
             .env("EMAIL", "kim@example.org")
             .env("PASSWORD", PASSWORD)
             .env("TOTP_SECRET_HEX", secret_hex)

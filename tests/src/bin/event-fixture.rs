@@ -34,12 +34,10 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<
 /// The CA of `SYNC_CA_FILE`, for the API client and for sync.
 fn trust() -> anyhow::Result<(reqwest::Client, ServerTrust)> {
     let Some(path) = std::env::var_os("SYNC_CA_FILE") else {
-        return Ok((reqwest::Client::new(), ServerTrust::default()));
+        return Ok((sync_tests::http_client(None), ServerTrust::default()));
     };
     let pem = std::fs::read_to_string(&path).context("SYNC_CA_FILE")?;
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?)
-        .build()?;
+    let http = sync_tests::http_client(Some(&pem));
     Ok((http, ServerTrust::default().with_extra_ca_pem(&pem)?))
 }
 
