@@ -45,8 +45,8 @@ pub use presence::PeerPresence;
 pub use quarantine::QuarantinedChange;
 pub use settings_model::{self, SettingValue, Settings};
 pub use sync::{SyncConfig, SyncHandle};
-pub use tls::{ServerTrust, TrustError, spki_sha256};
 pub use sync_protocol::DocumentId;
+pub use tls::{ServerTrust, TrustError, spki_sha256};
 
 use store::LocalStore;
 

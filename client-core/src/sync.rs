@@ -239,21 +239,21 @@ async fn session(
     )
     .await
     .map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
-                // The server says why in a JSON body: `token_expired`, `device_revoked`, ...
-                let code = resp
-                    .body()
-                    .as_deref()
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                    .and_then(|v| v["error"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "invalid".into());
-                SessionError::Unauthorized(code)
-            }
-            other => match tls::untrusted_reason(&other) {
-                Some(why) => SessionError::UntrustedCertificate(why),
-                None => SessionError::Connect(other.to_string()),
-            },
-        })?;
+        tokio_tungstenite::tungstenite::Error::Http(resp) if resp.status() == 401 => {
+            // The server says why in a JSON body: `token_expired`, `device_revoked`, ...
+            let code = resp
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "invalid".into());
+            SessionError::Unauthorized(code)
+        }
+        other => match tls::untrusted_reason(&other) {
+            Some(why) => SessionError::UntrustedCertificate(why),
+            None => SessionError::Connect(other.to_string()),
+        },
+    })?;
     let (mut sink, mut stream) = socket.split();
 
     // Scans answered while offline go into their documents first, so the

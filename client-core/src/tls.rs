@@ -97,9 +97,10 @@ impl ServerTrust {
         if roots.is_empty() {
             return Err(TrustError::NoRoots);
         }
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| TrustError::Setup(e.to_string()))?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| TrustError::Setup(e.to_string()))?;
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TrustError::Setup(e.to_string()))?

@@ -18,9 +18,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use client_core::{
-    Account, ClientCore, DocEvent, DocumentId, ServerTrust, SyncConfig, SyncHandle,
-};
+use client_core::{Account, ClientCore, DocEvent, DocumentId, ServerTrust, SyncConfig, SyncHandle};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 

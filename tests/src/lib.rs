@@ -45,8 +45,9 @@ pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut builder = reqwest::Client::builder();
     if let Some(pem) = ca_pem {
-        builder = builder
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("a CA in PEM"));
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(pem.as_bytes()).expect("a CA in PEM"),
+        );
     }
     builder.build().expect("an HTTP client")
 }
@@ -168,7 +169,11 @@ impl ServerProcess {
             if let Some(rest) = line.split("addr=").nth(1)
                 && line.contains("listening")
             {
-                let scheme = if line.contains("tls=true") { "wss" } else { "ws" };
+                let scheme = if line.contains("tls=true") {
+                    "wss"
+                } else {
+                    "ws"
+                };
                 break (rest.split_whitespace().next().unwrap().to_string(), scheme);
             }
         };

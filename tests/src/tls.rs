@@ -43,7 +43,9 @@ impl TestCa {
     pub fn issue(&self) -> ServerCert {
         let names = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
         let mut params = CertificateParams::new(names).expect("valid names");
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -79,7 +81,11 @@ impl ServerCert {
 }
 
 /// `config` serving TLS with `cert`, its files written under `dir`.
-pub fn with_tls(mut config: sync_server::Config, dir: &Path, cert: &ServerCert) -> sync_server::Config {
+pub fn with_tls(
+    mut config: sync_server::Config,
+    dir: &Path,
+    cert: &ServerCert,
+) -> sync_server::Config {
     let (cert, key) = cert.write(dir);
     config.tls_cert = Some(cert);
     config.tls_key = Some(key);

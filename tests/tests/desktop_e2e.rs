@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use client_core::{ClientCore, DocumentId, SyncConfig};
+use client_core::{ClientCore, DocumentId, ServerTrust, SyncConfig};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use sync_server::auth::{self, Role};
 use sync_server::store::{SessionStore, Store};
 use sync_tests::accounts::{Api, base32_decode, hotp, unix_secs};
+use sync_tests::tls::{TestCa, with_tls};
 use sync_tests::{InProcessServer, create_user, test_config, wait_until, workspace_binary};
 
 const PASSWORD: &str = "correct horse battery";
@@ -231,8 +232,16 @@ async fn an_admin_works_through_every_screen() {
     // The app polls while screens are open; one address for everything here.
     config.http_requests_per_second_per_ip = 0;
     config.http_requests_per_second_per_user = 0;
+    // Over TLS, as at a venue: the app trusts the venue's CA (made here),
+    // given at its first start as a PEM file.
+    let ca = TestCa::new("Venue CA");
+    let config = with_tls(config, &dir.path().join("tls"), &ca.issue());
+    let ca_file = dir.path().join("tls/ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let trust = ServerTrust::default().with_extra_ca_pem(ca.pem()).unwrap();
     let server = InProcessServer::start(&config).await;
     let server_url = server.url.clone();
+    assert!(server_url.starts_with("wss://"), "{server_url}");
     create_user(
         server.store.as_ref(),
         "ada@example.org",
@@ -273,6 +282,7 @@ async fn an_admin_works_through_every_screen() {
             .env("DISPLAY", &display)
             .env("SYNC_DESKTOP_DATA_DIR", dir.path().join("desktop"))
             .env("SYNC_SERVER_URL", &server_url)
+            .env("SYNC_SERVER_CA_FILE", &ca_file)
             .env("RUST_LOG", "info,automerge=warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(shots.join("app.log")).unwrap())
@@ -312,6 +322,11 @@ async fn an_admin_works_through_every_screen() {
             .unwrap()
             .as_deref(),
         Some(server_url.as_str())
+    );
+    let shown_ca = ui.el("#server-ca").await.prop("value").await.unwrap();
+    assert!(
+        shown_ca.is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")),
+        "the sign-in screen shows the trusted CA"
     );
     ui.shot("01-sign-in").await;
     // Keyboard only: the forms submit with Enter.
@@ -375,7 +390,7 @@ async fn an_admin_works_through_every_screen() {
             .await;
     }
     ui.shot("04-events-and-lists").await;
-    let registered = Api::new(&server_url)
+    let registered = Api::trusting(&server_url, ca.pem())
         .get("/api/documents?kind=event", &admin_key)
         .await
         .ok();
@@ -431,7 +446,8 @@ async fn an_admin_works_through_every_screen() {
         .await;
     // A second door downloads the event and loses the network before the scan below.
     let door_b = ClientCore::open(dir.path().join("door-b.sqlite3")).unwrap();
-    let door_b_sync = door_b.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    let door_b_sync = door_b
+        .start_sync(SyncConfig::new(server_url.clone(), &admin_key).with_trust(trust.clone()));
     door_b.find(event).unwrap();
     wait_until("door B has the event", LIMIT, || async {
         door_b
@@ -441,7 +457,8 @@ async fn an_admin_works_through_every_screen() {
     .await;
     door_b_sync.stop().await;
     let tablet = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
-    let tablet_sync = tablet.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    let tablet_sync = tablet
+        .start_sync(SyncConfig::new(server_url.clone(), &admin_key).with_trust(trust.clone()));
     tablet.find(event).unwrap();
     wait_until("the tablet has the event", LIMIT, || async {
         tablet
@@ -470,7 +487,8 @@ async fn an_admin_works_through_every_screen() {
     .await;
     // Door B, offline, admits the same ticket; when it syncs, the later scan is a duplicate.
     admit(&door_b, event, "T-0005");
-    let door_b_sync = door_b.start_sync(SyncConfig::new(server_url.clone(), &admin_key));
+    let door_b_sync = door_b
+        .start_sync(SyncConfig::new(server_url.clone(), &admin_key).with_trust(trust.clone()));
     ui.wait_text("#duplicates tbody", "the duplicate to review", |t| {
         t.contains("T-0005")
     })
@@ -547,7 +565,7 @@ async fn an_admin_works_through_every_screen() {
         .set_user_role(&member, Role::Member)
         .await
         .unwrap();
-    let phone = Api::new(&server_url)
+    let phone = Api::trusting(&server_url, ca.pem())
         .login("mo@example.org", PASSWORD, "Mo's phone")
         .await
         .ok();
@@ -564,7 +582,9 @@ async fn an_admin_works_through_every_screen() {
     ui.wait_text(row, "the phone revoked", |t| t.contains("revoked"))
         .await;
     ui.shot("10-devices").await;
-    let refused = Api::new(&server_url).get("/api/me", &phone_token).await;
+    let refused = Api::trusting(&server_url, ca.pem())
+        .get("/api/me", &phone_token)
+        .await;
     assert_eq!(refused.status, 401);
     assert_eq!(
         refused.body["error"], "device_revoked",
@@ -659,7 +679,7 @@ async fn an_admin_works_through_every_screen() {
 
     // ---- offline: the server stops; browse, search and edit locally ----
     let addr = server_url
-        .trim_start_matches("ws://")
+        .trim_start_matches("wss://")
         .trim_end_matches("/sync")
         .to_owned();
     tablet_sync.stop().await;
@@ -695,7 +715,8 @@ async fn an_admin_works_through_every_screen() {
     })
     .await;
     let observer = ClientCore::open(dir.path().join("observer.sqlite3")).unwrap();
-    let observer_sync = observer.start_sync(SyncConfig::new(server.url.clone(), &admin_key));
+    let observer_sync = observer
+        .start_sync(SyncConfig::new(server.url.clone(), &admin_key).with_trust(trust.clone()));
     observer.find(event).unwrap();
     wait_until("the offline edit reached the server", LIMIT, || async {
         observer

@@ -131,7 +131,8 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     let trust = client_core::ServerTrust::default()
         .with_extra_ca_pem(ca.pem())
         .unwrap();
-    let admin_sync = admin.start_sync(SyncConfig::new(server.url.clone(), &token).with_trust(trust));
+    let admin_sync =
+        admin.start_sync(SyncConfig::new(server.url.clone(), &token).with_trust(trust));
     wait_until(
         "the event reaches the server",
         Duration::from_secs(30),

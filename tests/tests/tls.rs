@@ -24,7 +24,10 @@ fn use_mock_keychain() {
 
 async fn admin_key(store: &dyn Store) -> String {
     let (token, hash) = auth::new_token();
-    store.create_api_key("tls", Role::Admin, &hash).await.unwrap();
+    store
+        .create_api_key("tls", Role::Admin, &hash)
+        .await
+        .unwrap();
     token
 }
 
@@ -52,7 +55,13 @@ async fn signs_in_and_syncs_over_tls_trusting_the_venue_ca() {
     );
     let server = InProcessServer::start(&config).await;
     assert!(server.url.starts_with("wss://"), "{}", server.url);
-    create_user(server.store.as_ref(), "mo@example.org", Role::Member, PASSWORD).await;
+    create_user(
+        server.store.as_ref(),
+        "mo@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let account = Account::with_trust(&core, &server.url, trusting(&ca)).unwrap();
@@ -93,7 +102,13 @@ async fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         &stranger.issue(),
     );
     let server = InProcessServer::start(&config).await;
-    create_user(server.store.as_ref(), "mo@example.org", Role::Member, PASSWORD).await;
+    create_user(
+        server.store.as_ref(),
+        "mo@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
     let key = admin_key(server.store.as_ref()).await;
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
@@ -120,11 +135,13 @@ async fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
     ));
 
     // Sync says why in its status, and the document never reaches the server.
-    let sync = core.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(trusting(&venue)));
+    let sync =
+        core.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(trusting(&venue)));
     let id = write_one(&core, "secret");
     wait_until("sync reports the untrusted certificate", LIMIT, || async {
         core.sync_status().last_error.is_some_and(|e| {
-            e.starts_with("the server's certificate is not trusted: ") && e.contains("does not trust")
+            e.starts_with("the server's certificate is not trusted: ")
+                && e.contains("does not trust")
         })
     })
     .await;
@@ -163,13 +180,21 @@ async fn a_pinned_key_admits_only_that_key() {
         good.sync_status().pending_changes == 0
     })
     .await;
-    assert!(server.store.load_document(good_doc).await.unwrap().is_some());
+    assert!(
+        server
+            .store
+            .load_document(good_doc)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // A certificate from the same, trusted CA but another key: refused.
     let other = ca.issue();
     let wrong = trusting(&ca).with_pinned_key(&other.pin()).unwrap();
     let bad = ClientCore::open(dir.path().join("bad.sqlite3")).unwrap();
-    let bad_sync = bad.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(wrong.clone()));
+    let bad_sync =
+        bad.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(wrong.clone()));
     let bad_doc = write_one(&bad, "unpinned");
     wait_until("the pin mismatch is reported", LIMIT, || async {
         bad.sync_status()
@@ -179,7 +204,10 @@ async fn a_pinned_key_admits_only_that_key() {
     .await;
     assert!(server.store.load_document(bad_doc).await.unwrap().is_none());
     let account = Account::with_trust(&bad, &server.url, wrong).unwrap();
-    let refused = account.sign_in("x@example.org", "x", "t").await.unwrap_err();
+    let refused = account
+        .sign_in("x@example.org", "x", "t")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&refused, AccountError::UntrustedCertificate(r) if r.contains("pinned")),
         "{refused:?}"
@@ -204,7 +232,10 @@ async fn a_pinned_key_admits_only_that_key() {
 async fn presents(core: &ClientCore, url: &str, ca: &TestCa, pin: &str) -> bool {
     let trust = trusting(ca).with_pinned_key(pin).unwrap();
     let account = Account::with_trust(core, url, trust).unwrap();
-    match account.sign_in("nobody@example.org", "wrong", "probe").await {
+    match account
+        .sign_in("nobody@example.org", "wrong", "probe")
+        .await
+    {
         Err(AccountError::Refused { code, .. }) => code == "invalid_credentials",
         Err(AccountError::UntrustedCertificate(_)) => false,
         other => panic!("unexpected answer to the probe: {other:?}"),
@@ -240,7 +271,10 @@ async fn a_renewed_certificate_is_used_when_its_files_change_and_open_sockets_st
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let sync = core.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(trusting(&ca)));
-    wait_until("connected", LIMIT, || async { core.sync_status().connected }).await;
+    wait_until("connected", LIMIT, || async {
+        core.sync_status().connected
+    })
+    .await;
     let dropped = watch_for_drop(&core);
     let probe = ClientCore::open(dir.path().join("probe.sqlite3")).unwrap();
     assert!(presents(&probe, &server.url, &ca, &first.pin()).await);
@@ -252,7 +286,11 @@ async fn a_renewed_certificate_is_used_when_its_files_change_and_open_sockets_st
     })
     .await;
     // A broken renewal leaves the working certificate in place.
-    std::fs::write(tls_dir.join("server.crt"), "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    std::fs::write(
+        tls_dir.join("server.crt"),
+        "-----BEGIN CERTIFICATE-----\nbroken\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(presents(&probe, &server.url, &ca, &renewed.pin()).await);
 
@@ -300,7 +338,8 @@ async fn the_server_binary_serves_tls_and_reloads_on_sighup() {
     assert!(server.url.starts_with("wss://"), "{}", server.url);
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
-    let sync = core.start_sync(SyncConfig::new(server.url.clone(), &token).with_trust(trusting(&ca)));
+    let sync =
+        core.start_sync(SyncConfig::new(server.url.clone(), &token).with_trust(trusting(&ca)));
     let id = write_one(&core, "before");
     wait_until("synced over the binary's TLS listener", LIMIT, || async {
         core.sync_status().pending_changes == 0
@@ -331,6 +370,9 @@ async fn the_server_binary_serves_tls_and_reloads_on_sighup() {
     })
     .await;
     dropped.abort();
-    assert!(dropped.await.is_err(), "the open connection dropped on SIGHUP");
+    assert!(
+        dropped.await.is_err(),
+        "the open connection dropped on SIGHUP"
+    );
     sync.stop().await;
 }
