@@ -29,6 +29,10 @@ pub struct Config {
     /// Seconds between checks of the certificate files for a change (0: only
     /// on SIGHUP).
     pub tls_reload_check_secs: u64,
+    /// Reverse proxies in front of the server (e.g. `["127.0.0.1"]` for nginx
+    /// on the same box): from these peers only, `X-Forwarded-For` names the
+    /// client for per-address limits, throttles and the audit log.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Directory of the embedded store (created on start).
     pub data_dir: PathBuf,
     /// `postgres://...`: use PostgreSQL instead of the embedded store.
@@ -90,6 +94,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_reload_check_secs: 10,
+            trusted_proxies: Vec::new(),
             data_dir: PathBuf::from("data"),
             database_url: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
@@ -157,6 +162,7 @@ impl Config {
                 "tls_cert",
                 "tls_key",
                 "tls_reload_check_secs",
+                "trusted_proxies",
                 "data_dir",
                 "database_url",
                 "max_message_bytes",

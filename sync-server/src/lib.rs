@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod client_ip;
 pub mod config;
 pub mod connection;
 pub mod doc_core;

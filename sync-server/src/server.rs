@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::api::{self, ApiError, ApiState};
 use crate::audit::NewAuditEntry;
 use crate::auth::{self, AuthFailure};
+use crate::client_ip::{self, ClientIp, ClientIpKey};
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
 use crate::live::{Cut, LiveConnections};
@@ -364,9 +365,15 @@ fn router(
         None => router,
     };
     // Outside the address limiter, so its refusals of sign-in requests are seen.
-    router.layer(axum::middleware::from_fn_with_state(
+    let router = router.layer(axum::middleware::from_fn_with_state(
         store,
         audit_refused_sign_in,
+    ));
+    // Outermost: every layer and handler inside sees the same client address.
+    let trusted: Arc<[std::net::IpAddr]> = config.trusted_proxies.clone().into();
+    router.layer(axum::middleware::from_fn_with_state(
+        trusted,
+        client_ip::resolve_layer,
     ))
 }
 
@@ -380,8 +387,8 @@ async fn audit_refused_sign_in(
     let path = request.uri().path().to_owned();
     let address = request
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .get::<ClientIp>()
+        .map(|c| c.0.to_string());
     let response = next.run(request).await;
     if response.status() == StatusCode::TOO_MANY_REQUESTS
         && path.starts_with("/api/auth/")
@@ -397,14 +404,14 @@ async fn audit_refused_sign_in(
     response
 }
 
-/// Requests per address (the peer's IP, never a forwarded header, which a
-/// client could forge). `None` when disabled (rate 0).
+/// Requests per address (the peer's IP; a forwarded header only from a
+/// trusted proxy, see `client_ip`). `None` when disabled (rate 0).
 fn per_ip_limit(
     config: &Config,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<
     tower_governor::GovernorLayer<
-        tower_governor::key_extractor::PeerIpKeyExtractor,
+        ClientIpKey,
         governor::middleware::StateInformationMiddleware,
         axum::body::Body,
     >,
@@ -414,6 +421,7 @@ fn per_ip_limit(
     }
     let period = Duration::from_secs(1) / config.http_requests_per_second_per_ip;
     let governor = tower_governor::governor::GovernorConfigBuilder::default()
+        .key_extractor(ClientIpKey)
         .period(period)
         .burst_size(config.http_burst_per_ip.max(1))
         .use_headers()
@@ -439,11 +447,14 @@ fn per_ip_limit(
 
 async fn sync_upgrade(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Option<axum::Extension<ClientIp>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    // The client's address (behind a trusted proxy, the one it names).
+    let address = SocketAddr::new(client.map_or(peer.ip(), |c| c.0.0), peer.port());
     // Authenticate before anything websocket-related: no token, no upgrade.
     let principal = match auth::token_from_request(&headers, query.as_deref()) {
         None => Err(AuthFailure::Missing),

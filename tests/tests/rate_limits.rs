@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sync_protocol::{DocumentId, Message};
 use sync_server::auth::Role;
+use sync_server::store::Store;
 use sync_tests::raw::{joined_as, next_message, send};
 use sync_tests::{InProcessServer, create_token, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +18,18 @@ async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
         )
         .await
         .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `GET path` with `X-Forwarded-For: forwarded`, as a reverse proxy sends it.
+async fn status_forwarded(addr: std::net::SocketAddr, path: &str, forwarded: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {forwarded}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -46,6 +59,70 @@ async fn requests_per_address_are_limited() {
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(metric("http_rate_limited_total") >= 1.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("proxied"));
+    config.http_requests_per_second_per_ip = 1;
+    config.http_burst_per_ip = 2;
+    // The proxy runs on this machine: the test's connections come from it.
+    config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let server = InProcessServer::start(&config).await;
+    let addr = server.server.addr();
+    let mut first = Vec::new();
+    while !first.contains(&429) && first.len() < 10 {
+        first.push(status_forwarded(addr, "/healthz", "203.0.113.1").await);
+    }
+    assert_eq!(&first[..2], &[200, 200], "{first:?}");
+    assert!(
+        first.contains(&429),
+        "one client uses up its own burst: {first:?}"
+    );
+    // A forged entry before the proxy's own does not change who it is...
+    assert_eq!(
+        status_forwarded(addr, "/healthz", "10.0.0.1, 203.0.113.1").await,
+        429
+    );
+    // ...and another client behind the same proxy is not held back.
+    assert_eq!(status_forwarded(addr, "/healthz", "203.0.113.2").await, 200);
+    // A failed sign-in is audited with the client's address, not the proxy's.
+    let mut login = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"email":"x@example.org","password":"nope","device_name":"d"}"#;
+    let request = format!(
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.3\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    login.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    login.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let log = server.store.audit_entries(0, 1000).await.unwrap();
+    let failed = log
+        .iter()
+        .find(|e| e.entry.action == "auth.password")
+        .expect("the failed sign-in is audited");
+    assert_eq!(failed.entry.address.as_deref(), Some("203.0.113.3"));
+    server.stop().await;
+
+    // Without the proxy configured, the header is the client's word: ignored.
+    let mut config = test_config(&dir.path().join("direct"));
+    config.http_requests_per_second_per_ip = 1;
+    config.http_burst_per_ip = 2;
+    let server = InProcessServer::start(&config).await;
+    let addr = server.server.addr();
+    // Each request claims another address; all count against the peer.
+    let mut statuses = Vec::new();
+    while !statuses.contains(&429) && statuses.len() < 10 {
+        let claimed = format!("203.0.113.{}", statuses.len() + 1);
+        statuses.push(status_forwarded(addr, "/healthz", &claimed).await);
+    }
+    assert!(
+        statuses.contains(&429),
+        "forged addresses share the peer's limit: {statuses:?}"
+    );
     server.stop().await;
 }
 
@@ -154,7 +231,6 @@ async fn a_fast_peer_is_slowed_down_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_requests_refused_by_the_address_limit_are_audited() {
-    use sync_server::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.http_requests_per_second_per_ip = 1;

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+
+use crate::client_ip::ClientIp;
 use axum::http::request::Parts;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -110,7 +112,8 @@ impl ApiState {
     }
 }
 
-/// The caller's address (the TCP peer; forwarded headers are not trusted).
+/// The caller's address: the TCP peer, or the client a trusted proxy names
+/// (see `client_ip`).
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub String);
 
@@ -118,12 +121,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
+        let resolved = parts.extensions.get::<ClientIp>().map(|c| c.0);
+        let peer = || {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
+                .map(|c| c.0.ip())
+        };
+        Ok(ClientAddress(
+            resolved
+                .or_else(peer)
+                .map_or_else(|| "unknown".into(), |ip| ip.to_string()),
         ))
     }
 }
