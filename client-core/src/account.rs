@@ -516,14 +516,21 @@ impl Account {
     /// A valid access token, refreshed first if it is about to expire.
     /// Offline this fails with `Network` and changes nothing.
     pub async fn access_token(&self) -> Result<String, AccountError> {
+        self.access_token_until().await.map(|(token, _)| token)
+    }
+
+    /// Like [`Account::access_token`], with the token's expiry (unix ms),
+    /// read under the same lock so a concurrent refresh cannot mix them up.
+    pub(crate) async fn access_token_until(&self) -> Result<(String, i64), AccountError> {
         let mut session = self.inner.session.lock().await;
         let Some(current) = session.as_ref() else {
             return Err(AccountError::SignedOut);
         };
-        if current.access_expires_ms - REFRESH_MARGIN_MS > now_ms() {
-            return Ok(current.access_token.clone());
+        if current.access_expires_ms - REFRESH_MARGIN_MS <= now_ms() {
+            self.refresh_locked(&mut session).await?;
         }
-        self.refresh_locked(&mut session).await
+        let current = session.as_ref().ok_or(AccountError::SignedOut)?;
+        Ok((current.access_token.clone(), current.access_expires_ms))
     }
 
     /// Exchanges the refresh token for a new pair now.

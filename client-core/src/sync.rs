@@ -116,6 +116,10 @@ enum SessionError {
     Protocol(String),
     #[error("server closed the connection")]
     Closed,
+    /// The access token that opened this socket is about to expire: the
+    /// next connection opens with a fresh one (the server would cut this).
+    #[error("access token about to expire; reconnecting with a fresh one")]
+    Renew,
     #[error("server error: {0}")]
     Server(String),
     #[error("local store: {0}")]
@@ -149,7 +153,11 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
         }
         let url = urls[current];
         let outcome = session(&core, &config, &tls_config, url, &mut stop, &mut backoff).await;
-        core.set_status(|s| s.connected = false);
+        // A planned renewal reconnects at once: the status stays connected
+        // (the next session sets it again, or the failure below clears it).
+        if !matches!(outcome, Err(SessionError::Renew)) {
+            core.set_status(|s| s.connected = false);
+        }
         match outcome {
             Ok(()) => break, // stopped
             Err(SessionError::Unauthorized(code)) if config.account.is_some() => {
@@ -162,6 +170,10 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
                     s.last_error = Some(format!("server refused the token: {code}"));
                     s.last_error_at = Some(SystemTime::now());
                 });
+            }
+            Err(SessionError::Renew) => {
+                tracing::debug!("renewing the connection with a fresh access token");
+                continue;
             }
             Err(SessionError::SignedOut(reason)) => {
                 // Nothing to do until someone signs in; local writes keep
@@ -212,16 +224,16 @@ async fn session(
     let mut request = url
         .into_client_request()
         .map_err(|e| SessionError::Connect(e.to_string()))?;
-    let token = match &config.account {
-        Some(account) => match account.access_token().await {
-            Ok(token) => token,
+    let (token, token_expires_ms) = match &config.account {
+        Some(account) => match account.access_token_until().await {
+            Ok((token, expires_ms)) => (token, Some(expires_ms)),
             Err(AccountError::Network(error)) => return Err(SessionError::Connect(error)),
             Err(AccountError::UntrustedCertificate(why)) => {
                 return Err(SessionError::UntrustedCertificate(why));
             }
             Err(other) => return Err(SessionError::SignedOut(other.to_string())),
         },
-        None => config.token.clone(),
+        None => (config.token.clone(), None),
     };
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| SessionError::Connect(format!("token is not a valid header value: {e}")))?;
@@ -337,6 +349,8 @@ async fn session(
     let mut intent = core.presence_intent.subscribe();
     let session_id = uuid::Uuid::new_v4().to_string();
     let mut beacons_sent = 0u64;
+    let renew = renew_before(token_expires_ms);
+    tokio::pin!(renew);
     loop {
         for message in peer.outbox.drain(..) {
             tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), "message out");
@@ -383,12 +397,30 @@ async fn session(
                     tracing::info!(%error, "background token refresh failed");
                 }
             }
+            () = &mut renew => {
+                // Between messages, so nothing is half applied; everything
+                // local is durable, and the next session resumes from it.
+                let _ = sink.send(WsMessage::Close(None)).await;
+                return Err(SessionError::Renew);
+            }
             () = stopped(stop) => {
                 let _ = sink.send(WsMessage::Close(None)).await;
                 return Ok(());
             }
         }
     }
+}
+
+/// Resolves a little before a token expiring at `expires_ms` (unix ms)
+/// does: a fifth of what is left, at most a minute, so even short-lived
+/// tokens are renewed before the server cuts the socket. Never without one.
+async fn renew_before(expires_ms: Option<i64>) {
+    let Some(expires_ms) = expires_ms else {
+        return std::future::pending().await;
+    };
+    let left = (expires_ms - crate::now_ms()).max(0);
+    let early = (left / 5).min(60_000);
+    tokio::time::sleep(Duration::from_millis((left - early) as u64)).await;
 }
 
 /// Resolves once a stop is requested (holds no borrow across awaits).
@@ -506,6 +538,9 @@ impl Peer<'_> {
                 self.states.remove(&document_id);
                 self.offer(document_id, false);
                 Ok(())
+            }
+            Message::Error { message } if message == sync_protocol::ACCESS_TOKEN_EXPIRED => {
+                Err(SessionError::Unauthorized("token_expired".into()))
             }
             Message::Error { message } => Err(SessionError::Server(message)),
             Message::Ephemeral {

@@ -7,6 +7,10 @@ mod message;
 pub use document_id::{DocumentId, URL_PREFIX};
 pub use message::{EXT_CHANGE_REJECTED, HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata};
 
+/// The `error` message a server sends, before closing, to a connection
+/// whose access token has expired: the client refreshes and reconnects.
+pub const ACCESS_TOKEN_EXPIRED: &str = "access token expired";
+
 /// Default largest websocket message either side accepts (16 MiB).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 

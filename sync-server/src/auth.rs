@@ -64,6 +64,9 @@ pub enum Credential {
         device_id: String,
         /// When a TOTP code was last entered in this session (step-up).
         second_factor_ms: Option<i64>,
+        /// When the access token stops being accepted (unix ms); a socket
+        /// opened with it is closed then.
+        expires_ms: i64,
     },
 }
 
@@ -88,6 +91,14 @@ impl Principal {
             role,
             credential: Credential::ApiKey,
             events: Vec::new(),
+        }
+    }
+
+    /// When the credential expires (unix ms); API keys do not.
+    pub fn expires_ms(&self) -> Option<i64> {
+        match self.credential {
+            Credential::ApiKey => None,
+            Credential::Session { expires_ms, .. } => Some(expires_ms),
         }
     }
 
@@ -191,6 +202,7 @@ pub async fn authenticate(
             session_id: record.session_id,
             device_id: record.device.id,
             second_factor_ms: record.second_factor_ms,
+            expires_ms: record.expires_ms,
         },
         events,
     })

@@ -92,13 +92,20 @@ pub async fn serve(
     };
     let mut shutdown = ctx.shutdown.clone();
     let limiter = message_limiter(ctx.message_rate);
+    // A socket lives no longer than the access token that opened it.
+    let token_expired = token_deadline(session.principal.expires_ms());
+    tokio::pin!(token_expired);
     let end = loop {
         let frame = tokio::select! {
             frame = next_frame(&mut stream, session.peer_id.is_none()) => frame,
+            _ = &mut token_expired => {
+                metrics::counter!(m::CONNECTIONS_CUT, "reason" => "token_expired").increment(1);
+                break End::Error(sync_protocol::ACCESS_TOKEN_EXPIRED.into());
+            }
             _ = kill.notified() => break End::Error("connection is not keeping up with its documents".into()),
             reason = revoked.wait_for(Option::is_some) => {
                 let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
-                metrics::counter!(m::CONNECTIONS_CUT).increment(1);
+                metrics::counter!(m::CONNECTIONS_CUT, "reason" => "revoked").increment(1);
                 break End::Error(format!("access revoked: {reason}"));
             }
             _ = shutdown.wait_for(|stop| *stop) => break End::Quiet,
@@ -141,6 +148,18 @@ pub async fn serve(
     // close; bound the wait so a stuck peer cannot hold shutdown.
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+}
+
+/// Resolves when a credential expiring at `expires_ms` (unix ms) expires;
+/// never for one that does not expire.
+async fn token_deadline(expires_ms: Option<i64>) {
+    match expires_ms {
+        Some(at) => {
+            let left = at.saturating_sub(crate::auth::unix_ms()).max(0);
+            tokio::time::sleep(Duration::from_millis(left as u64)).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 enum Frame {

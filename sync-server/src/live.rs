@@ -151,6 +151,7 @@ mod tests {
                 session_id: session.into(),
                 device_id: device.into(),
                 second_factor_ms: None,
+                expires_ms: i64::MAX,
             },
             events: vec![],
         }

@@ -111,6 +111,7 @@ mod tests {
                 session_id: "s".into(),
                 device_id: "d".into(),
                 second_factor_ms: None,
+                expires_ms: i64::MAX,
             },
             events: events.iter().map(|e| e.to_string()).collect(),
         }

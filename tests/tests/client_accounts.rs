@@ -273,3 +273,149 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
     sync.stop().await;
     server.stop().await;
 }
+
+fn cut_for_expiry() -> f64 {
+    sync_server::metrics::install()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("sync_connections_cut_total") && l.contains("token_expired"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_is_closed_when_its_access_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("server"));
+    config.access_token_ttl_secs = 2;
+    let server = InProcessServer::start(&config).await;
+    create_user(
+        server.store.as_ref(),
+        "mo@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    let login = sync_tests::accounts::Api::new(&server.url)
+        .login("mo@example.org", PASSWORD, "peer")
+        .await
+        .ok();
+    let token = login["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A stock peer that never renews: told why, then closed, at expiry.
+    let opened = std::time::Instant::now();
+    let mut socket = sync_tests::raw::joined(&server.url, &token).await;
+    match sync_tests::raw::next_message(&mut socket).await {
+        Some(sync_protocol::Message::Error { message }) => {
+            assert_eq!(message, sync_protocol::ACCESS_TOKEN_EXPIRED)
+        }
+        other => panic!("expected the expiry notice, got {other:?}"),
+    }
+    assert!(sync_tests::raw::next_message(&mut socket).await.is_none());
+    let lived = opened.elapsed();
+    assert!(
+        lived < Duration::from_secs(4),
+        "the socket outlived its token: {lived:?}"
+    );
+    assert!(cut_for_expiry() >= 1.0);
+    // The expired token opens nothing new.
+    let refused = sync_tests::accounts::Api::new(&server.url)
+        .get("/api/me", &token)
+        .await;
+    assert_eq!(refused.status, 401);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_core_renews_its_socket_before_the_token_expires_and_loses_nothing() {
+    use_mock_keychain();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("server"));
+    // Tokens of 5 s (renewed 1 s early): renewals while the member writes.
+    config.access_token_ttl_secs = 5;
+    let server = InProcessServer::start(&config).await;
+    create_user(
+        server.store.as_ref(),
+        "mo@example.org",
+        Role::Member,
+        PASSWORD,
+    )
+    .await;
+    let core = ClientCore::open(dir.path().join("phone.sqlite3")).unwrap();
+    let account = Account::new(&core, &server.url).unwrap();
+    account
+        .sign_in("mo@example.org", PASSWORD, "phone")
+        .await
+        .unwrap();
+    let sync = core.start_sync(SyncConfig::with_account(server.url.clone(), &account));
+    let settings = account.create_settings().await.unwrap();
+    wait_until("connected", LIMIT, || async {
+        core.sync_status().connected
+    })
+    .await;
+    // Records whether the phone ever showed as offline from here on.
+    let mut status = core.watch_sync_status();
+    let went_offline = tokio::spawn(async move {
+        loop {
+            if !status.borrow_and_update().connected {
+                return;
+            }
+            if status.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    });
+    let connections_before = connections_opened();
+    let started = std::time::Instant::now();
+    let mut written = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        written += 1;
+        core.set_setting(settings, "sounds", SettingValue::Bool(written % 2 == 0))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until("every write reaches the server", LIMIT, || async {
+        core.sync_status().pending_changes == 0
+    })
+    .await;
+    // The server holds exactly the phone's document.
+    let stored = server.store.load_document(settings).await.unwrap().unwrap();
+    let mut on_server = automerge::Automerge::new();
+    for bytes in stored.snapshot.iter().chain(stored.chunks.iter()) {
+        on_server.load_incremental(bytes).unwrap();
+    }
+    assert_eq!(on_server.get_heads(), core.heads(settings).unwrap());
+    // Renewed ahead of expiry: new sockets, none cut by the server, and the
+    // status never showed the phone offline.
+    let renewals = connections_opened() - connections_before;
+    assert!(
+        renewals >= 2.0,
+        "{renewals} connections in 12 s of 5 s tokens"
+    );
+    assert_eq!(cut_for_expiry(), 0.0, "the server had to cut a socket");
+    assert!(
+        core.sync_status().last_error.is_none(),
+        "{:?}",
+        core.sync_status()
+    );
+    assert!(
+        !went_offline.is_finished(),
+        "the status showed the phone offline during a renewal"
+    );
+    went_offline.abort();
+    assert!(written >= 30, "{written} writes");
+    sync.stop().await;
+    server.stop().await;
+}
+
+fn connections_opened() -> f64 {
+    sync_server::metrics::install()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("sync_connections_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
