@@ -33,6 +33,14 @@ pub struct Config {
     /// on the same box): from these peers only, `X-Forwarded-For` names the
     /// client for per-address limits, throttles and the audit log.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The key (32 bytes, base64, in a file) that seals TOTP secrets and the
+    /// refresh-derivation secret at rest; or `SYNC_SECRETS_KEY`. Without
+    /// either, the embedded store makes `data_dir/secrets.key`; PostgreSQL
+    /// nodes must all be given the same key.
+    pub secrets_key_file: Option<PathBuf>,
+    /// Keys being rotated away from: they open sealed values, never seal
+    /// (`sync-server secrets rotate` moves everything to the current key).
+    pub secrets_previous_key_files: Vec<PathBuf>,
     /// Directory of the embedded store (created on start).
     pub data_dir: PathBuf,
     /// `postgres://...`: use PostgreSQL instead of the embedded store.
@@ -95,6 +103,8 @@ impl Default for Config {
             tls_key: None,
             tls_reload_check_secs: 10,
             trusted_proxies: Vec::new(),
+            secrets_key_file: None,
+            secrets_previous_key_files: Vec::new(),
             data_dir: PathBuf::from("data"),
             database_url: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
@@ -137,6 +147,16 @@ impl Config {
         }
     }
 
+    /// The keys that seal secrets at rest (see `secrets_key_file`).
+    pub fn secret_keys(&self) -> Result<crate::secrets::SecretKeys, crate::secrets::SecretsError> {
+        crate::secrets::SecretKeys::load(
+            self.secrets_key_file.as_deref(),
+            &self.secrets_previous_key_files,
+            &self.data_dir,
+            self.database_url.is_some(),
+        )
+    }
+
     /// Whether users of `role` must sign in with a second factor.
     pub fn requires_2fa(&self, role: crate::auth::Role) -> bool {
         self.require_2fa_roles.iter().any(|r| r == role.as_str())
@@ -163,6 +183,8 @@ impl Config {
                 "tls_key",
                 "tls_reload_check_secs",
                 "trusted_proxies",
+                "secrets_key_file",
+                "secrets_previous_key_files",
                 "data_dir",
                 "database_url",
                 "max_message_bytes",

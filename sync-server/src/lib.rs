@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy;
 pub mod presence;
 pub mod registry;
+pub mod secrets;
 pub mod security;
 pub mod server;
 pub mod settings_backup;

@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// The key that seals TOTP secrets at rest: make one, or rotate to it.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Copy the embedded store to FILE, consistently, while the server runs.
     Backup {
         #[arg(long)]
@@ -126,6 +131,20 @@ enum AuditAction {
 }
 
 #[derive(Subcommand)]
+enum SecretsAction {
+    /// Write a new random key to FILE (readable by its owner only).
+    NewKey {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Seal every secret under the current key (`secrets_key_file`), opening
+    /// those sealed by a key in `secrets_previous_key_files`; afterwards the
+    /// previous keys can go. Safe while servers run (each row is replaced
+    /// only if unchanged).
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Create an API token and print it (once) on stdout.
     Create {
@@ -168,6 +187,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { action } => migrate(&config, action),
         Command::Token { action } => runtime.block_on(token(&config, action)),
+        Command::Secrets { action } => runtime.block_on(secrets(&config, action)),
         Command::Audit { action } => runtime.block_on(audit(&config, action)),
         Command::User { action } => runtime.block_on(user(&config, action)),
         Command::Backup { to } => {
@@ -397,6 +417,45 @@ async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
             }
             std::io::Write::flush(&mut out)?;
             store.close().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn secrets(config: &Config, action: SecretsAction) -> anyhow::Result<()> {
+    match action {
+        SecretsAction::NewKey { to } => {
+            sync_server::secrets::write_key_file(&to, &sync_server::secrets::new_key_text())?;
+            println!("new secrets key in {}", to.display());
+        }
+        SecretsAction::Rotate => {
+            let keys = config.secret_keys().context("loading the secrets keys")?;
+            let store = sync_server::open_store(config).await?;
+            sync_server::secrets::shared_secret(store.as_ref(), &keys, "refresh_token_key").await?;
+            let done = sync_server::secrets::reseal_all(store.as_ref(), &keys).await?;
+            store
+                .append_audit(NewAuditEntry::new("cli", "secrets.rotated", "ok").details(
+                    serde_json::json!({
+                        "key": keys.current_id(),
+                        "resealed": done.resealed,
+                        "unreadable": done.unknown,
+                    }),
+                ))
+                .await?;
+            store.close().await?;
+            println!(
+                "sealed under key {}: {} resealed, {} already current, {} sealed by an unknown key (left as they are)",
+                keys.current_id(),
+                done.resealed,
+                done.current,
+                done.unknown
+            );
+            if done.unknown > 0 {
+                anyhow::bail!(
+                    "{} secrets are sealed by a key not in secrets_key_file or secrets_previous_key_files",
+                    done.unknown
+                );
+            }
         }
     }
     Ok(())

@@ -45,6 +45,8 @@ pub enum ServeError {
     },
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsSetupError),
+    #[error("secrets key: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -187,6 +189,7 @@ pub async fn start_with_store(
     storage_id: String,
 ) -> Result<RunningServer, ServeError> {
     let tls = ServerTls::from_paths(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+    let secrets = Arc::new(config.secret_keys()?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -222,6 +225,7 @@ pub async fn start_with_store(
         presence,
         registry.clone(),
         config,
+        secrets,
     )
     .await?;
     if let Some(feed) = store.change_feed() {

@@ -52,6 +52,31 @@ pub fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
     builder.build().expect("an HTTP client")
 }
 
+/// A secrets key file in `dir`, made once: what the PostgreSQL nodes of a
+/// test share (they refuse to start without one).
+pub fn secrets_key_file(dir: &Path) -> PathBuf {
+    let path = dir.join("shared-secrets.key");
+    if !path.exists() {
+        std::fs::create_dir_all(dir).expect("key dir");
+        sync_server::secrets::write_key_file(&path, &sync_server::secrets::new_key_text())
+            .expect("write the key");
+    }
+    path
+}
+
+/// A TOML config file in `dir` naming the key of [`secrets_key_file`], for
+/// server processes (`--config FILE`).
+pub fn secrets_config_file(dir: &Path) -> PathBuf {
+    let key = secrets_key_file(dir);
+    let path = dir.join("secrets.toml");
+    std::fs::write(
+        &path,
+        format!("secrets_key_file = {:?}\n", key.display().to_string()),
+    )
+    .expect("write the config");
+    path
+}
+
 /// Test defaults: an ephemeral port on loopback.
 pub fn test_config(data_dir: &Path) -> Config {
     Config {

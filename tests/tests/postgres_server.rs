@@ -45,6 +45,7 @@ async fn clients_sync_through_a_postgres_backed_server_and_its_restart() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("server"),
         database_url: Some(url.clone()),
+        secrets_key_file: Some(sync_tests::secrets_key_file(dir.path())),
         compact_after_chunks: 3,
         ..Config::default()
     };
@@ -198,6 +199,7 @@ async fn two_nodes_on_one_database_push_each_others_changes() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join(name),
         database_url: Some(url.clone()),
+        secrets_key_file: Some(sync_tests::secrets_key_file(dir.path())),
         compact_after_chunks: 4,
         ..Config::default()
     };
@@ -258,7 +260,13 @@ async fn a_client_fails_over_to_another_node_when_its_node_is_killed() {
     let (_cluster, url) = PgCluster::start_with_database().await;
     let dir = tempfile::tempdir().unwrap();
     let token = admin_token(&url).await;
-    let options = ["--database-url", url.as_str()];
+    let secrets = sync_tests::secrets_config_file(dir.path());
+    let options = [
+        "--database-url",
+        url.as_str(),
+        "--config",
+        secrets.to_str().unwrap(),
+    ];
     let node1 = ServerProcess::start_with(&dir.path().join("n1"), "127.0.0.1:0", &options);
     let node2 = ServerProcess::start_with(&dir.path().join("n2"), "127.0.0.1:0", &options);
 
@@ -317,6 +325,7 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join(name),
         database_url: Some(url.clone()),
+        secrets_key_file: Some(sync_tests::secrets_key_file(dir.path())),
         ..Config::default()
     };
     let node1 = sync_server::start(&node("node1")).await.unwrap();

@@ -179,6 +179,37 @@ async fn exercise(store: Arc<dyn Store>) {
         ),
         (Some("JBSWY3DPEHPK3PXP"), true, Some(101))
     );
+    // Sealing replaces the stored form only if unchanged, and keeps the
+    // enrollment as it is.
+    assert_eq!(
+        store.totp_secrets().await.unwrap(),
+        vec![(user.id.clone(), "JBSWY3DPEHPK3PXP".to_owned())]
+    );
+    assert!(
+        !store
+            .replace_totp_secret(&user.id, "SOMETHINGELSE", "sealed:x")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_totp_secret(&user.id, "JBSWY3DPEHPK3PXP", "sealed:x")
+            .await
+            .unwrap()
+    );
+    let found = store
+        .user_by_email("ada@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            found.totp_secret.as_deref(),
+            found.totp_confirmed,
+            found.totp_last_step
+        ),
+        (Some("sealed:x"), true, Some(101))
+    );
     // Re-enrolling resets confirmation and the replay window.
     store
         .set_totp_secret(&user.id, "KRSXG5CTMVRXEZLU")
@@ -456,6 +487,19 @@ async fn sessions(store: &dyn Store, user_id: &str) {
     let secret = store.shared_secret("k", b"first").await.unwrap();
     assert_eq!(secret, b"first");
     assert_eq!(store.shared_secret("k", b"second").await.unwrap(), b"first");
+    assert!(
+        !store
+            .replace_shared_secret("k", b"stale", b"third")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_shared_secret("k", b"first", b"third")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.shared_secret("k", b"fourth").await.unwrap(), b"third");
 
     // API keys: listed without tokens, revoked once.
     let key = store

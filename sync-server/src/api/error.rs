@@ -61,6 +61,11 @@ pub enum ApiError {
     BadRequest(String),
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// A sealed secret this server cannot open (its key is missing).
+    #[error(
+        "this account's authenticator cannot be checked here: {0}; an administrator can reset it"
+    )]
+    SecretUnavailable(crate::secrets::SecretsError),
 }
 
 /// Seconds to wait, rounded up (a client retrying sooner would be refused again).
@@ -96,6 +101,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::SecretUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "secret_unavailable")
+            }
         }
     }
 
@@ -114,6 +122,9 @@ impl IntoResponse for ApiError {
         if let ApiError::Store(error) | ApiError::Unauthenticated(AuthFailure::Store(error)) = &self
         {
             tracing::error!(%error, "API request failed on the store");
+        }
+        if let ApiError::SecretUnavailable(error) = &self {
+            tracing::error!(%error, "a sealed secret did not open");
         }
         let retry_after = match &self {
             ApiError::Throttled(wait) | ApiError::RateLimited(wait) => Some(whole_seconds(*wait)),

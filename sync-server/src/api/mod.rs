@@ -44,6 +44,8 @@ pub struct ApiState {
     pub throttle: Arc<Mutex<Throttle>>,
     /// Derives the pair a refresh returns (shared by all nodes through the store).
     pub token_secret: Arc<Vec<u8>>,
+    /// Seal TOTP secrets (and the token secret) at rest.
+    pub secrets: Arc<crate::secrets::SecretKeys>,
     /// Requests per signed-in user or API key (`None`: unlimited).
     pub per_user: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
     /// Devices online per document (from presence beacons).
@@ -60,10 +62,20 @@ impl ApiState {
         presence: crate::presence::PresenceBoard,
         registry: crate::registry::Registry,
         config: &crate::Config,
+        secrets: Arc<crate::secrets::SecretKeys>,
     ) -> Result<Self, crate::store::StoreError> {
-        let mut candidate = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut candidate);
-        let token_secret = store.shared_secret("refresh_token_key", &candidate).await?;
+        let token_secret =
+            crate::secrets::shared_secret(store.as_ref(), &secrets, "refresh_token_key").await?;
+        // A store from before sealing (or sealed by a previous key) is
+        // sealed under the current key now.
+        let resealed = crate::secrets::reseal_all(store.as_ref(), &secrets).await?;
+        if resealed.resealed > 0 || resealed.unknown > 0 {
+            tracing::info!(
+                ?resealed,
+                key = secrets.current_id(),
+                "TOTP secrets sealed at rest"
+            );
+        }
         let require_2fa = [Role::Admin, Role::Staff, Role::Member]
             .into_iter()
             .filter(|role| config.requires_2fa(*role))
@@ -80,6 +92,7 @@ impl ApiState {
                 ..ThrottlePolicy::default()
             }))),
             token_secret: Arc::new(token_secret),
+            secrets,
             presence,
             registry,
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
@@ -92,6 +105,20 @@ impl ApiState {
                 },
             ),
         })
+    }
+
+    /// A user's TOTP secret (base32), opened from its sealed form.
+    pub fn totp_secret(&self, user: &crate::store::User) -> Result<Option<String>, ApiError> {
+        let Some(stored) = &user.totp_secret else {
+            return Ok(None);
+        };
+        let plain = self
+            .secrets
+            .open(&crate::secrets::totp_purpose(&user.id), stored)
+            .map_err(ApiError::SecretUnavailable)?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| ApiError::SecretUnavailable(crate::secrets::SecretsError::Tampered))
     }
 
     /// Appends to the audit log; a failure is logged, never shown to the caller.

@@ -438,7 +438,7 @@ pub async fn second_factor(
     state.throttle_check(&user.id, &address, "code").await?;
     let factor = match (&request.code, &request.recovery_code) {
         (Some(code), None) => {
-            let secret = user.totp_secret.clone().unwrap_or_default();
+            let secret = state.totp_secret(&user)?.unwrap_or_default();
             if let Err(reason) = state.accept_totp(&user, &secret, code, false).await {
                 state
                     .code_failed(&user, &address, "auth.second_factor", reason)
@@ -525,7 +525,13 @@ pub async fn enroll_start(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state
         .store
-        .set_totp_secret(&user.id, &enrollment.secret_base32)
+        .set_totp_secret(
+            &user.id,
+            &state.secrets.seal(
+                &crate::secrets::totp_purpose(&user.id),
+                enrollment.secret_base32.as_bytes(),
+            ),
+        )
         .await?;
     state
         .audit(
@@ -571,7 +577,7 @@ pub async fn enroll_confirm(
         .live_challenge(&request.challenge, ChallengePurpose::Enroll)
         .await?;
     state.throttle_check(&user.id, &address, "code").await?;
-    let Some(secret) = user.totp_secret.clone() else {
+    let Some(secret) = state.totp_secret(&user)? else {
         return Err(ApiError::BadRequest(
             "start the enrollment first (/api/auth/enroll/start)".into(),
         ));
@@ -822,7 +828,7 @@ pub async fn step_up(
     Json(request): Json<StepUpRequest>,
 ) -> Result<StatusCode, ApiError> {
     let (session_id, user) = signed_in_user(&state, &caller).await?;
-    let Some(secret) = user.totp_secret.clone().filter(|_| user.totp_confirmed) else {
+    let Some(secret) = state.totp_secret(&user)?.filter(|_| user.totp_confirmed) else {
         return Err(ApiError::Forbidden(
             "step-up needs an enrolled authenticator".into(),
         ));

@@ -611,6 +611,49 @@ impl SessionStore for PostgresStore {
             .get(0))
     }
 
+    async fn replace_shared_secret(
+        &self,
+        name: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2",
+                &[&name, &expected, &value],
+            )
+            .await?
+            == 1)
+    }
+
+    async fn totp_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn replace_totp_secret(
+        &self,
+        user_id: &str,
+        expected: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE users SET totp_secret = $3 WHERE id = $1 AND totp_secret = $2",
+                &[&user_id, &expected, &value],
+            )
+            .await?
+            == 1)
+    }
+
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client

@@ -309,6 +309,24 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// The named secret shared by all nodes, created from `candidate` if absent.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Replaces a shared secret's stored form, only if it is still `expected`
+    /// (sealing, rotation); false when another writer got there first.
+    async fn replace_shared_secret(
+        &self,
+        name: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Every stored TOTP secret, as `(user id, stored form)`.
+    async fn totp_secrets(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Replaces a TOTP secret's stored form (enrollment state unchanged),
+    /// only if it is still `expected`.
+    async fn replace_totp_secret(
+        &self,
+        user_id: &str,
+        expected: &str,
+        value: &str,
+    ) -> Result<bool, StoreError>;
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
     /// False if unknown or already revoked.
@@ -419,6 +437,15 @@ macro_rules! delegate_session_store {
             }
             async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, $crate::store::StoreError> {
                 self.$field.shared_secret(name, candidate).await
+            }
+            async fn replace_shared_secret(&self, name: &str, expected: &[u8], value: &[u8]) -> Result<bool, $crate::store::StoreError> {
+                self.$field.replace_shared_secret(name, expected, value).await
+            }
+            async fn totp_secrets(&self) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                self.$field.totp_secrets().await
+            }
+            async fn replace_totp_secret(&self, user_id: &str, expected: &str, value: &str) -> Result<bool, $crate::store::StoreError> {
+                self.$field.replace_totp_secret(user_id, expected, value).await
             }
             async fn list_api_keys(&self) -> Result<Vec<$crate::store::sessions::ApiKeyInfo>, $crate::store::StoreError> {
                 self.$field.list_api_keys().await

@@ -642,6 +642,49 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn replace_shared_secret(
+        &self,
+        name: &str,
+        expected: &[u8],
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (name, expected, value) = (name.to_owned(), expected.to_vec(), value.to_vec());
+        self.with_conn("replace_shared_secret", move |conn| {
+            Ok(conn.execute(
+                "UPDATE server_secrets SET value = ?3 WHERE name = ?1 AND value = ?2",
+                params![name, expected, value],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn totp_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with_conn("totp_secrets", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn replace_totp_secret(
+        &self,
+        user_id: &str,
+        expected: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, expected, value) = (user_id.to_owned(), expected.to_owned(), value.to_owned());
+        self.with_conn("replace_totp_secret", move |conn| {
+            Ok(conn.execute(
+                "UPDATE users SET totp_secret = ?3 WHERE id = ?1 AND totp_secret = ?2",
+                params![id, expected, value],
+            )? == 1)
+        })
+        .await
+    }
+
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         self.with_conn("list_api_keys", move |conn| {
             let mut stmt = conn.prepare(
