@@ -110,6 +110,7 @@ pub static SERVER_POSTGRES: MigrationSet = MigrationSet {
         migration!("server-postgres", 0005, "sessions"),
         migration!("server-postgres", 0006, "settings_backups"),
         migration!("server-postgres", 0007, "one_org_config"),
+        migration!("server-postgres", 0008, "sign_in_throttle"),
     ],
 };
 

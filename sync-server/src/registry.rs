@@ -153,7 +153,9 @@ impl Registry {
                         let docs = registry.inner.docs.lock().expect("registry mutex poisoned");
                         docs.values().map(|e| e.tx.clone()).collect()
                     }
-                    Ok(ChangeNotice::AccessRevoked { .. }) => continue,
+                    Ok(ChangeNotice::AccessRevoked { .. } | ChangeNotice::Presence { .. }) => {
+                        continue;
+                    }
                     Err(RecvError::Closed) => return,
                 };
                 for tx in targets {

@@ -201,7 +201,11 @@ pub async fn start_with_store(
     let server_peer_id = format!("sync-server-{}", uuid::Uuid::new_v4());
     let live = LiveConnections::default();
     let security = SecuritySignals::default();
-    let presence = crate::presence::PresenceBoard::default();
+    // Nodes sharing a store (PostgreSQL) share what they hear of presence.
+    let presence = match store.change_feed() {
+        Some(feed) => share_presence(feed, store.clone(), shutdown_rx.clone()),
+        None => crate::presence::PresenceBoard::default(),
+    };
     let registry = Registry::new(
         store.clone(),
         DocumentSettings {
@@ -286,6 +290,12 @@ pub async fn start_with_store(
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "expired session rows pruned"),
                     Err(error) => tracing::warn!(%error, "pruning expired session rows failed"),
+                }
+                if let Some(ledger) = store.throttle_ledger() {
+                    let policy = crate::identity::throttle::ThrottlePolicy::default();
+                    if let Err(error) = ledger.throttle_prune(&policy, auth::unix_ms()).await {
+                        tracing::warn!(%error, "pruning sign-in throttle rows failed");
+                    }
                 }
             }
         });
@@ -535,11 +545,52 @@ fn follow_revocations(
                         }
                     }
                 }
-                Ok(ChangeNotice::Written { .. }) => {}
+                Ok(ChangeNotice::Written { .. } | ChangeNotice::Presence { .. }) => {}
                 Err(RecvError::Closed) => return,
             }
         }
     });
+}
+
+/// A presence board that sends this node's notes to the other nodes and
+/// applies theirs.
+fn share_presence(
+    mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
+    store: Arc<dyn Store>,
+    mut stop: watch::Receiver<bool>,
+) -> crate::presence::PresenceBoard {
+    use tokio::sync::broadcast::error::RecvError;
+    let (outbox, mut notes) = mpsc::unbounded_channel::<crate::presence::PresenceNote>();
+    let board = crate::presence::PresenceBoard::shared(outbox);
+    tokio::spawn(async move {
+        loop {
+            let note = tokio::select! {
+                note = notes.recv() => note,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let Some(note) = note else { return };
+            let text = serde_json::to_string(&note).expect("a presence note serialises");
+            if let Err(error) = store.announce_presence(&text).await {
+                tracing::warn!(%error, "presence not shared with the other nodes");
+            }
+        }
+    });
+    let remote = board.clone();
+    tokio::spawn(async move {
+        loop {
+            match feed.recv().await {
+                Ok(ChangeNotice::Presence { node, note }) => match serde_json::from_str(&note) {
+                    Ok(note) => remote.apply_remote(&node, note),
+                    Err(error) => {
+                        tracing::warn!(%error, "a presence note from another node is unreadable")
+                    }
+                },
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    board
 }
 
 /// A refused sign-in at the upgrade is audited (with the address, never the token).

@@ -376,3 +376,127 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
     node1.shutdown().await.unwrap();
     node2.shutdown().await.unwrap();
 }
+
+/// Two in-process nodes on one PostgreSQL database, sharing a secrets key.
+async fn two_nodes(
+    url: &str,
+    dir: &std::path::Path,
+) -> (sync_server::RunningServer, sync_server::RunningServer) {
+    let node = |name: &str| Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.join(name),
+        database_url: Some(url.to_owned()),
+        secrets_key_file: Some(sync_tests::secrets_key_file(dir)),
+        ..Config::default()
+    };
+    (
+        sync_server::start(&node("node1")).await.unwrap(),
+        sync_server::start(&node("node2")).await.unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_failures_spread_over_two_nodes_are_throttled_as_one() {
+    use sync_tests::accounts::Api;
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (node1, node2) = two_nodes(&url, dir.path()).await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    sync_tests::create_user(&store, "mo@example.org", Role::Member, "correct horse").await;
+    let apis = [Api::new(&node1.sync_url()), Api::new(&node2.sync_url())];
+    // Three free failures in all (the default), alternating nodes, then one
+    // that starts the delay: each node alone has seen only two or three.
+    let mut statuses = Vec::new();
+    for attempt in 0..4 {
+        let reply = apis[attempt % 2]
+            .login("mo@example.org", "wrong", "probe")
+            .await;
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401], "{statuses:?}");
+    // The next attempt, on the node that has seen only two failures itself,
+    // must wait: the records are shared.
+    let throttled = apis[0]
+        .login("mo@example.org", "correct horse", "probe")
+        .await;
+    assert_eq!(
+        (throttled.status, throttled.error()),
+        (429, "throttled"),
+        "{:?}",
+        throttled.body
+    );
+    assert!(throttled.body["retry_after_secs"].as_u64().is_some());
+    let on_other = apis[1]
+        .login("mo@example.org", "correct horse", "probe")
+        .await;
+    assert_eq!(on_other.status, 429);
+    // After the wait, the right password works, and clears the record for both.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    apis[1]
+        .login("mo@example.org", "correct horse", "probe")
+        .await
+        .ok();
+    node1.shutdown().await.unwrap();
+    node2.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_on_one_node_lists_a_tablet_connected_to_another() {
+    use sync_tests::accounts::Api;
+    let (_cluster, url) = PgCluster::start_with_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = admin_token(&url).await;
+    let (node1, node2) = two_nodes(&url, dir.path()).await;
+
+    // The event: made on an admin replica, uploaded through node 1.
+    let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
+    let event = sync_tests::seed_event(&admin, "fest", "Fest", &[("main", "Main")], 5);
+    let api1 = Api::new(&node1.sync_url());
+    api1.post(
+        "/api/documents",
+        Some(&token),
+        serde_json::json!({ "document_id": event.to_string(), "kind": "event", "scope": "fest" }),
+    )
+    .await
+    .ok();
+    let admin_sync = admin.start_sync(SyncConfig::new(node1.sync_url(), &token));
+    wait_until("the event reaches node 1", LIMIT, || async {
+        admin.sync_status().pending_changes == 0
+    })
+    .await;
+
+    // A door tablet on node 2.
+    let door = ClientCore::open(dir.path().join("door.sqlite3")).unwrap();
+    let door_sync = door.start_sync(SyncConfig::new(node2.sync_url(), &token));
+    door.find(event).unwrap();
+    wait_until("the door tablet has the event", LIMIT, || async {
+        door.counts(event, Some("main"))
+            .is_ok_and(|c| c.expected == 5)
+    })
+    .await;
+    let path = format!("/api/presence?document_id={event}");
+    let listed_on_node1 = || async {
+        api1.get(&path, &token)
+            .await
+            .body
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["list_id"] == "main"))
+    };
+    assert!(!listed_on_node1().await);
+    door.set_presence(event, Some("main"));
+    wait_until(
+        "node 1's dashboard lists the tablet on node 2",
+        Duration::from_secs(2),
+        listed_on_node1,
+    )
+    .await;
+    // And drops it when its connection to node 2 ends.
+    door_sync.stop().await;
+    wait_until("node 1 drops the tablet", LIMIT, || async {
+        !listed_on_node1().await
+    })
+    .await;
+    admin_sync.stop().await;
+    node1.shutdown().await.unwrap();
+    node2.shutdown().await.unwrap();
+}

@@ -40,8 +40,10 @@ pub struct ApiState {
     pub policy: SessionPolicy,
     pub require_2fa: Vec<Role>,
     pub totp_issuer: String,
-    /// Failed sign-in steps, keyed `account:<email or id>` and `address:<ip>`.
+    /// Failed sign-in steps, keyed `account:<email or id>` and `address:<ip>`
+    /// (in memory; nodes on a shared store use its `ThrottleLedger` instead).
     pub throttle: Arc<Mutex<Throttle>>,
+    pub throttle_policy: ThrottlePolicy,
     /// Derives the pair a refresh returns (shared by all nodes through the store).
     pub token_secret: Arc<Vec<u8>>,
     /// Seal TOTP secrets (and the token secret) at rest.
@@ -76,6 +78,10 @@ impl ApiState {
                 "TOTP secrets sealed at rest"
             );
         }
+        let throttle_policy = ThrottlePolicy {
+            free_attempts: config.sign_in_free_attempts,
+            ..ThrottlePolicy::default()
+        };
         let require_2fa = [Role::Admin, Role::Staff, Role::Member]
             .into_iter()
             .filter(|role| config.requires_2fa(*role))
@@ -87,10 +93,8 @@ impl ApiState {
             policy: config.session_policy(),
             require_2fa,
             totp_issuer: config.totp_issuer.clone(),
-            throttle: Arc::new(Mutex::new(Throttle::new(ThrottlePolicy {
-                free_attempts: config.sign_in_free_attempts,
-                ..ThrottlePolicy::default()
-            }))),
+            throttle: Arc::new(Mutex::new(Throttle::new(throttle_policy))),
+            throttle_policy,
             token_secret: Arc::new(token_secret),
             secrets,
             presence,

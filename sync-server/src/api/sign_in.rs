@@ -3,7 +3,6 @@
 //! rotation, reuse detection and a grace retry; logout; step-up.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -108,19 +107,30 @@ fn address_key(address: &str) -> String {
 }
 
 impl ApiState {
-    /// Refuses the attempt if the account or the address must still wait.
+    /// Refuses the attempt if the account or the address must still wait
+    /// (on every node, when the store shares the records).
     async fn throttle_check(
         &self,
         account: &str,
         address: &str,
         step: &str,
     ) -> Result<(), ApiError> {
-        let now = Instant::now();
-        let wait = {
-            let mut throttle = self.throttle.lock().expect("throttle poisoned");
-            let a = throttle.check(&account_key(account), now).err();
-            let b = throttle.check(&address_key(address), now).err();
-            a.max(b)
+        let now = crate::auth::unix_ms();
+        let keys = [account_key(account), address_key(address)];
+        let wait = match self.store.throttle_ledger() {
+            Some(ledger) => {
+                let records = ledger.throttle_records(&keys).await?;
+                records
+                    .iter()
+                    .filter_map(|r| self.throttle_policy.wait(r.as_ref(), now))
+                    .max()
+            }
+            None => {
+                let mut throttle = self.throttle.lock().expect("throttle poisoned");
+                let a = throttle.check(&keys[0], now).err();
+                let b = throttle.check(&keys[1], now).err();
+                a.max(b)
+            }
         };
         let Some(wait) = wait else {
             return Ok(());
@@ -137,19 +147,33 @@ impl ApiState {
         Err(ApiError::Throttled(wait))
     }
 
-    fn throttle_failure(&self, account: &str, address: &str) {
-        let now = Instant::now();
+    async fn throttle_failure(&self, account: &str, address: &str) -> Result<(), ApiError> {
+        let now = crate::auth::unix_ms();
+        let keys = [account_key(account), address_key(address)];
+        if let Some(ledger) = self.store.throttle_ledger() {
+            ledger
+                .throttle_failure(&keys, &self.throttle_policy, now)
+                .await?;
+            return Ok(());
+        }
         let mut throttle = self.throttle.lock().expect("throttle poisoned");
-        throttle.failure(&account_key(account), now);
-        throttle.failure(&address_key(address), now);
+        throttle.failure(&keys[0], now);
+        throttle.failure(&keys[1], now);
         throttle.prune(now);
+        Ok(())
     }
 
-    fn throttle_success(&self, account: &str) {
-        self.throttle
-            .lock()
-            .expect("throttle poisoned")
-            .success(&account_key(account));
+    async fn throttle_success(&self, account: &str) -> Result<(), ApiError> {
+        let key = account_key(account);
+        match self.store.throttle_ledger() {
+            Some(ledger) => ledger.throttle_clear(&key).await?,
+            None => self
+                .throttle
+                .lock()
+                .expect("throttle poisoned")
+                .success(&key),
+        }
+        Ok(())
     }
 
     /// The device for a new session: the client's own if it is this user's
@@ -243,7 +267,9 @@ impl ApiState {
 
     /// A wrong code: throttled, counted towards an alert, audited.
     async fn code_failed(&self, user: &User, address: &str, step: &str, reason: &str) {
-        self.throttle_failure(&user.id, address);
+        if let Err(error) = self.throttle_failure(&user.id, address).await {
+            tracing::error!(%error, "a failed code was not counted by the throttle");
+        }
         metrics::counter!(crate::metrics::SIGN_IN_FAILURES, "reason" => reason.to_owned())
             .increment(1);
         self.audit(
@@ -329,7 +355,7 @@ pub async fn login(
                 Some(_) => "wrong_password",
                 None => "unknown_email",
             };
-            state.throttle_failure(&email, &address);
+            state.throttle_failure(&email, &address).await?;
             metrics::counter!(crate::metrics::SIGN_IN_FAILURES, "reason" => reason).increment(1);
             state
                 .audit(
@@ -342,7 +368,7 @@ pub async fn login(
             return Err(ApiError::InvalidCredentials);
         }
     };
-    state.throttle_success(&email);
+    state.throttle_success(&email).await?;
     let purpose = if user.totp_confirmed {
         Some(ChallengePurpose::SecondFactor)
     } else if state.require_2fa.contains(&user.role) {
@@ -478,7 +504,7 @@ pub async fn second_factor(
     {
         return Err(ApiError::InvalidChallenge);
     }
-    state.throttle_success(&user.id);
+    state.throttle_success(&user.id).await?;
     let session = state
         .open_session(
             &user,
@@ -601,7 +627,7 @@ pub async fn enroll_confirm(
         .store
         .replace_recovery_codes(&user.id, &hashes)
         .await?;
-    state.throttle_success(&user.id);
+    state.throttle_success(&user.id).await?;
     state
         .audit(
             NewAuditEntry::new(format!("user:{}", user.id), "auth.totp_enrolled", "ok")
@@ -845,7 +871,7 @@ pub async fn step_up(
             .await;
         return Err(ApiError::InvalidCode(reason));
     }
-    state.throttle_success(&user.id);
+    state.throttle_success(&user.id).await?;
     state
         .store
         .record_second_factor(&session_id, unix_ms())
@@ -877,7 +903,7 @@ pub async fn change_password(
         .throttle_check(&user.email, &caller.address, "password")
         .await?;
     if !verify_password_blocking(user.password_hash.clone(), request.current_password).await {
-        state.throttle_failure(&user.email, &caller.address);
+        state.throttle_failure(&user.email, &caller.address).await?;
         state
             .audit(
                 caller

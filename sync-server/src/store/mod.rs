@@ -17,6 +17,7 @@ pub use sqlite::{SqliteStore, database_path as sqlite_database_path};
 
 use crate::audit::{AuditEntry, NewAuditEntry};
 use crate::auth::Role;
+pub use crate::identity::throttle::{ThrottlePolicy, ThrottleRecord};
 
 /// A document as persisted: the last compacted snapshot and the chunks
 /// appended since, in order. Loading = snapshot, then each chunk.
@@ -66,6 +67,12 @@ pub enum ChangeNotice {
         kind: String,
         id: String,
     },
+    /// Another node heard a presence beacon, or a connection left
+    /// (`note` is a JSON `presence::PresenceNote`).
+    Presence {
+        node: String,
+        note: String,
+    },
 }
 
 /// An API key as stored (never the token itself).
@@ -110,6 +117,30 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// Sign-in failure records shared by every node on one store, so failures
+/// spread over nodes are throttled as one. A store that serves one node
+/// has none: that node keeps its records in memory.
+#[async_trait]
+pub trait ThrottleLedger: Send + Sync {
+    /// The records of `keys`, in order (`None` where a key has none).
+    async fn throttle_records(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<ThrottleRecord>>, StoreError>;
+    /// One more failure for each of `keys`, computed by `policy` from the
+    /// stored record under a row lock (two nodes cannot both miss one).
+    async fn throttle_failure(
+        &self,
+        keys: &[String],
+        policy: &ThrottlePolicy,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    async fn throttle_clear(&self, key: &str) -> Result<(), StoreError>;
+    /// Drops records `policy` has forgotten; how many.
+    async fn throttle_prune(&self, policy: &ThrottlePolicy, now_ms: i64)
+    -> Result<u64, StoreError>;
+}
+
 /// Everything the server persists.
 #[async_trait]
 pub trait Store: SessionStore {
@@ -152,6 +183,15 @@ pub trait Store: SessionStore {
     /// Tells the other nodes sharing this store to close connections of
     /// `kind`/`id` (see [`ChangeNotice::AccessRevoked`]); nothing to do alone.
     async fn announce_revocation(&self, _kind: &str, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Failure records shared with the other nodes (`None`: this node alone).
+    fn throttle_ledger(&self) -> Option<&dyn ThrottleLedger> {
+        None
+    }
+    /// Tells the other nodes sharing this store what this node heard of
+    /// presence (see [`ChangeNotice::Presence`]); nothing to do alone.
+    async fn announce_presence(&self, _note: &str) -> Result<(), StoreError> {
         Ok(())
     }
     /// Appends to the hash-chained audit log (serialised across writers).

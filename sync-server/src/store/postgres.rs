@@ -34,6 +34,7 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 const CHANNEL: &str = "sync_document_written";
 /// The channel access revocations are announced on: `<node> <kind> <id>`.
 const REVOKE_CHANNEL: &str = "sync_access_revoked";
+const PRESENCE_CHANNEL: &str = "sync_presence";
 
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -376,6 +377,21 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn throttle_ledger(&self) -> Option<&dyn super::ThrottleLedger> {
+        Some(self)
+    }
+
+    async fn announce_presence(&self, note: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!("SELECT pg_notify('{PRESENCE_CHANNEL}', $1)"),
+                &[&format!("{} {note}", self.node_id)],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
         let started = Instant::now();
         let mut client = self.pool.get().await?;
@@ -588,11 +604,24 @@ async fn listen(
                 Ok(())
             });
             client
-                .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {REVOKE_CHANNEL}"))
+                .batch_execute(&format!(
+                    "LISTEN {CHANNEL}; LISTEN {REVOKE_CHANNEL}; LISTEN {PRESENCE_CHANNEL}"
+                ))
                 .await?;
             // Anything written before LISTEN took effect is picked up here.
             let _ = feed.send(ChangeNotice::Resync);
             while let Some((channel, payload)) = rx.recv().await {
+                if channel == PRESENCE_CHANNEL {
+                    if let Some((node, note)) = payload.split_once(' ')
+                        && node != node_id
+                    {
+                        let _ = feed.send(ChangeNotice::Presence {
+                            node: node.to_owned(),
+                            note: note.to_owned(),
+                        });
+                    }
+                    continue;
+                }
                 let mut parts = payload.split(' ');
                 if channel == REVOKE_CHANNEL {
                     if let (Some(node), Some(kind), Some(id)) =
@@ -635,5 +664,107 @@ async fn listen(
             _ = stop.wait_for(|s| *s) => return,
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[async_trait]
+impl super::ThrottleLedger for PostgresStore {
+    async fn throttle_records(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<super::ThrottleRecord>>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT key, failures, last_failure_ms, not_before_ms FROM sign_in_throttle
+                 WHERE key = ANY($1)",
+                &[&keys],
+            )
+            .await?;
+        let found: std::collections::HashMap<String, super::ThrottleRecord> = rows
+            .iter()
+            .map(|r| (r.get(0), throttle_record(r.get(1), r.get(2), r.get(3))))
+            .collect();
+        Ok(keys.iter().map(|k| found.get(k).copied()).collect())
+    }
+
+    async fn throttle_failure(
+        &self,
+        keys: &[String],
+        policy: &super::ThrottlePolicy,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Sorted, so two nodes failing the same pair lock in the same order.
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            tx.execute(
+                "INSERT INTO sign_in_throttle (key, failures, last_failure_ms, not_before_ms)
+                 VALUES ($1, 0, 0, 0) ON CONFLICT (key) DO NOTHING",
+                &[key],
+            )
+            .await?;
+            let row = tx
+                .query_one(
+                    "SELECT failures, last_failure_ms, not_before_ms FROM sign_in_throttle
+                     WHERE key = $1 FOR UPDATE",
+                    &[key],
+                )
+                .await?;
+            let stored = throttle_record(row.get(0), row.get(1), row.get(2));
+            let previous = (stored.failures > 0).then_some(stored);
+            let next = policy.after_failure(previous, now_ms);
+            tx.execute(
+                "UPDATE sign_in_throttle SET failures = $2, last_failure_ms = $3, not_before_ms = $4
+                 WHERE key = $1",
+                &[
+                    key,
+                    &i64::from(next.failures),
+                    &next.last_failure_ms,
+                    &next.not_before_ms,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn throttle_clear(&self, key: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM sign_in_throttle WHERE key = $1", &[&key])
+            .await?;
+        Ok(())
+    }
+
+    async fn throttle_prune(
+        &self,
+        policy: &super::ThrottlePolicy,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let forget_ms = i64::try_from(policy.forget_after.as_millis()).unwrap_or(i64::MAX);
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM sign_in_throttle WHERE last_failure_ms <= $1",
+                &[&now_ms.saturating_sub(forget_ms)],
+            )
+            .await?)
+    }
+}
+
+fn throttle_record(
+    failures: i64,
+    last_failure_ms: i64,
+    not_before_ms: i64,
+) -> super::ThrottleRecord {
+    super::ThrottleRecord {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        last_failure_ms,
+        not_before_ms,
     }
 }
