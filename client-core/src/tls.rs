@@ -79,6 +79,12 @@ impl ServerTrust {
         Ok(self)
     }
 
+    /// The rustls configuration this trust makes, for an app's own
+    /// connections (e.g. a raw websocket) to trust exactly what sync does.
+    pub fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, TrustError> {
+        self.client_config().map(Arc::new)
+    }
+
     pub fn is_default(&self) -> bool {
         self.extra_roots.is_empty() && self.pins.is_empty()
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use client_core::event_model::document::{CheckinList, EventInfo};
 use client_core::event_model::rules::{Answer, Direction, ListRules};
-use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
+use client_core::{ClientCore, DocumentId, SyncHandle};
 use serde_json::{Value, json};
 
 use crate::Args;
@@ -61,7 +61,7 @@ async fn seed_event(
         .context("import aborted")?;
     let import_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let sync = admin.start_sync(SyncConfig::new(args.urls[0].clone(), &args.token));
+    let sync = admin.start_sync(args.sync_config(&args.urls[0])?);
     wait_for("the upload", Duration::from_secs(args.timeout_secs), || {
         admin.sync_status().pending_changes == 0
     })
@@ -82,7 +82,7 @@ pub async fn event_download(args: &Args) -> anyhow::Result<Value> {
         seed_event(args, dir.path(), attendees).await?;
     let tablet = ClientCore::open(dir.path().join("tablet.sqlite3"))?;
     let started = Instant::now();
-    let sync = tablet.start_sync(SyncConfig::new(args.urls[0].clone(), &args.token));
+    let sync = tablet.start_sync(args.sync_config(&args.urls[0])?);
     tablet.find(event)?;
     wait_for(
         "the download",
@@ -138,10 +138,7 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
             _ => dir.path(),
         };
         let tablet = ClientCore::open(place.join(format!("tablet{i}.sqlite3")))?;
-        let sync = tablet.start_sync(SyncConfig::new(
-            args.urls[i % args.urls.len()].clone(),
-            &args.token,
-        ));
+        let sync = tablet.start_sync(args.sync_config(&args.urls[i % args.urls.len()])?);
         tablet.find(event)?;
         wait_for(
             "a tablet's download",
@@ -182,7 +179,7 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         .chain([&door, &admin])
         .map(|r| r.sync_receive_cpu())
         .collect();
-    let door_sync = door.start_sync(SyncConfig::new(args.urls[0].clone(), &args.token));
+    let door_sync = door.start_sync(args.sync_config(&args.urls[0])?);
     wait_for(
         "the door tablet's connection",
         Duration::from_secs(args.timeout_secs),
@@ -217,15 +214,13 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     };
     let server_cpu_before = crate::process_cpu_s(args.server_pid);
     let started = Instant::now();
+    let configs = (0..replicas.len())
+        .map(|i| args.sync_config(&args.urls[i % args.urls.len()]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let syncs: Vec<SyncHandle> = replicas
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            t.start_sync(SyncConfig::new(
-                args.urls[i % args.urls.len()].clone(),
-                &args.token,
-            ))
-        })
+        .zip(configs)
+        .map(|(t, config)| t.start_sync(config))
         .collect();
     let all = || replicas.iter().chain([&door, &admin]);
     // A count per replica, not the scans read back (that alone was a

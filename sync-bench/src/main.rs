@@ -34,7 +34,7 @@ enum Mode {
     OfflineTablets,
 }
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(about = "Load tool for automerge-repo sync servers; prints JSON")]
 struct Args {
     /// Server websocket URL, e.g. ws://127.0.0.1:8080/sync. Repeat it to
@@ -78,6 +78,30 @@ struct Args {
     /// /dev/shm) keeps their writes from slowing the door tablet's fsyncs.
     #[arg(long)]
     tablet_dir: Option<std::path::PathBuf>,
+    /// A CA certificate (PEM) to trust beside the system's roots, for
+    /// `wss://` servers with a private certificate.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// Which servers the bench's connections trust.
+    fn trust(&self) -> anyhow::Result<client_core::ServerTrust> {
+        let trust = client_core::ServerTrust::default();
+        Ok(match &self.ca_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                trust.with_extra_ca_pem(&pem)?
+            }
+            None => trust,
+        })
+    }
+
+    /// A client-core sync configuration for `url`, with the bench's trust.
+    fn sync_config(&self, url: &str) -> anyhow::Result<client_core::SyncConfig> {
+        Ok(client_core::SyncConfig::new(url, &self.token).with_trust(self.trust()?))
+    }
 }
 
 #[derive(Serialize, Default)]
@@ -126,9 +150,11 @@ async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Sock
             .headers_mut()
             .insert("authorization", format!("Bearer {}", args.token).parse()?);
     }
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .context("connecting")?;
+    let connector = tokio_tungstenite::Connector::Rustls(args.trust()?.rustls_config()?);
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+            .await
+            .context("connecting")?;
     let join = Message::Join {
         sender_id: peer_id.to_owned(),
         supported_protocol_versions: vec![PROTOCOL_VERSION.into()],
@@ -370,9 +396,7 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
         .map(|d| (0..args.clients).filter(|i| i % docs == d).count())
         .collect();
     let barrier = std::sync::Arc::new(Barrier::new(args.clients));
-    let args = std::sync::Arc::new(Args {
-        ..args.clone_args()
-    });
+    let args = std::sync::Arc::new(Args { ..args.clone() });
     let server_cpu_before = process_cpu_s(args.server_pid);
     let mut tasks = Vec::new();
     for i in 0..args.clients {
@@ -476,36 +500,18 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
-impl Args {
-    fn clone_args(&self) -> Args {
-        Args {
-            urls: self.urls.clone(),
-            token: self.token.clone(),
-            mode: self.mode,
-            clients: self.clients,
-            docs: self.docs,
-            changes: self.changes,
-            interval_ms: self.interval_ms,
-            hold_secs: self.hold_secs,
-            server_pid: self.server_pid,
-            timeout_secs: self.timeout_secs,
-            attendees: self.attendees,
-            scans: self.scans,
-            tablet_dir: self.tablet_dir.clone(),
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for url in &args.urls {
-        if !(url.starts_with("ws://127.")
-            || url.starts_with("ws://localhost")
-            || url.starts_with("ws://[::1]"))
+        let host = url
+            .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("wss://"))
+            .unwrap_or_default();
+        if !(host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]"))
         {
             bail!(
-                "sync-bench only targets loopback servers (ws://127.x.x.x, ws://localhost, ws://[::1]), not {url}"
+                "sync-bench only targets loopback servers (ws[s]://127.x.x.x, localhost, [::1]), not {url}"
             );
         }
     }

@@ -135,3 +135,75 @@ async fn check_in_modes_lose_nothing_and_flag_every_duplicate() {
     assert_eq!(download["attendees"], 500, "{download}");
     assert!(download["download_until_first_answer_s"].as_f64().unwrap() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_runs_over_tls_trusting_a_venue_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    std::fs::create_dir_all(&data).unwrap();
+    let token = create_token(&data, Role::Admin).await;
+    let ca = sync_tests::tls::TestCa::new("Venue CA");
+    let (cert, key) = ca.issue().write(&dir.path().join("tls"));
+    let ca_file = dir.path().join("tls/ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let server = ServerProcess::start_serving(
+        &data,
+        "127.0.0.1:0",
+        &[],
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    assert!(server.url.starts_with("wss://"));
+    let ca_arg = ca_file.to_str().unwrap();
+    // Raw protocol clients and client-core replicas, both through TLS.
+    let load = bench(
+        &server.url,
+        &token,
+        &[
+            "--clients",
+            "2",
+            "--docs",
+            "1",
+            "--changes",
+            "2",
+            "--ca-file",
+            ca_arg,
+        ],
+    );
+    assert_eq!(load["errors"], serde_json::json!([]), "{load}");
+    assert_eq!(load["accepted_changes"], 4, "{load}");
+    let download = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "event-download",
+            "--attendees",
+            "50",
+            "--ca-file",
+            ca_arg,
+        ],
+    );
+    assert_eq!(download["attendees"], 50, "{download}");
+    assert!(download["download_until_first_answer_s"].as_f64().unwrap() > 0.0);
+    // Without the CA, nothing connects.
+    let out = Command::new(workspace_binary("sync-bench"))
+        .args([
+            "--url",
+            &server.url,
+            "--token",
+            &token,
+            "--clients",
+            "1",
+            "--docs",
+            "1",
+        ])
+        .args(["--timeout-secs", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
