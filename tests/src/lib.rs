@@ -124,6 +124,33 @@ where
     }
 }
 
+/// A task that ends as soon as `core`'s sync status shows it offline, and
+/// never otherwise: still running when checked means it stayed connected.
+pub fn ends_when_offline(core: &client_core::ClientCore) -> tokio::task::JoinHandle<()> {
+    let mut status = core.watch_sync_status();
+    tokio::spawn(async move {
+        loop {
+            if !status.borrow_and_update().connected {
+                return;
+            }
+            if status.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    })
+}
+
+/// The sum of a metric's samples in this process's registry (servers
+/// started in-process), over the lines that contain every one of `labels`.
+pub fn metric_sum(name: &str, labels: &[&str]) -> f64 {
+    sync_server::metrics::install()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Path of a binary built from this workspace (`cargo build --bins` first).
 pub fn workspace_binary(name: &str) -> PathBuf {
     if let Ok(path) = std::env::var(format!("{}_BIN", name.to_uppercase().replace('-', "_"))) {

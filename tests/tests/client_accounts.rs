@@ -275,12 +275,7 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
 }
 
 fn cut_for_expiry() -> f64 {
-    sync_server::metrics::install()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("sync_connections_cut_total") && l.contains("token_expired"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    sync_tests::metric_sum("sync_connections_cut_total", &["token_expired"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,18 +351,7 @@ async fn client_core_renews_its_socket_before_the_token_expires_and_loses_nothin
         core.sync_status().connected
     })
     .await;
-    // Records whether the phone ever showed as offline from here on.
-    let mut status = core.watch_sync_status();
-    let went_offline = tokio::spawn(async move {
-        loop {
-            if !status.borrow_and_update().connected {
-                return;
-            }
-            if status.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    });
+    let went_offline = sync_tests::ends_when_offline(&core);
     let connections_before = connections_opened();
     let started = std::time::Instant::now();
     let mut written = 0;
@@ -412,10 +396,5 @@ async fn client_core_renews_its_socket_before_the_token_expires_and_loses_nothin
 }
 
 fn connections_opened() -> f64 {
-    sync_server::metrics::install()
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("sync_connections_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    sync_tests::metric_sum("sync_connections_total", &[])
 }
