@@ -4,6 +4,8 @@
 //! `load`: N clients share K documents (client i on document i mod K); each
 //! makes M changes whose commit message carries its send time, and every
 //! client measures how long other clients' changes took to reach it.
+//! `writes`: N writers, each on its own document, each change acknowledged
+//! (the server's heads include it, so it is durable) before the next.
 //! `idle`: N connections that only handshake and stay open.
 //! `event-download` and `offline-tablets`: check-in with client-core
 //! replicas (see `checkin.rs`).
@@ -29,6 +31,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 #[serde(rename_all = "kebab-case")]
 enum Mode {
     Load,
+    /// Many writers, each on a document of its own, no other readers: how
+    /// many changes per second the server makes durable and acknowledges.
+    Writes,
     Idle,
     EventDownload,
     OfflineTablets,
@@ -455,6 +460,94 @@ async fn run_load(args: &Args) -> anyhow::Result<Report> {
     })
 }
 
+/// One writer on a document of its own: a change, then its acknowledgement
+/// (the server answers with heads that include it only once it is durable),
+/// `changes` times. Returns the changes acknowledged.
+async fn write_client(args: &Args, index: usize, start: &Barrier) -> anyhow::Result<usize> {
+    let mut doc = Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "writer", index as i64)?;
+    tx.commit();
+    let url = &args.urls[index % args.urls.len()];
+    let connected =
+        Client::connect(args, url, &format!("w{index}"), DocumentId::random(), doc).await;
+    // Every task reaches the barrier once, even after an error.
+    start.wait().await;
+    let mut client = connected?;
+    let mut made = 0;
+    loop {
+        client.send_sync(false).await?;
+        let heads = client.doc.get_heads();
+        while client.state.their_heads.as_ref() != Some(&heads) {
+            let frame = client
+                .socket
+                .next()
+                .await
+                .context("server closed the connection")??;
+            client.on_frame(frame).await?;
+        }
+        if made == args.changes {
+            break;
+        }
+        let mut tx = client.doc.transaction();
+        tx.put(ROOT, "n", made as i64)?;
+        tx.commit();
+        made += 1;
+    }
+    let _ = client.socket.close(None).await;
+    Ok(made)
+}
+
+async fn run_writes(args: &Args) -> anyhow::Result<Report> {
+    let barrier = std::sync::Arc::new(Barrier::new(args.clients + 1));
+    let args = std::sync::Arc::new(args.clone());
+    let mut tasks = Vec::new();
+    for i in 0..args.clients {
+        let (args, barrier) = (args.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            write_client(&args, i, &barrier).await
+        }));
+    }
+    // Timed from when every writer is connected.
+    barrier.wait().await;
+    let server_cpu_before = process_cpu_s(args.server_pid);
+    let started = Instant::now();
+    let (mut accepted, mut finished, mut errors) = (0, 0, Vec::new());
+    for task in tasks {
+        match task.await {
+            Ok(Ok(made)) => {
+                finished += 1;
+                accepted += made;
+            }
+            Ok(Err(e)) => errors.push(format!("{e:#}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let server_cpu_s = server_cpu_before
+        .zip(process_cpu_s(args.server_pid))
+        .map(|(before, after)| after - before);
+    Ok(Report {
+        mode: Mode::Writes,
+        urls: args.urls.clone(),
+        clients: args.clients,
+        docs: args.clients,
+        changes_per_client: args.changes,
+        accepted_changes: accepted,
+        elapsed_s: elapsed,
+        accepted_changes_per_s: accepted as f64 / elapsed,
+        propagation: Latency::default(),
+        connections_held: finished,
+        errors,
+        server_rss_mib: server_rss_mib(args.server_pid),
+        server_cpu_s,
+        // Per acknowledged change here: no other client receives it.
+        server_cpu_us_per_delivery: server_cpu_s
+            .filter(|_| accepted > 0)
+            .map(|cpu| cpu * 1e6 / accepted as f64),
+    })
+}
+
 async fn run_idle(args: &Args) -> anyhow::Result<Report> {
     let before = server_rss_mib(args.server_pid);
     let mut sockets = Vec::with_capacity(args.clients);
@@ -519,6 +612,11 @@ async fn main() -> anyhow::Result<()> {
     let report = match args.mode {
         Mode::Load => serde_json::to_value(
             tokio::time::timeout(limit, run_load(&args))
+                .await
+                .context("timed out")??,
+        )?,
+        Mode::Writes => serde_json::to_value(
+            tokio::time::timeout(limit, run_writes(&args))
                 .await
                 .context("timed out")??,
         )?,

@@ -58,6 +58,26 @@ async fn load_and_idle_modes_report_what_happened() {
         "{load}"
     );
 
+    // 3 writers, 5 acknowledged changes each (plus the one that makes each
+    // writer's document).
+    let writes = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "writes",
+            "--clients",
+            "3",
+            "--changes",
+            "5",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(writes["errors"], serde_json::json!([]), "{writes}");
+    assert_eq!(writes["accepted_changes"], 15, "{writes}");
+    assert!(writes["accepted_changes_per_s"].as_f64().unwrap() > 0.0);
+
     let idle = bench(
         &server.url,
         &token,
