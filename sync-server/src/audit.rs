@@ -57,6 +57,16 @@ impl NewAuditEntry {
         self.details = details;
         self
     }
+
+    /// Adds `"seq"` (a document chunk's sequence number) to the details.
+    pub fn with_seq(mut self, seq: u64) -> Self {
+        if let Some(details) = self.details.as_object_mut() {
+            details.insert("seq".into(), seq.into());
+        } else {
+            self.details = serde_json::json!({ "seq": seq });
+        }
+        self
+    }
 }
 
 /// A stored entry.

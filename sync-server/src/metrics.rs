@@ -21,6 +21,8 @@ pub const DOCUMENT_LOADS: &str = "sync_document_loads_total";
 pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";
 pub const COMPACTIONS: &str = "sync_compactions_total";
 pub const STORE_SECONDS: &str = "store_operation_seconds";
+/// Document writes committed together by the embedded store's writer.
+pub const STORE_GROUP_SIZE: &str = "store_group_commit_writes";
 /// Requests refused by the per-address rate limit.
 pub const HTTP_RATE_LIMITED: &str = "http_rate_limited_total";
 /// Upgrades refused because the principal holds too many connections.

@@ -647,25 +647,27 @@ impl DocActor {
         let Some((chunk, heads)) = self.core().unpersisted() else {
             return true;
         };
-        match self.registry.store.append_chunk(self.id, chunk).await {
+        let changes = self.core().take_accepted();
+        let writers = std::mem::take(&mut self.batch_writers);
+        // The store adds the chunk's `seq`; chunk and entry go in together.
+        let entry = NewAuditEntry::new(
+            writers.into_iter().collect::<Vec<_>>().join(","),
+            "document.write",
+            "ok",
+        )
+        .target(self.id.to_string())
+        .details(serde_json::json!({
+            "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "changes": changes,
+        }));
+        match self
+            .registry
+            .store
+            .append_chunk_audited(self.id, chunk, entry)
+            .await
+        {
             Ok(seq) => {
                 self.chunks_since_snapshot += 1;
-                let changes = self.core().take_accepted();
-                let writers = std::mem::take(&mut self.batch_writers);
-                self.audit(
-                    NewAuditEntry::new(
-                        writers.into_iter().collect::<Vec<_>>().join(","),
-                        "document.write",
-                        "ok",
-                    )
-                    .target(self.id.to_string())
-                    .details(serde_json::json!({
-                        "heads": heads.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-                        "changes": changes,
-                        "seq": seq,
-                    })),
-                )
-                .await;
                 self.core().mark_persisted(heads);
                 if seq == self.applied_through + 1 {
                     self.applied_through = seq;

@@ -194,6 +194,23 @@ pub trait Store: SessionStore {
     async fn announce_presence(&self, _note: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Appends a chunk and its audit entry (`entry`'s details get the
+    /// chunk's `seq`); the seq once the chunk is durable. An audit entry that
+    /// cannot be written is logged, never fails the write. Stores that can
+    /// put both in one transaction, and several documents' writes in one
+    /// commit, do (SQLite: group commit); the default is the two calls.
+    async fn append_chunk_audited(
+        &self,
+        id: DocumentId,
+        data: Vec<u8>,
+        entry: NewAuditEntry,
+    ) -> Result<u64, StoreError> {
+        let seq = self.append_chunk(id, data).await?;
+        if let Err(error) = self.append_audit(entry.with_seq(seq)).await {
+            tracing::error!(%error, "audit log write failed");
+        }
+        Ok(seq)
+    }
     /// Appends to the hash-chained audit log (serialised across writers).
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError>;
     /// Up to `limit` entries after `after_seq`, in order.
