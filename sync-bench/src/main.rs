@@ -273,6 +273,11 @@ impl Client {
         }
     }
 
+    /// Whether the server has said it holds every change of ours.
+    fn server_has_ours(&self) -> bool {
+        self.state.their_heads.as_ref() == Some(&self.doc.get_heads())
+    }
+
     fn change_count(&self) -> usize {
         self.doc.get_changes(&[]).len()
     }
@@ -330,7 +335,11 @@ async fn load_client(
     client.latencies_ms.clear();
     let mut made = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms.max(1)));
-    while made < args.changes || client.change_count() < expected {
+    // Done when every change is here and the server has all of ours: a
+    // change made while a message was in flight goes out with the next
+    // round, and leaving before that (everything else having arrived)
+    // would strand it, and every other client waiting for it.
+    while made < args.changes || client.change_count() < expected || !client.server_has_ours() {
         tokio::select! {
             _ = tick.tick(), if made < args.changes => {
                 let mut tx = client.doc.transaction();
