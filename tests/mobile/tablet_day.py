@@ -18,6 +18,7 @@ Run by tests/tests/mobile_bindings.rs, which passes:
 """
 
 import asyncio
+import atexit
 import base64
 import hashlib
 import hmac
@@ -107,6 +108,8 @@ class Server:
         return done.stdout.strip()
 
     def start(self):
+        # A failing run must not leave the server behind.
+        atexit.register(self.kill_if_running)
         log_file = open(os.path.join(WORK, "server.log"), "a")
         self.process = subprocess.Popen(
             [SERVER, "--data-dir", self.data_dir, "serve", "--listen", f"127.0.0.1:{self.port}",
@@ -125,6 +128,11 @@ class Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=LIMIT)
+
+    def kill_if_running(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def api(self, method: str, path: str, token: str = None, body=None):
         request = urllib.request.Request(self.base + path, method=method)
