@@ -178,13 +178,13 @@ impl SecretKeys {
     }
 
     pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
-        let mut nonce = [0u8; 24];
+        let mut nonce = XNonce::default();
         rand::rng().fill_bytes(&mut nonce);
         let ciphertext = self
             .current
             .cipher
             .encrypt(
-                XNonce::from_slice(&nonce),
+                &nonce,
                 Payload {
                     msg: plaintext,
                     aad: purpose.as_bytes(),
@@ -214,9 +214,10 @@ impl SecretKeys {
             return Err(SecretsError::Tampered);
         }
         let (nonce, ciphertext) = body.split_at(24);
+        let nonce = XNonce::try_from(nonce).map_err(|_| SecretsError::Tampered)?;
         key.cipher
             .decrypt(
-                XNonce::from_slice(nonce),
+                &nonce,
                 Payload {
                     msg: ciphertext,
                     aad: purpose.as_bytes(),
