@@ -413,12 +413,18 @@ async fn session(
 
 /// Resolves a little before a token expiring at `expires_ms` (unix ms)
 /// does: a fifth of what is left, at most a minute, so even short-lived
-/// tokens are renewed before the server cuts the socket. Never without one.
+/// tokens are renewed before the server cuts the socket. Never without one,
+/// and never for a fresh token that already looks spent: this device's clock
+/// is then ahead of the server's, and renewing at once would reconnect in a
+/// tight loop; the server's cut at the real expiry (answered with a refresh
+/// and the usual backoff) takes over.
 async fn renew_before(expires_ms: Option<i64>) {
-    let Some(expires_ms) = expires_ms else {
+    /// Less than this left on a token just obtained means a skewed clock.
+    const TOO_SHORT_MS: i64 = 2_000;
+    let left = expires_ms.map_or(0, |at| at - crate::now_ms());
+    if left < TOO_SHORT_MS {
         return std::future::pending().await;
-    };
-    let left = (expires_ms - crate::now_ms()).max(0);
+    }
     let early = (left / 5).min(60_000);
     tokio::time::sleep(Duration::from_millis((left - early) as u64)).await;
 }
@@ -556,6 +562,40 @@ impl Peer<'_> {
                 "unexpected `{}` after the handshake",
                 message.type_name()
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use std::time::{Duration, Instant};
+
+    use super::renew_before;
+
+    #[tokio::test]
+    async fn renewal_comes_early_and_never_for_a_token_that_looks_spent() {
+        // 2.5 s left: renewed a fifth early, after about 2 s.
+        let started = Instant::now();
+        renew_before(Some(crate::now_ms() + 2_500)).await;
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1_900) && waited < Duration::from_millis(2_400),
+            "{waited:?}"
+        );
+        // A fresh token with under 2 s left (a clock ahead of the server's),
+        // and no token at all: no renewal, so no reconnect loop.
+        let wait = Duration::from_millis(300);
+        for expires in [
+            Some(crate::now_ms() + 1_000),
+            Some(crate::now_ms() - 60_000),
+            None,
+        ] {
+            assert!(
+                tokio::time::timeout(wait, renew_before(expires))
+                    .await
+                    .is_err(),
+                "{expires:?}"
+            );
         }
     }
 }
