@@ -103,6 +103,19 @@ impl Args {
         })
     }
 
+    /// The TLS connector of the raw protocol clients, made once: building a
+    /// rustls configuration parses every root certificate, which 19,000 idle
+    /// connections would otherwise repeat 19,000 times.
+    fn connector(&self) -> anyhow::Result<tokio_tungstenite::Connector> {
+        static CONNECTOR: std::sync::OnceLock<tokio_tungstenite::Connector> =
+            std::sync::OnceLock::new();
+        if let Some(connector) = CONNECTOR.get() {
+            return Ok(connector.clone());
+        }
+        let connector = tokio_tungstenite::Connector::Rustls(self.trust()?.rustls_config()?);
+        Ok(CONNECTOR.get_or_init(|| connector).clone())
+    }
+
     /// A client-core sync configuration for `url`, with the bench's trust.
     fn sync_config(&self, url: &str) -> anyhow::Result<client_core::SyncConfig> {
         Ok(client_core::SyncConfig::new(url, &self.token).with_trust(self.trust()?))
@@ -155,7 +168,7 @@ async fn connect(args: &Args, base: &str, peer_id: &str) -> anyhow::Result<(Sock
             .headers_mut()
             .insert("authorization", format!("Bearer {}", args.token).parse()?);
     }
-    let connector = tokio_tungstenite::Connector::Rustls(args.trust()?.rustls_config()?);
+    let connector = args.connector()?;
     let (mut socket, _) =
         tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
             .await
@@ -273,6 +286,17 @@ impl Client {
         }
     }
 
+    /// Sends what the server lacks and waits until it says it holds every
+    /// change of ours (durable, on our server); `what` names the wait in errors.
+    async fn push_until_acknowledged(&mut self, what: &'static str) -> anyhow::Result<()> {
+        self.send_sync(false).await?;
+        while !self.server_has_ours() {
+            let frame = self.socket.next().await.context(what)??;
+            self.on_frame(frame).await?;
+        }
+        Ok(())
+    }
+
     /// Whether the server has said it holds every change of ours.
     fn server_has_ours(&self) -> bool {
         self.state.their_heads.as_ref() == Some(&self.doc.get_heads())
@@ -287,16 +311,9 @@ impl Client {
 async fn seed_document(args: &Args, doc_id: DocumentId, bytes: &[u8]) -> anyhow::Result<()> {
     let mut client =
         Client::connect(args, &args.urls[0], "seed", doc_id, Automerge::load(bytes)?).await?;
-    client.send_sync(false).await?;
-    let heads = client.doc.get_heads();
-    while client.state.their_heads.as_ref() != Some(&heads) {
-        let frame = client
-            .socket
-            .next()
-            .await
-            .context("closed while seeding")??;
-        client.on_frame(frame).await?;
-    }
+    client
+        .push_until_acknowledged("closed while seeding")
+        .await?;
     let _ = client.socket.close(None).await;
     Ok(())
 }
@@ -485,16 +502,9 @@ async fn write_client(args: &Args, index: usize, start: &Barrier) -> anyhow::Res
     let mut client = connected?;
     let mut made = 0;
     loop {
-        client.send_sync(false).await?;
-        let heads = client.doc.get_heads();
-        while client.state.their_heads.as_ref() != Some(&heads) {
-            let frame = client
-                .socket
-                .next()
-                .await
-                .context("server closed the connection")??;
-            client.on_frame(frame).await?;
-        }
+        client
+            .push_until_acknowledged("server closed the connection")
+            .await?;
         if made == args.changes {
             break;
         }
