@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::Args;
 
-async fn wait_for(
+pub(crate) async fn wait_for(
     what: &str,
     limit: Duration,
     mut done: impl FnMut() -> bool,
@@ -36,7 +36,7 @@ async fn wait_for(
 }
 
 /// An administrator's replica holding an uploaded event of `attendees`.
-async fn seed_event(
+pub(crate) async fn seed_event(
     args: &Args,
     dir: &std::path::Path,
     attendees: usize,

@@ -8,10 +8,12 @@
 //! (the server's heads include it, so it is durable) before the next.
 //! `idle`: N connections that only handshake and stay open.
 //! `event-download` and `offline-tablets`: check-in with client-core
-//! replicas (see `checkin.rs`).
+//! replicas (see `checkin.rs`); `stadium`: many tablets online on one event
+//! while scans go on (see `stadium.rs`).
 //! Results are printed as one JSON object.
 
 mod checkin;
+mod stadium;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +39,9 @@ enum Mode {
     Idle,
     EventDownload,
     OfflineTablets,
+    /// `--clients` tablets online on one event of `--attendees`, scanning
+    /// at `--rate` per second for `--duration-secs` (see `stadium.rs`).
+    Stadium,
 }
 
 #[derive(Parser, Clone)]
@@ -83,6 +88,16 @@ struct Args {
     /// /dev/shm) keeps their writes from slowing the door tablet's fsyncs.
     #[arg(long)]
     tablet_dir: Option<std::path::PathBuf>,
+    /// Tablets that are real client-core replicas and make the scans
+    /// (stadium; the other `--clients` are protocol-level readers).
+    #[arg(long, default_value_t = 10)]
+    scanners: usize,
+    /// Scans per second over all scanners (stadium).
+    #[arg(long, default_value_t = 50)]
+    rate: u64,
+    /// How long the scanners scan, in seconds (stadium).
+    #[arg(long, default_value_t = 60)]
+    duration_secs: u64,
     /// A CA certificate (PEM) to trust beside the system's roots, for
     /// `wss://` servers with a private certificate.
     #[arg(long)]
@@ -646,6 +661,7 @@ async fn main() -> anyhow::Result<()> {
         )?,
         Mode::EventDownload => checkin::event_download(&args).await?,
         Mode::OfflineTablets => checkin::offline_tablets(&args).await?,
+        Mode::Stadium => stadium::stadium(&args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
