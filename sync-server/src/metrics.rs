@@ -14,6 +14,13 @@ pub const PROTOCOL_ERRORS: &str = "sync_protocol_errors_total";
 pub const AUTH_FAILURES: &str = "sync_auth_failures_total";
 /// Time from a sync message's arrival to the replies and pushes it caused being queued.
 pub const SYNC_SECONDS: &str = "sync_message_handling_seconds";
+/// Sync messages to peers, by how they were made: `generated` by automerge
+/// for one peer, or `shared`, a copy of the one generated for a peer in the
+/// same sync state (`doc_core::DocumentCore::outgoing`).
+pub const SYNC_MESSAGES_MADE: &str = "sync_messages_made_total";
+/// Peers' answers without changes taken without automerge's walk of the
+/// whole history (`doc_core::receive_answer`).
+pub const SYNC_ANSWERS_TAKEN: &str = "sync_answers_taken_total";
 /// Store writes of accepted changes (one per document batch).
 pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
 pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";

@@ -749,6 +749,10 @@ impl DocActor {
     fn send_outgoing(&mut self) {
         let server = self.registry.settings.server_peer_id.clone();
         let messages = self.core().outgoing();
+        let made = self.core().take_message_counts();
+        metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
+        metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);
+        metrics::counter!(m::SYNC_ANSWERS_TAKEN).increment(made.answers_taken);
         for (key, data) in messages {
             let Some(peer) = self.peers.get(&key).cloned() else {
                 continue;

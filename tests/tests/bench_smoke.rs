@@ -156,6 +156,68 @@ async fn check_in_modes_lose_nothing_and_flag_every_duplicate() {
     assert!(download["download_until_first_answer_s"].as_f64().unwrap() > 0.0);
 }
 
+/// The `shared` figure of `sync_messages_made_total` on a server process.
+async fn shared_sync_messages(addr: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("sync_messages_made_total") && l.contains("shared"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stadium_mode_reaches_every_tablet_and_shares_the_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let server = ServerProcess::start(dir.path());
+    let pid = server.child.id().to_string();
+    assert_eq!(shared_sync_messages(&server.addr).await, 0.0);
+
+    // 3 scanner replicas and 9 protocol-level readers; 20 scans/s for 2 s.
+    let run = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "stadium",
+            "--clients",
+            "12",
+            "--scanners",
+            "3",
+            "--attendees",
+            "300",
+            "--rate",
+            "20",
+            "--duration-secs",
+            "2",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(run["errors"], serde_json::json!([]), "{run}");
+    assert_eq!(run["scans"], 40, "{run}");
+    assert_eq!(run["lost_on_scanners"], 0, "{run}");
+    assert_eq!(run["readers_with_every_scan"], 9, "{run}");
+    // Each scan seen in the two other scanners' indexes and by every reader.
+    assert_eq!(run["propagation"]["samples"], 80, "{run}");
+    assert_eq!(run["reader_arrival"]["samples"], 360, "{run}");
+    assert!(
+        run["propagation_p99_ms"].as_f64().unwrap() >= run["propagation_p50_ms"].as_f64().unwrap(),
+        "{run}"
+    );
+    assert!(
+        run["server_cpu_us_per_delivery"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    // Readers sit in one sync state: most of their messages are copies.
+    assert!(shared_sync_messages(&server.addr).await >= 40.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bench_runs_over_tls_trusting_a_venue_ca() {
     let dir = tempfile::tempdir().unwrap();
