@@ -96,6 +96,7 @@ pub struct DocumentCore {
     shared: u64,
     /// Answers taken by `receive_answer` instead of automerge (see there).
     answers_taken: u64,
+    versions: RecentVersions,
 }
 
 impl DocumentCore {
@@ -116,6 +117,7 @@ impl DocumentCore {
             persisted_heads: persisted_heads.clone(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
+            versions: RecentVersions::starting_at(persisted_heads.clone()),
             heads_at_last_outgoing: persisted_heads,
             accepted_chunks: 0,
             generated: 0,
@@ -131,6 +133,7 @@ impl DocumentCore {
             persisted_heads: Vec::new(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
+            versions: RecentVersions::starting_at(Vec::new()),
             heads_at_last_outgoing: Vec::new(),
             accepted_chunks: 0,
             generated: 0,
@@ -270,7 +273,7 @@ impl DocumentCore {
         let message = if carries_changes {
             message
         } else {
-            match receive_answer(&self.doc, state, message) {
+            match receive_answer(&self.doc, &self.versions, state, message) {
                 Ok(()) => {
                     self.answers_taken += 1;
                     return Ok(Received::default());
@@ -337,6 +340,14 @@ impl DocumentCore {
         let exists = self.exists();
         let heads = doc.get_heads();
         let heads_moved = heads != self.heads_at_last_outgoing;
+        if heads_moved {
+            let added = doc
+                .get_changes_meta(&self.heads_at_last_outgoing)
+                .into_iter()
+                .map(|change| change.hash)
+                .collect();
+            self.versions.record(heads.clone(), added);
+        }
         self.heads_at_last_outgoing = heads;
         let touched = std::mem::take(&mut self.touched);
         for peer in self.owed_ack.drain() {
@@ -401,24 +412,29 @@ impl DocumentCore {
 }
 
 /// automerge's `receive_sync_message` for the commonest message of all: an
-/// answer that carries no changes and whose heads include every change we
-/// sent the peer (each listener's reply to a fan-out). automerge trims the
-/// state's `sent_hashes` by walking the document's whole history back from
-/// the peer's heads (`filter_changes`), for every message; with 500 tablets
-/// on one event that walk was most of the server's work. When every sent hash
-/// is one of the peer's heads the trim is plain membership, and the rest is
-/// automerge's bookkeeping for a message without changes, field by field
-/// (the fields of `sync::State` are public). Held equal to automerge's own
-/// by `tests::listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`.
+/// answer that carries no changes (each listener's reply to a fan-out).
+/// automerge trims the state's `sent_hashes` by walking the document's whole
+/// history back from the peer's heads (`filter_changes`), for every message;
+/// with 500 tablets on one event that walk was most of the server's work.
+/// When the peer's heads are those of a recent version of the document
+/// ([`RecentVersions`]) the trim is a set lookup, and the rest is automerge's
+/// bookkeeping for a message without changes, field by field (the fields of
+/// `sync::State` are public). Held equal to automerge's own by the tests
+/// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`
+/// and `a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does`.
 /// Gives the message back when the shortcut does not apply.
 fn receive_answer(
     doc: &Automerge,
+    versions: &RecentVersions,
     state: &mut sync::State,
     message: sync::Message,
 ) -> Result<(), sync::Message> {
-    if !message.changes.is_empty() || !reached_from(doc, &message.heads, &state.sent_hashes) {
+    if !message.changes.is_empty() {
         return Err(message);
     }
+    let Some(still_missing) = versions.still_missing(&message.heads, &state.sent_hashes) else {
+        return Err(message);
+    };
     let sync::Message {
         heads,
         need,
@@ -435,9 +451,12 @@ fn receive_answer(
         state.their_capabilities = Some(capabilities);
         state.peer_read_only = flags.contains(sync::MessageFlags::READ_ONLY);
     }
-    // Everything sent is among the peer's heads, so it has all of it (a
-    // SYNC_RESET flag would clear the set too).
-    state.sent_hashes.clear();
+    // automerge: a reset forgets what was sent; otherwise what the peer's
+    // heads include is dropped (`filter_changes`).
+    state.sent_hashes = match flags {
+        Some(flags) if flags.contains(sync::MessageFlags::SYNC_RESET) => Default::default(),
+        _ => still_missing,
+    };
     if heads == doc.get_heads() {
         state.last_sent_heads.clone_from(&heads);
     }
@@ -448,8 +467,10 @@ fn receive_answer(
         .collect();
     if known.len() == heads.len() {
         state.shared_heads.clone_from(&heads);
+        // A peer that lost all its data starts over.
         if heads.is_empty() {
             state.last_sent_heads = Vec::new();
+            state.sent_hashes = Default::default();
         }
     } else {
         let shared: std::collections::BTreeSet<ChangeHash> =
@@ -462,44 +483,48 @@ fn receive_answer(
     Ok(())
 }
 
-/// How far back from a peer's heads `reached_from` looks for what we sent
-/// it before leaving the question to automerge's walk of the whole history.
-const ANSWER_WALK_LIMIT: usize = 16;
+/// The document's recent versions: the heads after each round of
+/// `outgoing` that moved them, and the changes that round added. A peer
+/// that answers with the heads of one of these versions holds exactly the
+/// document as it was then, so of the changes we sent it, the ones it still
+/// lacks are those added after that version: no walk of the history needed.
+#[derive(Debug, Default)]
+struct RecentVersions(std::collections::VecDeque<(Vec<ChangeHash>, Vec<ChangeHash>)>);
 
-/// Whether every hash of `sent` is one of `heads` or a near ancestor of them
-/// (within [`ANSWER_WALK_LIMIT`] changes, breadth first: what we sent a
-/// listener is recent). `false` means "not found nearby", not "absent".
-fn reached_from(
-    doc: &Automerge,
-    heads: &[ChangeHash],
-    sent: &std::collections::BTreeSet<ChangeHash>,
-) -> bool {
-    let mut missing: HashSet<ChangeHash> = sent
-        .iter()
-        .filter(|h| !heads.contains(h))
-        .copied()
-        .collect();
-    let mut queue: std::collections::VecDeque<ChangeHash> = heads.iter().copied().collect();
-    let mut visited = HashSet::new();
-    while !missing.is_empty() {
-        let Some(hash) = queue.pop_front() else {
-            return false;
-        };
-        if !visited.insert(hash) {
-            continue;
-        }
-        if visited.len() > ANSWER_WALK_LIMIT {
-            return false;
-        }
-        let Some(meta) = doc.get_change_meta_by_hash(&hash) else {
-            return false;
-        };
-        for dep in meta.deps {
-            missing.remove(&dep);
-            queue.push_back(dep);
-        }
+/// Versions kept: at 50 changes a second, five seconds of a listener's lag.
+const RECENT_VERSIONS: usize = 256;
+
+impl RecentVersions {
+    fn starting_at(heads: Vec<ChangeHash>) -> Self {
+        Self([(heads, Vec::new())].into())
     }
-    true
+
+    fn record(&mut self, heads: Vec<ChangeHash>, added: Vec<ChangeHash>) {
+        if self.0.len() == RECENT_VERSIONS {
+            self.0.pop_front();
+        }
+        self.0.push_back((heads, added));
+    }
+
+    /// Of `sent`, what a peer whose heads are `heads` does not hold, if
+    /// `heads` are those of a recent version (`None` otherwise).
+    fn still_missing(
+        &self,
+        heads: &[ChangeHash],
+        sent: &std::collections::BTreeSet<ChangeHash>,
+    ) -> Option<std::collections::BTreeSet<ChangeHash>> {
+        if sent.is_empty() {
+            return Some(Default::default());
+        }
+        let at = self.0.iter().rposition(|(version, _)| version == heads)?;
+        let later: HashSet<&ChangeHash> = self
+            .0
+            .iter()
+            .skip(at + 1)
+            .flat_map(|(_, added)| added)
+            .collect();
+        Some(sent.iter().filter(|h| later.contains(h)).copied().collect())
+    }
 }
 
 /// automerge skips chunks it cannot parse when applying a sync message
@@ -874,20 +899,58 @@ mod tests {
             assert_eq!(core.peers[&1], expected);
         };
         core.take_message_counts();
+        // Its heads are a recent version: the second change stays "sent".
         check(&mut core, &lagging);
-        assert_eq!(
-            core.take_message_counts().answers_taken,
-            0,
-            "walked by automerge"
-        );
+        assert_eq!(core.peers[&1].sent_hashes.len(), 1);
         reader.receive(&second);
         // A stock peer of protocol v1 sends no flags.
         let mut v1 = sync::Message::decode(&reader.message().unwrap()).unwrap();
         v1.flags = None;
         v1.version = sync::MessageVersion::V1;
-        check(&mut core, &v1.encode());
-        assert_eq!(core.take_message_counts().answers_taken, 1);
+        check(&mut core, &v1.clone().encode());
+        assert!(core.peers[&1].sent_hashes.is_empty());
+        assert_eq!(core.take_message_counts().answers_taken, 2);
         assert_eq!(core.peers[&1].their_heads, Some(writer.doc.get_heads()));
+        // A peer that lost everything (empty heads) after more was sent.
+        push(&mut core, &mut writer, 3).unwrap();
+        assert!(!core.peers[&1].sent_hashes.is_empty());
+        let mut lost = v1.clone();
+        lost.heads = Vec::new();
+        lost.have = Vec::new();
+        check(&mut core, &lost.encode());
+        assert!(core.peers[&1].sent_hashes.is_empty());
+    }
+
+    #[test]
+    fn only_the_heads_of_a_recent_version_answer_what_a_peer_still_lacks() {
+        let hash = |n: u8| ChangeHash([n; 32]);
+        let mut versions = RecentVersions::starting_at(vec![hash(1)]);
+        versions.record(vec![hash(2)], vec![hash(2)]);
+        versions.record(vec![hash(3), hash(4)], vec![hash(3), hash(4)]);
+        let sent: std::collections::BTreeSet<_> = [hash(2), hash(3), hash(4)].into();
+        let at = |heads: &[ChangeHash]| versions.still_missing(heads, &sent);
+        assert_eq!(at(&[hash(1)]), Some(sent.clone()));
+        assert_eq!(at(&[hash(2)]), Some([hash(3), hash(4)].into()));
+        assert_eq!(at(&[hash(3), hash(4)]), Some(Default::default()));
+        // Not a version this document had: automerge decides.
+        assert_eq!(at(&[hash(3)]), None);
+        assert_eq!(at(&[hash(9)]), None);
+        let later = |n: usize| {
+            let mut bytes = [0xaa; 32];
+            bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            ChangeHash(bytes)
+        };
+        for n in 0..RECENT_VERSIONS {
+            versions.record(vec![later(n)], vec![later(n)]);
+        }
+        assert_eq!(versions.0.len(), RECENT_VERSIONS);
+        // The oldest kept is later(0)'s; the first three are gone.
+        let last: std::collections::BTreeSet<_> = [later(RECENT_VERSIONS - 1)].into();
+        assert_eq!(
+            versions.still_missing(&[later(0)], &last),
+            Some(last.clone())
+        );
+        assert_eq!(versions.still_missing(&[hash(2)], &last), None);
     }
 
     #[test]
