@@ -204,36 +204,57 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
     mut rx: mpsc::Receiver<Outbound>,
 ) {
-    while let Some(out) = rx.recv().await {
-        match out {
-            Outbound::Message(message) => {
-                let bytes = message.encode();
-                metrics::counter!(m::MESSAGES_OUT).increment(1);
-                metrics::counter!(m::BYTES_OUT).increment(bytes.len() as u64);
-                if sink.send(WsMessage::Binary(bytes.into())).await.is_err() {
-                    return;
-                }
-            }
-            Outbound::Close(reason) => {
-                let bytes = Message::Error {
-                    message: reason.clone(),
-                }
-                .encode();
-                metrics::counter!(m::MESSAGES_OUT).increment(1);
-                let _ = sink.send(WsMessage::Binary(bytes.into())).await;
-                let mut close_reason = reason;
-                close_reason.truncate(120);
-                let _ = sink
-                    .send(WsMessage::Close(Some(CloseFrame {
-                        code: 1008,
-                        reason: close_reason.into(),
-                    })))
-                    .await;
+    while let Some(first) = rx.recv().await {
+        // Whatever else is already queued goes out with it, flushed once:
+        // a listener that fell behind catches up with one write, not one
+        // system call per message.
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(out) = next.take() {
+            let message = match out {
+                Outbound::Message(message) => message,
+                Outbound::Close(reason) => return close_with(sink, reason).await,
+            };
+            let bytes = message.encode();
+            metrics::counter!(m::MESSAGES_OUT).increment(1);
+            metrics::counter!(m::BYTES_OUT).increment(bytes.len() as u64);
+            if sink.feed(WsMessage::Binary(bytes.into())).await.is_err() {
                 return;
             }
+            batched += 1;
+            if batched < WRITE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
         }
     }
     let _ = sink.send(WsMessage::Close(None)).await;
+}
+
+/// Messages written to one socket before a flush, at most.
+const WRITE_BATCH: usize = 64;
+
+/// Sends an `error` message with `reason`, then closes the socket.
+async fn close_with(
+    mut sink: futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    reason: String,
+) {
+    let bytes = Message::Error {
+        message: reason.clone(),
+    }
+    .encode();
+    metrics::counter!(m::MESSAGES_OUT).increment(1);
+    let _ = sink.send(WsMessage::Binary(bytes.into())).await;
+    let mut close_reason = reason;
+    close_reason.truncate(120);
+    let _ = sink
+        .send(WsMessage::Close(Some(CloseFrame {
+            code: 1008,
+            reason: close_reason.into(),
+        })))
+        .await;
 }
 
 struct Session {

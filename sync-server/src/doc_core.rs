@@ -363,16 +363,37 @@ impl DocumentCore {
         // distinct state, and every peer in that state gets the same bytes
         // and the state automerge left behind. Stock automerge peers cannot
         // tell: what they receive is what automerge would have sent them.
-        let mut by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)> = HashMap::new();
-        let mut out = Vec::new();
-        for (peer, state) in self
-            .peers
-            .iter_mut()
+        // Comparing whole states costs a hash and two copies per peer, so
+        // only peers whose last known heads another due peer shares take
+        // part (writers each with heads of their own do not).
+        let due = |peer: &PeerKey, state: &sync::State| {
             // Offering an empty document unprompted would tell a peer it
             // exists; until it does, only answer peers that have spoken.
-            .filter(|(_, state)| exists || state.their_heads.is_some())
-            .filter(|(peer, _)| heads_moved || touched.contains(peer))
-        {
+            (exists || state.their_heads.is_some()) && (heads_moved || touched.contains(peer))
+        };
+        let mut peers_at: HashMap<&Option<Vec<ChangeHash>>, usize> = HashMap::new();
+        for (peer, state) in &self.peers {
+            if due(peer, state) {
+                *peers_at.entry(&state.their_heads).or_default() += 1;
+            }
+        }
+        let shared_heads: HashSet<Option<Vec<ChangeHash>>> = peers_at
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(heads, _)| heads.clone())
+            .collect();
+        let mut by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)> = HashMap::new();
+        let mut out = Vec::new();
+        for (peer, state) in self.peers.iter_mut() {
+            if !due(peer, state) {
+                continue;
+            }
+            if !shared_heads.contains(&state.their_heads) {
+                let message = doc.generate_sync_message(state).map(|m| m.encode());
+                self.generated += u64::from(message.is_some());
+                out.extend(message.map(|m| (*peer, m)));
+                continue;
+            }
             let message = match by_state.get(state) {
                 Some((after, message)) => {
                     state.clone_from(after);
