@@ -224,7 +224,6 @@ impl DocumentCore {
             return Err(ReceiveError::NotAttached);
         }
         let before = self.doc.get_heads();
-        let carries_changes = !message.changes.is_empty();
         let mut rejected = Vec::new();
         let mut reason = None;
         let mut chunks = message.changes.len();
@@ -270,20 +269,25 @@ impl DocumentCore {
         }
         let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
         self.touched.insert(peer);
-        let message = if carries_changes {
-            message
-        } else {
+        // Without changes (an answer, or what is left of a message whose
+        // changes were checked and applied one by one above) a message only
+        // moves the peer's state.
+        let message = if message.changes.is_empty() {
             match receive_answer(&self.doc, &self.versions, state, message) {
                 Ok(()) => {
                     self.answers_taken += 1;
-                    return Ok(Received::default());
+                    None
                 }
-                Err(message) => message,
+                Err(message) => Some(message),
             }
+        } else {
+            Some(message)
         };
-        self.doc
-            .receive_sync_message(state, message)
-            .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+        if let Some(message) = message {
+            self.doc
+                .receive_sync_message(state, message)
+                .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+        }
         let changed = self.doc.get_heads() != before;
         if changed {
             self.owed_ack.insert(peer);
@@ -453,7 +457,9 @@ fn receive_answer(
     if !message.changes.is_empty() {
         return Err(message);
     }
-    let Some(still_missing) = versions.still_missing(&message.heads, &state.sent_hashes) else {
+    let current = doc.get_heads();
+    let Some(still_missing) = versions.still_missing(&message.heads, &current, &state.sent_hashes)
+    else {
         return Err(message);
     };
     let sync::Message {
@@ -478,25 +484,15 @@ fn receive_answer(
         Some(flags) if flags.contains(sync::MessageFlags::SYNC_RESET) => Default::default(),
         _ => still_missing,
     };
-    if heads == doc.get_heads() {
+    if heads == current {
         state.last_sent_heads.clone_from(&heads);
     }
-    let known: Vec<ChangeHash> = heads
-        .iter()
-        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
-        .copied()
-        .collect();
-    if known.len() == heads.len() {
-        state.shared_heads.clone_from(&heads);
-        // A peer that lost all its data starts over.
-        if heads.is_empty() {
-            state.last_sent_heads = Vec::new();
-            state.sent_hashes = Default::default();
-        }
-    } else {
-        let shared: std::collections::BTreeSet<ChangeHash> =
-            state.shared_heads.iter().chain(&known).copied().collect();
-        state.shared_heads = shared.into_iter().collect();
+    // The heads are those of a version of this document, so all known.
+    state.shared_heads.clone_from(&heads);
+    // A peer that lost all its data starts over.
+    if heads.is_empty() {
+        state.last_sent_heads = Vec::new();
+        state.sent_hashes = Default::default();
     }
     state.their_have = Some(have);
     state.their_heads = Some(heads);
@@ -528,13 +524,15 @@ impl RecentVersions {
     }
 
     /// Of `sent`, what a peer whose heads are `heads` does not hold, if
-    /// `heads` are those of a recent version (`None` otherwise).
+    /// `heads` are those of a recent version or the `current` heads (`None`
+    /// otherwise: automerge decides).
     fn still_missing(
         &self,
         heads: &[ChangeHash],
+        current: &[ChangeHash],
         sent: &std::collections::BTreeSet<ChangeHash>,
     ) -> Option<std::collections::BTreeSet<ChangeHash>> {
-        if sent.is_empty() {
+        if heads == current {
             return Some(Default::default());
         }
         let at = self.0.iter().rposition(|(version, _)| version == heads)?;
@@ -943,19 +941,57 @@ mod tests {
     }
 
     #[test]
+    fn a_checked_write_moves_the_writers_state_as_automerge_does() {
+        use event_model::document::{EventInfo, init};
+        let mut core = DocumentCore::empty();
+        let (mut admin, mut reader) = (Client::new(), Client::new());
+        {
+            let mut tx = admin.doc.transaction();
+            init(&mut tx, &EventInfo::new("e1", "Event")).unwrap();
+            tx.commit();
+        }
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut admin), (1, &mut reader)]);
+        admin.put("unchecked?", 1);
+        let sent = admin.message().unwrap();
+        assert!(!sync::Message::decode(&sent).unwrap().changes.is_empty());
+        // automerge's own result on a copy, done as a checked write is: the
+        // change applied, then the message without it.
+        let mut reference = core.doc.clone();
+        let mut expected = core.peers[&0].clone();
+        let mut rest = sync::Message::decode(&sent).unwrap();
+        for chunk in rest.changes.iter() {
+            reference.load_incremental(chunk).unwrap();
+        }
+        rest.changes = Vec::<Vec<u8>>::new().into();
+        reference.receive_sync_message(&mut expected, rest).unwrap();
+        core.take_message_counts();
+        let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
+        let received = core.receive_checked(0, &sent, true, Some(&check)).unwrap();
+        assert!(received.changed, "{received:?}");
+        assert_eq!(core.doc.get_heads(), reference.get_heads());
+        assert_eq!(core.peers[&0], expected);
+        assert_eq!(core.take_message_counts().answers_taken, 1);
+    }
+
+    #[test]
     fn only_the_heads_of_a_recent_version_answer_what_a_peer_still_lacks() {
         let hash = |n: u8| ChangeHash([n; 32]);
         let mut versions = RecentVersions::starting_at(vec![hash(1)]);
         versions.record(vec![hash(2)], vec![hash(2)]);
         versions.record(vec![hash(3), hash(4)], vec![hash(3), hash(4)]);
         let sent: std::collections::BTreeSet<_> = [hash(2), hash(3), hash(4)].into();
-        let at = |heads: &[ChangeHash]| versions.still_missing(heads, &sent);
+        let current = [hash(5)];
+        let at = |heads: &[ChangeHash]| versions.still_missing(heads, &current, &sent);
         assert_eq!(at(&[hash(1)]), Some(sent.clone()));
         assert_eq!(at(&[hash(2)]), Some([hash(3), hash(4)].into()));
         assert_eq!(at(&[hash(3), hash(4)]), Some(Default::default()));
         // Not a version this document had: automerge decides.
         assert_eq!(at(&[hash(3)]), None);
         assert_eq!(at(&[hash(9)]), None);
+        // The heads of the document now: it holds everything.
+        assert_eq!(at(&[hash(5)]), Some(Default::default()));
         let later = |n: usize| {
             let mut bytes = [0xaa; 32];
             bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
@@ -968,10 +1004,10 @@ mod tests {
         // The oldest kept is later(0)'s; the first three are gone.
         let last: std::collections::BTreeSet<_> = [later(RECENT_VERSIONS - 1)].into();
         assert_eq!(
-            versions.still_missing(&[later(0)], &last),
+            versions.still_missing(&[later(0)], &current, &last),
             Some(last.clone())
         );
-        assert_eq!(versions.still_missing(&[hash(2)], &last), None);
+        assert_eq!(versions.still_missing(&[hash(2)], &current, &last), None);
     }
 
     #[test]
