@@ -73,6 +73,8 @@ pub struct MessageCounts {
     pub generated: u64,
     pub shared: u64,
     pub answers_taken: u64,
+    /// Answers left to automerge (heads that are no recent version).
+    pub answers_walked: u64,
 }
 
 pub struct DocumentCore {
@@ -96,6 +98,7 @@ pub struct DocumentCore {
     shared: u64,
     /// Answers taken by `receive_answer` instead of automerge (see there).
     answers_taken: u64,
+    answers_walked: u64,
     versions: RecentVersions,
 }
 
@@ -123,6 +126,7 @@ impl DocumentCore {
             generated: 0,
             shared: 0,
             answers_taken: 0,
+            answers_walked: 0,
         })
     }
 
@@ -139,6 +143,7 @@ impl DocumentCore {
             generated: 0,
             shared: 0,
             answers_taken: 0,
+            answers_walked: 0,
         }
     }
 
@@ -278,7 +283,10 @@ impl DocumentCore {
                     self.answers_taken += 1;
                     None
                 }
-                Err(message) => Some(message),
+                Err(message) => {
+                    self.answers_walked += 1;
+                    Some(message)
+                }
             }
         } else {
             Some(message)
@@ -427,6 +435,7 @@ impl DocumentCore {
             generated: std::mem::take(&mut self.generated),
             shared: std::mem::take(&mut self.shared),
             answers_taken: std::mem::take(&mut self.answers_taken),
+            answers_walked: std::mem::take(&mut self.answers_walked),
         }
     }
 

@@ -18,9 +18,10 @@ pub const SYNC_SECONDS: &str = "sync_message_handling_seconds";
 /// for one peer, or `shared`, a copy of the one generated for a peer in the
 /// same sync state (`doc_core::DocumentCore::outgoing`).
 pub const SYNC_MESSAGES_MADE: &str = "sync_messages_made_total";
-/// Peers' answers without changes taken without automerge's walk of the
-/// whole history (`doc_core::receive_answer`).
-pub const SYNC_ANSWERS_TAKEN: &str = "sync_answers_taken_total";
+/// Peers' messages without changes, by how they were taken: `shortcut`
+/// (`doc_core::receive_answer`, no walk of the whole history) or
+/// `automerge`.
+pub const SYNC_ANSWERS: &str = "sync_answers_total";
 /// Store writes of accepted changes (one per document batch).
 pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
 pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";

@@ -752,7 +752,8 @@ impl DocActor {
         let made = self.core().take_message_counts();
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);
-        metrics::counter!(m::SYNC_ANSWERS_TAKEN).increment(made.answers_taken);
+        metrics::counter!(m::SYNC_ANSWERS, "how" => "shortcut").increment(made.answers_taken);
+        metrics::counter!(m::SYNC_ANSWERS, "how" => "automerge").increment(made.answers_walked);
         for (key, data) in messages {
             let Some(peer) = self.peers.get(&key).cloned() else {
                 continue;
