@@ -9,10 +9,12 @@
 //! `idle`: N connections that only handshake and stay open.
 //! `event-download` and `offline-tablets`: check-in with client-core
 //! replicas (see `checkin.rs`); `stadium`: many tablets online on one event
-//! while scans go on (see `stadium.rs`).
+//! while scans go on (see `stadium.rs`); `many-events`: the server's memory
+//! with many events stored and some in use (see `many_events.rs`).
 //! Results are printed as one JSON object.
 
 mod checkin;
+mod many_events;
 mod stadium;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -42,6 +44,9 @@ enum Mode {
     /// `--clients` tablets online on one event of `--attendees`, scanning
     /// at `--rate` per second for `--duration-secs` (see `stadium.rs`).
     Stadium,
+    /// `--events` events of `--attendees` on the server, `--active` of them
+    /// in use at once: the server's memory (see `many_events.rs`).
+    ManyEvents,
 }
 
 #[derive(Parser, Clone)]
@@ -98,6 +103,12 @@ struct Args {
     /// How long the scanners scan, in seconds (stadium).
     #[arg(long, default_value_t = 60)]
     duration_secs: u64,
+    /// Event documents put on the server (many-events).
+    #[arg(long, default_value_t = 1000)]
+    events: usize,
+    /// Events opened and written at once (many-events).
+    #[arg(long, default_value_t = 200)]
+    active: usize,
     /// A CA certificate (PEM) to trust beside the system's roots, for
     /// `wss://` servers with a private certificate.
     #[arg(long)]
@@ -662,6 +673,9 @@ async fn main() -> anyhow::Result<()> {
         Mode::EventDownload => checkin::event_download(&args).await?,
         Mode::OfflineTablets => checkin::offline_tablets(&args).await?,
         Mode::Stadium => stadium::stadium(&args).await?,
+        Mode::ManyEvents => tokio::time::timeout(limit, many_events::many_events(&args))
+            .await
+            .context("timed out")??,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -49,6 +49,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Seconds a document with no connected peer stays in memory.
     pub evict_after_secs: u64,
+    /// Estimated MiB the loaded documents may take together; beyond it,
+    /// documents without a peer leave at once, the longest idle first
+    /// (0: no budget, only `evict_after_secs`).
+    pub document_memory_budget_mib: u64,
     /// Incremental chunks per document before they are compacted into a snapshot.
     pub compact_after_chunks: u64,
     /// fsync every commit (survives power loss, slower). Without it a commit
@@ -109,6 +113,7 @@ impl Default for Config {
             database_url: None,
             max_message_bytes: sync_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             evict_after_secs: 60,
+            document_memory_budget_mib: 512,
             compact_after_chunks: 64,
             synchronous_full: false,
             log_format: LogFormat::Text,
@@ -189,6 +194,7 @@ impl Config {
                 "database_url",
                 "max_message_bytes",
                 "evict_after_secs",
+                "document_memory_budget_mib",
                 "compact_after_chunks",
                 "synchronous_full",
                 "log_format",

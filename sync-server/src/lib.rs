@@ -14,6 +14,7 @@ pub mod connection;
 pub mod doc_core;
 pub mod identity;
 pub mod live;
+pub mod memory_budget;
 pub mod metrics;
 pub mod policy;
 pub mod presence;

@@ -26,7 +26,12 @@ pub const SYNC_ANSWERS: &str = "sync_answers_total";
 pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
 pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";
 pub const DOCUMENT_LOADS: &str = "sync_document_loads_total";
+/// Documents leaving memory, by `reason`: `idle` (no peer for
+/// `evict_after_secs`), `budget` (idle while the loaded documents were over
+/// `document_memory_budget_mib`) or `failure` (a store error).
 pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";
+/// Estimated heap bytes of all loaded documents (`memory_budget`).
+pub const DOCUMENT_MEMORY_ESTIMATE: &str = "sync_documents_estimated_bytes";
 pub const COMPACTIONS: &str = "sync_compactions_total";
 pub const STORE_SECONDS: &str = "store_operation_seconds";
 /// Document writes committed together by the embedded store's writer.

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::audit::NewAuditEntry;
 use crate::doc_core::{DocumentCore, PeerKey, ReceiveError};
+use crate::memory_budget::MemoryBudget;
 use crate::metrics as m;
 use crate::policy::Access;
 use crate::store::Store;
@@ -22,6 +23,9 @@ use crate::store::Store;
 pub struct DocumentSettings {
     /// How long a document with no peer stays in memory.
     pub evict_after: Duration,
+    /// Estimated bytes all loaded documents may take before idle ones leave
+    /// early, oldest idle first (`memory_budget`); 0: no budget.
+    pub memory_budget_bytes: u64,
     /// Chunks appended before they are folded into a new snapshot.
     pub compact_after_chunks: u64,
     /// The server's peer id, used as `senderId`.
@@ -98,6 +102,9 @@ pub enum DocCommand {
     Shutdown {
         done: oneshot::Sender<()>,
     },
+    /// The loaded documents are over the memory budget: leave now if no
+    /// peer is attached (ignored otherwise).
+    Evict,
 }
 
 struct Entry {
@@ -110,6 +117,7 @@ struct Inner {
     store: Arc<dyn Store>,
     settings: DocumentSettings,
     generation: AtomicU64,
+    budget: Mutex<MemoryBudget>,
 }
 
 /// All documents currently in memory.
@@ -128,6 +136,7 @@ impl Registry {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 store,
+                budget: Mutex::new(MemoryBudget::new(settings.memory_budget_bytes)),
                 settings,
                 generation: AtomicU64::new(0),
             }),
@@ -225,6 +234,7 @@ impl Registry {
             broken: false,
             is_settings: None,
             backup_due: None,
+            reported: None,
         };
         tokio::spawn(async move {
             actor.run(rx).await;
@@ -304,6 +314,40 @@ struct DocActor {
     is_settings: Option<bool>,
     /// A settings backup is owed at this time (debounced after changes).
     backup_due: Option<Instant>,
+    /// Size and idleness last reported to the memory budget.
+    reported: Option<(u64, bool)>,
+}
+
+impl Inner {
+    /// An actor's size and idleness; asks the idle documents chosen by the
+    /// budget to leave.
+    fn report_usage(&self, id: DocumentId, generation: u64, bytes: u64, idle: bool) {
+        let (leaving, total) = {
+            let mut budget = self.budget.lock().expect("budget mutex poisoned");
+            let leaving = budget.report((id, generation), bytes, idle, Instant::now());
+            (leaving, budget.total_bytes())
+        };
+        metrics::gauge!(m::DOCUMENT_MEMORY_ESTIMATE).set(total as f64);
+        if leaving.is_empty() {
+            return;
+        }
+        let docs = self.docs.lock().expect("registry mutex poisoned");
+        for (id, generation) in leaving {
+            if let Some(entry) = docs.get(&id).filter(|e| e.generation == generation) {
+                // A full mailbox means the document is busy: it stays.
+                let _ = entry.tx.try_send(DocCommand::Evict);
+            }
+        }
+    }
+
+    fn forget_usage(&self, id: DocumentId, generation: u64) {
+        let total = {
+            let mut budget = self.budget.lock().expect("budget mutex poisoned");
+            budget.remove((id, generation));
+            budget.total_bytes()
+        };
+        metrics::gauge!(m::DOCUMENT_MEMORY_ESTIMATE).set(total as f64);
+    }
 }
 
 impl DocActor {
@@ -331,7 +375,7 @@ impl DocActor {
                         if load_error.is_none() {
                             self.compact().await;
                         }
-                        if self.leave(&mut rx, false) {
+                        if self.leave(&mut rx, false, "idle") {
                             break;
                         }
                         continue;
@@ -366,19 +410,52 @@ impl DocActor {
                     Err(_) => break,
                 }
             }
+            let evict = batch.iter().any(|cmd| matches!(cmd, DocCommand::Evict));
             if let Some(done) = self.handle_batch(batch).await {
                 self.finish().await;
                 let _ = done.send(());
                 break;
             }
             if self.broken {
-                self.leave(&mut rx, true);
+                self.leave(&mut rx, true, "failure");
                 break;
             }
+            if evict && self.peers.is_empty() {
+                if self.backup_due.is_some() {
+                    self.backup_settings().await;
+                }
+                self.compact().await;
+                if self.leave(&mut rx, false, "budget") {
+                    break;
+                }
+                // Something arrived meanwhile: report afresh, so the budget
+                // may choose this document again once it is idle.
+                self.registry.forget_usage(self.id, self.generation);
+                self.reported = None;
+            }
+            self.report_usage();
         }
+        self.registry.forget_usage(self.id, self.generation);
         if load_error.is_none() {
             metrics::gauge!(m::DOCUMENTS_LOADED).decrement(1.0);
         }
+    }
+
+    /// Tells the memory budget this document's size and whether it is idle,
+    /// when either changed noticeably since the last report.
+    fn report_usage(&mut self) {
+        let Some(core) = &self.core else { return };
+        let bytes = crate::memory_budget::estimated_bytes(core.doc());
+        let idle = self.peers.is_empty();
+        let unchanged = self
+            .reported
+            .is_some_and(|(was, was_idle)| was_idle == idle && bytes.abs_diff(was) <= was / 64);
+        if unchanged {
+            return;
+        }
+        self.reported = Some((bytes, idle));
+        self.registry
+            .report_usage(self.id, self.generation, bytes, idle);
     }
 
     async fn load(&mut self) -> Result<(), String> {
@@ -452,6 +529,7 @@ impl DocActor {
                     }
                 }
                 DocCommand::Shutdown { done } => shutdown = Some(done),
+                DocCommand::Evict => {}
             }
         }
         let persisted = self.persist().await;
@@ -785,7 +863,12 @@ impl DocActor {
 
     /// Leaves memory: if nothing is waiting, or regardless when `force`d.
     /// Returns true when gone.
-    fn leave(&mut self, rx: &mut mpsc::Receiver<DocCommand>, force: bool) -> bool {
+    fn leave(
+        &mut self,
+        rx: &mut mpsc::Receiver<DocCommand>,
+        force: bool,
+        reason: &'static str,
+    ) -> bool {
         {
             let mut docs = self.registry.docs.lock().expect("registry mutex poisoned");
             if !force && !rx.is_empty() {
@@ -805,8 +888,8 @@ impl DocActor {
         while let Ok(cmd) = rx.try_recv() {
             drop(cmd);
         }
-        metrics::counter!(m::DOCUMENT_EVICTIONS).increment(1);
-        tracing::debug!("document evicted");
+        metrics::counter!(m::DOCUMENT_EVICTIONS, "reason" => reason).increment(1);
+        tracing::debug!(reason, "document evicted");
         true
     }
 

@@ -156,27 +156,13 @@ async fn check_in_modes_lose_nothing_and_flag_every_duplicate() {
     assert!(download["download_until_first_answer_s"].as_f64().unwrap() > 0.0);
 }
 
-/// The `shared` figure of `sync_messages_made_total` on a server process.
-async fn shared_sync_messages(addr: &str) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("sync_messages_made_total") && l.contains("shared"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stadium_mode_reaches_every_tablet_and_shares_the_fan_out() {
     let dir = tempfile::tempdir().unwrap();
     let token = create_token(dir.path(), Role::Admin).await;
     let server = ServerProcess::start(dir.path());
     let pid = server.child.id().to_string();
-    assert_eq!(shared_sync_messages(&server.addr).await, 0.0);
+    assert_eq!(server_metric(&server.addr, SHARED_MESSAGES).await, 0.0);
 
     // 3 scanner replicas and 9 protocol-level readers; 20 scans/s for 2 s.
     let run = bench(
@@ -215,7 +201,88 @@ async fn stadium_mode_reaches_every_tablet_and_shares_the_fan_out() {
         "{run}"
     );
     // Readers sit in one sync state: most of their messages are copies.
-    assert!(shared_sync_messages(&server.addr).await >= 40.0);
+    assert!(server_metric(&server.addr, SHARED_MESSAGES).await >= 40.0);
+}
+
+/// Sync messages the server copied from one generated for peers in the same state.
+const SHARED_MESSAGES: &str = "sync_messages_made_total{how=\"shared\"}";
+
+/// One figure of a server process's `/metrics`, summed over its labels.
+async fn server_metric(addr: &str, name: &str) -> f64 {
+    let text = sync_tests::http_client(None)
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_events_mode_opens_every_event_and_idle_ones_leave_for_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    // Idle documents would stay 10 minutes; the budget (1 MiB: two of these
+    // events of ~0.46 MiB each by the estimate) sends them away instead.
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        "evict_after_secs = 600\ndocument_memory_budget_mib = 1\n",
+    )
+    .unwrap();
+    let server = ServerProcess::start_with(
+        dir.path(),
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+    );
+    let pid = server.child.id().to_string();
+    let run = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "many-events",
+            "--events",
+            "12",
+            "--attendees",
+            "1500",
+            "--active",
+            "4",
+            "--hold-secs",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(run["errors"], serde_json::json!([]), "{run}");
+    assert_eq!(run["events_seeded"], 12, "{run}");
+    assert_eq!(run["active"], 4, "{run}");
+    assert!(run["server_rss_mib"].as_f64().unwrap() > 0.0, "{run}");
+    // 12 seeded and 4 opened again: every event was loaded, and those
+    // opened after seeding had left for the budget and came back.
+    let loads = server_metric(&server.addr, "sync_document_loads_total").await;
+    assert!(loads >= 16.0, "{loads} loads");
+    let budget_evictions = server_metric(
+        &server.addr,
+        "sync_document_evictions_total{reason=\"budget\"}",
+    )
+    .await;
+    assert!(budget_evictions >= 10.0, "{budget_evictions}");
+    // With every event idle, what stays loaded fits the budget.
+    let mut estimate = f64::MAX;
+    for _ in 0..50 {
+        estimate = server_metric(&server.addr, "sync_documents_estimated_bytes").await;
+        if estimate <= 1_048_576.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(estimate > 0.0 && estimate <= 1_048_576.0, "{estimate}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -164,3 +164,82 @@ async fn idle_documents_are_evicted_reloaded_and_compacted() {
     sync_b.stop().await;
     server.stop().await;
 }
+
+/// Puts `keys` map entries into a new document in one change and waits
+/// until the server holds it.
+async fn document_of_size(core: &ClientCore, keys: i64) -> client_core::DocumentId {
+    let id = core.create_document().unwrap();
+    core.change(id, |tx| {
+        for i in 0..keys {
+            tx.put(ROOT, format!("k{i}"), i)?;
+        }
+        Ok::<_, automerge::AutomergeError>(())
+    })
+    .unwrap();
+    wait_until("the server holds the document", LIMIT, || async {
+        core.sync_status().pending_changes == 0
+    })
+    .await;
+    id
+}
+
+fn metric(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_memory_budget_the_idle_document_leaves_and_the_one_in_use_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(&dir.path().join("server"), Role::Admin).await;
+    let mut config = test_config(&dir.path().join("server"));
+    // Without the budget nothing would leave for ten minutes.
+    config.evict_after_secs = 600;
+    config.document_memory_budget_mib = 1;
+    let server = InProcessServer::start(&config).await;
+    let scrape = || sync_server::metrics::install().render();
+
+    // 2,000 operations are ~0.6 MiB by the estimate: one fits, two do not.
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let sync_a = a.start_sync(SyncConfig::new(&server.url, &token));
+    let idle = document_of_size(&a, 2000).await;
+    sync_a.stop().await;
+
+    let b = ClientCore::open(dir.path().join("b.sqlite3")).unwrap();
+    let sync_b = b.start_sync(SyncConfig::new(&server.url, &token));
+    let in_use = document_of_size(&b, 2000).await;
+    wait_until("the idle document leaves for the budget", LIMIT, || async {
+        metric(
+            &scrape(),
+            "sync_document_evictions_total{reason=\"budget\"}",
+        ) == Some(1.0)
+    })
+    .await;
+    let now = scrape();
+    assert_eq!(metric(&now, "sync_documents_loaded"), Some(1.0), "{now}");
+    let estimate = metric(&now, "sync_documents_estimated_bytes").unwrap();
+    assert!(
+        estimate > 500_000.0 && estimate < 1_048_576.0,
+        "only the document in use is counted: {estimate}"
+    );
+
+    // The one in use still syncs, and the one that left comes back from the store.
+    b.change(in_use, |tx| tx.put(ROOT, "after", 1)).unwrap();
+    wait_until("b's change is taken", LIMIT, || async {
+        b.sync_status().pending_changes == 0
+    })
+    .await;
+    let c = ClientCore::open(dir.path().join("c.sqlite3")).unwrap();
+    let sync_c = c.start_sync(SyncConfig::new(&server.url, &token));
+    c.find(idle).unwrap();
+    wait_until("the evicted document is back", LIMIT, || async {
+        value(&c, idle, "k1999") == Some(1999)
+    })
+    .await;
+    sync_c.stop().await;
+    sync_b.stop().await;
+    server.stop().await;
+}
