@@ -11,6 +11,14 @@ use sync_server::audit::NewAuditEntry;
 use sync_server::auth::{self, Role};
 use sync_server::config::{Config, LogFormat};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sync-server",
