@@ -451,12 +451,14 @@ impl DocumentCore {
 /// history back from the peer's heads (`filter_changes`), for every message;
 /// with 500 tablets on one event that walk was most of the server's work.
 /// When the peer's heads are those of a recent version of the document
-/// ([`RecentVersions`]) the trim is a set lookup, and the rest is automerge's
+/// ([`RecentVersions`]) the trim is a set lookup; for other heads we hold
+/// (a writer's, made beside another's) the change graph's vector clocks
+/// answer it ([`still_missing_by_clock`]). The rest is automerge's
 /// bookkeeping for a message without changes, field by field (the fields of
 /// `sync::State` are public). Held equal to automerge's own by the tests
-/// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`
-/// and `a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does`.
-/// Gives the message back when the shortcut does not apply.
+/// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`,
+/// `a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does`
+/// and the checked-write ones. Gives the message back when a head is unknown.
 fn receive_answer(
     doc: &Automerge,
     versions: &RecentVersions,
@@ -467,7 +469,9 @@ fn receive_answer(
         return Err(message);
     }
     let current = doc.get_heads();
-    let Some(still_missing) = versions.still_missing(&message.heads, &current, &state.sent_hashes)
+    let Some(still_missing) = versions
+        .still_missing(&message.heads, &current, &state.sent_hashes)
+        .or_else(|| still_missing_by_clock(doc, &message.heads, &current, &state.sent_hashes))
     else {
         return Err(message);
     };
@@ -496,7 +500,7 @@ fn receive_answer(
     if heads == current {
         state.last_sent_heads.clone_from(&heads);
     }
-    // The heads are those of a version of this document, so all known.
+    // Every head is known (a version's, or checked by the clock path).
     state.shared_heads.clone_from(&heads);
     // A peer that lost all its data starts over.
     if heads.is_empty() {
@@ -553,6 +557,49 @@ impl RecentVersions {
             .collect();
         Some(sent.iter().filter(|h| later.contains(h)).copied().collect())
     }
+}
+
+/// Of `sent`, what a peer whose heads are `heads` does not hold, for heads
+/// that are no recent version (a writer's, made beside another writer's
+/// change): the ones that are not `heads` or their ancestors, as automerge
+/// leaves them (`remove_ancestors`; none for a peer with no heads, which
+/// starts over). `get_changes_meta(heads)` lists
+/// exactly the changes that are not ancestors of `heads`, from the heads'
+/// vector clock (cached every 16 changes in the change graph) and each
+/// actor's changes after it, so it costs what the peer lacks, not the whole
+/// history (but more than a version lookup: a clock walk, so versions are
+/// tried first). `None` if a head is unknown here: automerge's bookkeeping then
+/// differs (it keeps the known heads beside the old shared ones).
+fn still_missing_by_clock(
+    doc: &Automerge,
+    heads: &[ChangeHash],
+    current: &[ChangeHash],
+    sent: &std::collections::BTreeSet<ChangeHash>,
+) -> Option<std::collections::BTreeSet<ChangeHash>> {
+    if heads == current {
+        return Some(Default::default());
+    }
+    if !heads
+        .iter()
+        .all(|h| doc.get_change_meta_by_hash(h).is_some())
+    {
+        return None;
+    }
+    // A peer with no heads lost its data: automerge forgets what it sent.
+    if sent.is_empty() || heads.is_empty() {
+        return Some(Default::default());
+    }
+    let not_held: HashSet<ChangeHash> = doc
+        .get_changes_meta(heads)
+        .into_iter()
+        .map(|change| change.hash)
+        .collect();
+    Some(
+        sent.iter()
+            .filter(|h| not_held.contains(h))
+            .copied()
+            .collect(),
+    )
 }
 
 /// automerge skips chunks it cannot parse when applying a sync message
@@ -1017,6 +1064,124 @@ mod tests {
             Some(last.clone())
         );
         assert_eq!(versions.still_missing(&[hash(2)], &current, &last), None);
+    }
+
+    /// automerge's own trim of `sent` for a peer at `heads` (a message
+    /// without changes through `receive_sync_message`).
+    fn automerge_trim(
+        doc: &Automerge,
+        heads: &[ChangeHash],
+        sent: &std::collections::BTreeSet<ChangeHash>,
+    ) -> std::collections::BTreeSet<ChangeHash> {
+        let mut state = sync::State::new();
+        state.sent_hashes = sent.clone();
+        let mut doc = doc.clone();
+        let mut message = sync::Message::decode(
+            &Automerge::new()
+                .generate_sync_message(&mut sync::State::new())
+                .unwrap()
+                .encode(),
+        )
+        .unwrap();
+        message.heads = heads.to_vec();
+        doc.receive_sync_message(&mut state, message).unwrap();
+        state.sent_hashes
+    }
+
+    #[test]
+    fn what_a_peer_still_lacks_is_what_automerge_leaves_for_any_known_heads() {
+        // A history with concurrent branches: a base, three actors writing
+        // off it, a merge of two of them, and more on top.
+        let mut base = Client::new();
+        for i in 0..40 {
+            base.put("base", i);
+        }
+        let mut branches: Vec<Automerge> = (0..3).map(|_| base.doc.fork()).collect();
+        let mut branch_heads = Vec::new();
+        for (n, doc) in branches.iter_mut().enumerate() {
+            let mut heads = Vec::new();
+            for i in 0..(5 + n * 7) {
+                let mut tx = doc.transaction();
+                tx.put(ROOT, format!("b{n}"), i as i64).unwrap();
+                tx.commit();
+                heads.push(doc.get_heads());
+            }
+            branch_heads.push(heads);
+        }
+        let mut doc = base.doc.clone();
+        for branch in &mut branches {
+            doc.merge(branch).unwrap();
+        }
+        let merged_heads = doc.get_heads();
+        for i in 0..10 {
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "top", i).unwrap();
+            tx.commit();
+        }
+        let current = doc.get_heads();
+        let every: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        let recent: std::collections::BTreeSet<_> = every.iter().rev().take(40).copied().collect();
+        let one_per_branch: std::collections::BTreeSet<_> =
+            branch_heads.iter().map(|h| h[2][0]).collect();
+        let mut peers_heads: Vec<Vec<ChangeHash>> =
+            vec![base.doc.get_heads(), merged_heads, current.clone(), vec![]];
+        for heads in &branch_heads {
+            peers_heads.push(heads[0].clone());
+            peers_heads.push(heads.last().unwrap().clone());
+        }
+        // Heads that were never the document's: one branch's tip beside another's middle.
+        let mut mixed = vec![branch_heads[0].last().unwrap()[0], branch_heads[2][3][0]];
+        mixed.sort();
+        peers_heads.push(mixed);
+        for heads in &peers_heads {
+            for sent in [&recent, &one_per_branch] {
+                let ours = still_missing_by_clock(&doc, heads, &current, sent).expect("all known");
+                assert_eq!(ours, automerge_trim(&doc, heads, sent), "heads {heads:?}");
+            }
+        }
+        // A head we do not hold: automerge decides.
+        assert_eq!(
+            still_missing_by_clock(&doc, &[ChangeHash([7; 32])], &current, &recent),
+            None
+        );
+    }
+
+    #[test]
+    fn a_write_made_beside_another_writers_moves_its_state_as_automerge_does() {
+        use event_model::document::{EventInfo, init};
+        let mut core = DocumentCore::empty();
+        let (mut admin, mut other) = (Client::new(), Client::new());
+        {
+            let mut tx = admin.doc.transaction();
+            init(&mut tx, &EventInfo::new("e1", "Event")).unwrap();
+            tx.commit();
+        }
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut admin), (1, &mut other)]);
+        let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
+        // Both write at once; the other's change lands first, so the admin's
+        // heads after its own are heads the document never had.
+        other.put("first", 1);
+        let first = other.message().unwrap();
+        core.receive_checked(1, &first, true, Some(&check)).unwrap();
+        admin.put("second", 2);
+        let sent = admin.message().unwrap();
+        let mut reference = core.doc.clone();
+        let mut expected = core.peers[&0].clone();
+        let mut rest = sync::Message::decode(&sent).unwrap();
+        for chunk in rest.changes.iter() {
+            reference.load_incremental(chunk).unwrap();
+        }
+        rest.changes = Vec::<Vec<u8>>::new().into();
+        assert_ne!(rest.heads, reference.get_heads());
+        reference.receive_sync_message(&mut expected, rest).unwrap();
+        core.take_message_counts();
+        core.receive_checked(0, &sent, true, Some(&check)).unwrap();
+        assert_eq!(core.doc.get_heads(), reference.get_heads());
+        assert_eq!(core.peers[&0], expected);
+        let counts = core.take_message_counts();
+        assert_eq!((counts.answers_taken, counts.answers_walked), (1, 0));
     }
 
     #[test]
