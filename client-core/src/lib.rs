@@ -52,6 +52,8 @@ use store::LocalStore;
 
 /// Chunks appended to a document before they are folded into a snapshot.
 pub(crate) const COMPACT_AFTER_CHUNKS: u64 = 64;
+/// How often the time of the last full sync is written to the store.
+const LAST_SYNC_STORE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -192,6 +194,8 @@ struct Inner {
     journaled: u64,
     /// CPU time spent taking in remote sync messages.
     receive_cpu: Duration,
+    /// When `last_sync_at_ms` was last written (see `receive_sync_message`).
+    last_sync_stored: Option<std::time::Instant>,
 }
 
 impl Inner {
@@ -310,6 +314,7 @@ impl ClientCore {
                 pending,
                 journaled,
                 receive_cpu: Duration::ZERO,
+                last_sync_stored: None,
             })),
             events,
             status: Arc::new(watch::channel(status).0),
@@ -628,27 +633,41 @@ impl ClientCore {
         }
         let heads = local.doc.get_heads();
         let changed = heads != before;
+        let mut server_heads = state
+            .their_heads
+            .clone()
+            .filter(|confirmed| *confirmed != local.server_heads);
         if changed {
-            // The received changes, as automerge encodes them (one pass).
+            // The received changes, as automerge encodes them (one pass),
+            // with the server's new heads in the same transaction (one
+            // commit, one sync to disk).
             let chunk = local.doc.save_after(&before);
             let persisted = {
                 let mut inner = self.lock();
-                persist_chunk_unindexed(&mut inner.store, &self.path, id, &mut local, &chunk)
+                persist_chunk_unindexed(
+                    &mut inner.store,
+                    &self.path,
+                    id,
+                    &mut local,
+                    &chunk,
+                    server_heads.as_deref(),
+                )
             };
             if let Err(error) = persisted {
                 reload(&self.lock().store, id, &mut local)?;
                 return Err(error);
+            }
+            if let Some(confirmed) = server_heads.take() {
+                local.server_heads = confirmed;
             }
             local.wanted = false;
             self.index_in_steps(id, &local.doc);
         }
         let mut guard = self.lock();
         let inner = &mut *guard;
-        if let Some(server_heads) = state.their_heads.clone()
-            && server_heads != local.server_heads
-        {
-            inner.store.set_server_heads(id, &server_heads)?;
-            local.server_heads = server_heads;
+        if let Some(confirmed) = server_heads {
+            inner.store.set_server_heads(id, &confirmed)?;
+            local.server_heads = confirmed;
         }
         let pending = local.pending_changes();
         drop(local);
@@ -657,11 +676,18 @@ impl ClientCore {
         inner.receive_cpu += thread_cpu_time().saturating_sub(started);
         let total = inner.pending_total();
         let all_confirmed = total == 0;
-        if all_confirmed {
+        // The stored time of the last full sync is what a restarted app
+        // shows until it syncs again: a few seconds old is as good, and
+        // writing it on every message was a commit (and an fsync) each.
+        let store_due = inner
+            .last_sync_stored
+            .is_none_or(|at| at.elapsed() >= LAST_SYNC_STORE_EVERY);
+        if all_confirmed && store_due {
             let now = SystemTime::now();
             inner
                 .store
                 .set_meta("last_sync_at_ms", &unix_ms(now).to_string())?;
+            inner.last_sync_stored = Some(std::time::Instant::now());
         }
         drop(guard);
         self.set_status(|s| {
@@ -780,8 +806,13 @@ fn persist_chunk_unindexed(
     id: DocumentId,
     local: &mut LocalDoc,
     chunk: &[u8],
+    server_heads: Option<&[ChangeHash]>,
 ) -> Result<(), ClientError> {
-    local.last_seq = store.append_chunk_then(id, chunk, |_| Ok(()), |_| Ok(()))?;
+    let also = |conn: &rusqlite::Connection| match server_heads {
+        Some(heads) => store::write_server_heads(conn, id, heads),
+        None => Ok(()),
+    };
+    local.last_seq = store.append_chunk_then(id, chunk, also, |_| Ok(()))?;
     after_append(path, id, local);
     Ok(())
 }
@@ -800,12 +831,19 @@ fn after_append(path: &Path, id: DocumentId, local: &mut LocalDoc) {
             let mut at_least = 1;
             loop {
                 // A failed compaction loses nothing: the chunks are still there.
-                if let Err(error) = store::compact_in_background(&path, id, at_least) {
-                    tracing::warn!(%error, doc = %id, "compaction failed");
-                    busy.store(false, Ordering::Release);
+                let folded = match store::compact_in_background(&path, id, at_least) {
+                    Ok(folded) => folded,
+                    Err(error) => {
+                        tracing::warn!(%error, doc = %id, "compaction failed");
+                        busy.store(false, Ordering::Release);
+                        return;
+                    }
+                };
+                busy.store(false, Ordering::Release);
+                // Not worth it yet: the next batch of chunks asks again.
+                if !folded {
                     return;
                 }
-                busy.store(false, Ordering::Release);
                 // Changes that arrived after the last look, while the flag was
                 // still up, triggered nothing: look once more.
                 let backlog = store::uncompacted_chunks(&path, id).unwrap_or(0);

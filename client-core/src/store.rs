@@ -37,6 +37,23 @@ pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()
 }
 
+/// Records the heads the server confirmed for `id` (in the caller's
+/// transaction when given one: see `append_chunk_then`'s `also`).
+pub(crate) fn write_server_heads(
+    conn: &Connection,
+    id: DocumentId,
+    heads: &[ChangeHash],
+) -> Result<(), ClientError> {
+    conn.prepare_cached(
+        // Like the UPDATE it replaces, nothing for a document not stored.
+        "INSERT INTO document_server_heads (document_id, heads)
+         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM documents WHERE id = ?1)
+         ON CONFLICT (document_id) DO UPDATE SET heads = excluded.heads",
+    )?
+    .execute(params![id.to_string(), encode_heads(heads)])?;
+    Ok(())
+}
+
 pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
     bytes
         .chunks_exact(32)
@@ -48,18 +65,20 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
 /// own: loading and saving a large document takes long (150 ms for 100,000
 /// attendees), and scans must not wait behind it. The live document is
 /// untouched. Keeps going while full batches are waiting, so a burst of
-/// changes ends compacted.
+/// changes ends compacted. Folds only once the chunks are worth it
+/// ([`worth_folding`]). Returns whether it folded anything.
 pub(crate) fn compact_in_background(
     path: &Path,
     id: DocumentId,
     at_least: u64,
-) -> Result<(), ClientError> {
+) -> Result<bool, ClientError> {
     // Whatever is there if at least `at_least` chunks are; after that, only
     // full batches (more may arrive while this works).
     let mut threshold = at_least.max(1);
     let mut conn = Connection::open(path)?;
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
     let key = id.to_string();
+    let mut folded = false;
     loop {
         let Some((snapshot, snapshot_seq)) = conn
             .query_row(
@@ -69,15 +88,20 @@ pub(crate) fn compact_in_background(
             )
             .optional()?
         else {
-            return Ok(());
+            return Ok(folded);
         };
-        let (pending, through_seq): (i64, Option<i64>) = conn.query_row(
-            "SELECT count(*), max(seq) FROM document_chunks WHERE document_id = ?1 AND seq > ?2",
+        let (pending, through_seq, pending_bytes): (i64, Option<i64>, i64) = conn.query_row(
+            "SELECT count(*), max(seq), coalesce(sum(length(data)), 0)
+             FROM document_chunks WHERE document_id = ?1 AND seq > ?2",
             params![key, snapshot_seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let Some(through_seq) = through_seq.filter(|_| pending as u64 >= threshold) else {
-            return Ok(());
+        let snapshot_bytes = snapshot.as_ref().map_or(0, Vec::len) as u64;
+        let Some(through_seq) = through_seq.filter(|_| {
+            pending as u64 >= threshold
+                && worth_folding(pending as u64, pending_bytes as u64, snapshot_bytes)
+        }) else {
+            return Ok(folded);
         };
         threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
         let mut doc = match &snapshot {
@@ -109,7 +133,22 @@ pub(crate) fn compact_in_background(
             )?;
         }
         tx.commit()?;
+        folded = true;
     }
+}
+
+/// Chunks waiting before a fold is worth it whatever their size: bounds
+/// what an app start applies on top of the snapshot.
+pub(crate) const FOLD_CHUNKS_AT_MOST: u64 = 1024;
+
+/// Whether `chunks` of `chunk_bytes` in all are worth folding into a snapshot
+/// of `snapshot_bytes`: a fold loads and saves the whole document (for a
+/// 30,000-attendee event, 400 KB and tens of milliseconds), so it waits until
+/// the chunks add up to a quarter of the snapshot, which keeps its cost in
+/// proportion to what arrived (folding every 64 one-scan chunks was a tenth
+/// of a tablet's CPU at a busy door), or until there are too many of them.
+pub(crate) fn worth_folding(chunks: u64, chunk_bytes: u64, snapshot_bytes: u64) -> bool {
+    chunk_bytes.saturating_mul(4) >= snapshot_bytes || chunks >= FOLD_CHUNKS_AT_MOST
 }
 
 /// Chunks of `id` not yet folded into its snapshot.
@@ -164,7 +203,8 @@ impl LocalStore {
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT snapshot, snapshot_seq, server_heads, wanted FROM documents WHERE id = ?1",
+                "SELECT d.snapshot, d.snapshot_seq, h.heads, d.wanted FROM documents d
+                 LEFT JOIN document_server_heads h ON h.document_id = d.id WHERE d.id = ?1",
                 params![key],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -260,11 +300,7 @@ impl LocalStore {
         id: DocumentId,
         heads: &[ChangeHash],
     ) -> Result<(), ClientError> {
-        self.conn.execute(
-            "UPDATE documents SET server_heads = ?2 WHERE id = ?1",
-            params![id.to_string(), encode_heads(heads)],
-        )?;
-        Ok(())
+        write_server_heads(&self.conn, id, heads)
     }
 
     /// Replaces a document's stored state with `snapshot` (all chunks folded

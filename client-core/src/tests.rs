@@ -52,6 +52,68 @@ fn changes_survive_reopening_and_compaction() {
     );
 }
 
+/// Text that does not compress (so a snapshot holding it is about its size).
+fn incompressible(bytes: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..bytes / 16)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{x:016x}")
+        })
+        .collect()
+}
+
+#[test]
+fn small_chunks_wait_to_be_folded_until_they_are_worth_a_whole_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.sqlite3");
+    let core = ClientCore::open(&path).unwrap();
+    let id = core.create_document().unwrap();
+    let big = incompressible(200_000);
+    core.change(id, |tx| tx.put(ROOT, "big", big.as_str()))
+        .unwrap();
+    assert!(store::compact_in_background(&path, id, 1).unwrap());
+    let chunks = || -> i64 {
+        core.lock()
+            .store
+            .conn()
+            .query_row("SELECT count(*) FROM document_chunks", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(chunks(), 0);
+    // 70 small changes: a few KB against a ~200 KB snapshot. The background
+    // fold started after the 64th declines too (same rule), and nothing
+    // else starts one before the 128th.
+    for i in 0..70 {
+        core.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
+    }
+    assert!(!store::compact_in_background(&path, id, 1).unwrap());
+    assert_eq!(chunks(), 70);
+    // A quarter of the snapshot's size arrives: now it is worth it.
+    let quarter = incompressible(60_000);
+    core.change(id, |tx| tx.put(ROOT, "more", quarter.as_str()))
+        .unwrap();
+    assert!(store::compact_in_background(&path, id, 1).unwrap());
+    assert_eq!(chunks(), 0);
+    drop(core);
+    let core = ClientCore::open(&path).unwrap();
+    assert_eq!(get_i64(&core, id, "n"), Some(69));
+}
+
+#[test]
+fn worth_folding_is_in_proportion_to_the_snapshot_or_bounded_by_count() {
+    assert!(store::worth_folding(64, 100_000, 400_000));
+    assert!(!store::worth_folding(64, 99_999, 400_000));
+    assert!(store::worth_folding(
+        store::FOLD_CHUNKS_AT_MOST,
+        10,
+        400_000
+    ));
+    assert!(store::worth_folding(1, 1, 0));
+}
+
 #[test]
 fn a_failed_change_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();

@@ -123,6 +123,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
         migration!("client-sqlite", 0002, "event_index"),
         migration!("client-sqlite", 0003, "quarantine"),
         migration!("client-sqlite", 0004, "scan_journal"),
+        migration!("client-sqlite", 0005, "server_heads"),
     ],
 };
 

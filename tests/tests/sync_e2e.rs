@@ -243,3 +243,32 @@ async fn over_the_memory_budget_the_idle_document_leaves_and_the_one_in_use_stay
     sync_b.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_server_confirmed_is_remembered_across_a_restart_of_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(&dir.path().join("server"), Role::Admin).await;
+    let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
+    let path = dir.path().join("a.sqlite3");
+    let id;
+    {
+        let a = ClientCore::open(&path).unwrap();
+        let sync = a.start_sync(SyncConfig::new(&server.url, &token));
+        id = a.create_document().unwrap();
+        for i in 0..3 {
+            a.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
+        }
+        wait_until("the server confirms", LIMIT, || async {
+            a.sync_status().pending_changes == 0
+        })
+        .await;
+        sync.stop().await;
+    }
+    // Offline now: only the stored confirmation can say nothing is pending.
+    server.stop().await;
+    let a = ClientCore::open(&path).unwrap();
+    assert_eq!(a.sync_status().pending_changes, 0);
+    assert!(a.sync_status().last_sync_at.is_some());
+    a.change(id, |tx| tx.put(ROOT, "n", 9)).unwrap();
+    assert_eq!(a.sync_status().pending_changes, 1);
+}
