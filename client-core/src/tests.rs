@@ -10,6 +10,15 @@ fn get_i64(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
     .unwrap()
 }
 
+/// Chunks in the store not yet folded into a snapshot.
+fn chunk_count(core: &ClientCore) -> i64 {
+    core.lock()
+        .store
+        .conn()
+        .query_row("SELECT count(*) FROM document_chunks", [], |r| r.get(0))
+        .unwrap()
+}
+
 #[test]
 fn changes_survive_reopening_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,13 +32,7 @@ fn changes_survive_reopening_and_compaction() {
             core.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
         }
         // Compaction runs in the background; the chunks are folded soon.
-        let chunks = || -> i64 {
-            core.lock()
-                .store
-                .conn()
-                .query_row("SELECT count(*) FROM document_chunks", [], |r| r.get(0))
-                .unwrap()
-        };
+        let chunks = || chunk_count(&core);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while chunks() >= COMPACT_AFTER_CHUNKS as i64 {
             assert!(
@@ -75,13 +78,7 @@ fn small_chunks_wait_to_be_folded_until_they_are_worth_a_whole_snapshot() {
     core.change(id, |tx| tx.put(ROOT, "big", big.as_str()))
         .unwrap();
     assert!(store::compact_in_background(&path, id, 1).unwrap());
-    let chunks = || -> i64 {
-        core.lock()
-            .store
-            .conn()
-            .query_row("SELECT count(*) FROM document_chunks", [], |r| r.get(0))
-            .unwrap()
-    };
+    let chunks = || chunk_count(&core);
     assert_eq!(chunks(), 0);
     // 70 small changes: a few KB against a ~200 KB snapshot. The background
     // fold started after the 64th declines too (same rule), and nothing

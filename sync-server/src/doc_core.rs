@@ -996,11 +996,12 @@ mod tests {
         assert!(core.peers[&1].sent_hashes.is_empty());
     }
 
-    #[test]
-    fn a_checked_write_moves_the_writers_state_as_automerge_does() {
+    /// An event document in a core with two peers in sync: the admin (0),
+    /// who created it, and another (1).
+    fn event_with_two_peers() -> (DocumentCore, Client, Client) {
         use event_model::document::{EventInfo, init};
         let mut core = DocumentCore::empty();
-        let (mut admin, mut reader) = (Client::new(), Client::new());
+        let (mut admin, mut other) = (Client::new(), Client::new());
         {
             let mut tx = admin.doc.transaction();
             init(&mut tx, &EventInfo::new("e1", "Event")).unwrap();
@@ -1008,20 +1009,35 @@ mod tests {
         }
         core.attach(0);
         core.attach(1);
-        converge(&mut core, &mut [(0, &mut admin), (1, &mut reader)]);
-        admin.put("unchecked?", 1);
-        let sent = admin.message().unwrap();
-        assert!(!sync::Message::decode(&sent).unwrap().changes.is_empty());
-        // automerge's own result on a copy, done as a checked write is: the
-        // change applied, then the message without it.
+        converge(&mut core, &mut [(0, &mut admin), (1, &mut other)]);
+        (core, admin, other)
+    }
+
+    /// automerge's own result for `peer` sending `sent`, on a copy, done as
+    /// a checked write is: the changes applied, then the message without them.
+    fn automerge_after_checked_write(
+        core: &DocumentCore,
+        peer: PeerKey,
+        sent: &[u8],
+    ) -> (Automerge, sync::State) {
         let mut reference = core.doc.clone();
-        let mut expected = core.peers[&0].clone();
-        let mut rest = sync::Message::decode(&sent).unwrap();
+        let mut expected = core.peers[&peer].clone();
+        let mut rest = sync::Message::decode(sent).unwrap();
         for chunk in rest.changes.iter() {
             reference.load_incremental(chunk).unwrap();
         }
         rest.changes = Vec::<Vec<u8>>::new().into();
         reference.receive_sync_message(&mut expected, rest).unwrap();
+        (reference, expected)
+    }
+
+    #[test]
+    fn a_checked_write_moves_the_writers_state_as_automerge_does() {
+        let (mut core, mut admin, _reader) = event_with_two_peers();
+        admin.put("unchecked?", 1);
+        let sent = admin.message().unwrap();
+        assert!(!sync::Message::decode(&sent).unwrap().changes.is_empty());
+        let (reference, expected) = automerge_after_checked_write(&core, 0, &sent);
         core.take_message_counts();
         let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
         let received = core.receive_checked(0, &sent, true, Some(&check)).unwrap();
@@ -1148,17 +1164,7 @@ mod tests {
 
     #[test]
     fn a_write_made_beside_another_writers_moves_its_state_as_automerge_does() {
-        use event_model::document::{EventInfo, init};
-        let mut core = DocumentCore::empty();
-        let (mut admin, mut other) = (Client::new(), Client::new());
-        {
-            let mut tx = admin.doc.transaction();
-            init(&mut tx, &EventInfo::new("e1", "Event")).unwrap();
-            tx.commit();
-        }
-        core.attach(0);
-        core.attach(1);
-        converge(&mut core, &mut [(0, &mut admin), (1, &mut other)]);
+        let (mut core, mut admin, mut other) = event_with_two_peers();
         let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
         // Both write at once; the other's change lands first, so the admin's
         // heads after its own are heads the document never had.
@@ -1167,15 +1173,8 @@ mod tests {
         core.receive_checked(1, &first, true, Some(&check)).unwrap();
         admin.put("second", 2);
         let sent = admin.message().unwrap();
-        let mut reference = core.doc.clone();
-        let mut expected = core.peers[&0].clone();
-        let mut rest = sync::Message::decode(&sent).unwrap();
-        for chunk in rest.changes.iter() {
-            reference.load_incremental(chunk).unwrap();
-        }
-        rest.changes = Vec::<Vec<u8>>::new().into();
-        assert_ne!(rest.heads, reference.get_heads());
-        reference.receive_sync_message(&mut expected, rest).unwrap();
+        let (reference, expected) = automerge_after_checked_write(&core, 0, &sent);
+        assert_ne!(admin.doc.get_heads(), reference.get_heads());
         core.take_message_counts();
         core.receive_checked(0, &sent, true, Some(&check)).unwrap();
         assert_eq!(core.doc.get_heads(), reference.get_heads());
