@@ -718,14 +718,27 @@ async fn an_admin_works_through_every_screen() {
     let observer_sync = observer
         .start_sync(SyncConfig::new(server.url.clone(), &admin_key).with_trust(trust.clone()));
     observer.find(event).unwrap();
-    wait_until("the offline edit reached the server", LIMIT, || async {
-        observer
+    // A rare failure here (1 of 5 full runs on 2026-12-02, only under the whole
+    // suite's load) is not understood yet: the message says whether the
+    // observer held no event, or the event without the edit, and its sync
+    // state, so the next one tells which side lost track.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let name = observer
             .read(event, client_core::event_model::document::read_info)
             .ok()
             .and_then(Result::ok)
-            .is_some_and(|info| info.name == "Summer Fest (moved indoors)")
-    })
-    .await;
+            .map(|info| info.name);
+        if name.as_deref() == Some("Summer Fest (moved indoors)") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the offline edit did not reach a fresh observer within {LIMIT:?}: it holds the event named {name:?}; its sync status: {:?}",
+            observer.sync_status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     ui.shot("14-back-online").await;
     observer_sync.stop().await;
     ui.client.close().await.unwrap();
