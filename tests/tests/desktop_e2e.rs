@@ -222,6 +222,7 @@ impl Ui {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_works_through_every_screen() {
+    sync_tests::init_logging();
     let app = workspace_binary("desktop");
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("server"));
