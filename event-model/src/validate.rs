@@ -9,9 +9,9 @@
 //!   well-formed attendee records.
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Automerge, ExpandedChange, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{Automerge, ExpandedChange, ReadDoc, ScalarValue};
 
-use crate::document::{self, Attendee};
+use crate::document::{self, Attendee, RecordKind, RecordObjects};
 use crate::rules::{Annulment, Scan};
 
 /// Who is writing.
@@ -32,28 +32,6 @@ fn obj_key(obj: &ObjectId) -> String {
     }
 }
 
-/// The document's maps, by the text form of their object ids.
-struct Maps {
-    attendees: String,
-    scans: String,
-    annulments: String,
-}
-
-fn map_key(doc: &Automerge, key: &str) -> Option<String> {
-    match doc.get(ROOT, key).ok()? {
-        Some((Value::Object(ObjType::Map), id)) => Some(id.to_string()),
-        _ => None,
-    }
-}
-
-fn maps(doc: &Automerge) -> Option<Maps> {
-    Some(Maps {
-        attendees: map_key(doc, "attendees")?,
-        scans: map_key(doc, "scans")?,
-        annulments: map_key(doc, "annulments")?,
-    })
-}
-
 fn string_value(action: &OpType) -> Option<&str> {
     match action {
         OpType::Put(ScalarValue::Str(text)) => Some(text.as_str()),
@@ -69,7 +47,10 @@ pub fn check_event_change(
     writer: &EventWriter,
 ) -> Result<(), String> {
     let is_admin = *writer == EventWriter::Admin;
-    let Some(maps) = maps(doc).filter(|_| document::check(doc).is_ok()) else {
+    let records = document::check(doc)
+        .ok()
+        .and_then(|()| RecordObjects::new(doc).ok());
+    let Some(mut records) = records else {
         // Not (yet) an event document: only an administrator creates one.
         return if is_admin {
             Ok(())
@@ -81,8 +62,6 @@ pub fn check_event_change(
         EventWriter::Staff { user_id } => user_id.as_deref(),
         EventWriter::Admin => None,
     };
-    let scans = doc.get(ROOT, "scans").ok().flatten().map(|(_, id)| id);
-    let annulments = doc.get(ROOT, "annulments").ok().flatten().map(|(_, id)| id);
     let mut added = std::collections::HashSet::new();
     for op in &change.operations {
         let obj = obj_key(&op.obj);
@@ -90,18 +69,19 @@ pub fn check_event_change(
             Key::Map(key) => key.to_string(),
             Key::Seq(_) => String::new(),
         };
-        let record_map = if obj == maps.scans {
-            Some(("scan", &scans))
-        } else if obj == maps.annulments {
-            Some(("annulment", &annulments))
-        } else {
-            None
-        };
-        if let Some((what, map)) = record_map {
-            let exists = map
-                .as_ref()
-                .and_then(|m| doc.get(m, key.as_str()).ok().flatten())
-                .is_some();
+        if let Some(kind) = records.bucket_map(&obj) {
+            return Err(format!(
+                "the buckets of the {} map are made once, with the event",
+                kind.name()
+            ));
+        }
+        let record = records.record_at(&obj, &key);
+        if let Some((kind, map)) = record
+            .clone()
+            .filter(|(kind, _)| *kind != RecordKind::Attendee)
+        {
+            let what = kind.name();
+            let exists = doc.get(&map, key.as_str()).ok().flatten().is_some();
             if exists || !added.insert((what, key.clone())) {
                 return Err(format!(
                     "{what} `{key}` already exists: records are never edited"
@@ -112,7 +92,7 @@ pub fn check_event_change(
                     "{what}s are added as records, never deleted or changed"
                 ));
             };
-            let (id, staff) = if what == "scan" {
+            let (id, staff) = if kind == RecordKind::Scan {
                 let scan: Scan = serde_json::from_str(json)
                     .map_err(|e| format!("malformed scan `{key}`: {e}"))?;
                 (scan.id, scan.staff_id)
@@ -136,14 +116,18 @@ pub fn check_event_change(
         if !is_admin {
             return Err("staff may only add scans and annulments".into());
         }
-        if obj == maps.attendees
-            && let Some(json) = string_value(&op.action)
-        {
-            let attendee: Attendee = serde_json::from_str(json)
-                .map_err(|e| format!("malformed attendee `{key}`: {e}"))?;
-            if attendee.id != key {
-                return Err(format!("attendee `{key}` carries the id `{}`", attendee.id));
+        if record.is_some() {
+            if let Some(json) = string_value(&op.action) {
+                let attendee: Attendee = serde_json::from_str(json)
+                    .map_err(|e| format!("malformed attendee `{key}`: {e}"))?;
+                if attendee.id != key {
+                    return Err(format!("attendee `{key}` carries the id `{}`", attendee.id));
+                }
             }
+        } else if records.is_bucket(&obj) {
+            // A record outside the bucket its id names would be missing to
+            // every lookup by id.
+            return Err(format!("`{key}` is not in the bucket of its id"));
         }
         if obj == "_root"
             && ["scans", "annulments", "attendees", "lists", "event"].contains(&key.as_str())
@@ -157,15 +141,28 @@ pub fn check_event_change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{EventInfo, init, put_annulment, put_attendee, put_scan};
+    use crate::document::{
+        EventInfo, init, init_schema_1, put_annulment, put_attendee, put_scan, record_map_for,
+    };
     use crate::hlc::Hlc;
     use crate::rules::Direction;
     use automerge::transaction::Transactable;
+
+    use automerge::{ObjType, ROOT};
 
     fn event() -> Automerge {
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
         init(&mut tx, &EventInfo::new("e", "E")).unwrap();
+        tx.commit();
+        doc
+    }
+
+    /// An event made before schema 2: one flat map per kind of record.
+    fn flat_event() -> Automerge {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        init_schema_1(&mut tx, &EventInfo::new("e", "E")).unwrap();
         tx.commit();
         doc
     }
@@ -272,51 +269,51 @@ mod tests {
 
     #[test]
     fn nobody_edits_or_deletes_a_scan_or_forges_a_record() {
-        let mut doc = event();
-        let mut tx = doc.transaction();
-        put_scan(&mut tx, &scan("s1", "sam")).unwrap();
-        tx.commit();
-        let scans = doc.get(ROOT, "scans").unwrap().unwrap().1;
-        for writer in [EventWriter::Admin, EventWriter::Staff { user_id: None }] {
-            let s2 = scans.clone();
+        for mut doc in [event(), flat_event()] {
+            let mut tx = doc.transaction();
+            put_scan(&mut tx, &scan("s1", "sam")).unwrap();
+            tx.commit();
+            let home = |id: &str| record_map_for(&doc, "scans", id).unwrap();
+            for writer in [EventWriter::Admin, EventWriter::Staff { user_id: None }] {
+                let s1 = home("s1");
+                assert!(
+                    check(&doc, &writer, |tx| {
+                        tx.delete(&s1, "s1").unwrap();
+                    })
+                    .is_err()
+                );
+                assert!(
+                    check(&doc, &writer, |tx| {
+                        tx.put(&s1, "s1", "{}").unwrap();
+                    })
+                    .unwrap_err()
+                    .contains("already exists")
+                );
+                let s9 = home("s9");
+                assert!(
+                    check(&doc, &writer, |tx| {
+                        tx.put(&s9, "s9", "not json").unwrap();
+                    })
+                    .unwrap_err()
+                    .contains("malformed")
+                );
+                let s8 = home("s8");
+                let forged = serde_json::to_string(&scan("other", "sam")).unwrap();
+                assert!(
+                    check(&doc, &writer, |tx| {
+                        tx.put(&s8, "s8", forged).unwrap();
+                    })
+                    .unwrap_err()
+                    .contains("carries the id")
+                );
+            }
             assert!(
-                check(&doc, &writer, |tx| {
-                    tx.delete(&s2, "s1").unwrap();
+                check(&doc, &EventWriter::Admin, |tx| {
+                    tx.put_object(ROOT, "scans", ObjType::Map).unwrap();
                 })
                 .is_err()
             );
-            let s3 = scans.clone();
-            assert!(
-                check(&doc, &writer, |tx| {
-                    tx.put(&s3, "s1", "{}").unwrap();
-                })
-                .unwrap_err()
-                .contains("already exists")
-            );
-            let s4 = scans.clone();
-            assert!(
-                check(&doc, &writer, |tx| {
-                    tx.put(&s4, "s9", "not json").unwrap();
-                })
-                .unwrap_err()
-                .contains("malformed")
-            );
-            let s5 = scans.clone();
-            let forged = serde_json::to_string(&scan("other", "sam")).unwrap();
-            assert!(
-                check(&doc, &writer, |tx| {
-                    tx.put(&s5, "s8", forged).unwrap();
-                })
-                .unwrap_err()
-                .contains("carries the id")
-            );
         }
-        assert!(
-            check(&doc, &EventWriter::Admin, |tx| {
-                tx.put_object(ROOT, "scans", ObjType::Map).unwrap();
-            })
-            .is_err()
-        );
         // Only an administrator makes a document an event.
         let empty = Automerge::new();
         assert!(
@@ -328,6 +325,48 @@ mod tests {
         assert_eq!(
             check(&empty, &EventWriter::Admin, |tx| {
                 init(tx, &EventInfo::new("e", "E")).unwrap();
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn buckets_are_never_replaced_and_records_stay_in_the_bucket_of_their_id() {
+        let doc = event();
+        let scans = doc.get(ROOT, "scans").unwrap().unwrap().1;
+        let staff = EventWriter::Staff {
+            user_id: Some("sam".into()),
+        };
+        // Find a bucket that is not the one "s1" belongs in.
+        let right = record_map_for(&doc, "scans", "s1").unwrap();
+        let wrong = (0..)
+            .map(|n| record_map_for(&doc, "scans", &format!("x{n}")).unwrap())
+            .find(|bucket| *bucket != right)
+            .unwrap();
+        let json = serde_json::to_string(&scan("s1", "sam")).unwrap();
+        for writer in [EventWriter::Admin, staff.clone()] {
+            let err = check(&doc, &writer, |tx| {
+                tx.put_object(&scans, "00", ObjType::Map).unwrap();
+            })
+            .unwrap_err();
+            assert!(err.contains("made once"), "{err}");
+            let err = check(&doc, &writer, |tx| {
+                tx.delete(&scans, "7f").unwrap();
+            })
+            .unwrap_err();
+            assert!(err.contains("made once"), "{err}");
+            let err = check(&doc, &writer, |tx| {
+                tx.put(&wrong, "s1", json.as_str()).unwrap();
+            })
+            .unwrap_err();
+            assert!(
+                err.contains("bucket of its id") || err.contains("only add scans"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            check(&doc, &staff, |tx| {
+                tx.put(&right, "s1", json.as_str()).unwrap();
             }),
             Ok(())
         );

@@ -69,6 +69,12 @@ struct Args {
     /// Changes made by each client (load mode).
     #[arg(long, default_value_t = 20)]
     changes: usize,
+    /// Writes: every change overwrites the same key (a setting toggled
+    /// again and again) instead of adding a key of its own (a scan).
+    /// Automerge keeps every overwritten value, so each change then costs
+    /// more as the key's history grows.
+    #[arg(long)]
+    overwrite: bool,
     /// Pause between one client's changes, in milliseconds.
     #[arg(long, default_value_t = 10)]
     interval_ms: u64,
@@ -535,7 +541,11 @@ async fn write_client(args: &Args, index: usize, start: &Barrier) -> anyhow::Res
             break;
         }
         let mut tx = client.doc.transaction();
-        tx.put(ROOT, "n", made as i64)?;
+        if args.overwrite {
+            tx.put(ROOT, "n", made as i64)?;
+        } else {
+            tx.put(ROOT, format!("n{made}"), made as i64)?;
+        }
         tx.commit();
         made += 1;
     }

@@ -103,6 +103,34 @@ impl InProcessServer {
         Self { server, url, store }
     }
 
+    /// Starts a server again on `addr`, where a stopped one listened (its
+    /// clients reconnect there). Tests run in parallel and the port came
+    /// from the ephemeral range, so until the kernel hands it back out
+    /// another test's outgoing connection may hold it as its local port:
+    /// binding is retried for a few seconds while the address is in use.
+    pub async fn restart_on(config: &Config, addr: std::net::SocketAddr) -> Self {
+        let mut config = config.clone();
+        config.listen = addr;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let store = Arc::new(SqliteStore::open(&config.data_dir, false).expect("open store"));
+            match sync_server::start_with_store(&config, store.clone(), "test-storage".into()).await
+            {
+                Ok(server) => {
+                    let url = server.sync_url();
+                    return Self { server, url, store };
+                }
+                Err(sync_server::ServeError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("restarting the server on {addr}: {e}"),
+            }
+        }
+    }
+
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
     }

@@ -708,9 +708,7 @@ async fn an_admin_works_through_every_screen() {
     ui.shot("13-offline").await;
 
     // The server comes back on the same address: the edit syncs.
-    let mut config = config.clone();
-    config.listen = addr.parse().unwrap();
-    let server = InProcessServer::start(&config).await;
+    let server = InProcessServer::restart_on(&config, addr.parse().unwrap()).await;
     ui.wait_text("#sync-indicator", "back online", |t| {
         t.starts_with("Online") && t.contains("nothing waiting")
     })

@@ -102,9 +102,7 @@ async fn the_stock_js_client_syncs_with_our_server_and_client_core() {
     // which reconnects on its own, receives the edit.
     let addr = server.server.addr();
     server.stop().await;
-    let mut config = config.clone();
-    config.listen = addr;
-    let server = InProcessServer::start(&config).await;
+    let server = InProcessServer::restart_on(&config, addr).await;
     node(vec![
         s("edit"),
         url.clone(),

@@ -172,9 +172,7 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
         tx.put(ROOT, "after_restart", "samod").unwrap();
         tx.commit();
     });
-    let mut config = config.clone();
-    config.listen = addr;
-    let server = InProcessServer::start(&config).await;
+    let server = InProcessServer::restart_on(&config, addr).await;
     wait_until(
         "client-core receives samod's edit after the restart",
         LIMIT,

@@ -78,9 +78,7 @@ async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() 
     .await;
     a.change(id, |tx| tx.put(ROOT, "offline", 3)).unwrap();
     assert!(a.sync_status().pending_changes >= 1);
-    let mut config = config.clone();
-    config.listen = addr;
-    let server = InProcessServer::start(&config).await;
+    let server = InProcessServer::restart_on(&config, addr).await;
     wait_until(
         "b receives a's offline change after the restart",
         LIMIT,
