@@ -65,7 +65,8 @@ pub(crate) async fn seed_event(
     wait_for("the upload", Duration::from_secs(args.timeout_secs), || {
         admin.sync_status().pending_changes == 0
     })
-    .await?;
+    .await
+    .with_context(|| format!("the administrator's sync status: {:?}", admin.sync_status()))?;
     Ok((
         admin,
         sync,
