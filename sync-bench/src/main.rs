@@ -103,6 +103,10 @@ struct Args {
     /// (stadium; the other `--clients` are protocol-level readers).
     #[arg(long, default_value_t = 10)]
     scanners: usize,
+    /// Attendees already checked in before the clock starts (stadium): an
+    /// event part-way through its doors, whose scans map is that full.
+    #[arg(long, default_value_t = 0)]
+    checked_in: usize,
     /// Scans per second over all scanners (stadium).
     #[arg(long, default_value_t = 50)]
     rate: u64,

@@ -194,9 +194,23 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
     let scanners = args.scanners.clamp(2, args.clients.max(2));
     let readers = args.clients.saturating_sub(scanners);
     let total_scans = (args.rate * args.duration_secs) as usize;
-    let attendees = args.attendees.max(total_scans);
+    let attendees = args.attendees.max(total_scans + args.checked_in);
     let limit = Duration::from_secs(args.timeout_secs);
     let (admin, admin_sync, event, _, _) = seed_event(args, dir.path(), attendees).await?;
+    // Another door has already checked in the last `--checked-in` tickets
+    // (the scanners take theirs from the first).
+    let mut earlier = HashSet::with_capacity(args.checked_in);
+    for n in attendees - args.checked_in..attendees {
+        let result = admin.check_in(event, &format!("T{n:07}"), "main", Direction::Entry)?;
+        earlier.insert(result.scan_id.context("an earlier scan was admitted")?);
+    }
+    admin.flush_journal()?;
+    // Journaled scans count as pending until they are in the document.
+    wait_for("the earlier scans' upload", limit, || {
+        admin.sync_status().pending_changes == 0
+    })
+    .await?;
+    let earlier = Arc::new(earlier);
     let heads = admin.heads(event)?;
     // The administrator leaves: every listener below is a tablet.
     admin_sync.stop().await;
@@ -258,6 +272,7 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
         .collect();
     for (tablet, visible) in tablets.iter().zip(&visible_counts) {
         let (tablet, visible, stop) = (tablet.clone(), visible.clone(), stop.clone());
+        let earlier = earlier.clone();
         let mut events = tablet.subscribe();
         watchers.push(tokio::spawn(async move {
             let mut seen: HashMap<String, Instant> = HashMap::new();
@@ -278,14 +293,18 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
                 // or two (reading more made the watchers a noticeable part
                 // of the bench's CPU).
                 for scan in tablet.recent_scans(event, 16)? {
-                    seen.entry(scan.scan_id).or_insert(at);
+                    if !earlier.contains(&scan.scan_id) {
+                        seen.entry(scan.scan_id).or_insert(at);
+                    }
                 }
                 // A scan that arrives late carries an early time and may sort
                 // below the newest: then read them all.
-                let in_index = tablet.scan_count(event)? as usize;
+                let in_index = tablet.scan_count(event)? as usize - earlier.len();
                 if in_index > seen.len() {
-                    for scan in tablet.recent_scans(event, in_index)? {
-                        seen.entry(scan.scan_id).or_insert(at);
+                    for scan in tablet.recent_scans(event, in_index + earlier.len())? {
+                        if !earlier.contains(&scan.scan_id) {
+                            seen.entry(scan.scan_id).or_insert(at);
+                        }
                     }
                 }
                 visible.store(seen.len(), Ordering::Relaxed);
@@ -409,7 +428,7 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
     }
     let counts: Vec<u64> = tablets
         .iter()
-        .map(|t| t.scan_count(event))
+        .map(|t| t.scan_count(event).map(|n| n - earlier.len() as u64))
         .collect::<Result<_, _>>()?;
     for sync in syncs {
         sync.stop().await;
@@ -425,6 +444,7 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
         "scanner_replicas": scanners,
         "protocol_readers": readers,
         "attendees": attendees,
+        "checked_in_before": earlier.len(),
         "scans": total_scans,
         "scans_per_s": args.rate,
         "scanning_s": scanning_s,
