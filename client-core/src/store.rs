@@ -61,6 +61,28 @@ pub(crate) fn decode_heads(bytes: &[u8]) -> Vec<ChangeHash> {
         .collect()
 }
 
+/// The snapshot of the document `key`, if it has one. Snapshots live in a
+/// table of their own so that the small `documents` row, which every
+/// appended chunk reads and writes, never makes SQLite walk the blob.
+fn read_snapshot(conn: &Connection, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+    Ok(conn
+        .query_row(
+            "SELECT data FROM document_snapshots WHERE document_id = ?1",
+            params![key],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+fn write_snapshot(conn: &Connection, key: &str, snapshot: &[u8]) -> Result<(), ClientError> {
+    conn.execute(
+        "INSERT INTO document_snapshots (document_id, data) VALUES (?1, ?2)
+         ON CONFLICT (document_id) DO UPDATE SET data = excluded.data",
+        params![key, snapshot],
+    )?;
+    Ok(())
+}
+
 /// Folds the chunks of `id` into a new snapshot, on a connection of its
 /// own: loading and saving a large document takes long (150 ms for 100,000
 /// attendees), and scans must not wait behind it. The live document is
@@ -80,11 +102,15 @@ pub(crate) fn compact_in_background(
     let key = id.to_string();
     let mut folded = false;
     loop {
-        let Some((snapshot, snapshot_seq)) = conn
+        // The snapshot's size first (SQLite answers `length` without reading
+        // the blob): most checks end here, not worth a fold yet.
+        let Some((snapshot_bytes, snapshot_seq)) = conn
             .query_row(
-                "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+                "SELECT (SELECT length(data) FROM document_snapshots WHERE document_id = ?1),
+                        snapshot_seq
+                 FROM documents WHERE id = ?1",
                 params![key],
-                |r| Ok((r.get::<_, Option<Vec<u8>>>(0)?, r.get::<_, i64>(1)?)),
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?)),
             )
             .optional()?
         else {
@@ -96,7 +122,7 @@ pub(crate) fn compact_in_background(
             params![key, snapshot_seq],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let snapshot_bytes = snapshot.as_ref().map_or(0, Vec::len) as u64;
+        let snapshot_bytes = snapshot_bytes.unwrap_or(0) as u64;
         let Some(through_seq) = through_seq.filter(|_| {
             pending as u64 >= threshold
                 && worth_folding(pending as u64, pending_bytes as u64, snapshot_bytes)
@@ -104,6 +130,7 @@ pub(crate) fn compact_in_background(
             return Ok(folded);
         };
         threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
+        let snapshot = read_snapshot(&conn, &key)?;
         let mut doc = match &snapshot {
             Some(bytes) => automerge::Automerge::load(bytes)?,
             None => automerge::Automerge::new(),
@@ -123,10 +150,11 @@ pub(crate) fn compact_in_background(
         let tx = write_tx(&mut conn)?;
         // Only forward: the document may have been replaced meanwhile.
         let updated = tx.execute(
-            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1 AND snapshot_seq = ?4",
-            params![key, saved, through_seq, snapshot_seq],
+            "UPDATE documents SET snapshot_seq = ?2 WHERE id = ?1 AND snapshot_seq = ?3",
+            params![key, through_seq, snapshot_seq],
         )?;
         if updated == 1 {
+            write_snapshot(&tx, &key, &saved)?;
             tx.execute(
                 "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
                 params![key, through_seq],
@@ -203,7 +231,8 @@ impl LocalStore {
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT d.snapshot, d.snapshot_seq, h.heads, d.wanted FROM documents d
+                "SELECT s.data, d.snapshot_seq, h.heads, d.wanted FROM documents d
+                 LEFT JOIN document_snapshots s ON s.document_id = d.id
                  LEFT JOIN document_server_heads h ON h.document_id = d.id WHERE d.id = ?1",
                 params![key],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -322,9 +351,10 @@ impl LocalStore {
             |r| r.get(0),
         )?;
         tx.execute(
-            "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3 WHERE id = ?1",
-            params![key, snapshot, seq],
+            "UPDATE documents SET snapshot_seq = ?2 WHERE id = ?1",
+            params![key, seq],
         )?;
+        write_snapshot(&tx, &key, snapshot)?;
         tx.execute(
             "DELETE FROM document_chunks WHERE document_id = ?1",
             params![key],

@@ -55,6 +55,79 @@ fn changes_survive_reopening_and_compaction() {
     );
 }
 
+/// A store written before snapshots had a table of their own (migration 6)
+/// keeps its documents: the snapshot moves, the chunks after it still apply,
+/// and the down migration puts the snapshot back where it was.
+#[test]
+fn a_snapshot_stored_before_migration_6_is_kept_and_restored_by_its_down_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.sqlite3");
+    let id = DocumentId::random();
+    let mut doc = Automerge::new();
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "n", 1_i64).unwrap();
+    tx.commit();
+    let snapshot = doc.save();
+    let before = doc.get_heads();
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "n", 2_i64).unwrap();
+    tx.commit();
+    let chunk = doc.save_after(&before);
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        migrations::Migrator::new(
+            &migrations::CLIENT_SQLITE,
+            migrations::SqliteBackend::new(&mut conn),
+        )
+        .unwrap()
+        .up(Some(5))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO documents (id, snapshot, snapshot_seq, created_at, updated_at)
+             VALUES (?1, ?2, 1, '2026-01-01', '2026-01-01')",
+            rusqlite::params![id.to_string(), snapshot],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, 2, ?2)",
+            rusqlite::params![id.to_string(), chunk],
+        )
+        .unwrap();
+    }
+    {
+        let core = ClientCore::open(&path).unwrap();
+        assert_eq!(get_i64(&core, id, "n"), Some(2));
+        let (moved, left): (Vec<u8>, Option<Vec<u8>>) = core
+            .lock()
+            .store
+            .conn()
+            .query_row(
+                "SELECT s.data, d.snapshot FROM documents d
+                 JOIN document_snapshots s ON s.document_id = d.id WHERE d.id = ?1",
+                rusqlite::params![id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((moved, left), (snapshot.clone(), None));
+    }
+    let mut conn = rusqlite::Connection::open(&path).unwrap();
+    migrations::Migrator::new(
+        &migrations::CLIENT_SQLITE,
+        migrations::SqliteBackend::new(&mut conn),
+    )
+    .unwrap()
+    .down(Some(5))
+    .unwrap();
+    let restored: Vec<u8> = conn
+        .query_row(
+            "SELECT snapshot FROM documents WHERE id = ?1",
+            rusqlite::params![id.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(restored, snapshot);
+}
+
 /// Text that does not compress (so a snapshot holding it is about its size).
 fn incompressible(bytes: usize) -> String {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -74,7 +74,11 @@ const ROUND: u64 = 100;
 
 fn apply_one_scan(c: &mut Criterion) {
     let full = std::env::args().any(|a| a == "--bench");
-    let sizes: &[u64] = if full { &[1_000, 30_000, 100_000] } else { &[200] };
+    let sizes: &[u64] = if full {
+        &[1_000, 30_000, 100_000]
+    } else {
+        &[200]
+    };
     let mut group = c.benchmark_group("apply_one_scan_change");
     group
         .sample_size(10)

@@ -236,7 +236,11 @@ pub(crate) enum RecordKind {
 }
 
 impl RecordKind {
-    const ALL: [RecordKind; 3] = [RecordKind::Attendee, RecordKind::Scan, RecordKind::Annulment];
+    const ALL: [RecordKind; 3] = [
+        RecordKind::Attendee,
+        RecordKind::Scan,
+        RecordKind::Annulment,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -527,8 +531,7 @@ fn all_records<R: ReadDoc, V: for<'de> Deserialize<'de>>(
     let mut out = Vec::new();
     for obj in record_maps(doc, map)? {
         for item in doc.map_range(&obj, ..) {
-            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(json)) = &item.value
-            {
+            if let automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(json)) = &item.value {
                 let record = serde_json::from_str(json).map_err(|e| ModelError::Malformed {
                     what,
                     id: item.key.to_string(),
@@ -715,11 +718,11 @@ mod tests {
     }
 
     fn writes_read_back_in(expected: Layout) {
-        let init = |tx: &mut automerge::transaction::Transaction<'_>, info: &EventInfo| match expected
-        {
-            Layout::Bucketed => init(tx, info),
-            Layout::Flat => init_schema_1(tx, info),
-        };
+        let init =
+            |tx: &mut automerge::transaction::Transaction<'_>, info: &EventInfo| match expected {
+                Layout::Bucketed => init(tx, info),
+                Layout::Flat => init_schema_1(tx, info),
+            };
         let mut doc = Automerge::new();
         let info = EventInfo {
             starts_at: "2026-12-01T09:00:00Z".into(),
@@ -824,7 +827,11 @@ mod tests {
         assert_eq!(bucket_of("s1"), bucket_of("s1"));
         let buckets: std::collections::HashSet<String> =
             (0..10_000).map(|n| bucket_of(&format!("id-{n}"))).collect();
-        assert_eq!(buckets.len(), RECORD_BUCKETS, "ids spread over every bucket");
+        assert_eq!(
+            buckets.len(),
+            RECORD_BUCKETS,
+            "ids spread over every bucket"
+        );
         // Fixed by SHA-256, so every replica and every version agrees.
         assert_eq!(bucket_of(""), "e3");
         assert_eq!(bucket_of("abc"), "ba");

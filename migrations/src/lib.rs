@@ -95,6 +95,7 @@ pub static SERVER_SQLITE: MigrationSet = MigrationSet {
         migration!("server-sqlite", 0005, "sessions"),
         migration!("server-sqlite", 0006, "settings_backups"),
         migration!("server-sqlite", 0007, "one_org_config"),
+        migration!("server-sqlite", 0008, "document_snapshots"),
     ],
 };
 
@@ -124,6 +125,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
         migration!("client-sqlite", 0003, "quarantine"),
         migration!("client-sqlite", 0004, "scan_journal"),
         migration!("client-sqlite", 0005, "server_heads"),
+        migration!("client-sqlite", 0006, "document_snapshots"),
     ],
 };
 

@@ -348,7 +348,8 @@ fn read_since(
     let tx = conn.transaction()?;
     let row: Option<(Option<Vec<u8>>, i64)> = tx
         .query_row(
-            "SELECT snapshot, snapshot_seq FROM documents WHERE id = ?1",
+            "SELECT s.data, d.snapshot_seq FROM documents d
+             LEFT JOIN document_snapshots s ON s.document_id = d.id WHERE d.id = ?1",
             params![key],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -433,12 +434,21 @@ impl Store for SqliteStore {
         self.with_conn("compact", move |conn| {
             let id = id.to_string();
             let tx = conn.transaction()?;
-            tx.execute(
+            // The snapshot has a row of its own (migration 8), so the small
+            // `documents` row every write touches never makes SQLite walk it.
+            let updated = tx.execute(
                 &format!(
-                    "UPDATE documents SET snapshot = ?2, snapshot_seq = ?3, updated_at = {NOW} WHERE id = ?1"
+                    "UPDATE documents SET snapshot_seq = ?2, updated_at = {NOW} WHERE id = ?1"
                 ),
-                params![id, snapshot, through_seq as i64],
+                params![id, through_seq as i64],
             )?;
+            if updated == 1 {
+                tx.execute(
+                    "INSERT INTO document_snapshots (document_id, data) VALUES (?1, ?2)
+                     ON CONFLICT (document_id) DO UPDATE SET data = excluded.data",
+                    params![id, snapshot],
+                )?;
+            }
             tx.execute(
                 "DELETE FROM document_chunks WHERE document_id = ?1 AND seq <= ?2",
                 params![id, through_seq as i64],
@@ -741,6 +751,48 @@ mod tests {
         assert_eq!(doc.snapshot, Some(vec![9, 9]));
         assert_eq!(doc.chunks, vec![vec![3]]);
         assert_eq!(store.list_documents().await.unwrap(), vec![id]);
+    }
+
+    /// A store from before snapshots had a table of their own (migration 8)
+    /// keeps its documents, and the migration's backup is taken first.
+    #[tokio::test]
+    async fn a_snapshot_stored_before_migration_8_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = DocumentId::random();
+        {
+            let mut conn = open_connection(&database_path(dir.path())).unwrap();
+            Migrator::new(&SERVER_SQLITE, SqliteBackend::new(&mut conn))
+                .unwrap()
+                .up(Some(7))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO documents (id, snapshot, snapshot_seq, created_at, updated_at)
+                 VALUES (?1, X'0909', 2, 'then', 'then')",
+                params![id.to_string()],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, 3, X'03')",
+                params![id.to_string()],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(dir.path(), false).unwrap();
+        let doc = store.load_document(id).await.unwrap().unwrap();
+        assert_eq!(doc.snapshot, Some(vec![9, 9]));
+        assert_eq!(doc.chunks, vec![vec![3]]);
+        assert_eq!(store.append_chunk(id, vec![4]).await.unwrap(), 4);
+        let left: Option<Vec<u8>> = store
+            .with_conn("test", move |conn| {
+                Ok(conn.query_row(
+                    "SELECT snapshot FROM documents WHERE id = ?1",
+                    params![id.to_string()],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
