@@ -698,6 +698,33 @@ impl ClientCore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Scans indexed after position `after` (0 at first, then the position
+    /// of the last one returned), oldest first, at most `limit`: a live view
+    /// (an arrival chart, a door's recent list) reads only what is new
+    /// instead of counting or reading every scan of the event again.
+    /// Positions grow as scans enter the index, local or remote; rebuilding
+    /// the index (`rebuild_event_index`) numbers them afresh, so a view reads
+    /// again from 0 after one.
+    pub fn scans_after(
+        &self,
+        event: DocumentId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ScanView)>, ClientError> {
+        let inner = self.lock();
+        // `NOT INDEXED`: walk the table from the rowid on (the indexes would
+        // have SQLite visit every scan of the event to find the new ones).
+        let mut stmt = inner.store.conn().prepare_cached(&format!(
+            "SELECT {SCAN_COLUMNS}, rowid FROM scans NOT INDEXED
+             WHERE rowid > ?2 AND document_id = ?1 ORDER BY rowid LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![event.to_string(), after as i64, limit as i64],
+            |r| Ok((r.get::<_, i64>(8)? as u64, scan_view(r)?)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Rebuilds an event's index from its document.
     pub fn rebuild_event_index(&self, event: DocumentId) -> Result<(), ClientError> {
         let slot = self.slot(event).ok_or(ClientError::NotFound(event))?;

@@ -326,3 +326,51 @@ fn a_scan_is_too_old_to_annul_after_the_window() {
         Err(client_core::AnnulError::TooLate { .. })
     ));
 }
+
+/// A live view reads only the scans indexed since it last looked, of its
+/// own event, oldest first; after a rebuild it reads from the start again.
+#[test]
+fn scans_after_a_position_are_only_the_new_ones_of_that_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = open(&dir, "c.sqlite3");
+    let (one, other) = (event(&core), event(&core));
+    for id in [one, other] {
+        core.import_attendees_csv(id, CSV.as_bytes(), |_| true)
+            .unwrap();
+    }
+    let scan = |id, code| {
+        core.check_in(id, code, "main", Direction::Entry)
+            .unwrap()
+            .scan_id
+            .unwrap()
+    };
+    let ids = |rows: &[(u64, client_core::ScanView)]| {
+        rows.iter()
+            .map(|(_, s)| s.scan_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let first = scan(one, "A-100");
+    scan(other, "A-100");
+    let second = scan(one, "A-101");
+    let all = core.scans_after(one, 0, 100).unwrap();
+    assert_eq!(ids(&all), [first.clone(), second.clone()]);
+    let at_first = all[0].0;
+    assert_eq!(
+        ids(&core.scans_after(one, at_first, 100).unwrap()),
+        [second.clone()]
+    );
+    assert_eq!(core.scans_after(one, all[1].0, 100).unwrap().len(), 0);
+    assert_eq!(ids(&core.scans_after(one, 0, 1).unwrap()), [first.clone()]);
+    let third = scan(one, "A-102");
+    assert_eq!(
+        ids(&core.scans_after(one, all[1].0, 100).unwrap()),
+        [third.clone()]
+    );
+
+    core.rebuild_event_index(one).unwrap();
+    let mut rebuilt = ids(&core.scans_after(one, 0, 100).unwrap());
+    rebuilt.sort();
+    let mut expected = vec![first, second, third];
+    expected.sort();
+    assert_eq!(rebuilt, expected);
+}

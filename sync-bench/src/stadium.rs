@@ -276,6 +276,7 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
         let mut events = tablet.subscribe();
         watchers.push(tokio::spawn(async move {
             let mut seen: HashMap<String, Instant> = HashMap::new();
+            let mut position = 0;
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             while !stop.load(Ordering::Relaxed) {
                 tokio::select! {
@@ -289,22 +290,19 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
                     _ = tick.tick() => {}
                 }
                 let at = Instant::now();
-                // The newest few: at 50 scans/s a remote change brings one
-                // or two (reading more made the watchers a noticeable part
-                // of the bench's CPU).
-                for scan in tablet.recent_scans(event, 16)? {
-                    if !earlier.contains(&scan.scan_id) {
-                        seen.entry(scan.scan_id).or_insert(at);
-                    }
-                }
-                // A scan that arrives late carries an early time and may sort
-                // below the newest: then read them all.
-                let in_index = tablet.scan_count(event)? as usize - earlier.len();
-                if in_index > seen.len() {
-                    for scan in tablet.recent_scans(event, in_index + earlier.len())? {
+                // Only what entered the index since the last look (counting
+                // or re-reading every scan made the watchers a large part of
+                // the bench's CPU once the event held thousands).
+                loop {
+                    let batch = tablet.scans_after(event, position, 1024)?;
+                    for (at_position, scan) in &batch {
+                        position = *at_position;
                         if !earlier.contains(&scan.scan_id) {
-                            seen.entry(scan.scan_id).or_insert(at);
+                            seen.entry(scan.scan_id.clone()).or_insert(at);
                         }
+                    }
+                    if batch.len() < 1024 {
+                        break;
                     }
                 }
                 visible.store(seen.len(), Ordering::Relaxed);
