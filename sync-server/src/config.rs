@@ -53,7 +53,9 @@ pub struct Config {
     /// documents without a peer leave at once, the longest idle first
     /// (0: no budget, only `evict_after_secs`).
     pub document_memory_budget_mib: u64,
-    /// Incremental chunks per document before they are compacted into a snapshot.
+    /// Incremental chunks per document before they may be compacted into a
+    /// snapshot: from then on once they add up to a quarter of the snapshot,
+    /// and at the latest at 16 times this many.
     pub compact_after_chunks: u64,
     /// fsync every commit (survives power loss, slower). Without it a commit
     /// survives the process being killed, which is the common failure.
