@@ -55,6 +55,23 @@ fn changes_survive_reopening_and_compaction() {
     );
 }
 
+/// The client store at `path` with its schema moved (up or down) to `version`.
+fn client_schema_at(path: &std::path::Path, version: u32) -> rusqlite::Connection {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    let mut migrator = migrations::Migrator::new(
+        &migrations::CLIENT_SQLITE,
+        migrations::SqliteBackend::new(&mut conn),
+    )
+    .unwrap();
+    if migrator.current_version().unwrap() > version {
+        migrator.down(Some(version)).unwrap();
+    } else {
+        migrator.up(Some(version)).unwrap();
+    }
+    drop(migrator);
+    conn
+}
+
 /// A store written before snapshots had a table of their own (migration 6)
 /// keeps its documents: the snapshot moves, the chunks after it still apply,
 /// and the down migration puts the snapshot back where it was.
@@ -74,14 +91,7 @@ fn a_snapshot_stored_before_migration_6_is_kept_and_restored_by_its_down_migrati
     tx.commit();
     let chunk = doc.save_after(&before);
     {
-        let mut conn = rusqlite::Connection::open(&path).unwrap();
-        migrations::Migrator::new(
-            &migrations::CLIENT_SQLITE,
-            migrations::SqliteBackend::new(&mut conn),
-        )
-        .unwrap()
-        .up(Some(5))
-        .unwrap();
+        let conn = client_schema_at(&path, 5);
         conn.execute(
             "INSERT INTO documents (id, snapshot, snapshot_seq, created_at, updated_at)
              VALUES (?1, ?2, 1, '2026-01-01', '2026-01-01')",
@@ -110,14 +120,7 @@ fn a_snapshot_stored_before_migration_6_is_kept_and_restored_by_its_down_migrati
             .unwrap();
         assert_eq!((moved, left), (snapshot.clone(), None));
     }
-    let mut conn = rusqlite::Connection::open(&path).unwrap();
-    migrations::Migrator::new(
-        &migrations::CLIENT_SQLITE,
-        migrations::SqliteBackend::new(&mut conn),
-    )
-    .unwrap()
-    .down(Some(5))
-    .unwrap();
+    let conn = client_schema_at(&path, 5);
     let restored: Vec<u8> = conn
         .query_row(
             "SELECT snapshot FROM documents WHERE id = ?1",
