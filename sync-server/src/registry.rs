@@ -979,8 +979,8 @@ fn return_freed_memory() {
 
 /// Whether a live document's chunks are worth folding into a snapshot now.
 /// A fold saves the whole document inside its actor, which meanwhile answers
-/// no peer (an event of 30,000 attendees and 20,000 scans: ~100 ms, and at 50
-/// scans/s it came every 64 writes: the tail of every scan's propagation).
+/// no peer (an event of 30,000 attendees and 20,000 scans: ~100 ms), and it
+/// came every 64 writes whatever the document's size.
 /// So after `at_least` chunks it waits until they add up to a quarter of the
 /// snapshot, which keeps the cost in proportion to what arrived, or until
 /// there are 16 times `at_least`, which bounds what a load replays.

@@ -778,6 +778,16 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(dir.path(), false).unwrap();
+        let backups: Vec<_> = std::fs::read_dir(dir.path().join("backups"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            backups
+                .iter()
+                .any(|name| name.starts_with("pre-migrate-v7-")),
+            "{backups:?}"
+        );
         let doc = store.load_document(id).await.unwrap().unwrap();
         assert_eq!(doc.snapshot, Some(vec![9, 9]));
         assert_eq!(doc.chunks, vec![vec![3]]);
