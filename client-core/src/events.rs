@@ -324,9 +324,7 @@ impl ClientCore {
         self.change_many(event, |doc| {
             for batch in attendees.chunks(IMPORT_BATCH) {
                 let mut tx = doc.transaction();
-                for attendee in batch {
-                    document::put_attendee(&mut tx, attendee)?;
-                }
+                document::put_attendees(&mut tx, batch)?;
                 tx.commit();
             }
             Ok(())

@@ -437,6 +437,54 @@ pub fn put_attendee<T: Transactable>(tx: &mut T, attendee: &Attendee) -> Result<
     put_json(tx, ATTENDEES, &attendee.id, attendee)
 }
 
+/// Adds or replaces many attendees in one transaction (an import). The
+/// record maps are looked up once, not per attendee, and the puts go bucket
+/// by bucket, each in id order, so automerge's inserts walk each bucket
+/// once (the order of the puts does not change the document's content; for
+/// an id given twice, the later one wins, as with [`put_attendee`]).
+pub fn put_attendees<T: Transactable>(
+    tx: &mut T,
+    attendees: &[Attendee],
+) -> Result<(), ModelError> {
+    let records = map_id(tx, ATTENDEES)?;
+    let mut keyed: Vec<(String, &Attendee)> = match layout(tx)? {
+        Layout::Flat => attendees.iter().map(|a| (String::new(), a)).collect(),
+        Layout::Bucketed => attendees.iter().map(|a| (bucket_of(&a.id), a)).collect(),
+    };
+    // Stable: an id given twice keeps its order, so the later one wins.
+    keyed.sort_by(|(b1, a1), (b2, a2)| b1.cmp(b2).then_with(|| a1.id.cmp(&a2.id)));
+    let mut current: Option<(String, ObjId)> = None;
+    for (bucket, attendee) in keyed {
+        let obj = match &current {
+            Some((name, obj)) if *name == bucket => obj.clone(),
+            _ => {
+                let obj = if bucket.is_empty() {
+                    records.clone()
+                } else {
+                    match tx.get(&records, &bucket)? {
+                        Some((Value::Object(ObjType::Map), obj)) => obj,
+                        _ => {
+                            return Err(ModelError::NoBucket {
+                                map: ATTENDEES,
+                                bucket,
+                            });
+                        }
+                    }
+                };
+                current = Some((bucket, obj.clone()));
+                obj
+            }
+        };
+        let json = serde_json::to_string(attendee).map_err(|e| ModelError::Malformed {
+            what: "record",
+            id: attendee.id.clone(),
+            reason: e.to_string(),
+        })?;
+        tx.put(&obj, &attendee.id, json)?;
+    }
+    Ok(())
+}
+
 /// Records a scan (once: a scan id already present is left as it is).
 pub fn put_scan<T: Transactable>(tx: &mut T, scan: &Scan) -> Result<bool, ModelError> {
     let scans = record_map_for(tx, SCANS, &scan.id)?;
@@ -787,6 +835,40 @@ mod tests {
         tx.commit();
         let changed = touched(&doc, &before_rules).unwrap();
         assert_eq!(changed.lists, vec!["main"]);
+    }
+
+    #[test]
+    fn many_attendees_put_at_once_read_back_like_one_at_a_time() {
+        for schema_2 in [true, false] {
+            let info = EventInfo::new("e1", "Conf");
+            let mut one_by_one = Automerge::new();
+            let mut tx = one_by_one.transaction();
+            if schema_2 {
+                init(&mut tx, &info).unwrap();
+            } else {
+                init_schema_1(&mut tx, &info).unwrap();
+            }
+            tx.commit();
+            let mut at_once = one_by_one.fork();
+            let mut renamed = attendee("a7");
+            renamed.name = "Renamed".into();
+            let mut batch: Vec<Attendee> = (0..600).map(|i| attendee(&format!("a{i}"))).collect();
+            // The same id again, later in the batch: the later one wins.
+            batch.push(renamed);
+            let mut tx = one_by_one.transaction();
+            for a in &batch {
+                put_attendee(&mut tx, a).unwrap();
+            }
+            tx.commit();
+            let mut tx = at_once.transaction();
+            put_attendees(&mut tx, &batch).unwrap();
+            tx.commit();
+            let (expected, got) = (read(&one_by_one).unwrap(), read(&at_once).unwrap());
+            assert_eq!(got.attendees.len(), 600);
+            assert_eq!(got.attendees, expected.attendees);
+            let a7 = got.attendees.iter().find(|a| a.id == "a7").unwrap();
+            assert_eq!(a7.name, "Renamed");
+        }
     }
 
     #[test]
