@@ -202,13 +202,20 @@ pub(crate) fn record_map_for<R: ReadDoc>(
     let records = map_id(doc, map)?;
     match layout(doc)? {
         Layout::Flat => Ok(records),
-        Layout::Bucketed => {
-            let bucket = bucket_of(id);
-            match doc.get(&records, &bucket)? {
-                Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-                _ => Err(ModelError::NoBucket { map, bucket }),
-            }
-        }
+        Layout::Bucketed => bucket_map(doc, &records, map, bucket_of(id)),
+    }
+}
+
+/// The bucket map `bucket` in `records`, the map of `map`'s records.
+fn bucket_map<R: ReadDoc>(
+    doc: &R,
+    records: &ObjId,
+    map: &'static str,
+    bucket: String,
+) -> Result<ObjId, ModelError> {
+    match doc.get(records, &bucket)? {
+        Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
+        _ => Err(ModelError::NoBucket { map, bucket }),
     }
 }
 
@@ -423,12 +430,22 @@ fn put_json<T: Transactable, V: Serialize>(
     value: &V,
 ) -> Result<(), ModelError> {
     let obj = record_map_for(tx, map, id)?;
+    put_json_in(tx, &obj, id, value)
+}
+
+/// Puts the record `id` as JSON into `obj`, the map that holds it.
+fn put_json_in<T: Transactable, V: Serialize>(
+    tx: &mut T,
+    obj: &ObjId,
+    id: &str,
+    value: &V,
+) -> Result<(), ModelError> {
     let json = serde_json::to_string(value).map_err(|e| ModelError::Malformed {
         what: "record",
         id: id.to_owned(),
         reason: e.to_string(),
     })?;
-    tx.put(&obj, id, json)?;
+    tx.put(obj, id, json)?;
     Ok(())
 }
 
@@ -437,50 +454,32 @@ pub fn put_attendee<T: Transactable>(tx: &mut T, attendee: &Attendee) -> Result<
     put_json(tx, ATTENDEES, &attendee.id, attendee)
 }
 
-/// Adds or replaces many attendees in one transaction (an import). The
-/// record maps are looked up once, not per attendee, and the puts go bucket
-/// by bucket, each in id order, so automerge's inserts walk each bucket
-/// once (the order of the puts does not change the document's content; for
-/// an id given twice, the later one wins, as with [`put_attendee`]).
+/// Adds or replaces many attendees in one transaction (an import), with
+/// each bucket map looked up once for all its attendees instead of once per
+/// attendee. For an id given twice, the later one wins, as with
+/// [`put_attendee`].
 pub fn put_attendees<T: Transactable>(
     tx: &mut T,
     attendees: &[Attendee],
 ) -> Result<(), ModelError> {
     let records = map_id(tx, ATTENDEES)?;
-    let mut keyed: Vec<(String, &Attendee)> = match layout(tx)? {
-        Layout::Flat => attendees.iter().map(|a| (String::new(), a)).collect(),
-        Layout::Bucketed => attendees.iter().map(|a| (bucket_of(&a.id), a)).collect(),
+    let mut keyed: Vec<(Option<String>, &Attendee)> = match layout(tx)? {
+        Layout::Flat => attendees.iter().map(|a| (None, a)).collect(),
+        Layout::Bucketed => attendees
+            .iter()
+            .map(|a| (Some(bucket_of(&a.id)), a))
+            .collect(),
     };
     // Stable: an id given twice keeps its order, so the later one wins.
-    keyed.sort_by(|(b1, a1), (b2, a2)| b1.cmp(b2).then_with(|| a1.id.cmp(&a2.id)));
-    let mut current: Option<(String, ObjId)> = None;
-    for (bucket, attendee) in keyed {
-        let obj = match &current {
-            Some((name, obj)) if *name == bucket => obj.clone(),
-            _ => {
-                let obj = if bucket.is_empty() {
-                    records.clone()
-                } else {
-                    match tx.get(&records, &bucket)? {
-                        Some((Value::Object(ObjType::Map), obj)) => obj,
-                        _ => {
-                            return Err(ModelError::NoBucket {
-                                map: ATTENDEES,
-                                bucket,
-                            });
-                        }
-                    }
-                };
-                current = Some((bucket, obj.clone()));
-                obj
-            }
+    keyed.sort_by(|(a, _), (b, _)| a.cmp(b));
+    for group in keyed.chunk_by(|(a, _), (b, _)| a == b) {
+        let obj = match &group[0].0 {
+            None => records.clone(),
+            Some(bucket) => bucket_map(tx, &records, ATTENDEES, bucket.clone())?,
         };
-        let json = serde_json::to_string(attendee).map_err(|e| ModelError::Malformed {
-            what: "record",
-            id: attendee.id.clone(),
-            reason: e.to_string(),
-        })?;
-        tx.put(&obj, &attendee.id, json)?;
+        for (_, attendee) in group {
+            put_json_in(tx, &obj, &attendee.id, *attendee)?;
+        }
     }
     Ok(())
 }
