@@ -75,6 +75,8 @@ pub struct MessageCounts {
     pub answers_taken: u64,
     /// Answers left to automerge (heads that are no recent version).
     pub answers_walked: u64,
+    /// Peers found with nothing due without asking automerge (`in_sync`).
+    pub in_sync: u64,
 }
 
 pub struct DocumentCore {
@@ -99,6 +101,7 @@ pub struct DocumentCore {
     /// Answers taken by `receive_answer` instead of automerge (see there).
     answers_taken: u64,
     answers_walked: u64,
+    in_sync: u64,
     versions: RecentVersions,
 }
 
@@ -127,6 +130,7 @@ impl DocumentCore {
             shared: 0,
             answers_taken: 0,
             answers_walked: 0,
+            in_sync: 0,
         })
     }
 
@@ -144,6 +148,7 @@ impl DocumentCore {
             shared: 0,
             answers_taken: 0,
             answers_walked: 0,
+            in_sync: 0,
         }
     }
 
@@ -360,7 +365,7 @@ impl DocumentCore {
                 .collect();
             self.versions.record(heads.clone(), added);
         }
-        self.heads_at_last_outgoing = heads;
+        self.heads_at_last_outgoing = heads.clone();
         let touched = std::mem::take(&mut self.touched);
         for peer in self.owed_ack.drain() {
             if let Some(state) = self.peers.get_mut(&peer) {
@@ -369,6 +374,32 @@ impl DocumentCore {
                 state.have_responded = false;
             }
         }
+        // Who may be owed a message: everyone when the heads moved, else only
+        // the peers that spoke or attached. Each listener's answer to a
+        // fan-out is a round of its own, so going over every peer here made
+        // a scan cost peers x peers.
+        let candidates: Vec<PeerKey> = if heads_moved {
+            self.peers.keys().copied().collect()
+        } else {
+            touched.into_iter().collect()
+        };
+        let mut in_sync_count = 0;
+        let due: Vec<PeerKey> = candidates
+            .into_iter()
+            .filter(|peer| {
+                self.peers.get(peer).is_some_and(|state| {
+                    // Offering an empty document unprompted would tell a peer
+                    // it exists; until it does, only answer peers that spoke.
+                    if !exists && state.their_heads.is_none() {
+                        return false;
+                    }
+                    let quiet = in_sync(doc, state, &heads);
+                    in_sync_count += u64::from(quiet);
+                    !quiet
+                })
+            })
+            .collect();
+        self.in_sync += in_sync_count;
         // automerge's message is a function of the document and the peer's
         // sync state, and at a venue most peers sit in the same state (the
         // same heads, nothing in flight): the message is generated once per
@@ -378,16 +409,9 @@ impl DocumentCore {
         // Comparing whole states costs a hash and two copies per peer, so
         // only peers whose last known heads another due peer shares take
         // part (writers each with heads of their own do not).
-        let due = |peer: &PeerKey, state: &sync::State| {
-            // Offering an empty document unprompted would tell a peer it
-            // exists; until it does, only answer peers that have spoken.
-            (exists || state.their_heads.is_some()) && (heads_moved || touched.contains(peer))
-        };
         let mut peers_at: HashMap<&Option<Vec<ChangeHash>>, usize> = HashMap::new();
-        for (peer, state) in &self.peers {
-            if due(peer, state) {
-                *peers_at.entry(&state.their_heads).or_default() += 1;
-            }
+        for peer in &due {
+            *peers_at.entry(&self.peers[peer].their_heads).or_default() += 1;
         }
         let shared_heads: HashSet<Option<Vec<ChangeHash>>> = peers_at
             .into_iter()
@@ -396,14 +420,14 @@ impl DocumentCore {
             .collect();
         let mut by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)> = HashMap::new();
         let mut out = Vec::new();
-        for (peer, state) in self.peers.iter_mut() {
-            if !due(peer, state) {
+        for peer in due {
+            let Some(state) = self.peers.get_mut(&peer) else {
                 continue;
-            }
+            };
             if !shared_heads.contains(&state.their_heads) {
                 let message = doc.generate_sync_message(state).map(|m| m.encode());
                 self.generated += u64::from(message.is_some());
-                out.extend(message.map(|m| (*peer, m)));
+                out.extend(message.map(|m| (peer, m)));
                 continue;
             }
             let message = match by_state.get(state) {
@@ -421,21 +445,23 @@ impl DocumentCore {
                 }
             };
             if let Some(message) = message {
-                out.push((*peer, message));
+                out.push((peer, message));
             }
         }
         out
     }
 
     /// Since the last call: messages generated by automerge, messages that
-    /// were copies of one generated for a peer in the same state, and
-    /// answers taken without automerge's history walk (`receive_answer`).
+    /// were copies of one generated for a peer in the same state, answers
+    /// taken without automerge's history walk (`receive_answer`), and peers
+    /// found owed nothing without asking automerge (`in_sync`).
     pub fn take_message_counts(&mut self) -> MessageCounts {
         MessageCounts {
             generated: std::mem::take(&mut self.generated),
             shared: std::mem::take(&mut self.shared),
             answers_taken: std::mem::take(&mut self.answers_taken),
             answers_walked: std::mem::take(&mut self.answers_walked),
+            in_sync: std::mem::take(&mut self.in_sync),
         }
     }
 
@@ -443,6 +469,29 @@ impl DocumentCore {
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()
     }
+}
+
+/// Whether automerge would have nothing to send a peer in `state`, decided
+/// without asking it: the peer answered with our `heads`, we already sent it
+/// those heads and it has responded since, and it asks for nothing. Then
+/// automerge's `generate_sync_message` returns `None` without touching the
+/// state (its `heads_unchanged && have_responded && heads_equal` exit: with
+/// equal heads the peer holds every change, so its bloom filter, built over
+/// the same changes, hides none of them from `get_hashes_to_send`). Asking
+/// automerge instead builds a bloom filter and walks the change graph for
+/// each of the hundreds of listeners answering every fan-out. A `have` whose
+/// `last_sync` we do not know is left to automerge (it answers with a reset).
+fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
+    !heads.is_empty()
+        && state.have_responded
+        && state.last_sent_heads == heads
+        && state.their_heads.as_deref() == Some(heads)
+        && state.their_need.as_ref().is_none_or(|need| need.is_empty())
+        && state.their_have.iter().flatten().next().is_none_or(|have| {
+            have.last_sync
+                .iter()
+                .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
+        })
 }
 
 /// automerge's `receive_sync_message` for the commonest message of all: an
@@ -935,6 +984,124 @@ mod tests {
             core.receive(0, &reply, true).unwrap();
         }
         assert!(core.outgoing().is_empty());
+    }
+
+    #[test]
+    fn listeners_that_answered_with_our_heads_are_owed_nothing_without_asking_automerge() {
+        let mut core = DocumentCore::empty();
+        let mut writer = Client::new();
+        writer.put("seed", 1);
+        let mut readers: Vec<Client> = (0..20).map(|_| Client::new()).collect();
+        for key in 0..=readers.len() as PeerKey {
+            core.attach(key);
+        }
+        {
+            let mut all: Vec<(PeerKey, &mut Client)> = vec![(0, &mut writer)];
+            all.extend((1..).zip(readers.iter_mut()));
+            converge(&mut core, &mut all);
+        }
+        writer.put("scan", 2);
+        core.receive(0, &writer.message().unwrap(), true).unwrap();
+        let (_, heads) = core.unpersisted().unwrap();
+        core.mark_persisted(heads);
+        let out: HashMap<PeerKey, Vec<u8>> = core.outgoing().into_iter().collect();
+        core.take_message_counts();
+        for (key, reader) in (1..).zip(readers.iter_mut()) {
+            reader.receive(&out[&key]);
+            core.receive(key, &reader.message().unwrap(), true).unwrap();
+        }
+        let heads = core.heads();
+        for key in 1..=readers.len() as PeerKey {
+            let state = &core.peers[&key];
+            assert!(in_sync(&core.doc, state, &heads), "reader {key}");
+            let mut asked = state.clone();
+            assert!(core.doc.generate_sync_message(&mut asked).is_none());
+            assert_eq!(&asked, state);
+        }
+        assert!(core.outgoing().is_empty());
+        let counts = core.take_message_counts();
+        assert_eq!(counts.in_sync, readers.len() as u64);
+        assert_eq!(counts.generated, 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Wherever `in_sync` says a peer is owed nothing, automerge agrees
+        /// and leaves its state as it was: writers and listeners in any
+        /// interleaving of changes, messages and deliveries, and all
+        /// converge at the end.
+        #[test]
+        fn a_peer_found_in_sync_is_one_automerge_would_leave_alone(
+            steps in proptest::collection::vec((0u8..4, 0usize..5), 1..160)
+        ) {
+            const WRITERS: usize = 2;
+            let mut core = DocumentCore::empty();
+            let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
+            let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
+            for key in 0..clients.len() as PeerKey {
+                core.attach(key);
+            }
+            clients[0].put("seed", 0);
+            let mut written = 0;
+            let mut found = 0;
+            let mut check_then_send = |core: &mut DocumentCore,
+                                       inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
+                if let Some((_, heads)) = core.unpersisted() {
+                    core.mark_persisted(heads);
+                }
+                let heads = core.heads();
+                for (key, state) in &core.peers {
+                    if in_sync(&core.doc, state, &heads) {
+                        found += 1;
+                        let mut asked = state.clone();
+                        assert!(core.doc.generate_sync_message(&mut asked).is_none(), "peer {key}");
+                        assert_eq!(&asked, state, "peer {key}");
+                    }
+                }
+                for (key, message) in core.outgoing() {
+                    inbox[key as usize].push_back(message);
+                }
+            };
+            for (action, who) in steps {
+                match action {
+                    0 if who < WRITERS => {
+                        written += 1;
+                        clients[who].put(&format!("k{who}-{written}"), written);
+                    }
+                    1 => {
+                        if let Some(message) = clients[who].message() {
+                            core.receive(who as PeerKey, &message, true).unwrap();
+                        }
+                    }
+                    2 => check_then_send(&mut core, &mut inbox),
+                    _ => {
+                        if let Some(message) = inbox[who].pop_front() {
+                            clients[who].receive(&message);
+                        }
+                    }
+                }
+            }
+            for _ in 0..60 {
+                let mut quiet = true;
+                for (who, client) in clients.iter_mut().enumerate() {
+                    while let Some(message) = inbox[who].pop_front() {
+                        client.receive(&message);
+                    }
+                    if let Some(message) = client.message() {
+                        quiet = false;
+                        core.receive(who as PeerKey, &message, true).unwrap();
+                    }
+                }
+                check_then_send(&mut core, &mut inbox);
+                if quiet && inbox.iter().all(|queue| queue.is_empty()) {
+                    break;
+                }
+            }
+            for client in &clients {
+                proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
+            }
+            proptest::prop_assert!(found > 0);
+        }
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub const SYNC_MESSAGES_MADE: &str = "sync_messages_made_total";
 /// (`doc_core::receive_answer`, no walk of the whole history) or
 /// `automerge`.
 pub const SYNC_ANSWERS: &str = "sync_answers_total";
+/// Peers that spoke and were found to be owed nothing without asking
+/// automerge (`doc_core::in_sync`; mostly listeners answering a fan-out).
+pub const SYNC_PEERS_IN_SYNC: &str = "sync_peers_in_sync_total";
 /// Store writes of accepted changes (one per document batch).
 pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
 pub const DOCUMENTS_LOADED: &str = "sync_documents_loaded";

@@ -857,6 +857,7 @@ impl DocActor {
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "shortcut").increment(made.answers_taken);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "automerge").increment(made.answers_walked);
+        metrics::counter!(m::SYNC_PEERS_IN_SYNC).increment(made.in_sync);
         for (key, data) in messages {
             let Some(peer) = self.peers.get(&key).cloned() else {
                 continue;
