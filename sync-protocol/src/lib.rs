@@ -3,9 +3,11 @@
 
 mod document_id;
 mod message;
+mod shared_sync;
 
 pub use document_id::{DocumentId, URL_PREFIX};
 pub use message::{EXT_CHANGE_REJECTED, HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata};
+pub use shared_sync::SharedSync;
 
 /// The `error` message a server sends, before closing, to a connection
 /// whose access token has expired: the client refreshes and reconnects.

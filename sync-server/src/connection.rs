@@ -211,11 +211,11 @@ async fn write_loop(
         let mut next = Some(first);
         let mut batched = 0;
         while let Some(out) = next.take() {
-            let message = match out {
-                Outbound::Message(message) => message,
+            let bytes = match out {
+                Outbound::Message(message) => message.encode(),
+                Outbound::Sync { message, target } => message.encode_for(&target),
                 Outbound::Close(reason) => return close_with(sink, reason).await,
             };
-            let bytes = message.encode();
             metrics::counter!(m::MESSAGES_OUT).increment(1);
             metrics::counter!(m::BYTES_OUT).increment(bytes.len() as u64);
             if sink.feed(WsMessage::Binary(bytes.into())).await.is_err() {
@@ -426,7 +426,7 @@ impl Session {
                 }
                 let peer = PeerHandle {
                     key: self.key,
-                    peer_id: peer_id.to_owned(),
+                    peer_id: peer_id.into(),
                     actor: self.actor.clone(),
                     device: self.principal.device_id().map(str::to_owned),
                     address: self.address.clone(),

@@ -67,6 +67,14 @@ pub struct Received {
     pub reason: Option<String>,
 }
 
+/// One automerge sync message and the peers it is due to: one peer, or
+/// every peer that was in the same sync state (see [`DocumentCore::outgoing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub data: Vec<u8>,
+    pub peers: Vec<PeerKey>,
+}
+
 /// How the messages of one round were made (see [`DocumentCore::take_message_counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MessageCounts {
@@ -346,9 +354,9 @@ impl DocumentCore {
         self.persisted_heads = heads;
     }
 
-    /// The sync messages due to each peer now. Call only after `unpersisted`
-    /// is empty, so nothing undurable is announced.
-    pub fn outgoing(&mut self) -> Vec<(PeerKey, Vec<u8>)> {
+    /// The sync messages due now, each with the peers it goes to. Call only
+    /// after `unpersisted` is empty, so nothing undurable is announced.
+    pub fn outgoing(&mut self) -> Vec<Outgoing> {
         debug_assert!(
             self.unpersisted().is_none(),
             "announcing changes that are not durable"
@@ -418,8 +426,10 @@ impl DocumentCore {
             .filter(|(_, n)| *n > 1)
             .map(|(heads, _)| heads.clone())
             .collect();
-        let mut by_state: HashMap<sync::State, (sync::State, Option<Vec<u8>>)> = HashMap::new();
-        let mut out = Vec::new();
+        // A state seen before: the state automerge left and where its
+        // message is in `out` (none if it had nothing to say).
+        let mut by_state: HashMap<sync::State, (sync::State, Option<usize>)> = HashMap::new();
+        let mut out: Vec<Outgoing> = Vec::new();
         for peer in due {
             let Some(state) = self.peers.get_mut(&peer) else {
                 continue;
@@ -427,25 +437,33 @@ impl DocumentCore {
             if !shared_heads.contains(&state.their_heads) {
                 let message = doc.generate_sync_message(state).map(|m| m.encode());
                 self.generated += u64::from(message.is_some());
-                out.extend(message.map(|m| (peer, m)));
+                out.extend(message.map(|data| Outgoing {
+                    data,
+                    peers: vec![peer],
+                }));
                 continue;
             }
-            let message = match by_state.get(state) {
+            match by_state.get(state) {
                 Some((after, message)) => {
                     state.clone_from(after);
-                    self.shared += u64::from(message.is_some());
-                    message.clone()
+                    if let Some(at) = *message {
+                        self.shared += 1;
+                        out[at].peers.push(peer);
+                    }
                 }
                 None => {
                     let before = state.clone();
                     let message = doc.generate_sync_message(state).map(|m| m.encode());
                     self.generated += u64::from(message.is_some());
-                    by_state.insert(before, (state.clone(), message.clone()));
-                    message
+                    let at = message.map(|data| {
+                        out.push(Outgoing {
+                            data,
+                            peers: vec![peer],
+                        });
+                        out.len() - 1
+                    });
+                    by_state.insert(before, (state.clone(), at));
                 }
-            };
-            if let Some(message) = message {
-                out.push((peer, message));
             }
         }
         out
@@ -792,6 +810,13 @@ mod tests {
         }
     }
 
+    /// Each peer's message, as if sent one by one.
+    fn each(out: Vec<Outgoing>) -> Vec<(PeerKey, Vec<u8>)> {
+        out.into_iter()
+            .flat_map(|Outgoing { data, peers }| peers.into_iter().map(move |p| (p, data.clone())))
+            .collect()
+    }
+
     /// Runs the exchange to quiescence, persisting before every send the way
     /// the shell does; returns the chunks "written to the store".
     fn converge(core: &mut DocumentCore, clients: &mut [(PeerKey, &mut Client)]) -> Vec<Vec<u8>> {
@@ -808,7 +833,7 @@ mod tests {
                 stored.push(chunk);
                 core.mark_persisted(heads);
             }
-            for (key, msg) in core.outgoing() {
+            for (key, msg) in each(core.outgoing()) {
                 quiet = false;
                 let (_, client) = clients.iter_mut().find(|(k, _)| *k == key).unwrap();
                 client.receive(&msg);
@@ -846,7 +871,7 @@ mod tests {
         // First message only announces heads; keep going until changes flow.
         let first = a.message().unwrap();
         assert_eq!(core.receive(1, &first, false), Ok(false));
-        for (_, msg) in core.outgoing() {
+        for (_, msg) in each(core.outgoing()) {
             a.receive(&msg);
         }
         let with_changes = a.message().unwrap();
@@ -948,7 +973,7 @@ mod tests {
                 .map(|m| m.encode());
             expected.insert(*key, (state, message));
         }
-        let out: HashMap<PeerKey, Vec<u8>> = core.outgoing().into_iter().collect();
+        let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
         for (key, (state, message)) in &expected {
             assert_eq!(out.get(key), message.as_ref(), "message to peer {key}");
             assert_eq!(&core.peers[key], state, "sync state of peer {key}");
@@ -983,7 +1008,7 @@ mod tests {
         if let Some(reply) = writer.message() {
             core.receive(0, &reply, true).unwrap();
         }
-        assert!(core.outgoing().is_empty());
+        assert!(each(core.outgoing()).is_empty());
     }
 
     #[test]
@@ -1004,7 +1029,7 @@ mod tests {
         core.receive(0, &writer.message().unwrap(), true).unwrap();
         let (_, heads) = core.unpersisted().unwrap();
         core.mark_persisted(heads);
-        let out: HashMap<PeerKey, Vec<u8>> = core.outgoing().into_iter().collect();
+        let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
         core.take_message_counts();
         for (key, reader) in (1..).zip(readers.iter_mut()) {
             reader.receive(&out[&key]);
@@ -1018,7 +1043,7 @@ mod tests {
             assert!(core.doc.generate_sync_message(&mut asked).is_none());
             assert_eq!(&asked, state);
         }
-        assert!(core.outgoing().is_empty());
+        assert!(each(core.outgoing()).is_empty());
         let counts = core.take_message_counts();
         assert_eq!(counts.in_sync, readers.len() as u64);
         assert_eq!(counts.generated, 0);
@@ -1058,7 +1083,7 @@ mod tests {
                         assert_eq!(&asked, state, "peer {key}");
                     }
                 }
-                for (key, message) in core.outgoing() {
+                for (key, message) in each(core.outgoing()) {
                     inbox[key as usize].push_back(message);
                 }
             };
@@ -1118,7 +1143,7 @@ mod tests {
             core.receive(0, &sent, true).unwrap();
             let (_, heads) = core.unpersisted().unwrap();
             core.mark_persisted(heads);
-            let out: HashMap<PeerKey, Vec<u8>> = core.outgoing().into_iter().collect();
+            let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
             writer.receive(&out[&0]);
             out.get(&1).cloned()
         };

@@ -43,6 +43,12 @@ pub struct DocumentSettings {
 #[derive(Debug)]
 pub enum Outbound {
     Message(Message),
+    /// A `sync` message shared by every peer of a fan-out, sent to `target`
+    /// (framed by the connection's writer, not the document's actor).
+    Sync {
+        message: Arc<sync_protocol::SharedSync>,
+        target: Arc<str>,
+    },
     /// Send an `error` message with this text, then close the connection.
     Close(String),
 }
@@ -51,7 +57,8 @@ pub enum Outbound {
 #[derive(Clone)]
 pub struct PeerHandle {
     pub key: PeerKey,
-    pub peer_id: String,
+    /// Shared with every message queued to it.
+    pub peer_id: Arc<str>,
     /// Who is behind the connection, as the audit log names them.
     pub actor: String,
     /// The signed-in device, if any (for the audit log).
@@ -580,7 +587,7 @@ impl DocActor {
                 &peer,
                 Message::DocUnavailable {
                     sender_id: self.registry.settings.server_peer_id.clone(),
-                    target_id: peer.peer_id.clone(),
+                    target_id: peer.peer_id.to_string(),
                     document_id: self.id,
                 },
             );
@@ -649,7 +656,7 @@ impl DocActor {
                 peer,
                 Message::ChangeRejected {
                     sender_id: self.registry.settings.server_peer_id.clone(),
-                    target_id: peer.peer_id.clone(),
+                    target_id: peer.peer_id.to_string(),
                     document_id: self.id,
                     changes: hashes,
                     reason,
@@ -718,7 +725,7 @@ impl DocActor {
                 &peer,
                 Message::Ephemeral {
                     sender_id: sender_id.clone(),
-                    target_id: peer.peer_id.clone(),
+                    target_id: peer.peer_id.to_string(),
                     count,
                     session_id: session_id.clone(),
                     document_id: self.id,
@@ -850,7 +857,6 @@ impl DocActor {
     }
 
     fn send_outgoing(&mut self) {
-        let server = self.registry.settings.server_peer_id.clone();
         let messages = self.core().outgoing();
         let made = self.core().take_message_counts();
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
@@ -858,19 +864,32 @@ impl DocActor {
         metrics::counter!(m::SYNC_ANSWERS, "how" => "shortcut").increment(made.answers_taken);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "automerge").increment(made.answers_walked);
         metrics::counter!(m::SYNC_PEERS_IN_SYNC).increment(made.in_sync);
-        for (key, data) in messages {
-            let Some(peer) = self.peers.get(&key).cloned() else {
-                continue;
-            };
-            self.send(
-                &peer,
-                Message::Sync {
-                    sender_id: server.clone(),
-                    target_id: peer.peer_id.clone(),
-                    document_id: self.id,
-                    data,
-                },
-            );
+        let mut lagging = Vec::new();
+        for crate::doc_core::Outgoing { data, peers } in messages {
+            // Encoded once for all its peers; each connection's writer adds
+            // its own target id.
+            let message = Arc::new(sync_protocol::SharedSync::new(
+                &self.registry.settings.server_peer_id,
+                self.id,
+                &data,
+            ));
+            for key in peers {
+                let Some(peer) = self.peers.get(&key) else {
+                    continue;
+                };
+                let queued = peer.outbound.try_send(Outbound::Sync {
+                    message: message.clone(),
+                    target: peer.peer_id.clone(),
+                });
+                if queued.is_err() {
+                    lagging.push(key);
+                }
+            }
+        }
+        for key in lagging {
+            if let Some(peer) = self.peers.get(&key).cloned() {
+                self.drop_lagging(&peer);
+            }
         }
     }
 
@@ -878,13 +897,17 @@ impl DocActor {
     /// behind: it is dropped and its connection closed (it resyncs on reconnect).
     fn send(&mut self, peer: &PeerHandle, message: Message) {
         if peer.outbound.try_send(Outbound::Message(message)).is_err() {
-            tracing::warn!(peer = %peer.peer_id, "peer is not keeping up; disconnecting it");
-            peer.kill.notify_one();
-            if let Some(core) = self.core.as_mut() {
-                core.detach(peer.key);
-            }
-            self.peers.remove(&peer.key);
+            self.drop_lagging(peer);
         }
+    }
+
+    fn drop_lagging(&mut self, peer: &PeerHandle) {
+        tracing::warn!(peer = %peer.peer_id, "peer is not keeping up; disconnecting it");
+        peer.kill.notify_one();
+        if let Some(core) = self.core.as_mut() {
+            core.detach(peer.key);
+        }
+        self.peers.remove(&peer.key);
     }
 
     /// Leaves memory: if nothing is waiting, or regardless when `force`d.
