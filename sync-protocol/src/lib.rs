@@ -3,6 +3,7 @@
 
 mod document_id;
 mod message;
+mod plain_sync;
 mod shared_sync;
 
 pub use document_id::{DocumentId, URL_PREFIX};

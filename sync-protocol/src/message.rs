@@ -150,6 +150,14 @@ impl Message {
 
     /// Decodes one websocket message.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtocolError> {
+        match crate::plain_sync::decode(bytes) {
+            Some(message) => Ok(message),
+            None => Self::decode_generic(bytes),
+        }
+    }
+
+    /// Decodes any message through a CBOR value (see the module's comment).
+    pub(crate) fn decode_generic(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let value: Value =
             ciborium::de::from_reader(bytes).map_err(|e| ProtocolError::Cbor(e.to_string()))?;
         let fields = Fields::new(value)?;
