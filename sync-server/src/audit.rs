@@ -210,33 +210,6 @@ pub fn verify_chain<'a>(
     verifier.finish(head)
 }
 
-/// Why a stored chain could not be confirmed.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    #[error("audit chain broken: {0}")]
-    Chain(#[from] ChainError),
-    #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// Walks the whole stored chain in pages; returns the number of entries.
-pub async fn verify_store(store: &dyn crate::store::Store) -> Result<u64, VerifyError> {
-    // Read the head first: entries appended while we walk are past it and
-    // are left for the next run.
-    let head = store.audit_head().await?;
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    while after < head.0 {
-        let page = store.audit_entries(after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for entry in page.iter().filter(|e| e.seq <= head.0) {
-            verifier.check(entry)?;
-        }
-    }
-    Ok(verifier.finish(Some(head))?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,55 +5,11 @@
 //! signing in). Both are 256-bit random (or HMAC-derived) values shown once
 //! and stored only as SHA-256 hex digests.
 
-use std::fmt;
-use std::str::FromStr;
-
 use axum::http::{HeaderMap, header};
-use base64::Engine;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
+pub use crate::credentials::{Role, TOKEN_PREFIX, hash_token, new_token};
 use crate::identity::session::{self, Refusal};
 use crate::store::{Store, StoreError};
-
-/// What a caller may do, broadly. Per-document decisions live in `policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    Staff,
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Staff => "staff",
-            Role::Member => "member",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "staff" => Ok(Role::Staff),
-            "member" => Ok(Role::Member),
-            other => Err(format!(
-                "unknown role `{other}` (expected admin, staff or member)"
-            )),
-        }
-    }
-}
 
 /// How a caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,26 +162,6 @@ pub async fn authenticate(
         },
         events,
     })
-}
-
-/// Prefix of API key tokens, so leaked tokens are recognisable by scanners.
-pub const TOKEN_PREFIX: &str = "sk_";
-
-/// A new random token and the hash to store for it.
-pub fn new_token() -> (String, String) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
-    let hash = hash_token(&token);
-    (token, hash)
-}
-
-/// The stored form of a token.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The token of a request: `Authorization: Bearer <token>` first, then the

@@ -132,7 +132,7 @@ pub async fn serve(
         };
         tracing::debug!(kind = message.type_name(), doc = ?message.document_id(), bytes = bytes.len(), "message in");
         if let Err(reason) = session.handle(message).await {
-            break End::Error(reason);
+            break End::Error(reason.to_string());
         }
     };
 
@@ -257,6 +257,22 @@ async fn close_with(
         .await;
 }
 
+/// Why a session ends: sent to the peer as an `error` message before the
+/// socket closes.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("expected `join`, got `{0}`")]
+    NotJoin(&'static str),
+    #[error("unexpected `{0}` after the handshake")]
+    AfterHandshake(&'static str),
+    #[error("unsupported protocol version(s) {0:?}; this server speaks \"{PROTOCOL_VERSION}\"")]
+    Version(Vec<String>),
+    #[error("connection closed")]
+    Closed,
+    #[error("document closed")]
+    DocumentClosed,
+}
+
 struct Session {
     key: u64,
     ctx: ConnectionContext,
@@ -272,7 +288,7 @@ struct Session {
 }
 
 impl Session {
-    async fn handle(&mut self, message: Message) -> Result<(), String> {
+    async fn handle(&mut self, message: Message) -> Result<(), SessionError> {
         let Some(peer_id) = self.peer_id.clone() else {
             return self.handshake(message).await;
         };
@@ -308,29 +324,26 @@ impl Session {
                 tracing::info!(%message, "peer reported an error");
                 Ok(())
             }
-            Message::Join { .. } | Message::Peer { .. } => Err(format!(
-                "unexpected `{}` after the handshake",
-                message.type_name()
-            )),
+            Message::Join { .. } | Message::Peer { .. } => {
+                Err(SessionError::AfterHandshake(message.type_name()))
+            }
         }
     }
 
-    async fn handshake(&mut self, message: Message) -> Result<(), String> {
+    async fn handshake(&mut self, message: Message) -> Result<(), SessionError> {
         let Message::Join {
             sender_id,
             supported_protocol_versions,
             peer_metadata,
         } = message
         else {
-            return Err(format!("expected `join`, got `{}`", message.type_name()));
+            return Err(SessionError::NotJoin(message.type_name()));
         };
         if !supported_protocol_versions
             .iter()
             .any(|v| v == PROTOCOL_VERSION)
         {
-            return Err(format!(
-                "unsupported protocol version(s) {supported_protocol_versions:?}; this server speaks \"{PROTOCOL_VERSION}\""
-            ));
+            return Err(SessionError::Version(supported_protocol_versions));
         }
         tracing::Span::current().record("peer", sender_id.as_str());
         // Extensions both sides speak; stock peers list none.
@@ -354,7 +367,7 @@ impl Session {
         self.outbound
             .send(Outbound::Message(reply))
             .await
-            .map_err(|_| "connection closed".to_string())?;
+            .map_err(|_| SessionError::Closed)?;
         self.peer_id = Some(sender_id);
         Ok(())
     }
@@ -365,7 +378,7 @@ impl Session {
         document_id: DocumentId,
         kind: SyncKind,
         data: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         let received_at = Instant::now();
         let tx = match self.documents.get(&document_id) {
             Some(tx) => tx.clone(),
@@ -411,7 +424,7 @@ impl Session {
                                 reason,
                             }))
                             .await
-                            .map_err(|_| "connection closed".to_string())?;
+                            .map_err(|_| SessionError::Closed)?;
                     }
                     tracing::info!(doc = %document_id, "read denied; answering doc-unavailable");
                     let mut entry =
@@ -455,10 +468,14 @@ impl Session {
             received_at,
         })
         .await
-        .map_err(|_| "document closed".to_string())
+        .map_err(|_| SessionError::DocumentClosed)
     }
 
-    async fn unavailable(&self, peer_id: &str, document_id: DocumentId) -> Result<(), String> {
+    async fn unavailable(
+        &self,
+        peer_id: &str,
+        document_id: DocumentId,
+    ) -> Result<(), SessionError> {
         self.outbound
             .send(Outbound::Message(Message::DocUnavailable {
                 sender_id: self.ctx.server_peer_id.clone(),
@@ -466,7 +483,7 @@ impl Session {
                 document_id,
             }))
             .await
-            .map_err(|_| "connection closed".to_string())
+            .map_err(|_| SessionError::Closed)
     }
 
     async fn detach_all(&mut self) {

@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_verify;
 pub mod auth;
 pub mod backup;
 pub mod client_ip;
 pub mod config;
 pub mod connection;
+pub mod credentials;
 pub mod doc_core;
 pub mod identity;
 pub mod live;
@@ -28,10 +30,3 @@ pub mod tls;
 
 pub use config::Config;
 pub use server::{RunningServer, ServeError, open_store, start, start_with_store};
-
-/// What `delegate_session_store!` expands to needs, whatever the caller depends on.
-#[doc(hidden)]
-pub mod __private {
-    pub use async_trait::async_trait;
-    pub use sync_protocol::DocumentId;
-}

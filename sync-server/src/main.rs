@@ -396,7 +396,7 @@ async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     };
     match action {
         AuditAction::Verify => {
-            let result = sync_server::audit::verify_store(store.as_ref()).await;
+            let result = sync_server::audit_verify::verify_store(store.as_ref()).await;
             let outcome = if result.is_ok() { "ok" } else { "error" };
             store
                 .append_audit(NewAuditEntry::new("cli", verb, outcome).details(details))

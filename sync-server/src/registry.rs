@@ -80,10 +80,28 @@ pub enum SyncKind {
     Sync,
 }
 
+/// Why a document could not be opened or written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DocumentError {
+    /// The store could not read it (told to every connection that asks).
+    #[error("loading document {id}: {reason}")]
+    Unreadable { id: DocumentId, reason: String },
+    #[error("document {id}: {reason}")]
+    Corrupt { id: DocumentId, reason: String },
+    #[error("document {0} could not be attached")]
+    NotAttached(DocumentId),
+    #[error("the document is unavailable; try again")]
+    Unavailable,
+    #[error("{0}")]
+    Settings(String),
+    #[error("the store refused the write")]
+    NotDurable,
+}
+
 pub enum DocCommand {
     Attach {
         peer: PeerHandle,
-        ack: oneshot::Sender<Result<(), String>>,
+        ack: oneshot::Sender<Result<(), DocumentError>>,
     },
     Detach {
         key: PeerKey,
@@ -104,7 +122,7 @@ pub enum DocCommand {
     /// answers once it is durable.
     WriteSettings {
         settings: serde_json::Value,
-        done: oneshot::Sender<Result<(), String>>,
+        done: oneshot::Sender<Result<(), DocumentError>>,
     },
     Shutdown {
         done: oneshot::Sender<()>,
@@ -187,7 +205,7 @@ impl Registry {
         &self,
         id: DocumentId,
         settings: serde_json::Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), DocumentError> {
         // An actor may be leaving as we send: then try once more with a fresh one.
         for _ in 0..2 {
             let (done, answer) = oneshot::channel();
@@ -207,7 +225,7 @@ impl Registry {
                 Err(_) => continue,
             }
         }
-        Err("the document is unavailable; try again".into())
+        Err(DocumentError::Unavailable)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -259,7 +277,7 @@ impl Registry {
         &self,
         id: DocumentId,
         peer: PeerHandle,
-    ) -> Result<mpsc::Sender<DocCommand>, String> {
+    ) -> Result<mpsc::Sender<DocCommand>, DocumentError> {
         // A document may be evicted between lookup and attach; its actor then
         // drops our ack and we look it up again (a fresh actor reloads it).
         for _ in 0..8 {
@@ -281,7 +299,7 @@ impl Registry {
                 Err(_) => continue,
             }
         }
-        Err(format!("document {id} could not be attached"))
+        Err(DocumentError::NotAttached(id))
     }
 
     /// Stops every document actor after it has persisted what it holds.
@@ -471,14 +489,17 @@ impl DocActor {
             .report_usage(self.id, self.generation, bytes, idle);
     }
 
-    async fn load(&mut self) -> Result<(), String> {
+    async fn load(&mut self) -> Result<(), DocumentError> {
         let started = Instant::now();
         let stored = self
             .registry
             .store
             .load_document(self.id)
             .await
-            .map_err(|e| format!("loading document {}: {e}", self.id))?;
+            .map_err(|e| DocumentError::Unreadable {
+                id: self.id,
+                reason: e.to_string(),
+            })?;
         let core = match stored {
             None => DocumentCore::empty(),
             Some(stored) => {
@@ -488,7 +509,10 @@ impl DocActor {
                     stored.chunks.iter().map(|c| c.len() as u64).sum();
                 self.snapshot_bytes = stored.snapshot.as_ref().map_or(0, |s| s.len() as u64);
                 DocumentCore::load(stored.snapshot.as_deref(), &stored.chunks)
-                    .map_err(|e| format!("document {}: {e}", self.id))?
+                    .map_err(|e| DocumentError::Corrupt {
+                        id: self.id,
+                        reason: e.to_string(),
+                    })?
             }
         };
         metrics::counter!(m::DOCUMENT_LOADS).increment(1);
@@ -540,7 +564,7 @@ impl DocActor {
                     }) {
                         Ok(()) => written.push(done),
                         Err(error) => {
-                            let _ = done.send(Err(error.to_string()));
+                            let _ = done.send(Err(DocumentError::Settings(error)));
                         }
                     }
                 }
@@ -553,7 +577,7 @@ impl DocActor {
             let _ = done.send(if persisted {
                 Ok(())
             } else {
-                Err("the store refused the write".into())
+                Err(DocumentError::NotDurable)
             });
         }
         if !persisted {
@@ -683,7 +707,7 @@ impl DocActor {
         }
     }
 
-    fn fail_all(&mut self, error: &str) {
+    fn fail_all(&mut self, error: &dyn std::fmt::Display) {
         tracing::error!(%error, "document failed; disconnecting its peers");
         for peer in self.peers.values() {
             let _ = peer

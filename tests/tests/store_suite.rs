@@ -118,7 +118,7 @@ async fn exercise(store: Arc<dyn Store>) {
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(page[0].entry.details, serde_json::json!({ "i": 2 }));
     assert_eq!(
-        sync_server::audit::verify_store(store.as_ref())
+        sync_server::audit_verify::verify_store(store.as_ref())
             .await
             .unwrap(),
         5
@@ -625,13 +625,13 @@ async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
         w.await.unwrap();
     }
     assert_eq!(
-        sync_server::audit::verify_store(node1.as_ref())
+        sync_server::audit_verify::verify_store(node1.as_ref())
             .await
             .unwrap(),
         200
     );
     assert_eq!(
-        sync_server::audit::verify_store(node2.as_ref())
+        sync_server::audit_verify::verify_store(node2.as_ref())
             .await
             .unwrap(),
         200

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::audit::{self, AuditEntry};
+use crate::audit_verify;
 use crate::auth::{self, Role, unix_ms};
 use crate::identity::password;
 use crate::live::Cut;
@@ -631,13 +632,13 @@ pub async fn verify_audit(
     caller: Caller,
 ) -> Result<Json<VerifyReport>, ApiError> {
     caller.require_admin()?;
-    let report = match audit::verify_store(state.store.as_ref()).await {
+    let report = match audit_verify::verify_store(state.store.as_ref()).await {
         Ok(entries) => VerifyReport {
             valid: true,
             entries: Some(entries),
             problem: None,
         },
-        Err(audit::VerifyError::Store(error)) => return Err(error.into()),
+        Err(audit_verify::VerifyError::Store(error)) => return Err(error.into()),
         Err(problem) => VerifyReport {
             valid: false,
             entries: None,

@@ -63,7 +63,7 @@ impl ApiState {
         security: SecuritySignals,
         presence: crate::presence::PresenceBoard,
         registry: crate::registry::Registry,
-        config: &crate::Config,
+        config: &crate::config::Config,
         secrets: Arc<crate::secrets::SecretKeys>,
     ) -> Result<Self, crate::store::StoreError> {
         let token_secret =

@@ -93,7 +93,7 @@ pub async fn restore_backup(
         .registry
         .write_settings(id, backup.settings.clone())
         .await
-        .map_err(ApiError::BadRequest)?;
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
     state
         .audit(
             caller

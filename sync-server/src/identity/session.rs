@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::auth::hash_token;
+use crate::credentials::hash_token;
 use crate::store::sessions::{AccessTokenRecord, RefreshTokenRecord, TokenHashes};
 
 pub const ACCESS_PREFIX: &str = "at_";

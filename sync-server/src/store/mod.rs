@@ -16,7 +16,7 @@ pub use sessions::SessionStore;
 pub use sqlite::{SqliteStore, database_path as sqlite_database_path};
 
 use crate::audit::{AuditEntry, NewAuditEntry};
-use crate::auth::Role;
+use crate::credentials::Role;
 pub use crate::identity::throttle::{ThrottlePolicy, ThrottleRecord};
 
 /// A document as persisted: the last compacted snapshot and the chunks

@@ -16,7 +16,7 @@ use super::{
     ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User,
 };
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::auth::Role;
+use crate::credentials::Role;
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {

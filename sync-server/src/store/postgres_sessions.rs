@@ -14,7 +14,7 @@ use super::sessions::{
 };
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
-use crate::auth::Role;
+use crate::credentials::Role;
 
 /// `timestamptz` as the RFC 3339 UTC text the SQLite store keeps.
 fn utc_text(column: &str) -> String {

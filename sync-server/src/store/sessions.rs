@@ -13,7 +13,7 @@ use sync_protocol::DocumentId;
 
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
-use crate::auth::Role;
+use crate::credentials::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Device {
@@ -340,13 +340,20 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError>;
 }
 
+/// What `delegate_session_store!` expands to needs, whatever the caller depends on.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use sync_protocol::DocumentId;
+}
+
 /// Implements [`SessionStore`] for a wrapper type by delegating every call to
 /// one of its fields (for stores that wrap another, e.g. fault injection in
 /// tests): `delegate_session_store!(Wrapper, inner);`.
 #[macro_export]
 macro_rules! delegate_session_store {
     ($wrapper:ty, $field:ident) => {
-        #[$crate::__private::async_trait]
+        #[$crate::store::sessions::__private::async_trait]
         impl $crate::store::SessionStore for $wrapper {
             async fn user_by_id(&self, id: &str) -> Result<Option<$crate::store::User>, $crate::store::StoreError> {
                 self.$field.user_by_id(id).await
@@ -354,7 +361,7 @@ macro_rules! delegate_session_store {
             async fn list_users(&self) -> Result<Vec<$crate::store::sessions::UserSummary>, $crate::store::StoreError> {
                 self.$field.list_users().await
             }
-            async fn set_user_role(&self, id: &str, role: $crate::auth::Role) -> Result<bool, $crate::store::StoreError> {
+            async fn set_user_role(&self, id: &str, role: $crate::credentials::Role) -> Result<bool, $crate::store::StoreError> {
                 self.$field.set_user_role(id, role).await
             }
             async fn set_user_disabled(&self, id: &str, disabled: bool) -> Result<bool, $crate::store::StoreError> {
@@ -423,16 +430,16 @@ macro_rules! delegate_session_store {
             async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, $crate::store::StoreError> {
                 self.$field.use_challenge(hash, now_ms).await
             }
-            async fn register_document(&self, id: $crate::__private::DocumentId, scope: &$crate::store::sessions::DocumentScope, created_by: &str, now_ms: i64) -> Result<$crate::store::sessions::DocumentScope, $crate::store::StoreError> {
+            async fn register_document(&self, id: $crate::store::sessions::__private::DocumentId, scope: &$crate::store::sessions::DocumentScope, created_by: &str, now_ms: i64) -> Result<$crate::store::sessions::DocumentScope, $crate::store::StoreError> {
                 self.$field.register_document(id, scope, created_by, now_ms).await
             }
-            async fn document_scope(&self, id: $crate::__private::DocumentId) -> Result<Option<$crate::store::sessions::DocumentScope>, $crate::store::StoreError> {
+            async fn document_scope(&self, id: $crate::store::sessions::__private::DocumentId) -> Result<Option<$crate::store::sessions::DocumentScope>, $crate::store::StoreError> {
                 self.$field.document_scope(id).await
             }
-            async fn documents_with_scope(&self, scope: &$crate::store::sessions::DocumentScope) -> Result<Vec<$crate::__private::DocumentId>, $crate::store::StoreError> {
+            async fn documents_with_scope(&self, scope: &$crate::store::sessions::DocumentScope) -> Result<Vec<$crate::store::sessions::__private::DocumentId>, $crate::store::StoreError> {
                 self.$field.documents_with_scope(scope).await
             }
-            async fn documents_of_kind(&self, kind: $crate::store::sessions::DocumentKind) -> Result<Vec<($crate::__private::DocumentId, String)>, $crate::store::StoreError> {
+            async fn documents_of_kind(&self, kind: $crate::store::sessions::DocumentKind) -> Result<Vec<($crate::store::sessions::__private::DocumentId, String)>, $crate::store::StoreError> {
                 self.$field.documents_of_kind(kind).await
             }
             async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, $crate::store::StoreError> {
@@ -459,7 +466,7 @@ macro_rules! delegate_session_store {
             async fn add_settings_backup(&self, backup: &$crate::store::sessions::SettingsBackup) -> Result<(), $crate::store::StoreError> {
                 self.$field.add_settings_backup(backup).await
             }
-            async fn settings_backups(&self, id: $crate::__private::DocumentId) -> Result<Vec<$crate::store::sessions::SettingsBackup>, $crate::store::StoreError> {
+            async fn settings_backups(&self, id: $crate::store::sessions::__private::DocumentId) -> Result<Vec<$crate::store::sessions::SettingsBackup>, $crate::store::StoreError> {
                 self.$field.settings_backups(id).await
             }
             async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), $crate::store::StoreError> {

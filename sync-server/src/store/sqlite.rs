@@ -11,7 +11,7 @@ use sync_protocol::DocumentId;
 
 use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::auth::Role;
+use crate::credentials::Role;
 
 const DB_FILE: &str = "sync.sqlite3";
 
@@ -847,7 +847,7 @@ mod tests {
                 .all(|e| e.entry.details["seq"].as_u64().is_some())
         );
         assert_eq!(
-            crate::audit::verify_store(store.as_ref()).await.unwrap(),
+            crate::audit_verify::verify_store(store.as_ref()).await.unwrap(),
             entries.len() as u64
         );
     }

@@ -12,7 +12,7 @@ use super::sessions::{
 use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
 use super::{StoreError, User};
 use crate::audit::AuditEntry;
-use crate::auth::Role;
+use crate::credentials::Role;
 
 fn device_from_row(r: &Row<'_>, start: usize) -> rusqlite::Result<Device> {
     Ok(Device {
