@@ -112,9 +112,19 @@ mod tests {
         let document_id = DocumentId::from_bytes([9; 16]);
         let (sender_id, target_id) = (sender, target);
         if kind == 0 {
-            Message::Sync { sender_id, target_id, document_id, data }
+            Message::Sync {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
         } else {
-            Message::Request { sender_id, target_id, document_id, data }
+            Message::Request {
+                sender_id,
+                target_id,
+                document_id,
+                data,
+            }
         }
     }
 
@@ -130,7 +140,10 @@ mod tests {
 
     #[test]
     fn other_messages_are_left_to_the_generic_decoder() {
-        let leave = Message::Leave { sender_id: "a".into() }.encode();
+        let leave = Message::Leave {
+            sender_id: "a".into(),
+        }
+        .encode();
         assert_eq!(decode(&leave), None);
         // A sixth, unknown field: the generic decoder ignores it.
         let mut extra = sync(0, "a".into(), "b".into(), vec![1]).encode();

@@ -2,8 +2,8 @@
 //! entries in pages and runs them through [`ChainVerifier`]. Apart from
 //! `audit` (the chain, which the store depends on) so neither imports back.
 
-use crate::audit::ChainVerifier;
 pub use crate::audit::ChainError;
+use crate::audit::ChainVerifier;
 use crate::store::{Store, StoreError};
 
 /// Why a stored chain could not be confirmed.

@@ -508,11 +508,12 @@ impl DocActor {
                 self.chunk_bytes_since_snapshot =
                     stored.chunks.iter().map(|c| c.len() as u64).sum();
                 self.snapshot_bytes = stored.snapshot.as_ref().map_or(0, |s| s.len() as u64);
-                DocumentCore::load(stored.snapshot.as_deref(), &stored.chunks)
-                    .map_err(|e| DocumentError::Corrupt {
+                DocumentCore::load(stored.snapshot.as_deref(), &stored.chunks).map_err(|e| {
+                    DocumentError::Corrupt {
                         id: self.id,
                         reason: e.to_string(),
-                    })?
+                    }
+                })?
             }
         };
         metrics::counter!(m::DOCUMENT_LOADS).increment(1);

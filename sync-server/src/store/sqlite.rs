@@ -847,7 +847,9 @@ mod tests {
                 .all(|e| e.entry.details["seq"].as_u64().is_some())
         );
         assert_eq!(
-            crate::audit_verify::verify_store(store.as_ref()).await.unwrap(),
+            crate::audit_verify::verify_store(store.as_ref())
+                .await
+                .unwrap(),
             entries.len() as u64
         );
     }
