@@ -41,25 +41,39 @@ impl ClientCore {
         };
         let mut doc_guard = crate::lock_doc(&slot);
         let local = &mut *doc_guard;
-        // Every change, in causal order; drop the refused ones and their descendants.
+        // Every change, in causal order; drop the refused ones and their
+        // descendants. A descendant (the server lists those as refused too:
+        // it cannot apply them) may well be allowed on its own.
         let all = local.doc.get_changes(&[]);
         let mut dropped: HashSet<ChangeHash> = HashSet::new();
         let mut kept = Vec::with_capacity(all.len());
-        let mut quarantined = Vec::new();
+        let (mut roots, mut descendants) = (Vec::new(), Vec::new());
         for change in all {
             let hash = change.hash();
-            if refused.contains(&hash) || change.deps().iter().any(|d| dropped.contains(d)) {
+            let builds_on_dropped = change.deps().iter().any(|d| dropped.contains(d));
+            if builds_on_dropped || refused.contains(&hash) {
                 dropped.insert(hash);
-                quarantined.push((hash.to_string(), change.raw_bytes().to_vec()));
+                if builds_on_dropped {
+                    descendants.push(change);
+                } else {
+                    roots.push(change);
+                }
             } else {
                 kept.push(change);
             }
         }
-        if quarantined.is_empty() {
+        if dropped.is_empty() {
             return Ok(0);
         }
         let mut doc = Automerge::new();
         doc.apply_changes(kept)?;
+        let carried_over = carry_over_records(&local.doc, &roots, &descendants, &mut doc)?;
+        let quarantined: Vec<(String, Vec<u8>)> = roots
+            .iter()
+            .chain(&descendants)
+            .filter(|change| !carried_over.contains(&change.hash()))
+            .map(|change| (change.hash().to_string(), change.raw_bytes().to_vec()))
+            .collect();
         let now = crate::now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -171,4 +185,56 @@ fn summarize(data: &[u8]) -> String {
         .take(5)
         .collect();
     format!("{} operation(s) on {}", change.len(), keys.join(", "))
+}
+
+/// The scans and annulments that changes set aside only for building on a
+/// refused one carry, written again into the `clean` document as one new
+/// change: a door's answer is never lost to someone else's refused edit.
+/// Records a refused change itself wrote stay out (and so does any record
+/// the server refuses on its own when the new change arrives: it is then a
+/// refused change of its own, set aside like any other). Returns the
+/// descendants whose every operation was such a record: nothing of them is
+/// left to review, so they are not kept in quarantine.
+fn carry_over_records(
+    before: &Automerge,
+    roots: &[automerge::Change],
+    descendants: &[automerge::Change],
+    clean: &mut Automerge,
+) -> Result<HashSet<ChangeHash>, ClientError> {
+    use event_model::document;
+    let mut carried_over = HashSet::new();
+    if descendants.is_empty() || document::check(before).is_err() {
+        return Ok(carried_over);
+    }
+    let refused = document::touched_by(before, roots)?;
+    let mut tx = clean.transaction();
+    for change in descendants {
+        let written = document::touched_by(before, std::slice::from_ref(change))?;
+        // One operation per record written (a record is one JSON string).
+        let mut only_records = !written.info
+            && written.lists.is_empty()
+            && written.attendees.is_empty()
+            && change.len() == written.scans.len() + written.annulments.len();
+        for id in &written.scans {
+            match document::read_scan(before, id)? {
+                Some(scan) if !refused.scans.contains(id) => {
+                    document::put_scan(&mut tx, &scan)?;
+                }
+                _ => only_records = false,
+            }
+        }
+        for id in &written.annulments {
+            match document::read_annulment(before, id)? {
+                Some(annulment) if !refused.annulments.contains(id) => {
+                    document::put_annulment(&mut tx, &annulment)?;
+                }
+                _ => only_records = false,
+            }
+        }
+        if only_records {
+            carried_over.insert(change.hash());
+        }
+    }
+    tx.commit();
+    Ok(carried_over)
 }

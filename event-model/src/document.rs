@@ -670,6 +670,16 @@ pub fn touched(doc: &Automerge, before: &[ChangeHash]) -> Result<Touched, ModelE
         out.annulments = record_keys(doc, ANNULMENTS)?;
         return Ok(out);
     }
+    touched_by(doc, &doc.get_changes(before))
+}
+
+/// The records that `changes` (changes of `doc`) write: the scans of
+/// changes set aside by a refusal, say.
+pub fn touched_by(doc: &Automerge, changes: &[automerge::Change]) -> Result<Touched, ModelError> {
+    let mut out = Touched::default();
+    if check(doc).is_err() {
+        return Ok(out);
+    }
     let [event, lists_text] = [EVENT, LISTS].map(|key| map_id(doc, key).map(|id| id.to_string()));
     let (event, lists_text) = (event?, lists_text?);
     let mut records = RecordObjects::new(doc)?;
@@ -681,7 +691,7 @@ pub fn touched(doc: &Automerge, before: &[ChangeHash]) -> Result<Touched, ModelE
             list_objects.insert(obj.to_string(), key);
         }
     }
-    for change in doc.get_changes(before) {
+    for change in changes {
         for op in change.decode().operations {
             let automerge::legacy::Key::Map(key) = &op.key else {
                 continue;

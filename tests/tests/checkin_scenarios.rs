@@ -405,6 +405,98 @@ async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on(
     s.server.stop().await;
 }
 
+/// Offline, a staff tablet makes a change staff may not make, then scans on:
+/// the scans go into the document on top of the refused change. When the
+/// server refuses it, the change is set aside, and the scans, which are
+/// allowed, are kept: written again into the cleaned document, they reach
+/// everyone. Nothing a door answered is lost to someone else's refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_made_after_a_refused_change_are_kept_and_reach_everyone() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let s = setup(10).await;
+    let staff = sync_tests::create_user(
+        s.server.store.as_ref(),
+        "sam@example.org",
+        Role::Staff,
+        "correct horse battery",
+    )
+    .await;
+    Api::new(&s.server.url)
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/users/{staff}/events"),
+            Some(&s.token),
+            Some(json!({ "events": ["conf"] })),
+        )
+        .await
+        .ok();
+    let (tablet, account) = staff_tablet(&s, "door-3", "sam@example.org").await;
+    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    tablet.find(s.event).unwrap();
+    wait_until("the staff tablet downloads the event", LIMIT, || async {
+        tablet
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.expected == 10)
+    })
+    .await;
+    sync.stop().await;
+
+    let mut renamed = tablet.read_event(s.event).unwrap().attendees[0].clone();
+    renamed.name = "Someone Else".into();
+    tablet.put_attendee(s.event, &renamed).unwrap();
+    for g in 1..=3 {
+        let scan = tablet
+            .check_in(s.event, &format!("T-{g:04}"), "main", Direction::Entry)
+            .unwrap();
+        assert_eq!(scan.answer, Answer::Admitted);
+    }
+    // The offline journal writes the scans into the document after a while:
+    // then they are a change that depends on the edit.
+    wait_until("the scans are in the document", LIMIT, || async {
+        tablet.sync_status().pending_changes == 2
+    })
+    .await;
+
+    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    wait_until("the edit is set aside", LIMIT, || async {
+        tablet
+            .quarantined_changes(s.event)
+            .is_ok_and(|q| !q.is_empty())
+    })
+    .await;
+    wait_until("the three scans reach the admin", LIMIT, || async {
+        s.admin
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.checked_in == 3)
+    })
+    .await;
+    assert_eq!(tablet.counts(s.event, Some("main")).unwrap().checked_in, 3);
+    // Only the edit is left to review: the scans went on.
+    let quarantined = tablet.quarantined_changes(s.event).unwrap();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert!(quarantined[0].reason.contains("only add scans"));
+    wait_until("nothing is left to upload", LIMIT, || async {
+        tablet.sync_status().pending_changes == 0
+    })
+    .await;
+    assert_ne!(
+        tablet.read_event(s.event).unwrap().attendees[0].name,
+        "Someone Else"
+    );
+    assert!(
+        s.admin
+            .read_event(s.event)
+            .unwrap()
+            .attendees
+            .iter()
+            .all(|a| a.name != "Someone Else"),
+        "the refused edit never reached anyone"
+    );
+    sync.stop().await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tablets_see_each_other_online_and_the_dashboard_lists_them() {
     let s = setup(5).await;
