@@ -600,3 +600,12 @@ pub fn seed_event(
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     event
 }
+
+/// Cases a convergence property test runs: `default` in the suite, or
+/// `CONVERGENCE_CASES` for a long search.
+pub fn convergence_cases(default: u32) -> u32 {
+    std::env::var("CONVERGENCE_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}

@@ -1,6 +1,9 @@
 //! Property test: three client-core replicas edit one document while going
 //! online and offline at random, then reconnect in a random order; all end
 //! with identical heads and identical contents, and the server agrees.
+//!
+//! `CONVERGENCE_CASES=1000` runs a long search (the suite runs 16 cases);
+//! `event_convergence.rs` does the same for check-in.
 
 use std::time::Duration;
 
@@ -183,7 +186,7 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, max_shrink_iters: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: sync_tests::convergence_cases(16), max_shrink_iters: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn replicas_converge_whatever_the_edits_and_connectivity(
