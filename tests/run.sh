@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 # Builds here start clean or from a cache: incremental state only costs disk.
 export CARGO_INCREMENTAL=0
 
+# Formatting first: it takes seconds, and no build is spent on a tree
+# rustfmt would change.
+cargo fmt --all --check
+
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs npm)
 # PostgreSQL server binaries: the PostgreSQL store tests start their own
