@@ -332,10 +332,12 @@ async fn scans_made_after_losing_the_event_are_quarantined_and_nothing_else_chan
     s.server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on() {
-    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
-    let s = setup(10).await;
+/// A staff member's tablet, signed in and assigned to the event, with the
+/// event downloaded and its sync running.
+async fn assigned_staff_tablet(
+    s: &Setup,
+    name: &str,
+) -> (ClientCore, client_core::Account, SyncHandle) {
     let staff = sync_tests::create_user(
         s.server.store.as_ref(),
         "sam@example.org",
@@ -352,15 +354,24 @@ async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on(
         )
         .await
         .ok();
-    let (tablet, account) = staff_tablet(&s, "door-2", "sam@example.org").await;
+    let (tablet, account) = staff_tablet(s, name, "sam@example.org").await;
     let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
     tablet.find(s.event).unwrap();
+    let expected = s.admin.counts(s.event, Some("main")).unwrap().expected;
     wait_until("the staff tablet downloads the event", LIMIT, || async {
         tablet
             .counts(s.event, Some("main"))
-            .is_ok_and(|c| c.expected == 10)
+            .is_ok_and(|c| c.expected == expected)
     })
     .await;
+    (tablet, account, sync)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let s = setup(10).await;
+    let (tablet, _account, sync) = assigned_staff_tablet(&s, "door-2").await;
     // Staff may not edit attendees: that change is refused and set aside.
     let mut renamed = tablet.read_event(s.event).unwrap().attendees[0].clone();
     renamed.name = "Someone Else".into();
@@ -414,31 +425,7 @@ async fn a_change_staff_may_not_make_is_refused_and_set_aside_while_scans_go_on(
 async fn scans_made_after_a_refused_change_are_kept_and_reach_everyone() {
     keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
     let s = setup(10).await;
-    let staff = sync_tests::create_user(
-        s.server.store.as_ref(),
-        "sam@example.org",
-        Role::Staff,
-        "correct horse battery",
-    )
-    .await;
-    Api::new(&s.server.url)
-        .call(
-            reqwest::Method::PUT,
-            &format!("/api/users/{staff}/events"),
-            Some(&s.token),
-            Some(json!({ "events": ["conf"] })),
-        )
-        .await
-        .ok();
-    let (tablet, account) = staff_tablet(&s, "door-3", "sam@example.org").await;
-    let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
-    tablet.find(s.event).unwrap();
-    wait_until("the staff tablet downloads the event", LIMIT, || async {
-        tablet
-            .counts(s.event, Some("main"))
-            .is_ok_and(|c| c.expected == 10)
-    })
-    .await;
+    let (tablet, account, sync) = assigned_staff_tablet(&s, "door-3").await;
     sync.stop().await;
 
     let mut renamed = tablet.read_event(s.event).unwrap().attendees[0].clone();
