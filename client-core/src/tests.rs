@@ -68,7 +68,6 @@ fn client_schema_at(path: &std::path::Path, version: u32) -> rusqlite::Connectio
     } else {
         migrator.up(Some(version)).unwrap();
     }
-    drop(migrator);
     conn
 }
 

@@ -357,14 +357,17 @@ fn scans_after_a_position_are_only_the_new_ones_of_that_event() {
     let at_first = all[0].0;
     assert_eq!(
         ids(&core.scans_after(one, at_first, 100).unwrap()),
-        [second.clone()]
+        std::slice::from_ref(&second)
     );
     assert_eq!(core.scans_after(one, all[1].0, 100).unwrap().len(), 0);
-    assert_eq!(ids(&core.scans_after(one, 0, 1).unwrap()), [first.clone()]);
+    assert_eq!(
+        ids(&core.scans_after(one, 0, 1).unwrap()),
+        std::slice::from_ref(&first)
+    );
     let third = scan(one, "A-102");
     assert_eq!(
         ids(&core.scans_after(one, all[1].0, 100).unwrap()),
-        [third.clone()]
+        std::slice::from_ref(&third)
     );
 
     core.rebuild_event_index(one).unwrap();
