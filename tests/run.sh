@@ -20,6 +20,8 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 [ -f /usr/share/java/jna.jar ] || need_apt+=(libjna-java)
 command -v nm >/dev/null || need_apt+=(binutils)
+# promtool (Debian's prometheus package) checks a real scrape of /metrics.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 # The desktop app (Tauri 2 on WebKitGTK) and its end-to-end test: a virtual
 # display, the WebKit WebDriver that tauri-driver drives.
 for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libsoup-3.0-dev webkit2gtk-driver xvfb; do

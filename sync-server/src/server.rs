@@ -190,6 +190,12 @@ pub async fn start_with_store(
 ) -> Result<RunningServer, ServeError> {
     let tls = ServerTls::from_paths(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let secrets = Arc::new(config.secret_keys()?);
+    m::install();
+    m::set_build_info(if config.database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    });
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -629,5 +635,5 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
-    state.metrics.render().into_response()
+    m::render(&state.metrics).into_response()
 }

@@ -225,6 +225,117 @@ async fn health_readiness_and_metrics_are_served() {
     assert!(metrics.contains("store_operation_seconds"), "{metrics}");
 }
 
+/// A fresh server already describes every family (HELP and TYPE) with zero
+/// values, process metrics and its build; after real traffic (a refused
+/// upgrade, a document synced), Debian's `promtool check metrics` finds no
+/// problem in a scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_described_from_the_start_and_promtool_accepts_a_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = server(
+        dir.path(),
+        &["token", "create", "--name", "metrics", "--role", "admin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    let server = ServerProcess::start(dir.path());
+
+    let (status, fresh) = http_get(&server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for family in [
+        "sync_connections",
+        "sync_messages_in_total",
+        "sync_protocol_errors_total",
+        "sync_documents_loaded",
+        "sync_connections_cut_total",
+        "store_operation_seconds",
+        "sync_message_handling_seconds",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_threads",
+    ] {
+        assert!(
+            fresh.contains(&format!("# HELP {family} ")),
+            "{family}:\n{fresh}"
+        );
+    }
+    for zero in [
+        "sync_messages_in_total 0",
+        "sync_documents_loaded 0",
+        "sync_protocol_errors_total{kind=\"change_rejected\"} 0",
+    ] {
+        assert!(fresh.lines().any(|l| l == zero), "{zero}:\n{fresh}");
+    }
+    let build = fresh
+        .lines()
+        .find(|l| l.starts_with("sync_build_info{"))
+        .unwrap_or_else(|| panic!("no build info:\n{fresh}"));
+    assert!(
+        build.contains("store=\"sqlite\"") && build.ends_with(" 1"),
+        "{build}"
+    );
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+
+    // Real traffic: a refused upgrade and a document synced.
+    assert_eq!(http_get(&server.addr, "/sync").await.0, 401);
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = client_core::ClientCore::open(client_dir.path().join("c.sqlite3")).unwrap();
+    let doc = client.create_document().unwrap();
+    client
+        .change(doc, |tx| {
+            automerge::transaction::Transactable::put(tx, automerge::ROOT, "k", 1)
+        })
+        .unwrap();
+    let sync = client.start_sync(client_core::SyncConfig::new(server.url.clone(), &token));
+    sync_tests::wait_until(
+        "the change is on the server",
+        std::time::Duration::from_secs(30),
+        || async { client.sync_status().pending_changes == 0 },
+    )
+    .await;
+    sync.stop().await;
+
+    let (status, scrape) = http_get(&server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("sync_messages_in_total ") && !l.ends_with(" 0")),
+        "{scrape}"
+    );
+    let mut promtool = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            panic!("promtool (Debian package prometheus, installed by tests/run.sh): {error}")
+        }
+    };
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(scrape.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", text(&checked.stdout), text(&checked.stderr));
+    assert!(
+        checked.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
