@@ -212,8 +212,12 @@ const FAMILIES: &[(&str, Kind, &str, StartLabels)] = &[
     (
         SECURITY_ALERTS,
         Kind::Counter,
-        "Security alerts raised, by kind.",
-        &[],
+        "Security alerts raised, by kind: token_reuse, failed_code_burst, refused_write_burst.",
+        &[
+            ("kind", "token_reuse"),
+            ("kind", "failed_code_burst"),
+            ("kind", "refused_write_burst"),
+        ],
     ),
     (
         SIGN_IN_FAILURES,
