@@ -99,6 +99,12 @@ pub struct Config {
     pub settings_backup_hourly_hours: i64,
     /// ...and the newest per day for this many days.
     pub settings_backup_daily_days: i64,
+    /// The embedded store is backed up (and the copy verified) this often,
+    /// into `<data_dir>/backups/scheduled/`; 0 turns it off.
+    pub backup_every_secs: u64,
+    /// A scheduled backup is not started when it would leave less than this
+    /// much free disk.
+    pub backup_min_free_mib: u64,
 }
 
 impl Default for Config {
@@ -137,6 +143,8 @@ impl Default for Config {
             settings_backup_keep_all_minutes: 60,
             settings_backup_hourly_hours: 48,
             settings_backup_daily_days: 30,
+            backup_every_secs: 3600,
+            backup_min_free_mib: 1024,
         }
     }
 }
@@ -218,6 +226,8 @@ impl Config {
                 "settings_backup_keep_all_minutes",
                 "settings_backup_hourly_hours",
                 "settings_backup_daily_days",
+                "backup_every_secs",
+                "backup_min_free_mib",
             ]))
             .extract()
             .map_err(Box::new)

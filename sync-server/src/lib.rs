@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod policy;
 pub mod presence;
 pub mod registry;
+pub mod scheduled_backup;
 pub mod secrets;
 pub mod security;
 pub mod server;

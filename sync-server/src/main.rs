@@ -79,19 +79,32 @@ enum Command {
         #[command(subcommand)]
         action: SecretsAction,
     },
-    /// Copy the embedded store to FILE, consistently, while the server runs.
+    /// Copy the embedded store to FILE (`--to`), consistently, while the
+    /// server runs; or `backup list` the scheduled backups.
+    #[command(args_conflicts_with_subcommands = true)]
     Backup {
-        #[arg(long)]
-        to: PathBuf,
+        #[arg(long, required = true)]
+        to: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<BackupAction>,
     },
-    /// Replace the embedded store with a verified backup (server stopped).
+    /// Replace the embedded store with a verified backup (server stopped):
+    /// a file (`--from`), or the newest scheduled backup (`--latest`).
     Restore {
+        #[arg(long, required_unless_present = "latest", conflicts_with = "latest")]
+        from: Option<PathBuf>,
         #[arg(long)]
-        from: PathBuf,
+        latest: bool,
         /// Replace the store even if it is newer than the backup.
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// The scheduled backups (each verified when taken), newest first.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -198,8 +211,27 @@ fn main() -> anyhow::Result<()> {
         Command::Secrets { action } => runtime.block_on(secrets(&config, action)),
         Command::Audit { action } => runtime.block_on(audit(&config, action)),
         Command::User { action } => runtime.block_on(user(&config, action)),
-        Command::Backup { to } => {
+        Command::Backup {
+            action: Some(BackupAction::List),
+            ..
+        } => {
+            no_postgres(&config, "backup list")?;
+            let dir = sync_server::scheduled_backup::directory(&config.data_dir);
+            let listed = sync_server::scheduled_backup::list(&dir)?;
+            if listed.is_empty() {
+                eprintln!("no scheduled backups in {}", dir.display());
+            }
+            for backup in listed {
+                let at = chrono::DateTime::from_timestamp_millis(backup.taken_ms)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                println!("{at}\t{} bytes\t{}", backup.bytes, backup.path.display());
+            }
+            Ok(())
+        }
+        Command::Backup { to, action: None } => {
             no_postgres(&config, "backup")?;
+            let to = to.context("give --to FILE, or `backup list`")?;
             let summary = sync_server::backup::backup(&config.data_dir, &to)?;
             println!(
                 "backed up {} documents (schema {}) to {}",
@@ -209,8 +241,25 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { from, force } => {
+        Command::Restore {
+            from,
+            latest,
+            force,
+        } => {
             no_postgres(&config, "restore")?;
+            let from = match from {
+                Some(from) => from,
+                None => {
+                    debug_assert!(latest);
+                    let dir = sync_server::scheduled_backup::directory(&config.data_dir);
+                    sync_server::scheduled_backup::list(&dir)?
+                        .into_iter()
+                        .next()
+                        .map(|newest| newest.path)
+                        .with_context(|| format!("no scheduled backups in {}", dir.display()))?
+                }
+            };
+            println!("restoring {}", from.display());
             let summary = sync_server::backup::restore(&config.data_dir, &from, force)?;
             println!(
                 "restored {} documents (schema {}) into {}",

@@ -238,12 +238,33 @@ const FAMILIES: &[(&str, Kind, &str, StartLabels)] = &[
         &[("reason", "revoked"), ("reason", "token_expired")],
     ),
     (
+        BACKUPS,
+        Kind::Counter,
+        "Scheduled backups of the embedded store, by result: ok, failed, low_disk (not started: too little free disk).",
+        &[
+            ("result", "ok"),
+            ("result", "failed"),
+            ("result", "low_disk"),
+        ],
+    ),
+    (
+        BACKUP_LAST_SUCCESS,
+        Kind::Gauge,
+        "Unix time of the last scheduled backup taken and verified; 0 until the first.",
+        &[],
+    ),
+    (
         BUILD_INFO,
         Kind::Gauge,
         "Always 1: the server's version, git revision and store kind as labels.",
         &[],
     ),
 ];
+
+/// Scheduled backups of the embedded store, by result: ok, failed, low_disk.
+pub const BACKUPS: &str = "sync_backups_total";
+/// When the last scheduled backup was taken and verified (0: none yet).
+pub const BACKUP_LAST_SUCCESS: &str = "sync_backup_last_success_timestamp_seconds";
 
 /// `sync_build_info{version, git, store}`, set when a server starts.
 pub const BUILD_INFO: &str = "sync_build_info";

@@ -270,6 +270,14 @@ pub async fn start_with_store(
     let app = router(state, api_state, store.clone(), config, shutdown_rx.clone());
     tracing::info!(%addr, tls = tls.is_some(), "sync server listening");
 
+    if config.database_url.is_none() && config.backup_every_secs > 0 {
+        tokio::spawn(crate::scheduled_backup::run(
+            config.data_dir.clone(),
+            Duration::from_secs(config.backup_every_secs),
+            config.backup_min_free_mib,
+            shutdown_rx.clone(),
+        ));
+    }
     if let Some(limiter) = per_user {
         let mut stop = shutdown_rx.clone();
         // Forget users who have been quiet, so the table stays small.

@@ -336,6 +336,81 @@ async fn metrics_are_described_from_the_start_and_promtool_accepts_a_scrape() {
     );
 }
 
+/// With `backup_every_secs` set, a running server backs its store up on its
+/// own: each copy verified, listed by `backup list`, counted in the
+/// metrics, and the newest restorable with one command once it is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_are_taken_listed_and_the_newest_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sync.toml");
+    std::fs::write(&config, "backup_every_secs = 1\nbackup_min_free_mib = 1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let data = dir.path().join("data");
+    let out = server(
+        &data,
+        &["token", "create", "--name", "b", "--role", "admin"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut server_process = ServerProcess::start_with(&data, "127.0.0.1:0", &["--config", config]);
+    let addr = server_process.addr.clone();
+    sync_tests::wait_until(
+        "two scheduled backups",
+        std::time::Duration::from_secs(30),
+        || async {
+            let (_, metrics) = http_get(&addr, "/metrics").await;
+            metrics
+                .lines()
+                .find(|l| l.starts_with("sync_backups_total{result=\"ok\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .is_some_and(|n| n >= 2)
+        },
+    )
+    .await;
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    let last = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sync_backup_last_success_timestamp_seconds "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(last > 1.7e9, "{last}");
+
+    let listed = server(&data, &["--config", config, "backup", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let listed = text(&listed.stdout);
+    assert!(listed.lines().count() >= 2, "{listed}");
+    assert!(
+        listed
+            .lines()
+            .all(|l| l.contains("store-") && l.contains(" bytes")),
+        "{listed}"
+    );
+
+    // The server holds its data directory: a restore waits for it to stop.
+    let busy = server(
+        &data,
+        &["--config", config, "restore", "--latest", "--force"],
+    );
+    assert!(!busy.status.success());
+    assert!(
+        text(&busy.stderr).contains("stop it before restoring"),
+        "{}",
+        text(&busy.stderr)
+    );
+    server_process.child.kill().unwrap();
+    server_process.child.wait().unwrap();
+    let restored = server(
+        &data,
+        &["--config", config, "restore", "--latest", "--force"],
+    );
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    let newest = listed.lines().next().unwrap().rsplit('\t').next().unwrap();
+    assert!(
+        text(&restored.stdout).contains(newest),
+        "{}",
+        text(&restored.stdout)
+    );
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
