@@ -215,21 +215,36 @@ fn carry_over_records(
             && written.lists.is_empty()
             && written.attendees.is_empty()
             && change.len() == written.scans.len() + written.annulments.len();
+        // A record that cannot be read back or put again stays with its
+        // change in quarantine (for review), and the refusal still goes
+        // through: setting changes aside must not fail on one record.
         for id in &written.scans {
-            match document::read_scan(before, id)? {
-                Some(scan) if !refused.scans.contains(id) => {
-                    document::put_scan(&mut tx, &scan)?;
-                }
-                _ => only_records = false,
-            }
+            let carried = !refused.scans.contains(id)
+                && document::read_scan(before, id)
+                    .and_then(|scan| match scan {
+                        Some(scan) => document::put_scan(&mut tx, &scan).map(|_| true),
+                        None => Ok(false),
+                    })
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, scan = %id, "scan not carried over");
+                        false
+                    });
+            only_records &= carried;
         }
         for id in &written.annulments {
-            match document::read_annulment(before, id)? {
-                Some(annulment) if !refused.annulments.contains(id) => {
-                    document::put_annulment(&mut tx, &annulment)?;
-                }
-                _ => only_records = false,
-            }
+            let carried = !refused.annulments.contains(id)
+                && document::read_annulment(before, id)
+                    .and_then(|annulment| match annulment {
+                        Some(annulment) => {
+                            document::put_annulment(&mut tx, &annulment).map(|_| true)
+                        }
+                        None => Ok(false),
+                    })
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, annulment = %id, "annulment not carried over");
+                        false
+                    });
+            only_records &= carried;
         }
         if only_records {
             carried_over.insert(change.hash());

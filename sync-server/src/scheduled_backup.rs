@@ -117,7 +117,11 @@ pub fn take(
         });
     }
     let path = dir.join(file_name(now_ms));
-    let summary = crate::backup::backup(data_dir, &path)?;
+    let summary = crate::backup::backup(data_dir, &path).inspect_err(|_| {
+        // A failed copy leaves its partial file; each has a name of its own,
+        // so failures would otherwise fill the disk.
+        let _ = std::fs::remove_file(path.with_extension("partial"));
+    })?;
     let bytes = std::fs::metadata(&path).map_err(BackupError::from)?.len();
     let taken = Listed {
         path,
