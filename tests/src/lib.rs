@@ -609,3 +609,14 @@ pub fn convergence_cases(default: u32) -> u32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
 }
+
+/// Runs `case` on a fresh two-worker runtime (a property test's case, which
+/// proptest calls synchronously).
+pub fn block_on_two_workers<F: std::future::Future>(case: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(case)
+}

@@ -269,11 +269,6 @@ proptest! {
         ops in proptest::collection::vec(op(), 5..50),
         reconnect_order in Just((0..TABLETS).collect::<Vec<_>>()).prop_shuffle(),
     ) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(run_case(ops, reconnect_order));
+        sync_tests::block_on_two_workers(run_case(ops, reconnect_order));
     }
 }
