@@ -43,9 +43,9 @@ fi
 # built into desktop/dist, which the Tauri binary embeds.
 (cd desktop && npm ci --no-audit --no-fund && npx tsc --noEmit && npx vitest run && npx vite build)
 
-# Lints on every default member and its tests (the desktop crate is left
-# out here: its check build is the Tauri stack once more).
-cargo clippy --all-targets --quiet -- -D warnings
+# Lints on every crate and its tests (after the desktop's web UI is built:
+# the Tauri crate embeds it).
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # Binaries the cross-process tests start (sync-server, client test helpers, the desktop app).
 cargo build --workspace --bins
