@@ -264,8 +264,20 @@ async fn metrics_are_described_from_the_start_and_promtool_accepts_a_scrape() {
         "sync_messages_in_total 0",
         "sync_documents_loaded 0",
         "sync_protocol_errors_total{kind=\"change_rejected\"} 0",
+        "sync_auth_failures_total{reason=\"invalid\"} 0",
+        "store_operation_seconds_count{op=\"append_chunk\"} 0",
     ] {
         assert!(fresh.lines().any(|l| l == zero), "{zero}:\n{fresh}");
+    }
+    // A labelled family has no unlabelled series beside its labelled ones.
+    for labelled in [
+        "sync_auth_failures_total ",
+        "store_operation_seconds_count ",
+    ] {
+        assert!(
+            !fresh.lines().any(|l| l.starts_with(labelled)),
+            "{labelled}:\n{fresh}"
+        );
     }
     let build = fresh
         .lines()
