@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sync_tests::ServerProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sync_tests::{ServerProcess, http_get};
 
 fn ops() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops")
@@ -93,17 +92,6 @@ fn dashboard_exprs(dashboard: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-async fn scrape(addr: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
 #[test]
 fn promtool_accepts_the_alert_rules_and_their_unit_tests_pass() {
     let dir = ops().join("prometheus");
@@ -126,7 +114,8 @@ async fn every_metric_the_dashboard_and_the_alerts_use_is_served() {
 
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start(dir.path());
-    let served = scrape(&server.addr).await;
+    let (status, served) = http_get(&server.addr, "/metrics").await;
+    assert_eq!(status, 200);
     let mut used = BTreeSet::new();
     for expr in &exprs {
         let names = metric_names(expr);
