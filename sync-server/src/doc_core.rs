@@ -245,9 +245,28 @@ impl DocumentCore {
         let mut rejected = Vec::new();
         let mut reason = None;
         let mut chunks = message.changes.len();
-        let checked = validation.filter(|_| !message.changes.is_empty());
-        if checked.is_none() {
-            validate_chunks(&message)?;
+        let carried_changes = !message.changes.is_empty();
+        let checked = validation.filter(|_| carried_changes);
+        if checked.is_none() && carried_changes {
+            // Unchecked changes (a document of no known kind): opened once
+            // and applied in one call, the rest of the message then taken as
+            // an answer. Left to automerge, every such message walked the
+            // whole history (`receive_sync_message` trims what was sent by
+            // visiting every ancestor of the peer's heads), which made a
+            // write cost more the older the document. A whole-document chunk
+            // (a fresh peer's upload) stays with automerge, which loads it
+            // directly.
+            match plain_changes(&message)? {
+                Some(changes) => {
+                    // Changes already held are skipped by automerge.
+                    chunks = changes.len();
+                    self.doc
+                        .apply_changes(changes)
+                        .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+                    message.changes = Vec::<Vec<u8>>::new().into();
+                }
+                None => validate_chunks(&message)?,
+            }
         }
         if let Some(rules) = checked {
             // One change at a time, each checked against the document with the
@@ -291,7 +310,7 @@ impl DocumentCore {
         // changes were checked and applied one by one above) a message only
         // moves the peer's state.
         let message = if message.changes.is_empty() {
-            match receive_answer(&self.doc, &self.versions, state, message) {
+            match receive_answer(&self.doc, &self.versions, state, message, carried_changes) {
                 Ok(()) => {
                     self.answers_taken += 1;
                     None
@@ -526,11 +545,15 @@ fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
 /// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`,
 /// `a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does`
 /// and the checked-write ones. Gives the message back when a head is unknown.
+/// `carried_changes`: the message came with changes, applied before this
+/// call (its `changes` are empty now); automerge then leaves
+/// `last_sent_heads` alone, and so does this.
 fn receive_answer(
     doc: &Automerge,
     versions: &RecentVersions,
     state: &mut sync::State,
     message: sync::Message,
+    carried_changes: bool,
 ) -> Result<(), sync::Message> {
     if !message.changes.is_empty() {
         return Err(message);
@@ -564,7 +587,7 @@ fn receive_answer(
         Some(flags) if flags.contains(sync::MessageFlags::SYNC_RESET) => Default::default(),
         _ => still_missing,
     };
-    if heads == current {
+    if heads == current && !carried_changes {
         state.last_sent_heads.clone_from(&heads);
     }
     // Every head is known (a version's, or checked by the clock path).
@@ -685,6 +708,23 @@ fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
         }
     }
     Ok(())
+}
+
+/// The changes a message carries when every chunk is a change chunk
+/// (`None` if one is a whole document), refusing corrupt chunks as
+/// [`validate_chunks`] does.
+fn plain_changes(message: &sync::Message) -> Result<Option<Vec<automerge::Change>>, ReceiveError> {
+    let mut out = Vec::new();
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            match chunk[8] {
+                CHUNK_DOCUMENT => return Ok(None),
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
+            }
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The hashes of the changes a sync message carries (empty if it carries
@@ -922,7 +962,7 @@ mod tests {
             core.receive(1, &message(both.clone()).encode(), true),
             Ok(true)
         );
-        assert_eq!(core.take_accepted(), 1);
+        assert_eq!(core.take_accepted(), 2);
         assert_eq!(core.take_accepted(), 0);
         let mut changes = Vec::new();
         for change in a.doc.get_changes(&[]) {
@@ -1201,21 +1241,18 @@ mod tests {
         (core, admin, other)
     }
 
-    /// automerge's own result for `peer` sending `sent`, on a copy, done as
-    /// a checked write is: the changes applied, then the message without them.
-    fn automerge_after_checked_write(
+    /// automerge's own result for `peer` sending `sent`, on a copy: its
+    /// `receive_sync_message` of the whole message, changes and all.
+    fn automerge_after_write(
         core: &DocumentCore,
         peer: PeerKey,
         sent: &[u8],
     ) -> (Automerge, sync::State) {
         let mut reference = core.doc.clone();
         let mut expected = core.peers[&peer].clone();
-        let mut rest = sync::Message::decode(sent).unwrap();
-        for chunk in rest.changes.iter() {
-            reference.load_incremental(chunk).unwrap();
-        }
-        rest.changes = Vec::<Vec<u8>>::new().into();
-        reference.receive_sync_message(&mut expected, rest).unwrap();
+        reference
+            .receive_sync_message(&mut expected, sync::Message::decode(sent).unwrap())
+            .unwrap();
         (reference, expected)
     }
 
@@ -1225,7 +1262,7 @@ mod tests {
         admin.put("unchecked?", 1);
         let sent = admin.message().unwrap();
         assert!(!sync::Message::decode(&sent).unwrap().changes.is_empty());
-        let (reference, expected) = automerge_after_checked_write(&core, 0, &sent);
+        let (reference, expected) = automerge_after_write(&core, 0, &sent);
         core.take_message_counts();
         let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
         let received = core.receive_checked(0, &sent, true, Some(&check)).unwrap();
@@ -1361,7 +1398,7 @@ mod tests {
         core.receive_checked(1, &first, true, Some(&check)).unwrap();
         admin.put("second", 2);
         let sent = admin.message().unwrap();
-        let (reference, expected) = automerge_after_checked_write(&core, 0, &sent);
+        let (reference, expected) = automerge_after_write(&core, 0, &sent);
         assert_ne!(admin.doc.get_heads(), reference.get_heads());
         core.take_message_counts();
         core.receive_checked(0, &sent, true, Some(&check)).unwrap();
@@ -1369,6 +1406,65 @@ mod tests {
         assert_eq!(core.peers[&0], expected);
         let counts = core.take_message_counts();
         assert_eq!((counts.answers_taken, counts.answers_walked), (1, 0));
+    }
+
+    #[test]
+    fn unchecked_writes_move_the_writers_state_as_automerge_does_without_its_walk() {
+        // A document of no known kind: two writers, the second writing
+        // beside the first, then a whole document from a fresh peer. Some
+        // history first: automerge sends a peer lacking more than a third
+        // of the changes the whole document instead.
+        let mut core = DocumentCore::empty();
+        let (mut a, mut b) = (Client::new(), Client::new());
+        for i in 0..10 {
+            a.put("seed", i);
+        }
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut a), (1, &mut b)]);
+        core.take_message_counts();
+        core.take_accepted();
+        a.put("first", 1);
+        b.put("second", 2);
+        for (peer, client) in [(0, &mut a), (1, &mut b)] {
+            let sent = client.message().unwrap();
+            let carried = plain_changes(&sync::Message::decode(&sent).unwrap());
+            assert_eq!(carried.unwrap().map(|changes| changes.len()), Some(1));
+            let (reference, expected) = automerge_after_write(&core, peer, &sent);
+            assert_eq!(core.receive(peer, &sent, true), Ok(true));
+            assert_eq!(core.doc.get_heads(), reference.get_heads());
+            assert_eq!(core.peers[&peer], expected, "peer {peer}");
+        }
+        let counts = core.take_message_counts();
+        assert_eq!((counts.answers_taken, counts.answers_walked), (2, 0));
+        assert_eq!(core.take_accepted(), 2);
+        // The same changes again change nothing and count nothing.
+        let again = {
+            let mut state = sync::State::new();
+            let mut m = a.doc.generate_sync_message(&mut state).unwrap();
+            m.changes = a
+                .doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<_>>()
+                .into();
+            m.encode()
+        };
+        assert_eq!(core.receive(0, &again, true), Ok(false));
+        assert_eq!(core.take_accepted(), 0);
+        converge(&mut core, &mut [(0, &mut a), (1, &mut b)]);
+        assert_eq!(a.doc.get_heads(), core.heads());
+        assert_eq!(b.doc.get_heads(), core.heads());
+        // A whole document (automerge's answer to a fresh peer) is loaded
+        // by automerge, as before.
+        let mut fresh = DocumentCore::empty();
+        fresh.attach(5);
+        let mut whole = sync::State::new();
+        let mut message = a.doc.generate_sync_message(&mut whole).unwrap();
+        message.changes = vec![a.doc.save()].into();
+        assert_eq!(fresh.receive(5, &message.encode(), true), Ok(true));
+        assert_eq!(fresh.heads(), a.doc.get_heads());
     }
 
     #[test]
