@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, event_index, journal, now_ms};
+use crate::{ClientCore, ClientError, attendee_csv, event_index, journal, now_ms};
 
 /// Attendees written per document change during an import: small changes
 /// keep later syncs incremental (a single giant change is resent whole).
@@ -29,12 +29,7 @@ pub struct EventSummary {
     pub location: String,
 }
 
-/// A row the import refused, with its line in the file (1 = the header).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RowError {
-    pub line: u64,
-    pub message: String,
-}
+pub use crate::attendee_csv::RowError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ImportReport {
@@ -132,14 +127,6 @@ fn attendee_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttendeeView> {
 
 const ATTENDEE_COLUMNS: &str = "attendee_id, ticket_code, name, email, ticket_type, revoked";
 
-fn parse_flag(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "" | "0" | "false" | "no" | "n" => Some(false),
-        "1" | "true" | "yes" | "y" => Some(true),
-        _ => None,
-    }
-}
-
 impl ClientCore {
     /// Creates an event document (administrators).
     pub fn create_event(&self, info: &EventInfo) -> Result<DocumentId, ClientError> {
@@ -219,103 +206,12 @@ impl ClientCore {
         input: impl Read,
         mut progress: impl FnMut(ImportProgress) -> bool,
     ) -> Result<Option<ImportReport>, ClientError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .flexible(true)
-            .from_reader(input);
-        let headers = reader
-            .headers()
-            .map_err(|e| ClientError::Import(format!("CSV header: {e}")))?
-            .clone();
-        let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-        let Some(code_col) = column("ticket_code") else {
-            return Err(ClientError::Import(
-                "the CSV has no `ticket_code` column".into(),
-            ));
-        };
-        let (name_col, email_col, type_col, id_col, lists_col, revoked_col) = (
-            column("name"),
-            column("email"),
-            column("ticket_type"),
-            column("attendee_id"),
-            column("lists"),
-            column("revoked"),
-        );
-        let mut report = ImportReport::default();
-        let mut attendees: Vec<Attendee> = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        let mut record = csv::StringRecord::new();
-        let mut rows = 0u64;
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(error) => {
-                    let line = error.position().map_or(rows + 2, |p| p.line());
-                    report.rejected.push(RowError {
-                        line,
-                        message: format!("unreadable row: {error}"),
-                    });
-                    rows += 1;
-                    continue;
-                }
-            }
-            rows += 1;
-            let line = record.position().map_or(rows + 1, |p| p.line());
-            let field =
-                |col: Option<usize>| col.and_then(|c| record.get(c)).unwrap_or("").to_owned();
-            let code = field(Some(code_col));
-            let email = field(email_col);
-            let refuse = |message: String| RowError { line, message };
-            let revoked = match parse_flag(&field(revoked_col)) {
-                Some(flag) => flag,
-                None => {
-                    report.rejected.push(refuse(format!(
-                        "`revoked` must be yes/no/true/false/1/0, got `{}`",
-                        field(revoked_col)
-                    )));
-                    continue;
-                }
-            };
-            if code.is_empty() {
-                report
-                    .rejected
-                    .push(refuse("the ticket code is empty".into()));
-            } else if !email.is_empty() && !email.contains('@') {
-                report
-                    .rejected
-                    .push(refuse(format!("`{email}` is not an email address")));
-            } else if let Some(first) = seen.get(&code) {
-                report.rejected.push(refuse(format!(
-                    "ticket code `{code}` already appears on line {first}"
-                )));
-            } else {
-                seen.insert(code.clone(), line);
-                let id = Some(field(id_col))
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| code.clone());
-                attendees.push(Attendee {
-                    id,
-                    ticket_code: code,
-                    name: field(name_col),
-                    email,
-                    ticket_type: field(type_col),
-                    revoked,
-                    lists: field(lists_col)
-                        .split(';')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                });
-            }
-            if rows.is_multiple_of(1000) && !progress(ImportProgress::Read { rows }) {
-                return Ok(None);
-            }
-        }
-        if !progress(ImportProgress::Read { rows }) {
+        let Some(read) = attendee_csv::read(input, |rows| progress(ImportProgress::Read { rows }))?
+        else {
             return Ok(None);
-        }
+        };
+        let (attendees, mut report) = (read.attendees, ImportReport::default());
+        report.rejected = read.rejected;
         if !progress(ImportProgress::Writing {
             total: attendees.len() as u64,
         }) {

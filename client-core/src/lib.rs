@@ -8,6 +8,7 @@
 
 mod account;
 mod admin;
+pub mod attendee_csv;
 mod event_index;
 mod events;
 mod journal;
@@ -609,6 +610,18 @@ impl ClientCore {
         local.doc.generate_sync_message(state).map(|m| m.encode())
     }
 
+    /// Applies `data` as if the server had sent it for document `id`, from
+    /// a fresh sync state: the entry the fuzz target `client_receive` feeds
+    /// arbitrary bytes through (the `fuzzing` feature; not part of the API).
+    #[cfg(feature = "fuzzing")]
+    pub fn receive_from_server_for_fuzzing(
+        &self,
+        id: DocumentId,
+        data: &[u8],
+    ) -> Result<bool, ClientError> {
+        self.receive_sync_message(id, &mut automerge::sync::State::new(), data)
+    }
+
     /// Applies a sync message from the server, committing any new changes
     /// before returning. Returns whether the document changed.
     fn receive_sync_message(
@@ -619,6 +632,8 @@ impl ClientCore {
     ) -> Result<bool, ClientError> {
         let started = thread_cpu_time();
         let message = automerge::sync::Message::decode(data)
+            .map_err(|e| ClientError::Corrupt(format!("sync message from server: {e}")))?;
+        sync_protocol::sync_data::check(&message)
             .map_err(|e| ClientError::Corrupt(format!("sync message from server: {e}")))?;
         let Some(slot) = self.slot(id) else {
             return Ok(false);

@@ -387,3 +387,31 @@ fn offline_scans_reach_the_document_in_few_changes() {
     assert_eq!(core.counts(event, Some("main")).unwrap(), counts);
     assert_eq!(counts.checked_in, 300);
 }
+
+#[test]
+fn a_server_message_with_an_unusable_bloom_filter_is_refused_and_sync_goes_on() {
+    // The fuzz target doc_ingest found that automerge divides by zero when
+    // it answers a `have` whose filter has entries but no bits; a client
+    // hearing one from its server refuses it as corrupt instead.
+    use automerge::sync::{BloomFilter, Have, SyncDoc};
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("client.sqlite3")).unwrap();
+    let id = core.create_document().unwrap();
+    core.change(id, |tx| tx.put(ROOT, "n", 1)).unwrap();
+    let mut message = automerge::Automerge::new()
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .unwrap();
+    message.have = vec![Have {
+        last_sync: Vec::new(),
+        bloom: BloomFilter::try_from([1u8, 0, 7].as_slice()).unwrap(),
+    }];
+    let mut state = automerge::sync::State::new();
+    let refused = core.receive_sync_message(id, &mut state, &message.encode());
+    assert!(
+        matches!(&refused, Err(ClientError::Corrupt(why)) if why.contains("bloom")),
+        "{refused:?}"
+    );
+    // The state never saw the filter: the next message is made as usual.
+    assert!(core.generate_sync_message(id, &mut state).is_some());
+    assert_eq!(get_i64(&core, id, "n"), Some(1));
+}

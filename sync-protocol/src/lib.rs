@@ -5,6 +5,7 @@ mod document_id;
 mod message;
 mod plain_sync;
 mod shared_sync;
+pub mod sync_data;
 
 pub use document_id::{DocumentId, URL_PREFIX};
 pub use message::{EXT_CHANGE_REJECTED, HeadsInfo, Message, PROTOCOL_VERSION, PeerMetadata};

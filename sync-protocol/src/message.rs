@@ -156,8 +156,10 @@ impl Message {
         }
     }
 
-    /// Decodes any message through a CBOR value (see the module's comment).
-    pub(crate) fn decode_generic(bytes: &[u8]) -> Result<Self, ProtocolError> {
+    /// Decodes any message through a CBOR value (see the module's comment),
+    /// without [`Message::decode`]'s fast path for plain `sync` messages.
+    /// Public so the fuzz targets can hold the two to the same answers.
+    pub fn decode_generic(bytes: &[u8]) -> Result<Self, ProtocolError> {
         let value: Value =
             ciborium::de::from_reader(bytes).map_err(|e| ProtocolError::Cbor(e.to_string()))?;
         let fields = Fields::new(value)?;

@@ -13,7 +13,8 @@ pub mod client_ip;
 pub mod config;
 pub mod connection;
 pub mod credentials;
-pub mod doc_core;
+/// The sans-IO document core, a crate of its own (fuzzed on its own too).
+pub use doc_core;
 pub mod identity;
 pub mod live;
 pub mod memory_budget;

@@ -1,0 +1,1515 @@
+//! One document's sync state, without IO: the automerge document, one
+//! `automerge::sync::State` per attached peer, and which heads are already
+//! durable. The async shell (`doc_actor`) feeds it messages, persists what
+//! [`DocumentCore::unpersisted`] hands out, and only then sends what
+//! [`DocumentCore::outgoing`] produces, so no peer ever hears of a change the
+//! store does not have.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, ChangeHash};
+use event_model::validate::EventWriter;
+
+/// Identifies one connection attached to the document.
+pub type PeerKey = u64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiveError {
+    #[error("sync message is not valid automerge sync data: {0}")]
+    Decode(String),
+    #[error("sync message could not be applied: {0}")]
+    Apply(String),
+    #[error("peer is not attached to the document")]
+    NotAttached,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored document is unreadable: {0}")]
+pub struct LoadError(String);
+
+/// How incoming changes are checked before they are applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// Event documents, by who writes (`event_model::validate`).
+    Event(EventWriter),
+    /// Members' settings documents (`settings_model::check_change`).
+    Settings,
+    /// The organisation configuration (`settings_model::org::check_change`).
+    OrgConfig,
+    /// A reader without write rights: every new change is refused.
+    ReadOnly,
+}
+
+impl WriteCheck {
+    /// Whether `change` may be applied to `doc` (why not, if not).
+    pub fn check(&self, doc: &Automerge, change: &automerge::ExpandedChange) -> Result<(), String> {
+        match self {
+            WriteCheck::Event(writer) => {
+                event_model::validate::check_event_change(doc, change, writer)
+            }
+            WriteCheck::Settings => settings_model::check_change(doc, change),
+            WriteCheck::OrgConfig => settings_model::org::check_change(doc, change),
+            WriteCheck::ReadOnly => Err(READ_ONLY.into()),
+        }
+    }
+}
+
+/// Why a reader's change is refused.
+pub const READ_ONLY: &str = "you may read this document but not change it";
+
+/// What [`DocumentCore::receive_checked`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Received {
+    pub changed: bool,
+    /// Changes refused by validation (and those depending on them).
+    pub rejected: Vec<ChangeHash>,
+    /// Why the first one was refused.
+    pub reason: Option<String>,
+}
+
+/// One automerge sync message and the peers it is due to: one peer, or
+/// every peer that was in the same sync state (see [`DocumentCore::outgoing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub data: Vec<u8>,
+    pub peers: Vec<PeerKey>,
+}
+
+/// How the messages of one round were made (see [`DocumentCore::take_message_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MessageCounts {
+    pub generated: u64,
+    pub shared: u64,
+    pub answers_taken: u64,
+    /// Answers left to automerge (heads that are no recent version).
+    pub answers_walked: u64,
+    /// Peers found with nothing due without asking automerge (`in_sync`).
+    pub in_sync: u64,
+}
+
+pub struct DocumentCore {
+    doc: Automerge,
+    peers: HashMap<PeerKey, sync::State>,
+    persisted_heads: Vec<ChangeHash>,
+    /// Peers whose changes were accepted since the last `outgoing`: they get
+    /// a reply carrying our new heads even when automerge would stay silent,
+    /// because that reply is how a client learns its changes are durable.
+    owed_ack: HashSet<PeerKey>,
+    /// Peers that sent something or attached since the last `outgoing`.
+    /// Asking automerge for a message is not free (it builds a bloom filter
+    /// per call), so when the heads did not move only these peers are asked.
+    touched: HashSet<PeerKey>,
+    heads_at_last_outgoing: Vec<ChangeHash>,
+    /// Change chunks accepted since `take_accepted` (for the audit log).
+    accepted_chunks: usize,
+    /// Sync messages automerge was asked to generate, and how many peers got
+    /// a copy of one instead (see `outgoing`).
+    generated: u64,
+    shared: u64,
+    /// Answers taken by `receive_answer` instead of automerge (see there).
+    answers_taken: u64,
+    answers_walked: u64,
+    in_sync: u64,
+    versions: RecentVersions,
+}
+
+impl DocumentCore {
+    /// A document from its stored snapshot and the chunks appended after it.
+    pub fn load(snapshot: Option<&[u8]>, chunks: &[Vec<u8>]) -> Result<Self, LoadError> {
+        let mut doc = match snapshot {
+            Some(bytes) => Automerge::load(bytes).map_err(|e| LoadError(e.to_string()))?,
+            None => Automerge::new(),
+        };
+        for chunk in chunks {
+            doc.load_incremental(chunk)
+                .map_err(|e| LoadError(e.to_string()))?;
+        }
+        let persisted_heads = doc.get_heads();
+        Ok(Self {
+            doc,
+            peers: HashMap::new(),
+            persisted_heads: persisted_heads.clone(),
+            owed_ack: HashSet::new(),
+            touched: HashSet::new(),
+            versions: RecentVersions::starting_at(persisted_heads.clone()),
+            heads_at_last_outgoing: persisted_heads,
+            accepted_chunks: 0,
+            generated: 0,
+            shared: 0,
+            answers_taken: 0,
+            answers_walked: 0,
+            in_sync: 0,
+        })
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            doc: Automerge::new(),
+            peers: HashMap::new(),
+            persisted_heads: Vec::new(),
+            owed_ack: HashSet::new(),
+            touched: HashSet::new(),
+            versions: RecentVersions::starting_at(Vec::new()),
+            heads_at_last_outgoing: Vec::new(),
+            accepted_chunks: 0,
+            generated: 0,
+            shared: 0,
+            answers_taken: 0,
+            answers_walked: 0,
+            in_sync: 0,
+        }
+    }
+
+    /// The document (read-only).
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Makes a change on the server's own behalf (a restored backup). It is
+    /// unpersisted until the shell persists it, like a peer's change.
+    pub fn local_change<E: std::fmt::Display>(
+        &mut self,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), E>,
+    ) -> Result<(), String> {
+        let mut tx = self.doc.transaction();
+        match f(&mut tx) {
+            Ok(()) => {
+                tx.commit();
+                Ok(())
+            }
+            Err(error) => {
+                tx.rollback();
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// A document exists once it holds at least one change.
+    pub fn exists(&self) -> bool {
+        !self.doc.get_heads().is_empty()
+    }
+
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    pub fn attach(&mut self, peer: PeerKey) {
+        self.peers.entry(peer).or_default();
+        self.touched.insert(peer);
+    }
+
+    pub fn detach(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+        self.owed_ack.remove(&peer);
+        self.touched.remove(&peer);
+    }
+
+    /// Applies one sync message from `peer`. `may_write` false refuses any
+    /// message that carries changes. On `Apply` the in-memory document may hold
+    /// part of the message: the shell must reload it from the store.
+    /// Returns whether the document changed.
+    pub fn receive(
+        &mut self,
+        peer: PeerKey,
+        data: &[u8],
+        may_write: bool,
+    ) -> Result<bool, ReceiveError> {
+        self.receive_checked(peer, data, may_write, None)
+            .map(|received| received.changed)
+    }
+
+    /// Like [`DocumentCore::receive`], checking every new change of an event
+    /// document against `validation` first. Refused changes, and the ones
+    /// that depend on them, are left out (never applied, so never stored or
+    /// forwarded); the others are applied. The refused ones are reported.
+    /// A peer that may not write has every new change refused (its other
+    /// sync state still counts: it goes on reading).
+    pub fn receive_checked(
+        &mut self,
+        peer: PeerKey,
+        data: &[u8],
+        may_write: bool,
+        validation: Option<&WriteCheck>,
+    ) -> Result<Received, ReceiveError> {
+        let mut message =
+            sync::Message::decode(data).map_err(|e| ReceiveError::Decode(e.to_string()))?;
+        sync_protocol::sync_data::check(&message)
+            .map_err(|e| ReceiveError::Decode(e.to_string()))?;
+        let validation = if may_write {
+            validation
+        } else {
+            Some(&WriteCheck::ReadOnly)
+        };
+        if !self.peers.contains_key(&peer) {
+            return Err(ReceiveError::NotAttached);
+        }
+        let before = self.doc.get_heads();
+        let mut rejected = Vec::new();
+        let mut reason = None;
+        let mut chunks = message.changes.len();
+        let carried_changes = !message.changes.is_empty();
+        let checked = validation.filter(|_| carried_changes);
+        if checked.is_none() && carried_changes {
+            // Unchecked changes (a document of no known kind): opened once
+            // and applied in one call, the rest of the message then taken as
+            // an answer. Left to automerge, every such message walked the
+            // whole history (`receive_sync_message` trims what was sent by
+            // visiting every ancestor of the peer's heads), which made a
+            // write cost more the older the document. A whole-document chunk
+            // (a fresh peer's upload) stays with automerge, which loads it
+            // directly.
+            match plain_changes(&message)? {
+                Some(changes) => {
+                    // Changes already held are skipped by automerge.
+                    chunks = changes.len();
+                    self.doc
+                        .apply_changes(changes)
+                        .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+                    message.changes = Vec::<Vec<u8>>::new().into();
+                }
+                None => validate_chunks(&message)?,
+            }
+        }
+        if let Some(rules) = checked {
+            // One change at a time, each checked against the document with the
+            // accepted ones before it applied (a message may create a map and
+            // fill it); refused ones and those built on them are left out.
+            // Opening the chunks checks them too (one load of a document
+            // chunk, not two).
+            let changes = expand_changes(&message)?;
+            let mut refused: HashSet<ChangeHash> = HashSet::new();
+            chunks = 0;
+            for change in changes {
+                if self.doc.get_change_meta_by_hash(&change.hash()).is_some() {
+                    continue;
+                }
+                let verdict = if change.deps().iter().any(|d| refused.contains(d)) {
+                    Err("depends on a refused change".to_owned())
+                } else {
+                    rules.check(&self.doc, &change.decode())
+                };
+                match verdict {
+                    Ok(()) => {
+                        if let Err(e) = self.doc.apply_changes([change]) {
+                            return Err(ReceiveError::Apply(e.to_string()));
+                        }
+                        chunks += 1;
+                    }
+                    Err(why) => {
+                        refused.insert(change.hash());
+                        rejected.push(change.hash());
+                        reason.get_or_insert(why);
+                    }
+                }
+            }
+            // Applied above: the sync message itself now only updates the
+            // peer's sync state.
+            message.changes = Vec::<Vec<u8>>::new().into();
+        }
+        let state = self.peers.get_mut(&peer).ok_or(ReceiveError::NotAttached)?;
+        self.touched.insert(peer);
+        // Without changes (an answer, or what is left of a message whose
+        // changes were checked and applied one by one above) a message only
+        // moves the peer's state.
+        let message = if message.changes.is_empty() {
+            match receive_answer(&self.doc, &self.versions, state, message, carried_changes) {
+                Ok(()) => {
+                    self.answers_taken += 1;
+                    None
+                }
+                Err(message) => {
+                    self.answers_walked += 1;
+                    Some(message)
+                }
+            }
+        } else {
+            Some(message)
+        };
+        if let Some(message) = message {
+            self.doc
+                .receive_sync_message(state, message)
+                .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+        }
+        let changed = self.doc.get_heads() != before;
+        if changed {
+            self.owed_ack.insert(peer);
+            self.accepted_chunks += chunks;
+        }
+        Ok(Received {
+            changed,
+            rejected,
+            reason,
+        })
+    }
+
+    /// Change chunks accepted since the last call.
+    pub fn take_accepted(&mut self) -> usize {
+        std::mem::take(&mut self.accepted_chunks)
+    }
+
+    /// Applies changes read from the store (written by another node). They
+    /// are durable by definition; call only when nothing is unpersisted.
+    pub fn apply_stored(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        debug_assert!(
+            self.unpersisted().is_none(),
+            "would mark undurable changes as durable"
+        );
+        self.doc
+            .load_incremental(bytes)
+            .map_err(|e| LoadError(e.to_string()))?;
+        self.persisted_heads = self.doc.get_heads();
+        Ok(())
+    }
+
+    /// Changes not yet durable, as one chunk, with the heads that chunk reaches.
+    pub fn unpersisted(&self) -> Option<(Vec<u8>, Vec<ChangeHash>)> {
+        let heads = self.doc.get_heads();
+        if heads == self.persisted_heads {
+            return None;
+        }
+        Some((self.doc.save_after(&self.persisted_heads), heads))
+    }
+
+    /// Records that everything up to `heads` is durable.
+    pub fn mark_persisted(&mut self, heads: Vec<ChangeHash>) {
+        self.persisted_heads = heads;
+    }
+
+    /// The sync messages due now, each with the peers it goes to. Call only
+    /// after `unpersisted` is empty, so nothing undurable is announced.
+    pub fn outgoing(&mut self) -> Vec<Outgoing> {
+        debug_assert!(
+            self.unpersisted().is_none(),
+            "announcing changes that are not durable"
+        );
+        let doc = &self.doc;
+        let exists = self.exists();
+        let heads = doc.get_heads();
+        let heads_moved = heads != self.heads_at_last_outgoing;
+        if heads_moved {
+            let added = doc
+                .get_changes_meta(&self.heads_at_last_outgoing)
+                .into_iter()
+                .map(|change| change.hash)
+                .collect();
+            self.versions.record(heads.clone(), added);
+        }
+        self.heads_at_last_outgoing = heads.clone();
+        let touched = std::mem::take(&mut self.touched);
+        for peer in self.owed_ack.drain() {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                // automerge answers when it has not yet responded; this makes
+                // it send our heads even if it thinks the peer knows them.
+                state.have_responded = false;
+            }
+        }
+        // Who may be owed a message: everyone when the heads moved, else only
+        // the peers that spoke or attached. Each listener's answer to a
+        // fan-out is a round of its own, so going over every peer here made
+        // a scan cost peers x peers.
+        let candidates: Vec<PeerKey> = if heads_moved {
+            self.peers.keys().copied().collect()
+        } else {
+            touched.into_iter().collect()
+        };
+        let mut in_sync_count = 0;
+        let due: Vec<PeerKey> = candidates
+            .into_iter()
+            .filter(|peer| {
+                self.peers.get(peer).is_some_and(|state| {
+                    // Offering an empty document unprompted would tell a peer
+                    // it exists; until it does, only answer peers that spoke.
+                    if !exists && state.their_heads.is_none() {
+                        return false;
+                    }
+                    let quiet = in_sync(doc, state, &heads);
+                    in_sync_count += u64::from(quiet);
+                    !quiet
+                })
+            })
+            .collect();
+        self.in_sync += in_sync_count;
+        // automerge's message is a function of the document and the peer's
+        // sync state, and at a venue most peers sit in the same state (the
+        // same heads, nothing in flight): the message is generated once per
+        // distinct state, and every peer in that state gets the same bytes
+        // and the state automerge left behind. Stock automerge peers cannot
+        // tell: what they receive is what automerge would have sent them.
+        // Comparing whole states costs a hash and two copies per peer, so
+        // only peers whose last known heads another due peer shares take
+        // part (writers each with heads of their own do not).
+        let mut peers_at: HashMap<&Option<Vec<ChangeHash>>, usize> = HashMap::new();
+        for peer in &due {
+            *peers_at.entry(&self.peers[peer].their_heads).or_default() += 1;
+        }
+        let shared_heads: HashSet<Option<Vec<ChangeHash>>> = peers_at
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(heads, _)| heads.clone())
+            .collect();
+        // A state seen before: the state automerge left and where its
+        // message is in `out` (none if it had nothing to say).
+        let mut by_state: HashMap<sync::State, (sync::State, Option<usize>)> = HashMap::new();
+        let mut out: Vec<Outgoing> = Vec::new();
+        for peer in due {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            if !shared_heads.contains(&state.their_heads) {
+                let message = doc.generate_sync_message(state).map(|m| m.encode());
+                self.generated += u64::from(message.is_some());
+                out.extend(message.map(|data| Outgoing {
+                    data,
+                    peers: vec![peer],
+                }));
+                continue;
+            }
+            match by_state.get(state) {
+                Some((after, message)) => {
+                    state.clone_from(after);
+                    if let Some(at) = *message {
+                        self.shared += 1;
+                        out[at].peers.push(peer);
+                    }
+                }
+                None => {
+                    let before = state.clone();
+                    let message = doc.generate_sync_message(state).map(|m| m.encode());
+                    self.generated += u64::from(message.is_some());
+                    let at = message.map(|data| {
+                        out.push(Outgoing {
+                            data,
+                            peers: vec![peer],
+                        });
+                        out.len() - 1
+                    });
+                    by_state.insert(before, (state.clone(), at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Since the last call: messages generated by automerge, messages that
+    /// were copies of one generated for a peer in the same state, answers
+    /// taken without automerge's history walk (`receive_answer`), and peers
+    /// found owed nothing without asking automerge (`in_sync`).
+    pub fn take_message_counts(&mut self) -> MessageCounts {
+        MessageCounts {
+            generated: std::mem::take(&mut self.generated),
+            shared: std::mem::take(&mut self.shared),
+            answers_taken: std::mem::take(&mut self.answers_taken),
+            answers_walked: std::mem::take(&mut self.answers_walked),
+            in_sync: std::mem::take(&mut self.in_sync),
+        }
+    }
+
+    /// A full snapshot for compaction.
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+}
+
+/// Whether automerge would have nothing to send a peer in `state`, decided
+/// without asking it: the peer answered with our `heads`, we already sent it
+/// those heads and it has responded since, and it asks for nothing. Then
+/// automerge's `generate_sync_message` returns `None` without touching the
+/// state (its `heads_unchanged && have_responded && heads_equal` exit: with
+/// equal heads the peer holds every change, so its bloom filter, built over
+/// the same changes, hides none of them from `get_hashes_to_send`). Asking
+/// automerge instead builds a bloom filter and walks the change graph for
+/// each of the hundreds of listeners answering every fan-out. A `have` whose
+/// `last_sync` we do not know is left to automerge (it answers with a reset).
+fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
+    !heads.is_empty()
+        && state.have_responded
+        && state.last_sent_heads == heads
+        && state.their_heads.as_deref() == Some(heads)
+        && state.their_need.as_ref().is_none_or(|need| need.is_empty())
+        && state.their_have.iter().flatten().next().is_none_or(|have| {
+            have.last_sync
+                .iter()
+                .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
+        })
+}
+
+/// automerge's `receive_sync_message` for the commonest message of all: an
+/// answer that carries no changes (each listener's reply to a fan-out).
+/// automerge trims the state's `sent_hashes` by walking the document's whole
+/// history back from the peer's heads (`filter_changes`), for every message;
+/// with 500 tablets on one event that walk was most of the server's work.
+/// When the peer's heads are those of a recent version of the document
+/// ([`RecentVersions`]) the trim is a set lookup; for other heads we hold
+/// (a writer's, made beside another's) the change graph's vector clocks
+/// answer it ([`still_missing_by_clock`]). The rest is automerge's
+/// bookkeeping for a message without changes, field by field (the fields of
+/// `sync::State` are public). Held equal to automerge's own by the tests
+/// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`,
+/// `a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does`
+/// and the checked-write ones. Gives the message back when a head is unknown.
+/// `carried_changes`: the message came with changes, applied before this
+/// call (its `changes` are empty now); automerge then leaves
+/// `last_sent_heads` alone, and so does this.
+fn receive_answer(
+    doc: &Automerge,
+    versions: &RecentVersions,
+    state: &mut sync::State,
+    message: sync::Message,
+    carried_changes: bool,
+) -> Result<(), sync::Message> {
+    if !message.changes.is_empty() {
+        return Err(message);
+    }
+    let current = doc.get_heads();
+    let Some(still_missing) = versions
+        .still_missing(&message.heads, &current, &state.sent_hashes)
+        .or_else(|| still_missing_by_clock(doc, &message.heads, &state.sent_hashes))
+    else {
+        return Err(message);
+    };
+    let sync::Message {
+        heads,
+        need,
+        have,
+        flags,
+        ..
+    } = message;
+    state.in_flight = false;
+    if let Some(flags) = flags {
+        let mut capabilities = vec![sync::Capability::MessageV2];
+        if flags.contains(sync::MessageFlags::SUPPORTS_SYNC_RESET) {
+            capabilities.push(sync::Capability::SyncReset);
+        }
+        state.their_capabilities = Some(capabilities);
+        state.peer_read_only = flags.contains(sync::MessageFlags::READ_ONLY);
+    }
+    // automerge: a reset forgets what was sent; otherwise what the peer's
+    // heads include is dropped (`filter_changes`).
+    state.sent_hashes = match flags {
+        Some(flags) if flags.contains(sync::MessageFlags::SYNC_RESET) => Default::default(),
+        _ => still_missing,
+    };
+    if heads == current && !carried_changes {
+        state.last_sent_heads.clone_from(&heads);
+    }
+    // Every head is known (a version's, or checked by the clock path).
+    state.shared_heads.clone_from(&heads);
+    // A peer that lost all its data starts over.
+    if heads.is_empty() {
+        state.last_sent_heads = Vec::new();
+        state.sent_hashes = Default::default();
+    }
+    state.their_have = Some(have);
+    state.their_heads = Some(heads);
+    state.their_need = Some(need);
+    Ok(())
+}
+
+/// The document's recent versions: the heads after each round of
+/// `outgoing` that moved them, and the changes that round added. A peer
+/// that answers with the heads of one of these versions holds exactly the
+/// document as it was then, so of the changes we sent it, the ones it still
+/// lacks are those added after that version: no walk of the history needed.
+#[derive(Debug, Default)]
+struct RecentVersions(std::collections::VecDeque<(Vec<ChangeHash>, Vec<ChangeHash>)>);
+
+/// Versions kept: at 50 changes a second, five seconds of a listener's lag.
+const RECENT_VERSIONS: usize = 256;
+
+impl RecentVersions {
+    fn starting_at(heads: Vec<ChangeHash>) -> Self {
+        Self([(heads, Vec::new())].into())
+    }
+
+    fn record(&mut self, heads: Vec<ChangeHash>, added: Vec<ChangeHash>) {
+        if self.0.len() == RECENT_VERSIONS {
+            self.0.pop_front();
+        }
+        self.0.push_back((heads, added));
+    }
+
+    /// Of `sent`, what a peer whose heads are `heads` does not hold, if
+    /// `heads` are those of a recent version or the `current` heads (`None`
+    /// otherwise: automerge decides).
+    fn still_missing(
+        &self,
+        heads: &[ChangeHash],
+        current: &[ChangeHash],
+        sent: &std::collections::BTreeSet<ChangeHash>,
+    ) -> Option<std::collections::BTreeSet<ChangeHash>> {
+        if heads == current {
+            return Some(Default::default());
+        }
+        let at = self.0.iter().rposition(|(version, _)| version == heads)?;
+        let later: HashSet<&ChangeHash> = self
+            .0
+            .iter()
+            .skip(at + 1)
+            .flat_map(|(_, added)| added)
+            .collect();
+        Some(sent.iter().filter(|h| later.contains(h)).copied().collect())
+    }
+}
+
+/// Of `sent`, what a peer whose heads are `heads` does not hold, for heads
+/// that are no recent version (a writer's, made beside another writer's
+/// change): the ones that are not `heads` or their ancestors, as automerge
+/// leaves them (`remove_ancestors`; none for a peer with no heads, which
+/// starts over). `get_changes_meta(heads)` lists
+/// exactly the changes that are not ancestors of `heads`, from the heads'
+/// vector clock (cached every 16 changes in the change graph) and each
+/// actor's changes after it, so it costs what the peer lacks, not the whole
+/// history (but more than a version lookup: a clock walk, so versions are
+/// tried first). `None` if a head is unknown here: automerge's bookkeeping then
+/// differs (it keeps the known heads beside the old shared ones).
+fn still_missing_by_clock(
+    doc: &Automerge,
+    heads: &[ChangeHash],
+    sent: &std::collections::BTreeSet<ChangeHash>,
+) -> Option<std::collections::BTreeSet<ChangeHash>> {
+    if !heads
+        .iter()
+        .all(|h| doc.get_change_meta_by_hash(h).is_some())
+    {
+        return None;
+    }
+    // A peer with no heads lost its data: automerge forgets what it sent.
+    if sent.is_empty() || heads.is_empty() {
+        return Some(Default::default());
+    }
+    let not_held: HashSet<ChangeHash> = doc
+        .get_changes_meta(heads)
+        .into_iter()
+        .map(|change| change.hash)
+        .collect();
+    Some(
+        sent.iter()
+            .filter(|h| not_held.contains(h))
+            .copied()
+            .collect(),
+    )
+}
+
+/// automerge skips chunks it cannot parse when applying a sync message
+/// ("partial load"), which would let a corrupt message look accepted. Every
+/// storage chunk in the message is checked first, so a corrupt one refuses the
+/// whole message.
+fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            match chunk[8] {
+                CHUNK_DOCUMENT => {
+                    Automerge::load(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+                }
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
+                    checked_change(chunk)?;
+                }
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The changes a message carries when every chunk is a change chunk
+/// (`None` if one is a whole document), refusing corrupt chunks as
+/// [`validate_chunks`] does.
+fn plain_changes(message: &sync::Message) -> Result<Option<Vec<automerge::Change>>, ReceiveError> {
+    let mut out = Vec::new();
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            match chunk[8] {
+                CHUNK_DOCUMENT => return Ok(None),
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The hashes of the changes a sync message carries (empty if it carries
+/// none or cannot be read).
+pub fn carried_changes(data: &[u8]) -> Vec<ChangeHash> {
+    sync::Message::decode(data)
+        .ok()
+        .filter(|m| !m.changes.is_empty())
+        .and_then(|m| expand_changes(&m).ok())
+        .map(|changes| changes.iter().map(|c| c.hash()).collect())
+        .unwrap_or_default()
+}
+
+/// Every change a message carries, in order (a whole-document chunk is
+/// opened into its changes), refusing corrupt chunks as
+/// [`validate_chunks`] does.
+fn expand_changes(message: &sync::Message) -> Result<Vec<automerge::Change>, ReceiveError> {
+    let mut out = Vec::new();
+    for blob in message.changes.iter() {
+        for chunk in split_chunks(blob)? {
+            match chunk[8] {
+                CHUNK_DOCUMENT => {
+                    let doc = Automerge::load(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
+                    out.extend(doc.get_changes(&[]));
+                }
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
+                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A change chunk, refused if corrupt.
+fn checked_change(chunk: &[u8]) -> Result<automerge::Change, ReceiveError> {
+    let change = automerge::Change::try_from(chunk)
+        .map_err(|e| ReceiveError::Apply(format!("corrupt change: {e}")))?;
+    // The header checksum is the start of the change hash; `try_from` does
+    // not compare them.
+    if change.hash().0[..4] != chunk[4..8] {
+        return Err(ReceiveError::Apply(
+            "corrupt change: checksum mismatch".into(),
+        ));
+    }
+    Ok(change)
+}
+
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Splits concatenated automerge storage chunks (magic, 4-byte checksum,
+/// type byte, ULEB128 length, body). Written here because automerge does not
+/// expose its chunk parser; the checksum itself is checked by automerge.
+fn split_chunks(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ReceiveError> {
+    let corrupt = |what: &str| ReceiveError::Apply(format!("corrupt change data: {what}"));
+    let mut chunks = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 10 || bytes[..4] != CHUNK_MAGIC {
+            return Err(corrupt("bad chunk header"));
+        }
+        let mut len: u64 = 0;
+        let mut pos = 9;
+        let mut shift = 0;
+        loop {
+            let byte = *bytes.get(pos).ok_or_else(|| corrupt("truncated length"))?;
+            if shift > 56 {
+                return Err(corrupt("length overflows"));
+            }
+            len |= u64::from(byte & 0x7f) << shift;
+            pos += 1;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| corrupt("chunk longer than the message"))?;
+        chunks.push(&bytes[..end]);
+        bytes = &bytes[end..];
+    }
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, ReadDoc};
+
+    /// A client-side automerge document syncing with the core as peer `key`.
+    struct Client {
+        doc: Automerge,
+        state: sync::State,
+    }
+
+    impl Client {
+        fn new() -> Self {
+            Self {
+                doc: Automerge::new(),
+                state: sync::State::new(),
+            }
+        }
+        fn put(&mut self, key: &str, value: i64) {
+            let mut tx = self.doc.transaction();
+            tx.put(ROOT, key, value).unwrap();
+            tx.commit();
+        }
+        fn message(&mut self) -> Option<Vec<u8>> {
+            self.doc
+                .generate_sync_message(&mut self.state)
+                .map(|m| m.encode())
+        }
+        fn receive(&mut self, data: &[u8]) {
+            self.doc
+                .receive_sync_message(&mut self.state, sync::Message::decode(data).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// Each peer's message, as if sent one by one.
+    fn each(out: Vec<Outgoing>) -> Vec<(PeerKey, Vec<u8>)> {
+        out.into_iter()
+            .flat_map(|Outgoing { data, peers }| peers.into_iter().map(move |p| (p, data.clone())))
+            .collect()
+    }
+
+    /// Runs the exchange to quiescence, persisting before every send the way
+    /// the shell does; returns the chunks "written to the store".
+    fn converge(core: &mut DocumentCore, clients: &mut [(PeerKey, &mut Client)]) -> Vec<Vec<u8>> {
+        let mut stored = Vec::new();
+        for _ in 0..50 {
+            let mut quiet = true;
+            for (key, client) in clients.iter_mut() {
+                if let Some(msg) = client.message() {
+                    quiet = false;
+                    let _changed = core.receive(*key, &msg, true).unwrap();
+                }
+            }
+            if let Some((chunk, heads)) = core.unpersisted() {
+                stored.push(chunk);
+                core.mark_persisted(heads);
+            }
+            for (key, msg) in each(core.outgoing()) {
+                quiet = false;
+                let (_, client) = clients.iter_mut().find(|(k, _)| *k == key).unwrap();
+                client.receive(&msg);
+            }
+            if quiet {
+                return stored;
+            }
+        }
+        panic!("did not converge");
+    }
+
+    #[test]
+    fn a_change_from_one_peer_reaches_the_other_and_is_persisted_first() {
+        let mut core = DocumentCore::empty();
+        let (mut a, mut b) = (Client::new(), Client::new());
+        core.attach(1);
+        core.attach(2);
+        a.put("x", 1);
+        let stored = converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
+        assert_eq!(b.doc.get(ROOT, "x").unwrap().unwrap().0.as_i64(), Some(1));
+        assert_eq!(b.doc.get_heads(), a.doc.get_heads());
+
+        // What was persisted reproduces the document.
+        let reloaded = DocumentCore::load(None, &stored).unwrap();
+        assert_eq!(reloaded.heads(), a.doc.get_heads());
+        assert!(reloaded.exists());
+    }
+
+    #[test]
+    fn a_reader_without_write_rights_cannot_push_changes() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        let mut a = Client::new();
+        a.put("x", 1);
+        // First message only announces heads; keep going until changes flow.
+        let first = a.message().unwrap();
+        assert_eq!(core.receive(1, &first, false), Ok(false));
+        for (_, msg) in each(core.outgoing()) {
+            a.receive(&msg);
+        }
+        let with_changes = a.message().unwrap();
+        let received = core.receive_checked(1, &with_changes, false, None).unwrap();
+        assert_eq!(received.rejected.len(), 1);
+        assert_eq!(received.reason.as_deref(), Some(READ_ONLY));
+        assert!(!received.changed);
+        assert_eq!(core.take_accepted(), 0);
+        assert!(!core.exists());
+        assert!(core.unpersisted().is_none());
+    }
+
+    #[test]
+    fn corrupt_sync_data_is_refused_without_touching_the_document() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        assert!(matches!(
+            core.receive(1, b"\x42garbage", true),
+            Err(ReceiveError::Decode(_))
+        ));
+        assert!(matches!(
+            core.receive(1, &[0x99, 1, 2, 3], true),
+            Err(ReceiveError::Decode(_))
+        ));
+        assert!(matches!(
+            core.receive(9, &Client::new().message().unwrap(), true),
+            Err(ReceiveError::NotAttached)
+        ));
+        assert!(core.unpersisted().is_none());
+    }
+
+    #[test]
+    fn a_bloom_filter_automerge_cannot_use_is_refused_and_the_document_lives_on() {
+        // Found by the doc_ingest fuzz target: a `have` whose filter has an
+        // entry but zero bits per entry made the next `outgoing` divide by
+        // zero inside automerge, taking the document down for every peer.
+        let mut core = DocumentCore::empty();
+        let (mut a, mut b) = (Client::new(), Client::new());
+        a.put("seed", 1);
+        core.attach(1);
+        core.attach(2);
+        converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
+        let mut message = sync::Message::decode(&Client::new().message().unwrap()).unwrap();
+        message.have = vec![sync::Have {
+            last_sync: Vec::new(),
+            bloom: sync::BloomFilter::try_from([1u8, 0, 7].as_slice()).unwrap(),
+        }];
+        let refused = core.receive(2, &message.encode(), false);
+        assert!(
+            matches!(&refused, Err(ReceiveError::Decode(why)) if why.contains("bloom")),
+            "{refused:?}"
+        );
+        assert!(each(core.outgoing()).is_empty());
+        a.put("after", 2);
+        converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
+        assert_eq!(b.doc.get_heads(), a.doc.get_heads());
+    }
+
+    #[test]
+    fn several_changes_in_one_chunk_are_accepted_and_a_flipped_byte_is_not() {
+        let mut a = Client::new();
+        a.put("x", 1);
+        a.put("y", 2);
+        let both = a.doc.save_after(&[]);
+        let message = |changes: Vec<u8>| {
+            let mut state = sync::State::new();
+            let mut m = a.doc.generate_sync_message(&mut state).unwrap();
+            m.changes = vec![changes].into();
+            m
+        };
+        assert_eq!(validate_chunks(&message(both.clone())), Ok(()));
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        assert_eq!(
+            core.receive(1, &message(both.clone()).encode(), true),
+            Ok(true)
+        );
+        assert_eq!(core.take_accepted(), 2);
+        assert_eq!(core.take_accepted(), 0);
+        let mut changes = Vec::new();
+        for change in a.doc.get_changes(&[]) {
+            changes.extend_from_slice(change.raw_bytes());
+        }
+        assert_eq!(validate_chunks(&message(changes.clone())), Ok(()));
+        let middle = changes.len() / 2;
+        changes[middle] ^= 0xff;
+        assert!(validate_chunks(&message(changes)).is_err());
+        let mut truncated = both;
+        truncated.pop();
+        assert!(validate_chunks(&message(truncated)).is_err());
+    }
+
+    #[test]
+    fn listeners_in_one_state_share_one_generated_message_equal_to_automerges_own() {
+        let mut core = DocumentCore::empty();
+        let mut writer = Client::new();
+        writer.put("seed", 1);
+        let mut readers: Vec<Client> = (0..40).map(|_| Client::new()).collect();
+        core.attach(0);
+        for key in 1..=readers.len() as PeerKey {
+            core.attach(key);
+        }
+        {
+            let mut all: Vec<(PeerKey, &mut Client)> = vec![(0, &mut writer)];
+            all.extend((1..).zip(readers.iter_mut()));
+            converge(&mut core, &mut all);
+        }
+        core.take_message_counts();
+
+        writer.put("scan", 2);
+        let sent = writer.message().unwrap();
+        assert_eq!(core.receive(0, &sent, true), Ok(true));
+        let (chunk, heads) = core.unpersisted().unwrap();
+        drop(chunk);
+        core.mark_persisted(heads);
+        // What automerge itself would send each peer, from copies of the states.
+        let mut expected: HashMap<PeerKey, (sync::State, Option<Vec<u8>>)> = HashMap::new();
+        for (key, state) in &core.peers {
+            let mut state = state.clone();
+            if *key == 0 {
+                state.have_responded = false;
+            }
+            let message = core
+                .doc
+                .generate_sync_message(&mut state)
+                .map(|m| m.encode());
+            expected.insert(*key, (state, message));
+        }
+        let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
+        for (key, (state, message)) in &expected {
+            assert_eq!(out.get(key), message.as_ref(), "message to peer {key}");
+            assert_eq!(&core.peers[key], state, "sync state of peer {key}");
+        }
+        let MessageCounts {
+            generated, shared, ..
+        } = core.take_message_counts();
+        assert!(
+            generated <= 2,
+            "generated {generated} messages for 41 peers"
+        );
+        assert_eq!(generated + shared, out.len() as u64);
+        assert_eq!(out.len(), 41);
+
+        // Every reader answers with the same bytes; the state each ends in
+        // is the one automerge computes, though it is computed once.
+        let mut reference = core.doc.clone();
+        for (key, reader) in (1..).zip(readers.iter_mut()) {
+            reader.receive(&out[&key]);
+            let reply = reader.message().unwrap();
+            let mut state = core.peers[&key].clone();
+            reference
+                .receive_sync_message(&mut state, sync::Message::decode(&reply).unwrap())
+                .unwrap();
+            assert_eq!(core.receive(key, &reply, true), Ok(false));
+            assert_eq!(core.peers[&key], state, "sync state of reader {key}");
+            assert_eq!(reader.doc.get_heads(), writer.doc.get_heads());
+        }
+        assert_eq!(core.take_message_counts().answers_taken, 40);
+        // Quiet afterwards, as automerge would be: nothing more to say.
+        writer.receive(&out[&0]);
+        if let Some(reply) = writer.message() {
+            core.receive(0, &reply, true).unwrap();
+        }
+        assert!(each(core.outgoing()).is_empty());
+    }
+
+    #[test]
+    fn listeners_that_answered_with_our_heads_are_owed_nothing_without_asking_automerge() {
+        let mut core = DocumentCore::empty();
+        let mut writer = Client::new();
+        writer.put("seed", 1);
+        let mut readers: Vec<Client> = (0..20).map(|_| Client::new()).collect();
+        for key in 0..=readers.len() as PeerKey {
+            core.attach(key);
+        }
+        {
+            let mut all: Vec<(PeerKey, &mut Client)> = vec![(0, &mut writer)];
+            all.extend((1..).zip(readers.iter_mut()));
+            converge(&mut core, &mut all);
+        }
+        writer.put("scan", 2);
+        core.receive(0, &writer.message().unwrap(), true).unwrap();
+        let (_, heads) = core.unpersisted().unwrap();
+        core.mark_persisted(heads);
+        let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
+        core.take_message_counts();
+        for (key, reader) in (1..).zip(readers.iter_mut()) {
+            reader.receive(&out[&key]);
+            core.receive(key, &reader.message().unwrap(), true).unwrap();
+        }
+        let heads = core.heads();
+        for key in 1..=readers.len() as PeerKey {
+            let state = &core.peers[&key];
+            assert!(in_sync(&core.doc, state, &heads), "reader {key}");
+            let mut asked = state.clone();
+            assert!(core.doc.generate_sync_message(&mut asked).is_none());
+            assert_eq!(&asked, state);
+        }
+        assert!(each(core.outgoing()).is_empty());
+        let counts = core.take_message_counts();
+        assert_eq!(counts.in_sync, readers.len() as u64);
+        assert_eq!(counts.generated, 0);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Wherever `in_sync` says a peer is owed nothing, automerge agrees
+        /// and leaves its state as it was: writers and listeners in any
+        /// interleaving of changes, messages and deliveries, and all
+        /// converge at the end.
+        #[test]
+        fn a_peer_found_in_sync_is_one_automerge_would_leave_alone(
+            steps in proptest::collection::vec((0u8..4, 0usize..5), 1..160)
+        ) {
+            const WRITERS: usize = 2;
+            let mut core = DocumentCore::empty();
+            let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
+            let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
+            for key in 0..clients.len() as PeerKey {
+                core.attach(key);
+            }
+            clients[0].put("seed", 0);
+            let mut written = 0;
+            let mut found = 0;
+            let mut check_then_send = |core: &mut DocumentCore,
+                                       inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
+                if let Some((_, heads)) = core.unpersisted() {
+                    core.mark_persisted(heads);
+                }
+                let heads = core.heads();
+                for (key, state) in &core.peers {
+                    if in_sync(&core.doc, state, &heads) {
+                        found += 1;
+                        let mut asked = state.clone();
+                        assert!(core.doc.generate_sync_message(&mut asked).is_none(), "peer {key}");
+                        assert_eq!(&asked, state, "peer {key}");
+                    }
+                }
+                for (key, message) in each(core.outgoing()) {
+                    inbox[key as usize].push_back(message);
+                }
+            };
+            for (action, who) in steps {
+                match action {
+                    0 if who < WRITERS => {
+                        written += 1;
+                        clients[who].put(&format!("k{who}-{written}"), written);
+                    }
+                    1 => {
+                        if let Some(message) = clients[who].message() {
+                            core.receive(who as PeerKey, &message, true).unwrap();
+                        }
+                    }
+                    2 => check_then_send(&mut core, &mut inbox),
+                    _ => {
+                        if let Some(message) = inbox[who].pop_front() {
+                            clients[who].receive(&message);
+                        }
+                    }
+                }
+            }
+            for _ in 0..60 {
+                let mut quiet = true;
+                for (who, client) in clients.iter_mut().enumerate() {
+                    while let Some(message) = inbox[who].pop_front() {
+                        client.receive(&message);
+                    }
+                    if let Some(message) = client.message() {
+                        quiet = false;
+                        core.receive(who as PeerKey, &message, true).unwrap();
+                    }
+                }
+                check_then_send(&mut core, &mut inbox);
+                if quiet && inbox.iter().all(|queue| queue.is_empty()) {
+                    break;
+                }
+            }
+            for client in &clients {
+                proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
+            }
+            proptest::prop_assert!(found > 0);
+        }
+    }
+
+    #[test]
+    fn a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does() {
+        let mut core = DocumentCore::empty();
+        let (mut writer, mut reader) = (Client::new(), Client::new());
+        writer.put("seed", 1);
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut writer), (1, &mut reader)]);
+        let push = |core: &mut DocumentCore, writer: &mut Client, n: i64| {
+            writer.put("n", n);
+            let sent = writer.message().unwrap();
+            core.receive(0, &sent, true).unwrap();
+            let (_, heads) = core.unpersisted().unwrap();
+            core.mark_persisted(heads);
+            let out: HashMap<PeerKey, Vec<u8>> = each(core.outgoing()).into_iter().collect();
+            writer.receive(&out[&0]);
+            out.get(&1).cloned()
+        };
+        // Two changes go out before the reader answers the first.
+        let first = push(&mut core, &mut writer, 1).unwrap();
+        let second = push(&mut core, &mut writer, 2).unwrap();
+        reader.receive(&first);
+        let lagging = reader.message().unwrap();
+        let check = |core: &mut DocumentCore, answer: &[u8]| {
+            let mut expected = core.peers[&1].clone();
+            core.doc
+                .clone()
+                .receive_sync_message(&mut expected, sync::Message::decode(answer).unwrap())
+                .unwrap();
+            core.receive(1, answer, true).unwrap();
+            assert_eq!(core.peers[&1], expected);
+        };
+        core.take_message_counts();
+        // Its heads are a recent version: the second change stays "sent".
+        check(&mut core, &lagging);
+        assert_eq!(core.peers[&1].sent_hashes.len(), 1);
+        reader.receive(&second);
+        // A stock peer of protocol v1 sends no flags.
+        let mut v1 = sync::Message::decode(&reader.message().unwrap()).unwrap();
+        v1.flags = None;
+        v1.version = sync::MessageVersion::V1;
+        check(&mut core, &v1.clone().encode());
+        assert!(core.peers[&1].sent_hashes.is_empty());
+        assert_eq!(core.take_message_counts().answers_taken, 2);
+        assert_eq!(core.peers[&1].their_heads, Some(writer.doc.get_heads()));
+        // A peer that lost everything (empty heads) after more was sent.
+        push(&mut core, &mut writer, 3).unwrap();
+        assert!(!core.peers[&1].sent_hashes.is_empty());
+        let mut lost = v1.clone();
+        lost.heads = Vec::new();
+        lost.have = Vec::new();
+        check(&mut core, &lost.encode());
+        assert!(core.peers[&1].sent_hashes.is_empty());
+    }
+
+    /// An event document in a core with two peers in sync: the admin (0),
+    /// who created it, and another (1).
+    fn event_with_two_peers() -> (DocumentCore, Client, Client) {
+        use event_model::document::{EventInfo, init};
+        let mut core = DocumentCore::empty();
+        let (mut admin, mut other) = (Client::new(), Client::new());
+        {
+            let mut tx = admin.doc.transaction();
+            init(&mut tx, &EventInfo::new("e1", "Event")).unwrap();
+            tx.commit();
+        }
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut admin), (1, &mut other)]);
+        (core, admin, other)
+    }
+
+    /// automerge's own result for `peer` sending `sent`, on a copy: its
+    /// `receive_sync_message` of the whole message, changes and all.
+    fn automerge_after_write(
+        core: &DocumentCore,
+        peer: PeerKey,
+        sent: &[u8],
+    ) -> (Automerge, sync::State) {
+        let mut reference = core.doc.clone();
+        let mut expected = core.peers[&peer].clone();
+        reference
+            .receive_sync_message(&mut expected, sync::Message::decode(sent).unwrap())
+            .unwrap();
+        (reference, expected)
+    }
+
+    #[test]
+    fn a_checked_write_moves_the_writers_state_as_automerge_does() {
+        let (mut core, mut admin, _reader) = event_with_two_peers();
+        admin.put("unchecked?", 1);
+        let sent = admin.message().unwrap();
+        assert!(!sync::Message::decode(&sent).unwrap().changes.is_empty());
+        let (reference, expected) = automerge_after_write(&core, 0, &sent);
+        core.take_message_counts();
+        let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
+        let received = core.receive_checked(0, &sent, true, Some(&check)).unwrap();
+        assert!(received.changed, "{received:?}");
+        assert_eq!(core.doc.get_heads(), reference.get_heads());
+        assert_eq!(core.peers[&0], expected);
+        assert_eq!(core.take_message_counts().answers_taken, 1);
+    }
+
+    #[test]
+    fn only_the_heads_of_a_recent_version_answer_what_a_peer_still_lacks() {
+        let hash = |n: u8| ChangeHash([n; 32]);
+        let mut versions = RecentVersions::starting_at(vec![hash(1)]);
+        versions.record(vec![hash(2)], vec![hash(2)]);
+        versions.record(vec![hash(3), hash(4)], vec![hash(3), hash(4)]);
+        let sent: std::collections::BTreeSet<_> = [hash(2), hash(3), hash(4)].into();
+        let current = [hash(5)];
+        let at = |heads: &[ChangeHash]| versions.still_missing(heads, &current, &sent);
+        assert_eq!(at(&[hash(1)]), Some(sent.clone()));
+        assert_eq!(at(&[hash(2)]), Some([hash(3), hash(4)].into()));
+        assert_eq!(at(&[hash(3), hash(4)]), Some(Default::default()));
+        // Not a version this document had: automerge decides.
+        assert_eq!(at(&[hash(3)]), None);
+        assert_eq!(at(&[hash(9)]), None);
+        // The heads of the document now: it holds everything.
+        assert_eq!(at(&[hash(5)]), Some(Default::default()));
+        let later = |n: usize| {
+            let mut bytes = [0xaa; 32];
+            bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            ChangeHash(bytes)
+        };
+        for n in 0..RECENT_VERSIONS {
+            versions.record(vec![later(n)], vec![later(n)]);
+        }
+        assert_eq!(versions.0.len(), RECENT_VERSIONS);
+        // The oldest kept is later(0)'s; the first three are gone.
+        let last: std::collections::BTreeSet<_> = [later(RECENT_VERSIONS - 1)].into();
+        assert_eq!(
+            versions.still_missing(&[later(0)], &current, &last),
+            Some(last.clone())
+        );
+        assert_eq!(versions.still_missing(&[hash(2)], &current, &last), None);
+    }
+
+    /// automerge's own trim of `sent` for a peer at `heads` (a message
+    /// without changes through `receive_sync_message`).
+    fn automerge_trim(
+        doc: &Automerge,
+        heads: &[ChangeHash],
+        sent: &std::collections::BTreeSet<ChangeHash>,
+    ) -> std::collections::BTreeSet<ChangeHash> {
+        let mut state = sync::State::new();
+        state.sent_hashes = sent.clone();
+        let mut doc = doc.clone();
+        let mut message = sync::Message::decode(
+            &Automerge::new()
+                .generate_sync_message(&mut sync::State::new())
+                .unwrap()
+                .encode(),
+        )
+        .unwrap();
+        message.heads = heads.to_vec();
+        doc.receive_sync_message(&mut state, message).unwrap();
+        state.sent_hashes
+    }
+
+    #[test]
+    fn what_a_peer_still_lacks_is_what_automerge_leaves_for_any_known_heads() {
+        // A history with concurrent branches: a base, three actors writing
+        // off it, a merge of two of them, and more on top.
+        let mut base = Client::new();
+        for i in 0..40 {
+            base.put("base", i);
+        }
+        let mut branches: Vec<Automerge> = (0..3).map(|_| base.doc.fork()).collect();
+        let mut branch_heads = Vec::new();
+        for (n, doc) in branches.iter_mut().enumerate() {
+            let mut heads = Vec::new();
+            for i in 0..(5 + n * 7) {
+                let mut tx = doc.transaction();
+                tx.put(ROOT, format!("b{n}"), i as i64).unwrap();
+                tx.commit();
+                heads.push(doc.get_heads());
+            }
+            branch_heads.push(heads);
+        }
+        let mut doc = base.doc.clone();
+        for branch in &mut branches {
+            doc.merge(branch).unwrap();
+        }
+        let merged_heads = doc.get_heads();
+        for i in 0..10 {
+            let mut tx = doc.transaction();
+            tx.put(ROOT, "top", i).unwrap();
+            tx.commit();
+        }
+        let current = doc.get_heads();
+        let every: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        let recent: std::collections::BTreeSet<_> = every.iter().rev().take(40).copied().collect();
+        let one_per_branch: std::collections::BTreeSet<_> =
+            branch_heads.iter().map(|h| h[2][0]).collect();
+        let mut peers_heads: Vec<Vec<ChangeHash>> =
+            vec![base.doc.get_heads(), merged_heads, current.clone(), vec![]];
+        for heads in &branch_heads {
+            peers_heads.push(heads[0].clone());
+            peers_heads.push(heads.last().unwrap().clone());
+        }
+        // Heads that were never the document's: one branch's tip beside another's middle.
+        let mut mixed = vec![branch_heads[0].last().unwrap()[0], branch_heads[2][3][0]];
+        mixed.sort();
+        peers_heads.push(mixed);
+        for heads in &peers_heads {
+            for sent in [&recent, &one_per_branch] {
+                let ours = still_missing_by_clock(&doc, heads, sent).expect("all known");
+                assert_eq!(ours, automerge_trim(&doc, heads, sent), "heads {heads:?}");
+            }
+        }
+        // A head we do not hold: automerge decides.
+        assert_eq!(
+            still_missing_by_clock(&doc, &[ChangeHash([7; 32])], &recent),
+            None
+        );
+    }
+
+    #[test]
+    fn a_write_made_beside_another_writers_moves_its_state_as_automerge_does() {
+        let (mut core, mut admin, mut other) = event_with_two_peers();
+        let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
+        // Both write at once; the other's change lands first, so the admin's
+        // heads after its own are heads the document never had.
+        other.put("first", 1);
+        let first = other.message().unwrap();
+        core.receive_checked(1, &first, true, Some(&check)).unwrap();
+        admin.put("second", 2);
+        let sent = admin.message().unwrap();
+        let (reference, expected) = automerge_after_write(&core, 0, &sent);
+        assert_ne!(admin.doc.get_heads(), reference.get_heads());
+        core.take_message_counts();
+        core.receive_checked(0, &sent, true, Some(&check)).unwrap();
+        assert_eq!(core.doc.get_heads(), reference.get_heads());
+        assert_eq!(core.peers[&0], expected);
+        let counts = core.take_message_counts();
+        assert_eq!((counts.answers_taken, counts.answers_walked), (1, 0));
+    }
+
+    #[test]
+    fn unchecked_writes_move_the_writers_state_as_automerge_does_without_its_walk() {
+        // A document of no known kind: two writers, the second writing
+        // beside the first, then a whole document from a fresh peer. Some
+        // history first: automerge sends a peer lacking more than a third
+        // of the changes the whole document instead.
+        let mut core = DocumentCore::empty();
+        let (mut a, mut b) = (Client::new(), Client::new());
+        for i in 0..10 {
+            a.put("seed", i);
+        }
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut a), (1, &mut b)]);
+        core.take_message_counts();
+        core.take_accepted();
+        a.put("first", 1);
+        b.put("second", 2);
+        for (peer, client) in [(0, &mut a), (1, &mut b)] {
+            let sent = client.message().unwrap();
+            let carried = plain_changes(&sync::Message::decode(&sent).unwrap());
+            assert_eq!(carried.unwrap().map(|changes| changes.len()), Some(1));
+            let (reference, expected) = automerge_after_write(&core, peer, &sent);
+            assert_eq!(core.receive(peer, &sent, true), Ok(true));
+            assert_eq!(core.doc.get_heads(), reference.get_heads());
+            assert_eq!(core.peers[&peer], expected, "peer {peer}");
+        }
+        let counts = core.take_message_counts();
+        assert_eq!((counts.answers_taken, counts.answers_walked), (2, 0));
+        assert_eq!(core.take_accepted(), 2);
+        // The same changes again change nothing and count nothing.
+        let again = {
+            let mut state = sync::State::new();
+            let mut m = a.doc.generate_sync_message(&mut state).unwrap();
+            m.changes = a
+                .doc
+                .get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<_>>()
+                .into();
+            m.encode()
+        };
+        assert_eq!(core.receive(0, &again, true), Ok(false));
+        assert_eq!(core.take_accepted(), 0);
+        converge(&mut core, &mut [(0, &mut a), (1, &mut b)]);
+        assert_eq!(a.doc.get_heads(), core.heads());
+        assert_eq!(b.doc.get_heads(), core.heads());
+        // A whole document (automerge's answer to a fresh peer) is loaded
+        // by automerge, as before.
+        let mut fresh = DocumentCore::empty();
+        fresh.attach(5);
+        let mut whole = sync::State::new();
+        let mut message = a.doc.generate_sync_message(&mut whole).unwrap();
+        message.changes = vec![a.doc.save()].into();
+        assert_eq!(fresh.receive(5, &message.encode(), true), Ok(true));
+        assert_eq!(fresh.heads(), a.doc.get_heads());
+    }
+
+    #[test]
+    fn snapshot_plus_chunks_reload_to_the_same_heads() {
+        let mut core = DocumentCore::empty();
+        core.attach(1);
+        let mut a = Client::new();
+        a.put("x", 1);
+        let mut stored = converge(&mut core, &mut [(1, &mut a)]);
+        let snapshot = core.save();
+        stored.clear();
+        a.put("y", 2);
+        stored.extend(converge(&mut core, &mut [(1, &mut a)]));
+        let reloaded = DocumentCore::load(Some(&snapshot), &stored).unwrap();
+        assert_eq!(reloaded.heads(), a.doc.get_heads());
+        assert!(DocumentCore::load(Some(b"junk"), &[]).is_err());
+    }
+}

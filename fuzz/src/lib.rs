@@ -1,0 +1,206 @@
+//! What the fuzz targets share: the documents a server holds (an event, a
+//! member's settings, the organisation configuration, a document of no
+//! known kind), each with the write check the server applies to it, and the
+//! real changes `make_seeds` syncs against them for the seed corpora.
+//! Every fixture is made by a fixed actor at time 0, so its changes (and so
+//! the seeds that build on them) are the same in every run.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ROOT};
+use doc_core::WriteCheck;
+use event_model::document::{self, Attendee, CheckinList, EventInfo};
+use event_model::hlc::Hlc;
+use event_model::rules::{Annulment, Direction, ListRules, Scan};
+use event_model::validate::EventWriter;
+use settings_model::SettingValue;
+
+/// A stored document and how the server checks writes to it.
+pub struct Fixture {
+    pub name: &'static str,
+    pub snapshot: Vec<u8>,
+    pub check: Option<WriteCheck>,
+    pub may_write: bool,
+}
+
+/// The staff member the event's records name (see `event_doc`).
+pub const STAFF: &str = "staff-1";
+
+/// Every fixture; a doc_ingest input's first byte picks one (modulo).
+pub fn fixtures() -> Vec<Fixture> {
+    let event = event_doc().save();
+    vec![
+        Fixture {
+            name: "event-admin",
+            snapshot: event.clone(),
+            check: Some(WriteCheck::Event(EventWriter::Admin)),
+            may_write: true,
+        },
+        Fixture {
+            name: "event-staff",
+            snapshot: event.clone(),
+            check: Some(WriteCheck::Event(EventWriter::Staff {
+                user_id: Some(STAFF.into()),
+            })),
+            may_write: true,
+        },
+        Fixture {
+            name: "event-reader",
+            snapshot: event,
+            check: Some(WriteCheck::Event(EventWriter::Admin)),
+            may_write: false,
+        },
+        Fixture {
+            name: "settings",
+            snapshot: settings_doc().save(),
+            check: Some(WriteCheck::Settings),
+            may_write: true,
+        },
+        Fixture {
+            name: "org-config",
+            snapshot: org_doc().save(),
+            check: Some(WriteCheck::OrgConfig),
+            may_write: true,
+        },
+        Fixture {
+            name: "plain",
+            snapshot: plain_doc().save(),
+            check: None,
+            may_write: true,
+        },
+    ]
+}
+
+/// An event with a list, three attendees and a scan, as an admin makes it.
+pub fn event_doc() -> Automerge {
+    let mut doc = new_doc("fixture-admin");
+    let mut tx = doc.transaction();
+    document::init(&mut tx, &EventInfo::new("e1", "Fuzz Fest")).expect("init");
+    document::put_list(
+        &mut tx,
+        &CheckinList {
+            id: "main".into(),
+            name: "Main door".into(),
+            rules: ListRules {
+                allow_multiple_entries: false,
+                allow_entry_after_exit: true,
+            },
+        },
+    )
+    .expect("list");
+    let attendees: Vec<Attendee> = (0..3).map(attendee).collect();
+    document::put_attendees(&mut tx, &attendees).expect("attendees");
+    commit(tx);
+    let mut tx = doc.transaction();
+    document::put_scan(&mut tx, &scan(0, 0)).expect("scan");
+    commit(tx);
+    doc
+}
+
+/// A document whose changes are made by `actor` at time 0.
+pub fn new_doc(actor: &str) -> Automerge {
+    Automerge::new().with_actor(ActorId::from(actor.as_bytes()))
+}
+
+/// Commits at time 0 (a fixed hash for fixed content).
+pub fn commit(tx: automerge::transaction::Transaction<'_>) {
+    tx.commit_with(CommitOptions::default().with_time(0));
+}
+
+pub fn attendee(n: usize) -> Attendee {
+    Attendee {
+        id: format!("a{n}"),
+        ticket_code: format!("T-{n:04}"),
+        name: format!("Attendee {n}"),
+        email: format!("a{n}@example.org"),
+        ticket_type: "day".into(),
+        revoked: false,
+        lists: Vec::new(),
+    }
+}
+
+pub fn scan(n: usize, attendee: usize) -> Scan {
+    Scan {
+        id: format!("s{n}"),
+        attendee_id: format!("a{attendee}"),
+        list_id: "main".into(),
+        direction: if n % 2 == 0 {
+            Direction::Entry
+        } else {
+            Direction::Exit
+        },
+        device_id: "tablet-1".into(),
+        staff_id: STAFF.into(),
+        hlc: hlc(n),
+        wall_ms: 1_767_225_600_000 + n as i64,
+    }
+}
+
+pub fn annulment(n: usize, scan: usize) -> Annulment {
+    Annulment {
+        id: format!("x{n}"),
+        scan_id: format!("s{scan}"),
+        device_id: "tablet-1".into(),
+        staff_id: STAFF.into(),
+        hlc: hlc(1000 + n),
+        wall_ms: 1_767_225_700_000 + n as i64,
+    }
+}
+
+fn hlc(n: usize) -> Hlc {
+    Hlc {
+        wall_ms: 1_767_225_600_000 + n as i64,
+        counter: 0,
+        node: "tablet-1".into(),
+    }
+}
+
+pub fn settings_doc() -> Automerge {
+    let mut doc = new_doc("fixture-admin");
+    let mut tx = doc.transaction();
+    settings_model::init(&mut tx).expect("settings init");
+    commit(tx);
+    doc
+}
+
+pub fn org_doc() -> Automerge {
+    let mut doc = new_doc("fixture-admin");
+    let mut tx = doc.transaction();
+    settings_model::org::init(&mut tx).expect("org init");
+    commit(tx);
+    doc
+}
+
+pub fn plain_doc() -> Automerge {
+    let mut doc = new_doc("fixture-admin");
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "title", "notes").expect("put");
+    commit(tx);
+    doc
+}
+
+/// A settings value for `make_seeds`.
+pub fn text(value: &str) -> SettingValue {
+    SettingValue::Text(value.into())
+}
+
+/// The event fixture's document id on a client.
+pub const EVENT_ID: [u8; 16] = [7; 16];
+
+/// Puts the event fixture on a real client store, as a download from the
+/// server would (the whole document in one sync message), and returns its id.
+pub fn put_event_on(core: &client_core::ClientCore) -> sync_protocol::DocumentId {
+    use automerge::sync::SyncDoc;
+    let id = sync_protocol::DocumentId::from_bytes(EVENT_ID);
+    core.find(id).expect("wanted");
+    let doc = event_doc();
+    let mut message = doc
+        .generate_sync_message(&mut automerge::sync::State::new())
+        .expect("a first message");
+    message.changes = vec![doc.save()].into();
+    assert!(
+        core.receive_from_server_for_fuzzing(id, &message.encode())
+            .expect("download applies"),
+        "the event arrived"
+    );
+    id
+}
