@@ -15,6 +15,7 @@
 
 mod checkin;
 mod many_events;
+mod soak;
 mod stadium;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,6 +48,10 @@ enum Mode {
     /// `--events` events of `--attendees` on the server, `--active` of them
     /// in use at once: the server's memory (see `many_events.rs`).
     ManyEvents,
+    /// A mixed load (scans, settings changes, sign-ins, reconnects) for
+    /// `--duration-secs`, the server's memory, descriptors and the
+    /// latencies every `--report-every-secs` (see `soak.rs`).
+    Soak,
 }
 
 #[derive(Parser, Clone)]
@@ -113,6 +118,9 @@ struct Args {
     /// How long the scanners scan, in seconds (stadium).
     #[arg(long, default_value_t = 60)]
     duration_secs: u64,
+    /// Seconds between the soak's reports.
+    #[arg(long, default_value_t = 60)]
+    report_every_secs: u64,
     /// Event documents put on the server (many-events).
     #[arg(long, default_value_t = 1000)]
     events: usize,
@@ -687,6 +695,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::EventDownload => checkin::event_download(&args).await?,
         Mode::OfflineTablets => checkin::offline_tablets(&args).await?,
         Mode::Stadium => stadium::stadium(&args).await?,
+        Mode::Soak => soak::soak(&args).await?,
         Mode::ManyEvents => tokio::time::timeout(limit, many_events::many_events(&args))
             .await
             .context("timed out")??,

@@ -356,3 +356,55 @@ async fn the_bench_runs_over_tls_trusting_a_venue_ca() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_mode_reports_every_window_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), Role::Admin).await;
+    let server = ServerProcess::start(dir.path());
+    let pid = server.child.id().to_string();
+    // 36 s: long enough for one fresh sign-in (every 31 s, a new TOTP
+    // window), three reconnects and seven settings changes.
+    let run = bench(
+        &server.url,
+        &token,
+        &[
+            "--mode",
+            "soak",
+            "--duration-secs",
+            "36",
+            "--report-every-secs",
+            "12",
+            "--attendees",
+            "400",
+            "--rate",
+            "5",
+            "--scanners",
+            "2",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(run["errors"], serde_json::json!([]), "{run}");
+    assert_eq!(run["lost"], 0, "{run}");
+    assert_eq!(run["all_arrived"], true, "{run}");
+    let windows = run["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 3, "{run}");
+    let total = |key: &str| -> u64 {
+        windows
+            .iter()
+            .map(|w| w[key]["samples"].as_u64().or(w[key].as_u64()).unwrap())
+            .sum()
+    };
+    let made = run["scans_made"].as_u64().unwrap();
+    assert!((150..=185).contains(&made), "{run}");
+    assert_eq!(total("scan_answer"), made, "{run}");
+    assert!(total("sign_in") >= 1, "{run}");
+    assert!(total("reconnect_until_synced") >= 2, "{run}");
+    assert!(total("settings_changes") >= 7, "{run}");
+    for window in windows {
+        assert!(window["server_open_fds"].as_u64().unwrap() > 0, "{run}");
+        assert!(window["server_rss_mib"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(window["server_threads"].as_u64().unwrap() > 0, "{run}");
+    }
+}
