@@ -210,8 +210,11 @@ impl ClientCore {
         else {
             return Ok(None);
         };
-        let (attendees, mut report) = (read.attendees, ImportReport::default());
-        report.rejected = read.rejected;
+        let attendees = read.attendees;
+        let mut report = ImportReport {
+            imported: 0,
+            rejected: read.rejected,
+        };
         if !progress(ImportProgress::Writing {
             total: attendees.len() as u64,
         }) {

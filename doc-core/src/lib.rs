@@ -101,7 +101,7 @@ pub struct DocumentCore {
     /// per call), so when the heads did not move only these peers are asked.
     touched: HashSet<PeerKey>,
     heads_at_last_outgoing: Vec<ChangeHash>,
-    /// Change chunks accepted since `take_accepted` (for the audit log).
+    /// Changes accepted since `take_accepted` (for the audit log).
     accepted_chunks: usize,
     /// Sync messages automerge was asked to generate, and how many peers got
     /// a copy of one instead (see `outgoing`).
@@ -343,7 +343,7 @@ impl DocumentCore {
         })
     }
 
-    /// Change chunks accepted since the last call.
+    /// Changes accepted since the last call.
     pub fn take_accepted(&mut self) -> usize {
         std::mem::take(&mut self.accepted_chunks)
     }

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::Args;
 use crate::checkin::{seed_event, wait_for};
+use crate::stadium::latency_summary;
 
 /// What happened in one reporting window, filled in by the load's tasks.
 #[derive(Default)]
@@ -208,9 +209,9 @@ pub async fn soak(args: &Args) -> anyhow::Result<Value> {
             "server_cpu_s": crate::process_cpu_s(args.server_pid),
             "scans_made": made.load(Ordering::Relaxed),
             "scans_at_admin": seen,
-            "scan_answer": summary(done.scan_answer_ms),
-            "sign_in": summary(done.sign_in_ms),
-            "reconnect_until_synced": summary(done.reconnect_ms),
+            "scan_answer": latency_summary(done.scan_answer_ms),
+            "sign_in": latency_summary(done.sign_in_ms),
+            "reconnect_until_synced": latency_summary(done.reconnect_ms),
             "settings_changes": done.settings_changes,
             "errors": done.errors.len(),
         });
@@ -270,16 +271,6 @@ pub async fn soak(args: &Args) -> anyhow::Result<Value> {
 
 fn limit(args: &Args) -> Duration {
     Duration::from_secs(args.timeout_secs)
-}
-
-fn summary(mut samples: Vec<f64>) -> Value {
-    samples.sort_by(f64::total_cmp);
-    json!({
-        "samples": samples.len(),
-        "p50_ms": crate::percentile(&samples, 50.0),
-        "p99_ms": crate::percentile(&samples, 99.0),
-        "max_ms": samples.last().copied().unwrap_or(0.0),
-    })
 }
 
 /// The staff account (staff must use TOTP), made with the bench's administrator token.

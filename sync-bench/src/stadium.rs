@@ -179,7 +179,7 @@ impl Reader {
 /// Scans one scanner tablet made: id and when its answer came back.
 type Made = Vec<(String, Instant)>;
 
-fn latency_summary(mut samples: Vec<f64>) -> Value {
+pub(crate) fn latency_summary(mut samples: Vec<f64>) -> Value {
     samples.sort_by(f64::total_cmp);
     json!({
         "samples": samples.len(),
