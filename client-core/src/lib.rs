@@ -642,9 +642,24 @@ impl ClientCore {
         // document waits); the store's only for short steps.
         let mut local = lock_doc(&slot);
         let before = local.doc.get_heads();
-        if let Err(error) = local.doc.receive_sync_message(state, message) {
-            reload(&self.lock().store, id, &mut local)?;
-            return Err(error.into());
+        // automerge panics on some crafted input instead of refusing it
+        // (`sync_protocol::sync_data`): contained, and the document reloaded.
+        let received = sync_protocol::sync_data::contain_panic(|| {
+            local.doc.receive_sync_message(state, message)
+        });
+        match received {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                reload(&self.lock().store, id, &mut local)?;
+                return Err(error.into());
+            }
+            Err(panicked) => {
+                reload(&self.lock().store, id, &mut local)?;
+                *state = automerge::sync::State::new();
+                return Err(ClientError::Corrupt(format!(
+                    "sync message from server: {panicked}"
+                )));
+            }
         }
         let heads = local.doc.get_heads();
         let changed = heads != before;

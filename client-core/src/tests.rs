@@ -415,3 +415,27 @@ fn a_server_message_with_an_unusable_bloom_filter_is_refused_and_sync_goes_on() 
     assert!(core.generate_sync_message(id, &mut state).is_some());
     assert_eq!(get_i64(&core, id, "n"), Some(1));
 }
+
+#[test]
+fn the_change_that_breaks_automerges_parser_on_the_server_leaves_a_client_intact() {
+    // The doc_ingest fuzz target's find: a change automerge 0.12's verifying
+    // parser panics on. A client takes changes in through `load_incremental`,
+    // which queues this one (its dependencies are unknown) without that
+    // parse; whatever automerge does, the client's document stays as it was
+    // and goes on working (its receive also runs inside `contain_panic`).
+    let input = include_bytes!("../../fuzz/corpus/doc_ingest/regression-4aeda4989989");
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("client.sqlite3")).unwrap();
+    let id = core.create_document().unwrap();
+    core.change(id, |tx| tx.put(ROOT, "n", 1)).unwrap();
+    let heads = core.heads(id).unwrap();
+    let mut state = automerge::sync::State::new();
+    let received = core.receive_sync_message(id, &mut state, &input[1..]);
+    assert!(
+        matches!(received, Ok(false) | Err(ClientError::Corrupt(_))),
+        "{received:?}"
+    );
+    assert_eq!(core.heads(id).unwrap(), heads);
+    core.change(id, |tx| tx.put(ROOT, "n", 2)).unwrap();
+    assert_eq!(get_i64(&core, id, "n"), Some(2));
+}

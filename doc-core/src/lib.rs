@@ -22,6 +22,11 @@ pub enum ReceiveError {
     Apply(String),
     #[error("peer is not attached to the document")]
     NotAttached,
+    /// automerge panicked on the message (see `sync_protocol::sync_data`):
+    /// the in-memory document and sync states may be inconsistent, so the
+    /// shell must reload the document.
+    #[error("sync message could not be applied: {0}")]
+    Panicked(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +230,22 @@ impl DocumentCore {
     /// forwarded); the others are applied. The refused ones are reported.
     /// A peer that may not write has every new change refused (its other
     /// sync state still counts: it goes on reading).
+    /// automerge panics on some crafted input instead of refusing it; such a
+    /// message is refused with [`ReceiveError::Panicked`].
     pub fn receive_checked(
+        &mut self,
+        peer: PeerKey,
+        data: &[u8],
+        may_write: bool,
+        validation: Option<&WriteCheck>,
+    ) -> Result<Received, ReceiveError> {
+        sync_protocol::sync_data::contain_panic(|| {
+            self.receive_unguarded(peer, data, may_write, validation)
+        })
+        .unwrap_or_else(|panicked| Err(ReceiveError::Panicked(panicked.to_string())))
+    }
+
+    fn receive_unguarded(
         &mut self,
         peer: PeerKey,
         data: &[u8],
@@ -733,12 +753,15 @@ fn plain_changes(message: &sync::Message) -> Result<Option<Vec<automerge::Change
 /// The hashes of the changes a sync message carries (empty if it carries
 /// none or cannot be read).
 pub fn carried_changes(data: &[u8]) -> Vec<ChangeHash> {
-    sync::Message::decode(data)
-        .ok()
-        .filter(|m| !m.changes.is_empty())
-        .and_then(|m| expand_changes(&m).ok())
-        .map(|changes| changes.iter().map(|c| c.hash()).collect())
-        .unwrap_or_default()
+    sync_protocol::sync_data::contain_panic(|| {
+        sync::Message::decode(data)
+            .ok()
+            .filter(|m| !m.changes.is_empty())
+            .and_then(|m| expand_changes(&m).ok())
+            .map(|changes| changes.iter().map(|c| c.hash()).collect())
+            .unwrap_or_default()
+    })
+    .unwrap_or_default()
 }
 
 /// Every change a message carries, in order (a whole-document chunk is
@@ -971,6 +994,25 @@ mod tests {
         a.put("after", 2);
         converge(&mut core, &mut [(1, &mut a), (2, &mut b)]);
         assert_eq!(b.doc.get_heads(), a.doc.get_heads());
+    }
+
+    #[test]
+    fn a_change_automerge_panics_on_is_refused_as_a_broken_message() {
+        // Found by the doc_ingest fuzz target (a long run): a change chunk
+        // whose object id counter passes u32 makes automerge 0.12's parser
+        // unwrap an error. The input's first byte picked the fixture.
+        let input = include_bytes!("../../fuzz/corpus/doc_ingest/regression-4aeda4989989");
+        let message = &input[1..];
+        let (mut core, _admin, _other) = event_with_two_peers();
+        let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
+        let before = core.heads();
+        let refused = core.receive_checked(1, message, true, Some(&check));
+        assert!(
+            matches!(refused, Err(ReceiveError::Panicked(_))),
+            "{refused:?}"
+        );
+        assert_eq!(core.heads(), before);
+        assert!(carried_changes(message).is_empty());
     }
 
     #[test]

@@ -37,6 +37,7 @@ static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
+    sync_fuzz::let_contained_automerge_panics_unwind();
     let template = &*TEMPLATE;
     let path = template.dir.join("input.sqlite");
     for suffix in ["", "-wal", "-shm"] {

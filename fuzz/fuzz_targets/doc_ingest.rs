@@ -18,6 +18,7 @@ use sync_fuzz::{Fixture, fixtures};
 static FIXTURES: LazyLock<Vec<Fixture>> = LazyLock::new(fixtures);
 
 fuzz_target!(|input: &[u8]| {
+    sync_fuzz::let_contained_automerge_panics_unwind();
     let Some((&pick, message)) = input.split_first() else {
         return;
     };
@@ -34,8 +35,8 @@ fuzz_target!(|input: &[u8]| {
                 "a refused message changed the document"
             );
         }
-        // The shell reloads the document from the store after this.
-        Err(ReceiveError::Apply(_)) => {}
+        // The shell reloads the document from the store after these.
+        Err(ReceiveError::Apply(_) | ReceiveError::Panicked(_)) => {}
         Ok(received) => {
             let added: HashMap<ChangeHash, automerge::Change> = core
                 .doc()

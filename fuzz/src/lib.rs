@@ -204,3 +204,24 @@ pub fn put_event_on(core: &client_core::ClientCore) -> sync_protocol::DocumentId
     );
     id
 }
+
+/// libfuzzer-sys makes every panic abort, caught or not. The code under
+/// test contains automerge's own panics on crafted input
+/// (`sync_protocol::sync_data::contain_panic`) and recovers, so a panic
+/// raised inside automerge may unwind to that guard; any other panic still
+/// aborts, and an automerge panic that escapes the guard reaches
+/// libfuzzer-sys's `catch_unwind`, which aborts too.
+pub fn let_contained_automerge_panics_unwind() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let abort = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_automerge = info
+                .location()
+                .is_some_and(|at| at.file().contains("/automerge-"));
+            if !in_automerge {
+                abort(info);
+            }
+        }));
+    });
+}

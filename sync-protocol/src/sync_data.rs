@@ -7,6 +7,13 @@
 //! Either would let any peer, a reader included, bring down the document it
 //! syncs for everyone (found by the `doc_ingest` fuzz target). Both ends
 //! refuse such a message before automerge sees it.
+//!
+//! Its change parser has the same kind of hole deeper down (a crafted
+//! change whose object id counter passes `u32` makes `Change::try_from`
+//! unwrap an error), and there is no shape to check before parsing, so the
+//! calls that hand automerge untrusted bytes also run inside
+//! [`contain_panic`], which turns a panic into an error the caller treats
+//! as a corrupt message.
 
 use automerge::sync;
 
@@ -40,6 +47,25 @@ pub fn check(message: &sync::Message) -> Result<(), MalformedSyncData> {
         }
     }
     Ok(())
+}
+
+/// automerge panicked on input it should have refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("automerge failed on this input ({0}); treated as corrupt")]
+pub struct AutomergePanicked(pub String);
+
+/// Runs `f`, turning a panic into [`AutomergePanicked`]. For the calls that
+/// hand automerge untrusted bytes (see the module). Whatever `f` touched
+/// must be thrown away after an error: callers reload the document.
+pub fn contain_panic<T>(f: impl FnOnce() -> T) -> Result<T, AutomergePanicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let why = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".to_owned());
+        AutomergePanicked(why)
+    })
 }
 
 /// Reads one ULEB128 `u32`, as automerge wrote it.
@@ -96,6 +122,15 @@ mod tests {
         // 2^32 - 1 probes: automerge allocates 16 GiB per change.
         assert!(check(&with_bloom(&[1, 8, 0xff, 0xff, 0xff, 0xff, 0x0f, 0])).is_err());
         assert!(check(&with_bloom(&[1, 8, 0, 0])).is_err());
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_and_a_result_passes_through() {
+        assert_eq!(contain_panic(|| 7), Ok(7));
+        let caught = contain_panic(|| -> u32 { panic!("bad counter {}", 3) });
+        assert_eq!(caught, Err(AutomergePanicked("bad counter 3".into())));
+        let caught = contain_panic(|| -> u32 { panic!("plain") });
+        assert_eq!(caught, Err(AutomergePanicked("plain".into())));
     }
 
     #[test]

@@ -649,8 +649,14 @@ impl DocActor {
                 let _ = peer.outbound.try_send(Outbound::Close(error.to_string()));
                 self.core().detach(key);
                 self.peers.remove(&key);
-                if matches!(error, ReceiveError::Apply(_)) && self.core().heads() != before {
-                    // Part of the message got in; throw away everything not durable.
+                let broken = match error {
+                    // Part of the message got in: throw away everything not durable.
+                    ReceiveError::Apply(_) => self.core().heads() != before,
+                    // automerge panicked halfway: nothing in memory is trusted.
+                    ReceiveError::Panicked(_) => true,
+                    ReceiveError::Decode(_) | ReceiveError::NotAttached => false,
+                };
+                if broken {
                     self.reload().await;
                 }
             }
