@@ -177,7 +177,28 @@ enum TokenAction {
     },
 }
 
+/// Large blocks (4 MiB and up) always get pages of their own from the
+/// system and give them back when freed. glibc otherwise raises its mmap
+/// threshold to the size of the last large block freed, so from the second
+/// sign-in on, each Argon2 hash's 19 MiB came from a heap arena and stayed
+/// there: the soak bench showed resident memory climbing ~19 MiB at a time
+/// over 30 minutes (BENCHMARKS.md, "Soak"). Whole-document saves are such
+/// blocks too. Other allocators return pages by themselves.
+fn return_large_blocks() {
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        not(feature = "mimalloc"),
+        not(feature = "jemalloc")
+    ))]
+    // SAFETY: mallopt only sets an allocator parameter, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    return_large_blocks();
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     if let Some(dir) = cli.data_dir {
