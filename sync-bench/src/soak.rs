@@ -195,9 +195,19 @@ pub async fn soak(args: &Args) -> anyhow::Result<Value> {
     let mut windows = Vec::new();
     let mut errors = Vec::new();
     let mut next_report = started + every;
+    let mut scanning = Some(scanning);
     while Instant::now() < deadline {
         tokio::time::sleep_until(next_report.min(deadline).into()).await;
         next_report += every;
+        if Instant::now() >= deadline {
+            // The last window ends with the load: no scan falls after it.
+            stop.store(true, Ordering::Relaxed);
+            if let Some(scanning) = scanning.take() {
+                scanning
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the scanner thread panicked"))??;
+            }
+        }
         let seen = admin.scan_count(event)?;
         let done = std::mem::take(&mut *window.lock().expect("soak window"));
         errors.extend(done.errors.iter().cloned());
@@ -219,12 +229,18 @@ pub async fn soak(args: &Args) -> anyhow::Result<Value> {
         windows.push(minute);
     }
     stop.store(true, Ordering::Relaxed);
-    scanning
-        .join()
-        .map_err(|_| anyhow::anyhow!("the scanner thread panicked"))??;
+    if let Some(scanning) = scanning.take() {
+        scanning
+            .join()
+            .map_err(|_| anyhow::anyhow!("the scanner thread panicked"))??;
+    }
     for task in [settings_task, sign_ins, reconnects] {
         task.await?;
     }
+    // What the other tasks did after the last window: their errors count.
+    errors.extend(std::mem::take(
+        &mut window.lock().expect("soak window").errors,
+    ));
     // Nothing lost: every scan reaches the administrator, every setting the server.
     let made = made.load(Ordering::Relaxed);
     for (tablet, _) in &scanners {
