@@ -67,6 +67,20 @@ fn sync_message_with_corrupt_change() -> Vec<u8> {
     message.encode()
 }
 
+/// A first sync message whose `have` holds a bloom filter with an entry
+/// but no bits per entry.
+fn sync_message_with_unusable_bloom() -> Vec<u8> {
+    use automerge::sync::{self, BloomFilter, Have, SyncDoc};
+    let mut message = automerge::Automerge::new()
+        .generate_sync_message(&mut sync::State::new())
+        .unwrap();
+    message.have = vec![Have {
+        last_sync: Vec::new(),
+        bloom: BloomFilter::try_from([1u8, 0, 7].as_slice()).unwrap(),
+    }];
+    message.encode()
+}
+
 fn raw_cbor(value: ciborium::Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::ser::into_writer(&value, &mut out).unwrap();
@@ -143,6 +157,25 @@ async fn bad_input_is_refused_per_connection_and_nothing_is_stored() {
     let mut s = joined(&url, &token).await;
     send(&mut s, &sync_to_new_doc(sync_message_with_corrupt_change())).await;
     assert_error_then_close(&mut s, "sync message").await;
+
+    // 4c. The document the good clients share, sent what fuzzing found
+    // automerge 0.12 cannot take: a bloom filter of entries without bits
+    // (it would divide by zero answering), then a change its parser panics
+    // on. Each is refused; the document lives on for everyone else.
+    let to_good = |data: Vec<u8>| Message::Sync {
+        sender_id: "raw-peer".into(),
+        target_id: "server".into(),
+        document_id: good,
+        data,
+    };
+    let mut s = joined(&url, &token).await;
+    send(&mut s, &to_good(sync_message_with_unusable_bloom())).await;
+    assert_error_then_close(&mut s, "bloom filter").await;
+    let mut s = joined(&url, &token).await;
+    let breaks_automerge =
+        include_bytes!("../../fuzz/corpus/doc_ingest/regression-4aeda4989989")[1..].to_vec();
+    send(&mut s, &to_good(breaks_automerge)).await;
+    assert_error_then_close(&mut s, "automerge failed on this input").await;
 
     // 5. A frame over the configured size limit.
     let mut s = joined(&url, &token).await;
