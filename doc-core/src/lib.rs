@@ -278,17 +278,14 @@ impl DocumentCore {
             // visiting every ancestor of the peer's heads), which made a
             // write cost more the older the document. A whole-document chunk
             // (a fresh peer's upload) stays with automerge, which loads it
-            // directly.
-            match plain_changes(&message)? {
-                Some(changes) => {
-                    // Changes already held are skipped by automerge.
-                    chunks = changes.len();
-                    self.doc
-                        .apply_changes(changes)
-                        .map_err(|e| ReceiveError::Apply(e.to_string()))?;
-                    message.changes = Vec::<Vec<u8>>::new().into();
-                }
-                None => validate_chunks(&message)?,
+            // directly; opening the chunks has checked it.
+            if let Some(changes) = plain_changes(open_chunks(&message)?) {
+                // Changes already held are skipped by automerge.
+                chunks = changes.len();
+                self.doc
+                    .apply_changes(changes)
+                    .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+                message.changes = Vec::<Vec<u8>>::new().into();
             }
         }
         if let Some(rules) = checked {
@@ -711,43 +708,48 @@ fn still_missing_by_clock(
     )
 }
 
-/// automerge skips chunks it cannot parse when applying a sync message
-/// ("partial load"), which would let a corrupt message look accepted. Every
-/// storage chunk in the message is checked first, so a corrupt one refuses the
-/// whole message.
-fn validate_chunks(message: &sync::Message) -> Result<(), ReceiveError> {
-    for blob in message.changes.iter() {
-        for chunk in split_chunks(blob)? {
-            match chunk[8] {
-                CHUNK_DOCUMENT => {
-                    Automerge::load(chunk)
-                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
-                }
-                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => {
-                    checked_change(chunk)?;
-                }
-                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
-            }
-        }
-    }
-    Ok(())
+/// One storage chunk of a message, opened.
+// Made and taken apart within one message's handling, never kept: boxing
+// the change to even out the sizes would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    Change(automerge::Change),
+    /// A whole document (automerge's answer to a peer lacking a third of it).
+    Document(Automerge),
 }
 
-/// The changes a message carries when every chunk is a change chunk
-/// (`None` if one is a whole document), refusing corrupt chunks as
-/// [`validate_chunks`] does.
-fn plain_changes(message: &sync::Message) -> Result<Option<Vec<automerge::Change>>, ReceiveError> {
+/// Every chunk a message carries, in order, each opened once: a change
+/// parsed and its checksum compared, a whole document loaded. automerge
+/// skips chunks it cannot parse when applying a sync message ("partial
+/// load"), which would let a corrupt message look accepted, so a corrupt
+/// chunk here refuses the whole message.
+fn open_chunks(message: &sync::Message) -> Result<Vec<Opened>, ReceiveError> {
     let mut out = Vec::new();
     for blob in message.changes.iter() {
         for chunk in split_chunks(blob)? {
-            match chunk[8] {
-                CHUNK_DOCUMENT => return Ok(None),
-                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
+            out.push(match chunk[8] {
+                CHUNK_DOCUMENT => Opened::Document(
+                    Automerge::load(chunk)
+                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?,
+                ),
+                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => Opened::Change(checked_change(chunk)?),
                 other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
-            }
+            });
         }
     }
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// The changes of opened chunks when every one is a change chunk (`None`
+/// if one is a whole document).
+fn plain_changes(opened: Vec<Opened>) -> Option<Vec<automerge::Change>> {
+    opened
+        .into_iter()
+        .map(|chunk| match chunk {
+            Opened::Change(change) => Some(change),
+            Opened::Document(_) => None,
+        })
+        .collect()
 }
 
 /// The hashes of the changes a sync message carries (empty if it carries
@@ -765,21 +767,13 @@ pub fn carried_changes(data: &[u8]) -> Vec<ChangeHash> {
 }
 
 /// Every change a message carries, in order (a whole-document chunk is
-/// opened into its changes), refusing corrupt chunks as
-/// [`validate_chunks`] does.
+/// opened into its changes), refusing corrupt chunks as [`open_chunks`] does.
 fn expand_changes(message: &sync::Message) -> Result<Vec<automerge::Change>, ReceiveError> {
     let mut out = Vec::new();
-    for blob in message.changes.iter() {
-        for chunk in split_chunks(blob)? {
-            match chunk[8] {
-                CHUNK_DOCUMENT => {
-                    let doc = Automerge::load(chunk)
-                        .map_err(|e| ReceiveError::Apply(format!("corrupt document chunk: {e}")))?;
-                    out.extend(doc.get_changes(&[]));
-                }
-                CHUNK_CHANGE | CHUNK_COMPRESSED_CHANGE => out.push(checked_change(chunk)?),
-                other => return Err(ReceiveError::Apply(format!("unknown chunk type {other}"))),
-            }
+    for chunk in open_chunks(message)? {
+        match chunk {
+            Opened::Change(change) => out.push(change),
+            Opened::Document(doc) => out.extend(doc.get_changes(&[])),
         }
     }
     Ok(out)
@@ -1027,7 +1021,7 @@ mod tests {
             m.changes = vec![changes].into();
             m
         };
-        assert_eq!(validate_chunks(&message(both.clone())), Ok(()));
+        assert!(open_chunks(&message(both.clone())).is_ok());
         let mut core = DocumentCore::empty();
         core.attach(1);
         assert_eq!(
@@ -1040,13 +1034,13 @@ mod tests {
         for change in a.doc.get_changes(&[]) {
             changes.extend_from_slice(change.raw_bytes());
         }
-        assert_eq!(validate_chunks(&message(changes.clone())), Ok(()));
+        assert!(open_chunks(&message(changes.clone())).is_ok());
         let middle = changes.len() / 2;
         changes[middle] ^= 0xff;
-        assert!(validate_chunks(&message(changes)).is_err());
+        assert!(open_chunks(&message(changes)).is_err());
         let mut truncated = both;
         truncated.pop();
-        assert!(validate_chunks(&message(truncated)).is_err());
+        assert!(open_chunks(&message(truncated)).is_err());
     }
 
     #[test]
@@ -1500,8 +1494,8 @@ mod tests {
         b.put("second", 2);
         for (peer, client) in [(0, &mut a), (1, &mut b)] {
             let sent = client.message().unwrap();
-            let carried = plain_changes(&sync::Message::decode(&sent).unwrap());
-            assert_eq!(carried.unwrap().map(|changes| changes.len()), Some(1));
+            let opened = open_chunks(&sync::Message::decode(&sent).unwrap()).unwrap();
+            assert_eq!(plain_changes(opened).map(|changes| changes.len()), Some(1));
             let (reference, expected) = automerge_after_write(&core, peer, &sent);
             assert_eq!(core.receive(peer, &sent, true), Ok(true));
             assert_eq!(core.doc.get_heads(), reference.get_heads());
