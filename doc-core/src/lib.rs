@@ -11,6 +11,9 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 use event_model::validate::EventWriter;
 
+mod whole_document;
+use whole_document::WholeDocument;
+
 /// Identifies one connection attached to the document.
 pub type PeerKey = u64;
 
@@ -91,6 +94,10 @@ pub struct MessageCounts {
     pub answers_walked: u64,
     /// Peers found with nothing due without asking automerge (`in_sync`).
     pub in_sync: u64,
+    /// Messages carrying the whole document, and the saves they took (one
+    /// per set of heads, see `whole_document`).
+    pub whole_documents: u64,
+    pub whole_document_saves: u64,
 }
 
 pub struct DocumentCore {
@@ -117,6 +124,7 @@ pub struct DocumentCore {
     answers_walked: u64,
     in_sync: u64,
     versions: RecentVersions,
+    whole: WholeDocument,
 }
 
 impl DocumentCore {
@@ -145,6 +153,7 @@ impl DocumentCore {
             answers_taken: 0,
             answers_walked: 0,
             in_sync: 0,
+            whole: WholeDocument::default(),
         })
     }
 
@@ -163,6 +172,7 @@ impl DocumentCore {
             answers_taken: 0,
             answers_walked: 0,
             in_sync: 0,
+            whole: WholeDocument::default(),
         }
     }
 
@@ -411,6 +421,8 @@ impl DocumentCore {
                 .map(|change| change.hash)
                 .collect();
             self.versions.record(heads.clone(), added);
+            // A saved document of older heads is never sent again.
+            self.whole.forget_saved();
         }
         self.heads_at_last_outgoing = heads.clone();
         let touched = std::mem::take(&mut self.touched);
@@ -474,7 +486,7 @@ impl DocumentCore {
                 continue;
             };
             if !shared_heads.contains(&state.their_heads) {
-                let message = doc.generate_sync_message(state).map(|m| m.encode());
+                let message = self.whole.generate(doc, state).map(|m| m.encode());
                 self.generated += u64::from(message.is_some());
                 out.extend(message.map(|data| Outgoing {
                     data,
@@ -492,7 +504,7 @@ impl DocumentCore {
                 }
                 None => {
                     let before = state.clone();
-                    let message = doc.generate_sync_message(state).map(|m| m.encode());
+                    let message = self.whole.generate(doc, state).map(|m| m.encode());
                     self.generated += u64::from(message.is_some());
                     let at = message.map(|data| {
                         out.push(Outgoing {
@@ -519,12 +531,15 @@ impl DocumentCore {
             answers_taken: std::mem::take(&mut self.answers_taken),
             answers_walked: std::mem::take(&mut self.answers_walked),
             in_sync: std::mem::take(&mut self.in_sync),
+            whole_documents: std::mem::take(&mut self.whole.sent),
+            whole_document_saves: std::mem::take(&mut self.whole.saves),
         }
     }
 
-    /// A full snapshot for compaction.
-    pub fn save(&self) -> Vec<u8> {
-        self.doc.save()
+    /// A full snapshot for compaction (the one a whole-document message at
+    /// the same heads already made, if any).
+    pub fn save(&mut self) -> Vec<u8> {
+        self.whole.save(&self.doc)
     }
 }
 

@@ -895,6 +895,10 @@ impl DocActor {
         metrics::counter!(m::SYNC_ANSWERS, "how" => "shortcut").increment(made.answers_taken);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "automerge").increment(made.answers_walked);
         metrics::counter!(m::SYNC_PEERS_IN_SYNC).increment(made.in_sync);
+        metrics::counter!(m::SYNC_WHOLE_DOCUMENTS, "how" => "saved")
+            .increment(made.whole_document_saves);
+        metrics::counter!(m::SYNC_WHOLE_DOCUMENTS, "how" => "reused")
+            .increment(made.whole_documents - made.whole_document_saves);
         let mut lagging = Vec::new();
         for crate::doc_core::Outgoing { data, peers } in messages {
             // Encoded once for all its peers; each connection's writer adds
