@@ -538,7 +538,7 @@ impl DocumentCore {
 
     /// A full snapshot for compaction (the one a whole-document message at
     /// the same heads already made, if any).
-    pub fn save(&mut self) -> Vec<u8> {
+    pub fn save(&self) -> Vec<u8> {
         self.whole.save(&self.doc)
     }
 }

@@ -82,16 +82,13 @@ impl WholeDocument {
         self.saved = None;
     }
 
-    /// A full snapshot of `doc`, the saved one when the heads have not moved.
-    pub(crate) fn save(&mut self, doc: &Automerge) -> Vec<u8> {
-        let heads = doc.get_heads();
+    /// A full snapshot of `doc`: the saved one when the heads have not moved
+    /// since. A save made here is not kept (a compaction's snapshot would
+    /// otherwise stay in memory beside the document until the next write).
+    pub(crate) fn save(&self, doc: &Automerge) -> Vec<u8> {
         match &self.saved {
-            Some((at, bytes)) if *at == heads => bytes.clone(),
-            _ => {
-                let bytes = doc.save();
-                self.saved = Some((heads, bytes.clone()));
-                bytes
-            }
+            Some((at, bytes)) if *at == doc.get_heads() => bytes.clone(),
+            _ => doc.save(),
         }
     }
 
