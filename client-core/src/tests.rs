@@ -439,3 +439,95 @@ fn the_change_that_breaks_automerges_parser_on_the_server_leaves_a_client_intact
     core.change(id, |tx| tx.put(ROOT, "n", 2)).unwrap();
     assert_eq!(get_i64(&core, id, "n"), Some(2));
 }
+
+/// Syncs two replicas' copies of `id` directly, each message passed as the
+/// server would pass it, until neither has anything to say. Returns how many
+/// messages carried a whole document (automerge's answer to a replica that
+/// lacks more than a third of the changes).
+fn sync_directly(a: &ClientCore, b: &ClientCore, id: DocumentId) -> usize {
+    let whole = |message: &[u8]| {
+        automerge::sync::Message::decode(message)
+            .unwrap()
+            .changes
+            .iter()
+            .any(|chunk| chunk.get(8) == Some(&0))
+    };
+    let (mut a_state, mut b_state) = Default::default();
+    let mut wholes = 0;
+    for _ in 0..20 {
+        let mut quiet = true;
+        if let Some(message) = a.generate_sync_message(id, &mut a_state) {
+            wholes += usize::from(whole(&message));
+            b.receive_sync_message(id, &mut b_state, &message).unwrap();
+            quiet = false;
+        }
+        if let Some(message) = b.generate_sync_message(id, &mut b_state) {
+            wholes += usize::from(whole(&message));
+            a.receive_sync_message(id, &mut a_state, &message).unwrap();
+            quiet = false;
+        }
+        if quiet {
+            return wholes;
+        }
+    }
+    panic!("the replicas were still talking after 20 rounds");
+}
+
+#[test]
+fn a_tablet_far_behind_takes_in_the_whole_document_and_keeps_its_own_scans() {
+    use event_model::rules::{Answer, Direction};
+    let dir = tempfile::tempdir().unwrap();
+    let behind_path = dir.path().join("behind.sqlite3");
+    let behind = ClientCore::open(&behind_path).unwrap();
+    let busy = ClientCore::open(dir.path().join("busy.sqlite3")).unwrap();
+    let event = event_with_attendees(&behind, 300);
+    assert!(!busy.find(event).unwrap());
+    assert_eq!(
+        sync_directly(&behind, &busy, event),
+        1,
+        "a fresh replica gets the document"
+    );
+
+    // Apart: two scans here; 150 at the busy door in 30 changes, one of
+    // them the same ticket.
+    for code in ["T0", "T1"] {
+        let r = behind
+            .check_in(event, code, "main", Direction::Entry)
+            .unwrap();
+        assert_eq!(r.answer, Answer::Admitted);
+    }
+    behind.flush_journal().unwrap();
+    let codes: Vec<String> = std::iter::once("T0".to_string())
+        .chain((100..249).map(|i| format!("T{i}")))
+        .collect();
+    for group in codes.chunks(5) {
+        for code in group {
+            busy.check_in(event, code, "main", Direction::Entry)
+                .unwrap();
+        }
+        busy.flush_journal().unwrap();
+    }
+
+    assert_eq!(
+        sync_directly(&behind, &busy, event),
+        1,
+        "lacking most changes, the tablet is sent the whole document"
+    );
+    assert_eq!(behind.heads(event).unwrap(), busy.heads(event).unwrap());
+    assert_eq!(scans_in_document(&behind, event).len(), 152);
+    let counts = behind.counts(event, Some("main")).unwrap();
+    assert_eq!(counts.checked_in, 151);
+    assert_eq!(counts, busy.counts(event, Some("main")).unwrap());
+    assert_eq!(behind.duplicates(event).unwrap().len(), 1);
+    assert_eq!(busy.duplicates(event).unwrap().len(), 1);
+    // The index kept through the load equals one rebuilt from the document.
+    behind.rebuild_event_index(event).unwrap();
+    assert_eq!(behind.counts(event, Some("main")).unwrap(), counts);
+    // What was stored is the document held: reopened, the same.
+    let heads = behind.heads(event).unwrap();
+    drop(behind);
+    let reopened = ClientCore::open(&behind_path).unwrap();
+    assert_eq!(reopened.heads(event).unwrap(), heads);
+    assert_eq!(reopened.counts(event, Some("main")).unwrap(), counts);
+    assert_eq!(reopened.sync_status().pending_changes, 0);
+}

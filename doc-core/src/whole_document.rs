@@ -25,17 +25,22 @@
 use automerge::sync::{self, Capability, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 
-/// The last whole document saved, and every change hash at those heads.
+/// The whole document saved once, for every peer that gets it at the same
+/// heads.
 #[derive(Default)]
 pub(crate) struct WholeDocument {
-    /// Every change of the document at `hashes_at` (what automerge adds to
-    /// a peer's `sent_hashes` with a whole document).
-    hashes: Vec<ChangeHash>,
-    hashes_at: Option<Vec<ChangeHash>>,
-    saved: Option<(Vec<ChangeHash>, Vec<u8>)>,
+    saved: Option<Saved>,
     /// Whole documents sent, and how many of them needed a save.
     pub(crate) sent: u64,
     pub(crate) saves: u64,
+}
+
+/// One save, with what automerge adds to a peer's `sent_hashes` when it
+/// sends it: every change hash of the document.
+struct Saved {
+    heads: Vec<ChangeHash>,
+    bytes: Vec<u8>,
+    hashes: Vec<ChangeHash>,
 }
 
 impl WholeDocument {
@@ -64,16 +69,25 @@ impl WholeDocument {
             return doc.generate_sync_message(state);
         };
         let heads = doc.get_heads();
-        if self.saved.as_ref().is_none_or(|(at, _)| *at != heads) {
-            self.saves += 1;
-            self.saved = Some((heads, doc.save()));
-        }
+        let saved = match self.saved.take() {
+            Some(saved) if saved.heads == heads => saved,
+            _ => {
+                self.saves += 1;
+                Saved {
+                    heads,
+                    bytes: doc.save(),
+                    hashes: doc
+                        .get_changes_meta(&[])
+                        .into_iter()
+                        .map(|c| c.hash)
+                        .collect(),
+                }
+            }
+        };
         self.sent += 1;
-        let bytes = self.saved.as_ref().map(|(_, bytes)| bytes.clone());
-        message.changes = bytes.into_iter().collect::<Vec<_>>().into();
-        state
-            .sent_hashes
-            .extend(self.all_hashes(doc).iter().copied());
+        message.changes = vec![saved.bytes.clone()].into();
+        state.sent_hashes.extend(saved.hashes.iter().copied());
+        self.saved = Some(saved);
         Some(message)
     }
 
@@ -87,7 +101,7 @@ impl WholeDocument {
     /// otherwise stay in memory beside the document until the next write).
     pub(crate) fn save(&self, doc: &Automerge) -> Vec<u8> {
         match &self.saved {
-            Some((at, bytes)) if *at == doc.get_heads() => bytes.clone(),
+            Some(saved) if saved.heads == doc.get_heads() => saved.bytes.clone(),
             _ => doc.save(),
         }
     }
@@ -117,18 +131,6 @@ impl WholeDocument {
                 .iter()
                 .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
         })
-    }
-
-    fn all_hashes(&mut self, doc: &Automerge) -> &[ChangeHash] {
-        let heads = doc.get_heads();
-        if self.hashes_at.as_ref() != Some(&heads) {
-            // A document only grows: what is new since the last count.
-            let since = self.hashes_at.take().unwrap_or_default();
-            self.hashes
-                .extend(doc.get_changes_meta(&since).into_iter().map(|c| c.hash));
-            self.hashes_at = Some(heads);
-        }
-        &self.hashes
     }
 }
 
