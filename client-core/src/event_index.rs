@@ -40,6 +40,14 @@ const ATTENDEES_PER_STEP: usize = 2_000;
 /// Attendees whose scans are written and re-evaluated per step.
 const SCANNED_ATTENDEES_PER_STEP: usize = 500;
 
+/// A step ends early once it has worked this long (it goes in slices of
+/// [`ATTENDEES_PER_SLICE`] / [`SCANNED_ATTENDEES_PER_SLICE`]): a door scan
+/// waits for at most one step, and on a busy tablet the fixed counts above
+/// took 15-120 ms (BENCHMARKS.md, "The door tablet on a CPU of its own").
+const STEP_BUDGET: std::time::Duration = std::time::Duration::from_millis(4);
+const ATTENDEES_PER_SLICE: usize = 200;
+const SCANNED_ATTENDEES_PER_SLICE: usize = 25;
+
 /// Rebuilds the full-text index of attendee names and emails from the table.
 pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {
     conn.execute(
@@ -246,8 +254,10 @@ impl IndexWork {
                 Step::Attendees { from: 0 }
             }
             Step::Attendees { from } => {
-                let to = (from + ATTENDEES_PER_STEP).min(self.attendees.len());
-                self.write_attendees(conn, from, to)?;
+                let end = (from + ATTENDEES_PER_STEP).min(self.attendees.len());
+                let to = in_slices(from, end, ATTENDEES_PER_SLICE, STEP_BUDGET, |a, b| {
+                    self.write_attendees(conn, a, b)
+                })?;
                 if to < self.attendees.len() {
                     Step::Attendees { from: to }
                 } else {
@@ -255,8 +265,14 @@ impl IndexWork {
                 }
             }
             Step::Records { from } => {
-                let to = (from + SCANNED_ATTENDEES_PER_STEP).min(self.records.len());
-                self.write_records(conn, from, to)?;
+                let end = (from + SCANNED_ATTENDEES_PER_STEP).min(self.records.len());
+                let to = in_slices(
+                    from,
+                    end,
+                    SCANNED_ATTENDEES_PER_SLICE,
+                    STEP_BUDGET,
+                    |a, b| self.write_records(conn, a, b),
+                )?;
                 if to < self.records.len() {
                     Step::Records { from: to }
                 } else {
@@ -439,6 +455,28 @@ impl IndexWork {
         }
         Ok(())
     }
+}
+
+/// Writes `from..end` in slices of `slice` until done or `budget` has
+/// passed (at least one slice); returns where it stopped.
+fn in_slices(
+    from: usize,
+    end: usize,
+    slice: usize,
+    budget: std::time::Duration,
+    mut write: impl FnMut(usize, usize) -> Result<(), ClientError>,
+) -> Result<usize, ClientError> {
+    let started = std::time::Instant::now();
+    let mut at = from;
+    while at < end {
+        let next = (at + slice).min(end);
+        write(at, next)?;
+        at = next;
+        if started.elapsed() >= budget {
+            break;
+        }
+    }
+    Ok(at)
 }
 
 /// The records of one map that changed: the whole map read in one pass
@@ -719,4 +757,33 @@ pub(crate) fn reevaluate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+
+    #[test]
+    fn a_step_stops_at_its_time_budget_and_never_before_one_slice() {
+        let hour = std::time::Duration::from_secs(3600);
+        let mut written = Vec::new();
+        let to = in_slices(0, 95, 10, hour, |a, b| {
+            written.push((a, b));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(to, 95, "within the budget: the whole range");
+        assert_eq!(written.len(), 10);
+        assert_eq!(written.last(), Some(&(90, 95)));
+
+        written.clear();
+        let to = in_slices(20, 100, 10, std::time::Duration::ZERO, |a, b| {
+            written.push((a, b));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(to, 30, "a spent budget ends the step after one slice");
+        assert_eq!(written, vec![(20, 30)]);
+        assert!(STEP_BUDGET <= std::time::Duration::from_millis(10));
+    }
 }

@@ -5,6 +5,7 @@
 //! into the event document through the shared `event_model` layout.
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use automerge::Automerge;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
@@ -15,6 +16,9 @@ use serde::Serialize;
 use sync_protocol::DocumentId;
 
 use crate::{ClientCore, ClientError, attendee_csv, event_index, journal, now_ms};
+
+/// A check-in answer slower than this is logged with where its time went.
+const SLOW_ANSWER: Duration = Duration::from_millis(250);
 
 /// Attendees written per document change during an import: small changes
 /// keep later syncs incremental (a single giant change is resent whole).
@@ -331,6 +335,7 @@ impl ClientCore {
         list_id: &str,
         direction: Direction,
     ) -> Result<CheckInResult, ClientError> {
+        let asked = Instant::now();
         let (device, staff) = self.operator()?;
         let key = event.to_string();
         // One short transaction under the store's lock: the lookup, the
@@ -339,8 +344,10 @@ impl ClientCore {
         // written later by the journal writer (`journal.rs`), so a scan
         // never waits for a document operation.
         let mut guard = self.lock();
+        let locked = asked.elapsed();
         let inner = &mut *guard;
         let tx = crate::store::write_tx(inner.store.conn_mut())?;
+        let begun = asked.elapsed();
         let all_rules = event_index::all_list_rules(&tx, &key)?;
         let (attendee, answer, last_hlc, previous) = {
             let conn: &rusqlite::Connection = &tx;
@@ -431,7 +438,24 @@ impl ClientCore {
             }
             _ => None,
         };
+        let decided = asked.elapsed();
         tx.commit()?;
+        let answered = asked.elapsed();
+        if answered >= SLOW_ANSWER {
+            // Where a slow answer's time went: waiting for this replica's
+            // store (another thread holds it), for SQLite's write lock (a
+            // background compaction's transaction), the lookup, or the
+            // commit's sync to disk.
+            tracing::warn!(
+                doc = %event,
+                total_ms = answered.as_millis() as u64,
+                store_lock_ms = locked.as_millis() as u64,
+                write_lock_ms = (begun - locked).as_millis() as u64,
+                lookup_ms = (decided - begun).as_millis() as u64,
+                commit_ms = (answered - decided).as_millis() as u64,
+                "slow check-in answer"
+            );
+        }
         if scan_id.is_some() {
             inner.journaled += 1;
             let total = inner.pending_total();

@@ -765,10 +765,15 @@ impl ClientCore {
         loop {
             let mut step = || -> Result<bool, ClientError> {
                 let mut inner = self.lock();
-                let tx = store::write_tx(inner.store.conn_mut())?;
-                let more = work.write_step(&tx)?;
-                tx.commit()?;
-                Ok(more)
+                // The index is rebuilt from the document if a crash loses
+                // a step: its commits need not wait for the disk, so the
+                // store is held for the work alone.
+                store::without_disk_sync(inner.store.conn_mut(), |conn| {
+                    let tx = store::write_tx(conn)?;
+                    let more = work.write_step(&tx)?;
+                    tx.commit()?;
+                    Ok(more)
+                })
             };
             match step() {
                 Ok(true) => continue,

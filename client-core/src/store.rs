@@ -33,6 +33,35 @@ pub(crate) fn write_tx(conn: &mut Connection) -> rusqlite::Result<rusqlite::Tran
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
 }
 
+/// Runs `work` (its own transactions) with commits that do not wait for
+/// the disk (`synchronous = NORMAL`: in WAL mode a commit is then written
+/// but not synced; the next synced commit or checkpoint carries it). Only
+/// for what can be rebuilt: a crash loses at most the last such commits,
+/// never one made before a synced commit (the WAL is written in order).
+/// The event index is such data: it catches up from its recorded heads.
+pub(crate) fn without_disk_sync<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    // SQLite refuses to change this inside a transaction; these run
+    // between the caller's transactions.
+    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    let relaxed = SyncRestored(conn);
+    work(relaxed.0)
+}
+
+/// Puts `synchronous = FULL` back however the work ended (a panic
+/// included): every other commit of the store waits for the disk.
+struct SyncRestored<'c>(&'c mut Connection);
+
+impl Drop for SyncRestored<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.0.execute_batch("PRAGMA synchronous = FULL") {
+            tracing::error!(%error, "could not restore synchronous = FULL on the store");
+        }
+    }
+}
+
 pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
     heads.iter().flat_map(|h| h.0).collect()
 }

@@ -531,3 +531,24 @@ fn a_tablet_far_behind_takes_in_the_whole_document_and_keeps_its_own_scans() {
     assert_eq!(reopened.counts(event, Some("main")).unwrap(), counts);
     assert_eq!(reopened.sync_status().pending_changes, 0);
 }
+
+#[test]
+fn index_commits_skip_the_disk_sync_and_every_other_commit_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
+    let level = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    };
+    let mut inner = core.lock();
+    let conn = inner.store.conn_mut();
+    assert_eq!(level(conn), 2, "FULL");
+    let inside = store::without_disk_sync(conn, |conn| Ok(level(conn))).unwrap();
+    assert_eq!(inside, 1, "NORMAL while the index is written");
+    assert_eq!(level(conn), 2);
+    // A failed step puts it back too.
+    let failed: Result<(), ClientError> =
+        store::without_disk_sync(conn, |_| Err(ClientError::Corrupt("step failed".into())));
+    assert!(failed.is_err());
+    assert_eq!(level(conn), 2);
+}

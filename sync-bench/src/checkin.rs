@@ -131,6 +131,9 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         Some(parent) => Some(tempfile::tempdir_in(parent)?),
         None => None,
     };
+    // With `--door-cpu`, everything the door tablet does (its scans, its
+    // sync, its journal writer and compactions) runs on that CPU.
+    let door_cpu = args.door_cpu.map(CpuRuntime::on).transpose()?;
     let mut replicas = Vec::with_capacity(tablets + 1);
     // The last replica is the door tablet that stays online.
     for i in 0..=tablets {
@@ -138,8 +141,20 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
             Some(other) if i < tablets => other.path(),
             _ => dir.path(),
         };
-        let tablet = ClientCore::open(place.join(format!("tablet{i}.sqlite3")))?;
-        let sync = tablet.start_sync(args.sync_config(&args.urls[i % args.urls.len()])?);
+        let path = place.join(format!("tablet{i}.sqlite3"));
+        let config = args.sync_config(&args.urls[i % args.urls.len()])?;
+        let (tablet, sync) = match door_cpu.as_ref().filter(|_| i == tablets) {
+            Some(cpu) => {
+                let tablet = cpu.open(path).await?;
+                let sync = cpu.start_sync(&tablet, config);
+                (tablet, sync)
+            }
+            None => {
+                let tablet = ClientCore::open(path)?;
+                let sync = tablet.start_sync(config);
+                (tablet, sync)
+            }
+        };
         tablet.find(event)?;
         wait_for(
             "a tablet's download",
@@ -180,7 +195,11 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         .chain([&door, &admin])
         .map(|r| r.sync_receive_cpu())
         .collect();
-    let door_sync = door.start_sync(args.sync_config(&args.urls[0])?);
+    let door_config = args.sync_config(&args.urls[0])?;
+    let door_sync = match &door_cpu {
+        Some(cpu) => cpu.start_sync(&door, door_config),
+        None => door.start_sync(door_config),
+    };
     wait_for(
         "the door tablet's connection",
         Duration::from_secs(args.timeout_secs),
@@ -192,7 +211,11 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     let stop_door = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let door_scanner = {
         let (door, stop) = (door.clone(), stop_door.clone());
+        let door_cpu = args.door_cpu;
         std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
+            if let Some(cpu) = door_cpu {
+                run_this_thread_on(cpu)?;
+            }
             let mut latencies = Vec::new();
             let period = Duration::from_millis(1000 / DOOR_SCANS_PER_S);
             let mut next = Instant::now();
@@ -284,9 +307,87 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         "scans_during_reconnect": door_latencies.len(),
         "scan_during_reconnect_p99_ms": scan_p99,
         "scan_during_reconnect_max_ms": scan_max,
+        "door_cpu": args.door_cpu,
         "server_cpu_s": server_cpu_s,
         "tablet_cpu_s_max": tablet_cpu.iter().copied().fold(0.0, f64::max),
         "tablet_cpu_s_sum": tablet_cpu.iter().sum::<f64>(),
         "server_rss_mib": crate::server_rss_mib(args.server_pid),
     }))
+}
+
+/// A tokio runtime whose every thread (worker and blocking pool) runs on
+/// one CPU: a replica opened and synced through it does all its work there
+/// (threads it starts inherit the CPU), as a tablet with a CPU of its own.
+struct CpuRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl CpuRuntime {
+    fn on(cpu: usize) -> anyhow::Result<Self> {
+        // Tried once here for a clear error; the runtime's threads then
+        // cannot fail to move.
+        std::thread::spawn(move || run_this_thread_on(cpu))
+            .join()
+            .map_err(|_| anyhow::anyhow!("pinning a thread panicked"))??;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("cpu{cpu}"))
+            .enable_all()
+            .on_thread_start(move || {
+                let _ = run_this_thread_on(cpu);
+            })
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("present until dropped")
+    }
+
+    /// Opens a replica on this CPU (its journal writer starts there).
+    async fn open(&self, path: std::path::PathBuf) -> anyhow::Result<ClientCore> {
+        Ok(self
+            .runtime()
+            .spawn_blocking(move || ClientCore::open(path))
+            .await??)
+    }
+
+    fn start_sync(&self, core: &ClientCore, config: client_core::SyncConfig) -> SyncHandle {
+        let _on_this_runtime = self.runtime().enter();
+        core.start_sync(config)
+    }
+}
+
+impl Drop for CpuRuntime {
+    fn drop(&mut self) {
+        // Dropped inside the bench's own runtime, which may not block.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Moves the calling thread to `cpu` alone (Linux; elsewhere an error).
+fn run_this_thread_on(cpu: usize) -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `set` is a zeroed cpu_set_t, written only through libc's
+        // own macros, and passed with its size; 0 names the calling thread.
+        let done = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if done != 0 {
+            bail!(
+                "cannot run the door tablet on CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    bail!("--door-cpu {cpu}: pinning a thread is only done on Linux")
 }

@@ -104,6 +104,13 @@ struct Args {
     /// /dev/shm) keeps their writes from slowing the door tablet's fsyncs.
     #[arg(long)]
     tablet_dir: Option<std::path::PathBuf>,
+    /// The CPU the door tablet's scanning thread runs on (offline-tablets;
+    /// Linux). Real tablets each have a CPU of their own: with the server
+    /// and this bench held to the other CPUs (`taskset -c 0`), a door scan's
+    /// latency is its own work and its waits for its own store, not the
+    /// machine's 21 replicas competing for two cores.
+    #[arg(long)]
+    door_cpu: Option<usize>,
     /// Tablets that are real client-core replicas and make the scans
     /// (stadium; the other `--clients` are protocol-level readers).
     #[arg(long, default_value_t = 10)]
@@ -662,6 +669,16 @@ async fn run_idle(args: &Args) -> anyhow::Result<Report> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The replicas' warnings (a slow check-in answer, a failed compaction)
+    // on stderr beside the JSON on stdout; `RUST_LOG` for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_thread_names(true)
+        .init();
     let args = Args::parse();
     for url in &args.urls {
         let host = url
