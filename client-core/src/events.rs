@@ -336,6 +336,8 @@ impl ClientCore {
         direction: Direction,
     ) -> Result<CheckInResult, ClientError> {
         let asked = Instant::now();
+        // Who holds the store as this scan comes for it (for the slow log).
+        let holder = self.store_last_taken_at();
         let (device, staff) = self.operator()?;
         let key = event.to_string();
         // One short transaction under the store's lock: the lookup, the
@@ -453,6 +455,7 @@ impl ClientCore {
                 write_lock_ms = (begun - locked).as_millis() as u64,
                 lookup_ms = (decided - begun).as_millis() as u64,
                 commit_ms = (answered - decided).as_millis() as u64,
+                store_last_taken_at = holder.as_deref().unwrap_or("-"),
                 "slow check-in answer"
             );
         }

@@ -222,7 +222,14 @@ pub struct ClientCore {
     heard: Arc<Mutex<presence::Heard>>,
     /// Wakes the writer that moves journaled scans into their documents.
     journal: Arc<journal::Signal>,
+    /// Where the store's lock was last taken (see [`ClientCore::lock`]).
+    store_taken_at: Arc<StoreTakenAt>,
 }
+
+/// The source line that last took the store's lock: a check-in answer that
+/// waited for it names what it most likely waited for (the label is set
+/// just after the lock is taken, so it can lag the holder by that moment).
+type StoreTakenAt = Mutex<Option<&'static std::panic::Location<'static>>>;
 
 /// A [`ClientCore`] that does not keep it alive (held by its background
 /// journal writer, which ends when the last clone is dropped).
@@ -234,6 +241,7 @@ struct WeakCore {
     presence_intent: Weak<watch::Sender<presence::PresenceIntent>>,
     heard: Weak<Mutex<presence::Heard>>,
     journal: Weak<journal::Signal>,
+    store_taken_at: Weak<StoreTakenAt>,
 }
 
 impl WeakCore {
@@ -246,6 +254,7 @@ impl WeakCore {
             presence_intent: self.presence_intent.upgrade()?,
             heard: self.heard.upgrade()?,
             journal: self.journal.upgrade()?,
+            store_taken_at: self.store_taken_at.upgrade()?,
         })
     }
 }
@@ -323,6 +332,7 @@ impl ClientCore {
             presence_intent: Arc::new(watch::channel(None).0),
             heard: Arc::default(),
             journal: Arc::default(),
+            store_taken_at: Arc::default(),
         };
         // Scans answered before a crash or a restart go into their
         // documents now, before anyone reads them.
@@ -340,6 +350,7 @@ impl ClientCore {
             presence_intent: Arc::downgrade(&self.presence_intent),
             heard: Arc::downgrade(&self.heard),
             journal: Arc::downgrade(&self.journal),
+            store_taken_at: Arc::downgrade(&self.store_taken_at),
         }
     }
 
@@ -395,12 +406,28 @@ impl ClientCore {
         Ok(())
     }
 
+    #[track_caller]
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave SQLite half-written
         // (transactions roll back), so the data is safe to keep using.
-        self.inner
+        let guard = self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *self.taken_at() = Some(std::panic::Location::caller());
+        guard
+    }
+
+    fn taken_at(&self) -> MutexGuard<'_, Option<&'static std::panic::Location<'static>>> {
+        self.store_taken_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where the store's lock was last taken (`file:line`), if ever.
+    pub(crate) fn store_last_taken_at(&self) -> Option<String> {
+        self.taken_at()
+            .map(|at| format!("{}:{}", at.file(), at.line()))
     }
 
     /// A new, empty document, recorded in the store (it syncs once it has content).
@@ -693,14 +720,18 @@ impl ClientCore {
             local.wanted = false;
             self.index_in_steps(id, &local.doc);
         }
-        let mut guard = self.lock();
-        let inner = &mut *guard;
         if let Some(confirmed) = server_heads {
-            inner.store.set_server_heads(id, &confirmed)?;
+            self.lock().store.set_server_heads(id, &confirmed)?;
             local.server_heads = confirmed;
         }
+        // Counted under the document's lock alone: it walks the changes
+        // since the server's heads (all of them when those heads are not
+        // here yet), and a scan waiting for the store waited 459 ms for it
+        // (BENCHMARKS.md, "The door tablet on a CPU of its own").
         let pending = local.pending_changes();
         drop(local);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         tracing::debug!(doc = %id, changed, pending, server_heads = ?state.their_heads, "sync message applied");
         inner.pending.insert(id, pending);
         inner.receive_cpu += thread_cpu_time().saturating_sub(started);
