@@ -373,6 +373,10 @@ impl Drop for CpuRuntime {
 fn run_this_thread_on(cpu: usize) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        // libc's CPU_SET indexes a fixed-size set (and panics past it).
+        if cpu >= libc::CPU_SETSIZE as usize {
+            bail!("there is no CPU {cpu} (at most {})", libc::CPU_SETSIZE - 1);
+        }
         // SAFETY: `set` is a zeroed cpu_set_t, written only through libc's
         // own macros, and passed with its size; 0 names the calling thread.
         let done = unsafe {
