@@ -455,7 +455,7 @@ impl ClientCore {
                 write_lock_ms = (begun - locked).as_millis() as u64,
                 lookup_ms = (decided - begun).as_millis() as u64,
                 commit_ms = (answered - decided).as_millis() as u64,
-                store_last_taken_at = holder.as_deref().unwrap_or("-"),
+                store_last_taken_at = %holder.map_or("-".into(), |at| format!("{}:{}", at.file(), at.line())),
                 "slow check-in answer"
             );
         }

@@ -424,10 +424,9 @@ impl ClientCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Where the store's lock was last taken (`file:line`), if ever.
-    pub(crate) fn store_last_taken_at(&self) -> Option<String> {
-        self.taken_at()
-            .map(|at| format!("{}:{}", at.file(), at.line()))
+    /// Where the store's lock was last taken, if ever.
+    pub(crate) fn store_last_taken_at(&self) -> Option<&'static std::panic::Location<'static>> {
+        *self.taken_at()
     }
 
     /// A new, empty document, recorded in the store (it syncs once it has content).
