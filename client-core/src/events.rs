@@ -163,8 +163,8 @@ impl ClientCore {
 
     /// The events in the local store.
     pub fn events(&self) -> Result<Vec<EventSummary>, ClientError> {
-        let inner = self.lock();
-        let mut stmt = inner.store.conn().prepare(
+        let conn = self.index_reader();
+        let mut stmt = conn.prepare(
             "SELECT document_id, event_id, name, starts_at, location FROM event_index ORDER BY starts_at, name",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -180,8 +180,8 @@ impl ClientCore {
     }
 
     pub fn checkin_lists(&self, event: DocumentId) -> Result<Vec<CheckinList>, ClientError> {
-        let inner = self.lock();
-        let mut stmt = inner.store.conn().prepare(
+        let conn = self.index_reader();
+        let mut stmt = conn.prepare(
             "SELECT list_id, name, allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
              WHERE document_id = ?1 ORDER BY name, list_id",
         )?;
@@ -249,8 +249,7 @@ impl ClientCore {
             return Ok(Vec::new());
         }
         let key = event.to_string();
-        let inner = self.lock();
-        let conn = inner.store.conn();
+        let conn = self.index_reader();
         let mut found: Vec<AttendeeView> = Vec::new();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {ATTENDEE_COLUMNS} FROM attendees
@@ -528,9 +527,7 @@ impl ClientCore {
     /// other device's, whatever their outcome).
     pub fn scan_count(&self, event: DocumentId) -> Result<u64, ClientError> {
         let n: i64 = self
-            .lock()
-            .store
-            .conn()
+            .index_reader()
             .prepare_cached("SELECT count(*) FROM scans WHERE document_id = ?1")?
             .query_row(params![event.to_string()], |r| r.get(0))?;
         Ok(n as u64)
@@ -539,8 +536,7 @@ impl ClientCore {
     /// Counts for one list, or for the whole event (`None`: any list).
     pub fn counts(&self, event: DocumentId, list_id: Option<&str>) -> Result<Counts, ClientError> {
         let key = event.to_string();
-        let inner = self.lock();
-        let conn = inner.store.conn();
+        let conn = self.index_reader();
         // `?2` NULL: the whole event (any list).
         let counts = conn.query_row(
             "SELECT count(*),
@@ -569,8 +565,7 @@ impl ClientCore {
     /// Duplicate entries to review, in scan order.
     pub fn duplicates(&self, event: DocumentId) -> Result<Vec<DuplicateView>, ClientError> {
         let key = event.to_string();
-        let inner = self.lock();
-        let conn = inner.store.conn();
+        let conn = self.index_reader();
         let mut stmt = conn.prepare(&format!(
             "SELECT {SCAN_COLUMNS}, duplicate_of FROM scans
              WHERE document_id = ?1 AND outcome = 'duplicate' ORDER BY hlc, scan_id"
@@ -614,8 +609,8 @@ impl ClientCore {
         event: DocumentId,
         limit: usize,
     ) -> Result<Vec<ScanView>, ClientError> {
-        let inner = self.lock();
-        let mut stmt = inner.store.conn().prepare_cached(&format!(
+        let conn = self.index_reader();
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SCAN_COLUMNS} FROM scans WHERE document_id = ?1 ORDER BY hlc DESC, scan_id DESC LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![event.to_string(), limit as i64], scan_view)?;
@@ -635,10 +630,10 @@ impl ClientCore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, ScanView)>, ClientError> {
-        let inner = self.lock();
+        let conn = self.index_reader();
         // `NOT INDEXED`: walk the table from the rowid on (the indexes would
         // have SQLite visit every scan of the event to find the new ones).
-        let mut stmt = inner.store.conn().prepare_cached(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {SCAN_COLUMNS}, rowid FROM scans NOT INDEXED
              WHERE rowid > ?2 AND document_id = ?1 ORDER BY rowid LIMIT ?3"
         ))?;

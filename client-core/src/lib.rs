@@ -17,6 +17,7 @@ mod presence;
 mod quarantine;
 mod settings;
 mod store;
+mod store_guard;
 mod sync;
 mod tls;
 
@@ -224,6 +225,8 @@ pub struct ClientCore {
     journal: Arc<journal::Signal>,
     /// Where the store's lock was last taken (see [`ClientCore::lock`]).
     store_taken_at: Arc<StoreTakenAt>,
+    /// The store's read-only connection (see [`ClientCore::index_reader`]).
+    reader: Arc<Mutex<rusqlite::Connection>>,
 }
 
 /// The source line that last took the store's lock: a check-in answer that
@@ -242,6 +245,7 @@ struct WeakCore {
     heard: Weak<Mutex<presence::Heard>>,
     journal: Weak<journal::Signal>,
     store_taken_at: Weak<StoreTakenAt>,
+    reader: Weak<Mutex<rusqlite::Connection>>,
 }
 
 impl WeakCore {
@@ -255,6 +259,7 @@ impl WeakCore {
             heard: self.heard.upgrade()?,
             journal: self.journal.upgrade()?,
             store_taken_at: self.store_taken_at.upgrade()?,
+            reader: self.reader.upgrade()?,
         })
     }
 }
@@ -276,6 +281,7 @@ impl ClientCore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ClientError> {
         let path = path.as_ref().to_path_buf();
         let store = LocalStore::open(&path)?;
+        let reader = LocalStore::open_reader(&path)?;
         let mut docs = HashMap::new();
         let mut pending = HashMap::new();
         for id in store.document_ids()? {
@@ -333,6 +339,7 @@ impl ClientCore {
             heard: Arc::default(),
             journal: Arc::default(),
             store_taken_at: Arc::default(),
+            reader: Arc::new(Mutex::new(reader)),
         };
         // Scans answered before a crash or a restart go into their
         // documents now, before anyone reads them.
@@ -351,6 +358,7 @@ impl ClientCore {
             heard: Arc::downgrade(&self.heard),
             journal: Arc::downgrade(&self.journal),
             store_taken_at: Arc::downgrade(&self.store_taken_at),
+            reader: Arc::downgrade(&self.reader),
         }
     }
 
@@ -407,15 +415,28 @@ impl ClientCore {
     }
 
     #[track_caller]
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> store_guard::StoreGuard<'_> {
         // A panic while holding the lock cannot leave SQLite half-written
         // (transactions roll back), so the data is safe to keep using.
         let guard = self
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *self.taken_at() = Some(std::panic::Location::caller());
-        guard
+        let site = std::panic::Location::caller();
+        *self.taken_at() = Some(site);
+        store_guard::StoreGuard::new(guard, site)
+    }
+
+    /// The store's read-only connection, for queries that only read: it
+    /// sees the last commit and does not take the store's lock, so a screen
+    /// polling counts (100-900 ms each over a busy event on a loaded CPU,
+    /// BENCHMARKS.md) never keeps a scan waiting. Every write commits
+    /// before it returns, so a caller reads its own writes.
+    fn index_reader(&self) -> MutexGuard<'_, rusqlite::Connection> {
+        // A read-only connection has nothing a panic could leave half-done.
+        self.reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn taken_at(&self) -> MutexGuard<'_, Option<&'static std::panic::Location<'static>>> {
@@ -720,7 +741,15 @@ impl ClientCore {
             self.index_in_steps(id, &local.doc);
         }
         if let Some(confirmed) = server_heads {
-            self.lock().store.set_server_heads(id, &confirmed)?;
+            // The server's heads are a hint (what is counted as pending);
+            // if a power loss takes this write back, the next sync confirms
+            // them again. So it does not wait for the disk, which a busy
+            // reconnect kept a door scan waiting for (up to 460 ms).
+            let mut inner = self.lock();
+            store::without_disk_sync(inner.store.conn_mut(), |conn| {
+                store::write_server_heads(conn, id, &confirmed)
+            })?;
+            drop(inner);
             local.server_heads = confirmed;
         }
         // Counted under the document's lock alone: it walks the changes
@@ -743,10 +772,11 @@ impl ClientCore {
             .last_sync_stored
             .is_none_or(|at| at.elapsed() >= LAST_SYNC_STORE_EVERY);
         if all_confirmed && store_due {
-            let now = SystemTime::now();
-            inner
-                .store
-                .set_meta("last_sync_at_ms", &unix_ms(now).to_string())?;
+            // Shown until the next sync; not worth a wait for the disk.
+            let now = unix_ms(SystemTime::now()).to_string();
+            store::without_disk_sync(inner.store.conn_mut(), |conn| {
+                store::write_meta(conn, "last_sync_at_ms", &now)
+            })?;
             inner.last_sync_stored = Some(std::time::Instant::now());
         }
         drop(guard);

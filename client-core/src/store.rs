@@ -6,7 +6,7 @@ use std::path::Path;
 
 use automerge::ChangeHash;
 use migrations::{CLIENT_SQLITE, Migrator, SqliteBackend};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use crate::ClientError;
@@ -60,6 +60,15 @@ impl Drop for SyncRestored<'_> {
             tracing::error!(%error, "could not restore synchronous = FULL on the store");
         }
     }
+}
+
+pub(crate) fn write_meta(conn: &Connection, key: &str, value: &str) -> Result<(), ClientError> {
+    conn.prepare_cached(
+        "INSERT INTO sync_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
 }
 
 pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
@@ -242,6 +251,25 @@ impl LocalStore {
         Ok(Self { conn })
     }
 
+    /// A second, read-only connection to the store at `path` (opened after
+    /// [`LocalStore::open`] has migrated it). In WAL mode it reads the last
+    /// commit while the writing connection is busy, so the queries a screen
+    /// polls (counts, lists, search) never hold the lock a scan needs.
+    pub fn open_reader(path: &Path) -> Result<Connection, ClientError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch(
+            "PRAGMA busy_timeout = 5000;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA cache_size = -16384;",
+        )?;
+        Ok(conn)
+    }
+
     pub fn document_ids(&self) -> Result<Vec<DocumentId>, ClientError> {
         let mut stmt = self
             .conn
@@ -353,14 +381,6 @@ impl LocalStore {
         Ok(seq as u64)
     }
 
-    pub fn set_server_heads(
-        &self,
-        id: DocumentId,
-        heads: &[ChangeHash],
-    ) -> Result<(), ClientError> {
-        write_server_heads(&self.conn, id, heads)
-    }
-
     /// Replaces a document's stored state with `snapshot` (all chunks folded
     /// in, as one transaction) and records the changes taken out of it.
     pub fn replace_with_quarantine(
@@ -429,12 +449,7 @@ impl LocalStore {
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), ClientError> {
-        self.conn.execute(
-            "INSERT INTO sync_meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        write_meta(&self.conn, key, value)
     }
 
     pub fn delete_meta(&self, key: &str) -> Result<(), ClientError> {

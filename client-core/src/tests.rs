@@ -552,3 +552,41 @@ fn index_commits_skip_the_disk_sync_and_every_other_commit_keeps_it() {
     assert!(failed.is_err());
     assert_eq!(level(conn), 2);
 }
+
+#[test]
+fn a_screens_reads_do_not_take_the_store_a_scan_needs() {
+    use event_model::rules::{Answer, Direction};
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
+    let event = event_with_attendees(&core, 3);
+    let scanned = core
+        .check_in(event, "T1", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(scanned.answer, Answer::Admitted);
+    // This thread holds the store's lock, as a sync step or a scan does;
+    // another thread reads what a door screen polls.
+    let store = core.lock();
+    let reader = core.clone();
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let reading = std::thread::spawn(move || {
+        let read = (
+            reader.scan_count(event).unwrap(),
+            reader.counts(event, Some("main")).unwrap().checked_in,
+            reader.duplicates(event).unwrap().len(),
+            reader.recent_scans(event, 10).unwrap().len(),
+            reader.search_attendees(event, "Guest", 10).unwrap().len(),
+            reader.checkin_lists(event).unwrap().len(),
+            reader.events().unwrap().len(),
+        );
+        read_tx.send(read).unwrap();
+    });
+    // Bounded: reads that waited for the store fail here instead of hanging.
+    let read = read_rx.recv_timeout(std::time::Duration::from_secs(30));
+    drop(store);
+    reading.join().unwrap();
+    assert_eq!(
+        read.expect("the reads waited for the store's lock"),
+        (1, 1, 0, 1, 3, 1, 1),
+        "the last commit, read without the store's lock"
+    );
+}
