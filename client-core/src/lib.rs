@@ -48,6 +48,7 @@ pub use quarantine::QuarantinedChange;
 pub use settings_model::{self, SettingValue, Settings};
 pub use sync::{SyncConfig, SyncHandle};
 pub use sync_protocol::DocumentId;
+use sync_protocol::doc_layout;
 pub use tls::{ServerTrust, TrustError, spki_sha256};
 
 use store::LocalStore;
@@ -143,6 +144,8 @@ impl SyncStatus {
 
 struct LocalDoc {
     doc: Automerge,
+    /// Whether `doc` still has the layout of a load (see `doc_layout`).
+    layout: doc_layout::Layout,
     last_seq: u64,
     chunks_since_snapshot: u64,
     /// Heads the server confirmed having.
@@ -156,6 +159,7 @@ impl LocalDoc {
     fn empty(wanted: bool) -> Self {
         Self {
             doc: Automerge::new(),
+            layout: doc_layout::Layout::Settled,
             last_seq: 0,
             chunks_since_snapshot: 0,
             server_heads: Vec::new(),
@@ -286,15 +290,13 @@ impl ClientCore {
         let mut pending = HashMap::new();
         for id in store.document_ids()? {
             let stored = store.load(id)?.ok_or(ClientError::NotFound(id))?;
-            let mut doc = match &stored.snapshot {
-                Some(bytes) => Automerge::load(bytes)?,
-                None => Automerge::new(),
-            };
-            for chunk in &stored.chunks {
-                doc.load_incremental(chunk)?;
-            }
+            let (doc, layout) = doc_layout::load(
+                stored.snapshot.as_deref(),
+                stored.chunks.iter().map(Vec::as_slice),
+            )?;
             let local = LocalDoc {
                 doc,
+                layout,
                 last_seq: stored.last_seq,
                 chunks_since_snapshot: stored.chunks.len() as u64,
                 server_heads: stored.server_heads,
@@ -574,6 +576,7 @@ impl ClientCore {
             also(self.lock().store.conn())?;
             return Ok(value);
         }
+        local.layout.changed(&mut local.doc, before.is_empty());
         let chunk = local.doc.save_after(&before);
         let mut store_guard = self.lock();
         let inner = &mut *store_guard;
@@ -710,6 +713,11 @@ impl ClientCore {
         }
         let heads = local.doc.get_heads();
         let changed = heads != before;
+        if changed {
+            // A fresh replica's first message loads the whole document.
+            let local = &mut *local;
+            local.layout.changed(&mut local.doc, before.is_empty());
+        }
         let mut server_heads = state
             .their_heads
             .clone()
@@ -955,19 +963,19 @@ fn after_append(path: &Path, id: DocumentId, local: &mut LocalDoc) {
 fn reload(store: &LocalStore, id: DocumentId, local: &mut LocalDoc) -> Result<(), ClientError> {
     let stored = store.load(id)?;
     let mut doc = Automerge::new();
+    let mut layout = doc_layout::Layout::Settled;
     let mut last_seq = 0;
     let mut chunk_count = 0;
     if let Some(stored) = stored {
-        if let Some(snapshot) = &stored.snapshot {
-            doc = Automerge::load(snapshot)?;
-        }
-        for chunk in &stored.chunks {
-            doc.load_incremental(chunk)?;
-        }
+        (doc, layout) = doc_layout::load(
+            stored.snapshot.as_deref(),
+            stored.chunks.iter().map(Vec::as_slice),
+        )?;
         last_seq = stored.last_seq;
         chunk_count = stored.chunks.len() as u64;
     }
     local.doc = doc;
+    local.layout = layout;
     local.last_seq = last_seq;
     local.chunks_since_snapshot = chunk_count;
     Ok(())

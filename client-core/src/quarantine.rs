@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use automerge::{Automerge, ChangeHash};
 use rusqlite::params;
 use serde::Serialize;
-use sync_protocol::DocumentId;
+use sync_protocol::{DocumentId, doc_layout};
 
 use crate::{ClientCore, ClientError, DocEvent, event_index};
 
@@ -67,7 +67,14 @@ impl ClientCore {
         }
         let mut doc = Automerge::new();
         doc.apply_changes(kept)?;
+        // Built in one call from nothing, so laid out as a load is.
+        let mut layout = doc_layout::Layout::Settled;
+        layout.changed(&mut doc, true);
+        let before_carry = doc.get_heads();
         let carried_over = carry_over_records(&local.doc, &roots, &descendants, &mut doc)?;
+        if doc.get_heads() != before_carry {
+            layout.changed(&mut doc, false);
+        }
         let quarantined: Vec<(String, Vec<u8>)> = roots
             .iter()
             .chain(&descendants)
@@ -82,6 +89,7 @@ impl ClientCore {
                 .store
                 .replace_with_quarantine(id, &doc.save(), &quarantined, reason, now)?;
         local.doc = doc;
+        local.layout = layout;
         local.chunks_since_snapshot = 0;
         let pending = local.pending_changes();
         inner.pending.insert(id, pending);

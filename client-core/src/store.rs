@@ -7,7 +7,7 @@ use std::path::Path;
 use automerge::ChangeHash;
 use migrations::{CLIENT_SQLITE, Migrator, SqliteBackend};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sync_protocol::DocumentId;
+use sync_protocol::{DocumentId, doc_layout};
 
 use crate::ClientError;
 
@@ -169,21 +169,17 @@ pub(crate) fn compact_in_background(
         };
         threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
         let snapshot = read_snapshot(&conn, &key)?;
-        let mut doc = match &snapshot {
-            Some(bytes) => automerge::Automerge::load(bytes)?,
-            None => automerge::Automerge::new(),
-        };
-        {
-            let mut stmt = conn.prepare(
+        let chunks: Vec<Vec<u8>> = conn
+            .prepare(
                 "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
-            )?;
-            let chunks = stmt.query_map(params![key, snapshot_seq, through_seq], |r| {
+            )?
+            .query_map(params![key, snapshot_seq, through_seq], |r| {
                 r.get::<_, Vec<u8>>(0)
-            })?;
-            for chunk in chunks {
-                doc.load_incremental(&chunk?)?;
-            }
-        }
+            })?
+            .collect::<Result<_, _>>()?;
+        // Laid out again after the first chunk: the rest would otherwise
+        // make this copy hold up to ten times the document's memory.
+        let (doc, _) = doc_layout::load(snapshot.as_deref(), chunks.iter().map(Vec::as_slice))?;
         let saved = doc.save();
         let tx = write_tx(&mut conn)?;
         // Only forward: the document may have been replaced meanwhile.

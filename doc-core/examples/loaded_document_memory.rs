@@ -9,9 +9,10 @@
 //! 1.0.0-alpha.5's `splice_slab`: the part before a split keeps the whole
 //! buffer's capacity). This prints resident memory and time while 20
 //! writers' batches of scans are applied to an event-shaped document
-//! (records in 256 bucket maps, as `event-model` lays them out) held three
-//! ways: as built by its writers, loaded from its save, and rebuilt from its
-//! changes in one call.
+//! (records in 256 bucket maps, as `event-model` lays them out) held four
+//! ways: as built by its writers, loaded from its save, rebuilt from its
+//! changes in one call, and loaded then laid out again after its first
+//! changes (`sync_protocol::doc_layout`, what client and server do).
 //!
 //! `cargo run --release -p doc-core --example loaded_document_memory -- [attendees] [scans already in]`
 
@@ -19,6 +20,7 @@ use std::time::Instant;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, Automerge, Change, ObjId, ObjType, ROOT};
+use sync_protocol::doc_layout;
 
 const BUCKETS: u64 = 256;
 const WRITERS: u64 = 20;
@@ -72,8 +74,14 @@ fn main() {
         arriving.len()
     );
     println!("load {load_s:.2} s; rebuilt from its changes instead {rebuild_s:.2} s");
-    for (how, doc) in [("built", built), ("loaded", loaded), ("rebuilt", rebuilt)] {
-        apply_and_report(how, doc, &arriving);
+    let relaid = Automerge::load(&saved).unwrap();
+    for (how, doc, layout) in [
+        ("built", built, None),
+        ("loaded", loaded, None),
+        ("rebuilt", rebuilt, None),
+        ("relaid", relaid, Some(doc_layout::Layout::Loaded)),
+    ] {
+        apply_and_report(how, doc, layout, &arriving);
     }
 }
 
@@ -107,11 +115,19 @@ fn scans(base: &mut AutoCommit, buckets: &[ObjId], round: u64, total: u64) -> Ve
     changes
 }
 
-fn apply_and_report(how: &str, mut doc: Automerge, changes: &[Change]) {
+fn apply_and_report(
+    how: &str,
+    mut doc: Automerge,
+    mut layout: Option<doc_layout::Layout>,
+    changes: &[Change],
+) {
     let start_rss = resident_mib();
     let started = Instant::now();
     for batch in changes.chunks(CHANGES_PER_WRITER as usize) {
         doc.apply_changes(batch.to_vec()).unwrap();
+        if let Some(layout) = &mut layout {
+            layout.changed(&mut doc, false);
+        }
     }
     let elapsed = started.elapsed();
     // Freed memory handed back first: what is left is held by the document.

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 use event_model::validate::EventWriter;
+use sync_protocol::doc_layout;
 
 mod whole_document;
 use whole_document::WholeDocument;
@@ -102,6 +103,8 @@ pub struct MessageCounts {
 
 pub struct DocumentCore {
     doc: Automerge,
+    /// Whether `doc` still has the layout of a load (see `doc_layout`).
+    layout: doc_layout::Layout,
     peers: HashMap<PeerKey, sync::State>,
     persisted_heads: Vec<ChangeHash>,
     /// Peers whose changes were accepted since the last `outgoing`: they get
@@ -130,17 +133,12 @@ pub struct DocumentCore {
 impl DocumentCore {
     /// A document from its stored snapshot and the chunks appended after it.
     pub fn load(snapshot: Option<&[u8]>, chunks: &[Vec<u8>]) -> Result<Self, LoadError> {
-        let mut doc = match snapshot {
-            Some(bytes) => Automerge::load(bytes).map_err(|e| LoadError(e.to_string()))?,
-            None => Automerge::new(),
-        };
-        for chunk in chunks {
-            doc.load_incremental(chunk)
-                .map_err(|e| LoadError(e.to_string()))?;
-        }
+        let (doc, layout) = doc_layout::load(snapshot, chunks.iter().map(Vec::as_slice))
+            .map_err(|e| LoadError(e.to_string()))?;
         let persisted_heads = doc.get_heads();
         Ok(Self {
             doc,
+            layout,
             peers: HashMap::new(),
             persisted_heads: persisted_heads.clone(),
             owed_ack: HashSet::new(),
@@ -160,6 +158,7 @@ impl DocumentCore {
     pub fn empty() -> Self {
         Self {
             doc: Automerge::new(),
+            layout: doc_layout::Layout::Settled,
             peers: HashMap::new(),
             persisted_heads: Vec::new(),
             owed_ack: HashSet::new(),
@@ -187,10 +186,14 @@ impl DocumentCore {
         &mut self,
         f: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), E>,
     ) -> Result<(), String> {
+        let before = self.doc.get_heads();
         let mut tx = self.doc.transaction();
         match f(&mut tx) {
             Ok(()) => {
                 tx.commit();
+                if self.doc.get_heads() != before {
+                    self.layout.changed(&mut self.doc, before.is_empty());
+                }
                 Ok(())
             }
             Err(error) => {
@@ -360,6 +363,8 @@ impl DocumentCore {
         }
         let changed = self.doc.get_heads() != before;
         if changed {
+            // A fresh peer's upload into an empty document loads it whole.
+            self.layout.changed(&mut self.doc, before.is_empty());
             self.owed_ack.insert(peer);
             self.accepted_chunks += chunks;
         }
@@ -382,10 +387,14 @@ impl DocumentCore {
             self.unpersisted().is_none(),
             "would mark undurable changes as durable"
         );
+        let before = self.doc.get_heads();
         self.doc
             .load_incremental(bytes)
             .map_err(|e| LoadError(e.to_string()))?;
         self.persisted_heads = self.doc.get_heads();
+        if self.persisted_heads != before {
+            self.layout.changed(&mut self.doc, before.is_empty());
+        }
         Ok(())
     }
 

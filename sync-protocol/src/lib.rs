@@ -1,6 +1,7 @@
 //! The wire contract shared by `client-core` and `sync-server`: the
 //! automerge-repo websocket protocol v1 and automerge-repo document ids.
 
+pub mod doc_layout;
 mod document_id;
 mod message;
 mod plain_sync;
