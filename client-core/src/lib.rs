@@ -217,6 +217,12 @@ impl Inner {
 /// A client's local replica. Cheap to clone; all clones share one store.
 #[derive(Clone)]
 pub struct ClientCore {
+    /// The store's read-only connection (see [`ClientCore::index_reader`]).
+    /// Declared first so it closes before the writing connection: SQLite
+    /// folds the write-ahead log into the database file when its last
+    /// connection closes, and a read-only connection cannot, which left a
+    /// closed store's documents only in its `-wal` file.
+    reader: Arc<Mutex<rusqlite::Connection>>,
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<DocEvent>,
     status: Arc<watch::Sender<SyncStatus>>,
@@ -229,8 +235,6 @@ pub struct ClientCore {
     journal: Arc<journal::Signal>,
     /// Where the store's lock was last taken (see [`ClientCore::lock`]).
     store_taken_at: Arc<StoreTakenAt>,
-    /// The store's read-only connection (see [`ClientCore::index_reader`]).
-    reader: Arc<Mutex<rusqlite::Connection>>,
 }
 
 /// The source line that last took the store's lock: a check-in answer that

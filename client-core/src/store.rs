@@ -23,6 +23,19 @@ pub(crate) struct LocalStore {
     conn: Connection,
 }
 
+impl Drop for LocalStore {
+    /// Folds the write-ahead log into the database file before the writing
+    /// connection closes, whatever other connection (the read-only one, a
+    /// reader elsewhere) is still open: a closed store is then whole in its
+    /// one file, as a copy or a backup of that file expects. SQLite does this
+    /// by itself only when the last connection closes.
+    fn drop(&mut self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            tracing::warn!(error = %e, "store closed without folding its write-ahead log");
+        }
+    }
+}
+
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 /// A write transaction that takes the write lock when it begins. A

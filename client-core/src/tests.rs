@@ -590,3 +590,22 @@ fn a_screens_reads_do_not_take_the_store_a_scan_needs() {
         "the last commit, read without the store's lock"
     );
 }
+
+#[test]
+fn a_closed_store_is_whole_in_its_one_file() {
+    // The fuzzing harness copies a closed store's file alone: with the
+    // read-only connection closing last, the event stayed in the `-wal` file
+    // and the copy had no document.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tablet.sqlite3");
+    let core = ClientCore::open(&path).unwrap();
+    let event = event_with_attendees(&core, 3);
+    let heads = core.heads(event).unwrap();
+    assert!(!heads.is_empty());
+    let _ = core.scan_count(event).unwrap(); // the read-only connection in use
+    drop(core);
+    let copy = dir.path().join("copy.sqlite3");
+    std::fs::copy(&path, &copy).unwrap();
+    let reopened = ClientCore::open(&copy).unwrap();
+    assert_eq!(reopened.heads(event).unwrap(), heads);
+}
