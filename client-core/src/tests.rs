@@ -703,3 +703,41 @@ fn slices_keep_the_changes_in_order_within_their_budget() {
     assert_eq!(chunk_slices(&changes[..2], 1).len(), 2);
     assert!(chunk_slices(&[], budget).is_empty());
 }
+
+#[test]
+fn making_a_store_durable_works_with_and_without_a_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // A store without a log (not in WAL mode): its database file is synced.
+    let plain = dir.path().join("plain.sqlite3");
+    let conn = rusqlite::Connection::open(&plain).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = DELETE; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+    )
+    .unwrap();
+    store::make_durable(&plain).unwrap();
+    // A store whose log is past the fold size: folded from another connection.
+    let path = dir.path().join("tablet.sqlite3");
+    let core = ClientCore::open(&path).unwrap();
+    let id = core
+        .create_event(&event_model::document::EventInfo::new("e", "E"))
+        .unwrap();
+    let mut inner = core.lock();
+    store::durable_later(inner.store.conn_mut(), |conn| {
+        conn.execute_batch("CREATE TABLE filler (data BLOB)")?;
+        for _ in 0..24 {
+            conn.execute("INSERT INTO filler VALUES (zeroblob(262144))", [])?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    drop(inner);
+    let before = std::fs::metadata(&path).unwrap().len();
+    assert!(before < 1 << 20, "nothing folded yet: {before} bytes");
+    store::make_durable(&path).unwrap();
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        after > 6 << 20,
+        "the log was folded into the file: {after} bytes"
+    );
+    assert!(!core.heads(id).unwrap().is_empty());
+}
