@@ -92,17 +92,7 @@ const FOLD_LOG_AT_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) fn make_durable(path: &Path) -> Result<(), ClientError> {
     let mut log = path.as_os_str().to_owned();
     log.push("-wal");
-    let log = match std::fs::File::open(&log) {
-        Ok(log) => log,
-        // No log: the store is not in WAL mode (a file system without
-        // shared memory refuses it) or everything was folded and the log
-        // removed; either way the commits are in the database file.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::File::open(path)?.sync_data()?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let log = std::fs::File::open(&log)?;
     log.sync_data()?;
     if log.metadata()?.len() >= FOLD_LOG_AT_BYTES {
         let conn = Connection::open(path)?;
@@ -503,6 +493,7 @@ pub(crate) fn append_chunk_then(
 ) -> Result<u64, ClientError> {
     let key = id.to_string();
     let mut tx = write_tx(conn)?;
+
     tx.execute(
         &format!(
             "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
