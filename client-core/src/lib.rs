@@ -727,40 +727,25 @@ impl ClientCore {
             .clone()
             .filter(|confirmed| *confirmed != local.server_heads);
         if changed {
-            // The received changes (a reconnect's is up to a whole document,
-            // 5 MB) go in slices, each its own commit under the store's
-            // lock, so a scan waits for one slice at most (a whole chunk held
-            // it up to 246 ms); the server's new heads with the last. The
-            // commits wait for no disk work under the lock; it is done once
-            // after the last, outside it, before anything relies on them.
-            // A crash between slices keeps a prefix of the changes in their
-            // causal order, which loads; the rest comes again on the next
-            // sync.
-            let changes = local.doc.get_changes(&before);
-            let slices = chunk_slices(&changes, CHUNK_SLICE_BYTES);
-            let mut persisted = Ok(());
-            for (n, slice) in slices.iter().enumerate() {
-                let heads = server_heads.as_deref().filter(|_| n + 1 == slices.len());
+            // The received changes, as automerge encodes them (one pass),
+            // with the server's new heads in the same transaction (one
+            // commit, one sync to disk).
+            let chunk = local.doc.save_after(&before);
+            let persisted = {
                 let mut inner = self.lock();
-                persisted = store::durable_later(inner.store.conn_mut(), |conn| {
-                    let also = |conn: &rusqlite::Connection| match heads {
-                        Some(heads) => store::write_server_heads(conn, id, heads),
-                        None => Ok(()),
-                    };
-                    local.last_seq = store::append_chunk_then(conn, id, slice, also, |_| Ok(()))?;
-                    Ok(())
-                });
-                drop(inner);
-                if persisted.is_err() {
-                    break;
-                }
-            }
-            let persisted = persisted.and_then(|()| store::make_durable(&self.path));
+                persist_chunk_unindexed(
+                    &mut inner.store,
+                    &self.path,
+                    id,
+                    &mut local,
+                    &chunk,
+                    server_heads.as_deref(),
+                )
+            };
             if let Err(error) = persisted {
                 reload(&self.lock().store, id, &mut local)?;
                 return Err(error);
             }
-            after_append(&self.path, id, &mut local);
             if let Some(confirmed) = server_heads.take() {
                 local.server_heads = confirmed;
             }
@@ -920,23 +905,23 @@ fn persist_chunk(
     Ok(())
 }
 
-/// The size of one slice of a received batch in the store (see
-/// `receive_sync_message`): a quarter of a megabyte is written in a few
-/// milliseconds.
-const CHUNK_SLICE_BYTES: usize = 256 * 1024;
-
-/// `changes` (in causal order) as chunks of about `budget` bytes each, in
-/// order; a change larger than the budget is a chunk of its own.
-fn chunk_slices(changes: &[automerge::Change], budget: usize) -> Vec<Vec<u8>> {
-    let mut slices: Vec<Vec<u8>> = Vec::new();
-    for change in changes {
-        let bytes = change.raw_bytes();
-        match slices.last_mut() {
-            Some(last) if last.len() + bytes.len() <= budget => last.extend_from_slice(bytes),
-            _ => slices.push(bytes.to_vec()),
-        }
-    }
-    slices
+/// Like [`persist_chunk`], leaving the index to the caller (a remote batch
+/// is indexed in steps after it is stored).
+fn persist_chunk_unindexed(
+    store: &mut LocalStore,
+    path: &Path,
+    id: DocumentId,
+    local: &mut LocalDoc,
+    chunk: &[u8],
+    server_heads: Option<&[ChangeHash]>,
+) -> Result<(), ClientError> {
+    let also = |conn: &rusqlite::Connection| match server_heads {
+        Some(heads) => store::write_server_heads(conn, id, heads),
+        None => Ok(()),
+    };
+    local.last_seq = store.append_chunk_then(id, chunk, also, |_| Ok(()))?;
+    after_append(path, id, local);
+    Ok(())
 }
 
 /// Counts an appended chunk; once enough have piled up, starts folding them.

@@ -63,59 +63,13 @@ pub(crate) fn without_disk_sync<T>(
     work(relaxed.0)
 }
 
-/// Runs `work` (its own transactions) with commits that neither wait for
-/// the disk nor fold the write-ahead log into the database file (SQLite's
-/// automatic checkpoint copies the log and syncs twice, inside whichever
-/// commit crosses its size): for writes that must be durable, but whose
-/// disk work can wait until the store's lock is released. The caller then
-/// calls [`make_durable`] outside the lock before it relies on them.
-pub(crate) fn durable_later<T>(
-    conn: &mut Connection,
-    work: impl FnOnce(&mut Connection) -> Result<T, ClientError>,
-) -> Result<T, ClientError> {
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")?;
-    let relaxed = SyncRestored(conn);
-    work(relaxed.0)
-}
-
-/// The write-ahead log's size past which [`make_durable`] folds it into
-/// the database file: SQLite's own threshold (1,000 pages).
-const FOLD_LOG_AT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// Makes every commit of the store at `path` so far durable, without the
-/// store's lock: syncs its write-ahead log file to disk (the commits are in
-/// it, in order), then, once the log is large, folds it into the database
-/// file from a connection of its own (a passive checkpoint, which writers
-/// do not wait for). SQLite has no call that syncs a log a connection
-/// wrote without that connection, so the file is synced directly; any
-/// descriptor's sync writes the file's pages.
-pub(crate) fn make_durable(path: &Path) -> Result<(), ClientError> {
-    let mut log = path.as_os_str().to_owned();
-    log.push("-wal");
-    let log = std::fs::File::open(&log)?;
-    log.sync_data()?;
-    if log.metadata()?.len() >= FOLD_LOG_AT_BYTES {
-        let conn = Connection::open(path)?;
-        conn.execute_batch("PRAGMA busy_timeout = 5000;")?;
-        let (busy, frames, folded): (i64, i64, i64) =
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?;
-        tracing::debug!(busy, frames, folded, "write-ahead log folded");
-    }
-    Ok(())
-}
-
-/// Puts `synchronous = FULL` and the automatic checkpoint back however the work ended (a panic
+/// Puts `synchronous = FULL` back however the work ended (a panic
 /// included): every other commit of the store waits for the disk.
 struct SyncRestored<'c>(&'c mut Connection);
 
 impl Drop for SyncRestored<'_> {
     fn drop(&mut self) {
-        if let Err(error) = self
-            .0
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000;")
-        {
+        if let Err(error) = self.0.execute_batch("PRAGMA synchronous = FULL") {
             tracing::error!(%error, "could not restore synchronous = FULL on the store");
         }
     }
@@ -401,7 +355,39 @@ impl LocalStore {
         also: impl FnOnce(&Connection) -> Result<(), ClientError>,
         then: impl FnOnce(&Connection) -> Result<(), ClientError>,
     ) -> Result<u64, ClientError> {
-        append_chunk_then(&mut self.conn, id, data, also, then)
+        let key = id.to_string();
+        let mut tx = write_tx(&mut self.conn)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
+                 ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, wanted = 0"
+            ),
+            params![key],
+        )?;
+        let seq: i64 = tx.query_row(
+            "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
+                        (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
+            params![key],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
+            params![key, seq, data],
+        )?;
+        also(&tx)?;
+        {
+            let savepoint = tx.savepoint()?;
+            match then(&savepoint) {
+                Ok(()) => savepoint.commit()?,
+                Err(error) => {
+                    // Dropping the savepoint rolls it back; the index catches
+                    // up from its recorded heads later.
+                    tracing::error!(%error, doc = %id, "index upkeep failed; it will catch up");
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(seq as u64)
     }
 
     /// Replaces a document's stored state with `snapshot` (all chunks folded
@@ -480,49 +466,4 @@ impl LocalStore {
             .execute("DELETE FROM sync_meta WHERE key = ?1", params![key])?;
         Ok(())
     }
-}
-
-/// [`LocalStore::append_chunk_then`] on `conn` (which [`durable_later`]
-/// may have set up).
-pub(crate) fn append_chunk_then(
-    conn: &mut Connection,
-    id: DocumentId,
-    data: &[u8],
-    also: impl FnOnce(&Connection) -> Result<(), ClientError>,
-    then: impl FnOnce(&Connection) -> Result<(), ClientError>,
-) -> Result<u64, ClientError> {
-    let key = id.to_string();
-    let mut tx = write_tx(conn)?;
-
-    tx.execute(
-        &format!(
-            "INSERT INTO documents (id, created_at, updated_at) VALUES (?1, {NOW}, {NOW})
-             ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at, wanted = 0"
-        ),
-        params![key],
-    )?;
-    let seq: i64 = tx.query_row(
-        "SELECT max(coalesce((SELECT max(seq) FROM document_chunks WHERE document_id = ?1), 0),
-                    (SELECT snapshot_seq FROM documents WHERE id = ?1)) + 1",
-        params![key],
-        |r| r.get(0),
-    )?;
-    tx.execute(
-        "INSERT INTO document_chunks (document_id, seq, data) VALUES (?1, ?2, ?3)",
-        params![key, seq, data],
-    )?;
-    also(&tx)?;
-    {
-        let savepoint = tx.savepoint()?;
-        match then(&savepoint) {
-            Ok(()) => savepoint.commit()?,
-            Err(error) => {
-                // Dropping the savepoint rolls it back; the index catches
-                // up from its recorded heads later.
-                tracing::error!(%error, doc = %id, "index upkeep failed; it will catch up");
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(seq as u64)
 }

@@ -551,16 +551,6 @@ fn index_commits_skip_the_disk_sync_and_every_other_commit_keeps_it() {
         store::without_disk_sync(conn, |_| Err(ClientError::Corrupt("step failed".into())));
     assert!(failed.is_err());
     assert_eq!(level(conn), 2);
-    // A received batch's commits: neither a sync nor a checkpoint inside
-    // them (`make_durable` does both after, outside the lock).
-    let autocheckpoint = |conn: &rusqlite::Connection| -> i64 {
-        conn.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
-            .unwrap()
-    };
-    let inside =
-        store::durable_later(conn, |conn| Ok((level(conn), autocheckpoint(conn)))).unwrap();
-    assert_eq!(inside, (1, 0));
-    assert_eq!((level(conn), autocheckpoint(conn)), (2, 1000));
 }
 
 #[test]
@@ -618,88 +608,4 @@ fn a_closed_store_is_whole_in_its_one_file() {
     std::fs::copy(&path, &copy).unwrap();
     let reopened = ClientCore::open(&copy).unwrap();
     assert_eq!(reopened.heads(event).unwrap(), heads);
-}
-
-#[test]
-fn a_large_received_batch_is_stored_in_slices_and_reopens_whole() {
-    use event_model::document::{CheckinList, EventInfo};
-    let dir = tempfile::tempdir().unwrap();
-    let office = ClientCore::open(dir.path().join("office.sqlite3")).unwrap();
-    let tablet_path = dir.path().join("tablet.sqlite3");
-    let tablet = ClientCore::open(&tablet_path).unwrap();
-    let event = office.create_event(&EventInfo::new("e", "Event")).unwrap();
-    office
-        .put_checkin_list(
-            event,
-            &CheckinList {
-                id: "main".into(),
-                name: "Main".into(),
-                rules: event_model::rules::ListRules::default(),
-            },
-        )
-        .unwrap();
-    // Eight imports: eight changes, well over one slice in all.
-    for batch in 0..8 {
-        let mut csv = String::from("ticket_code,name,email\n");
-        for i in batch * 1500..(batch + 1) * 1500 {
-            csv.push_str(&format!(
-                "T{i},Guest with a longer name {i},guest{i}@example.org\n"
-            ));
-        }
-        office
-            .import_attendees_csv(event, csv.as_bytes(), |_| true)
-            .unwrap()
-            .unwrap();
-    }
-    let sent = office.read(event, |doc| doc.save_after(&[])).unwrap().len();
-    assert!(
-        sent > 2 * CHUNK_SLICE_BYTES,
-        "{sent} bytes: too few to slice"
-    );
-    assert!(!tablet.find(event).unwrap());
-    sync_directly(&office, &tablet, event);
-    let heads = office.heads(event).unwrap();
-    assert_eq!(tablet.heads(event).unwrap(), heads);
-    let chunks: Vec<i64> = {
-        let inner = tablet.lock();
-        let mut stmt = inner
-            .store
-            .conn()
-            .prepare("SELECT length(data) FROM document_chunks WHERE document_id = ?1")
-            .unwrap();
-        stmt.query_map([event.to_string()], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    assert!(chunks.len() >= 3, "stored as {chunks:?}");
-    assert_eq!(chunks.iter().sum::<i64>() as usize, sent);
-    let counts = tablet.counts(event, Some("main")).unwrap();
-    assert_eq!(counts.expected, 12_000);
-    drop(tablet);
-    let reopened = ClientCore::open(&tablet_path).unwrap();
-    assert_eq!(reopened.heads(event).unwrap(), heads);
-    assert_eq!(reopened.counts(event, Some("main")).unwrap(), counts);
-    assert_eq!(reopened.sync_status().pending_changes, 0);
-}
-
-#[test]
-fn slices_keep_the_changes_in_order_within_their_budget() {
-    let mut doc = automerge::AutoCommit::new();
-    for i in 0..40 {
-        doc.put(ROOT, format!("k{i}"), "x".repeat(100 + i * 10))
-            .unwrap();
-        doc.commit();
-    }
-    let doc = doc.document().clone();
-    let changes = doc.get_changes(&[]);
-    let largest = changes.iter().map(|c| c.raw_bytes().len()).max().unwrap();
-    let budget = 3 * largest;
-    let slices = chunk_slices(&changes, budget);
-    assert!(slices.len() > 5, "{} slices", slices.len());
-    assert!(slices.iter().all(|s| !s.is_empty() && s.len() <= budget));
-    assert_eq!(slices.concat(), doc.save_after(&[]));
-    // One change over the budget is a slice of its own.
-    assert_eq!(chunk_slices(&changes[..2], 1).len(), 2);
-    assert!(chunk_slices(&[], budget).is_empty());
 }
