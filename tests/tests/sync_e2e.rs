@@ -44,17 +44,23 @@ async fn a_change_on_one_client_reaches_another_and_survives_a_server_restart() 
     })
     .await;
     // b was told, as a remote change.
-    let mut saw_remote = false;
-    while let Ok(event) = events.try_recv() {
-        if let DocEvent::Changed {
-            document,
-            origin: ChangeOrigin::Remote,
-            ..
-        } = event
-        {
-            saw_remote |= document == id;
+    // The event goes out once the change is stored, a moment after the
+    // document shows it: wait for it (bounded) instead of peeking.
+    let saw_remote = tokio::time::timeout(LIMIT, async {
+        loop {
+            match events.recv().await {
+                Ok(DocEvent::Changed {
+                    document,
+                    origin: ChangeOrigin::Remote,
+                    ..
+                }) if document == id => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
         }
-    }
+    })
+    .await
+    .unwrap_or(false);
     assert!(saw_remote, "b got no remote change event");
 
     // The other direction, while both are connected.
