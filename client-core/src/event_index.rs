@@ -34,19 +34,44 @@ fn model_error(e: event_model::ModelError) -> ClientError {
 /// record by record.
 const BULK_RECORDS: usize = 2_000;
 
-/// Attendee rows written per step.
-const ATTENDEES_PER_STEP: usize = 2_000;
-
-/// Attendees whose scans are written and re-evaluated per step.
-const SCANNED_ATTENDEES_PER_STEP: usize = 500;
-
-/// A step ends early once it has worked this long (it goes in slices of
-/// [`ATTENDEES_PER_SLICE`] / [`SCANNED_ATTENDEES_PER_SLICE`]): a door scan
-/// waits for at most one step, and on a busy tablet the fixed counts above
-/// took 15-120 ms (BENCHMARKS.md, "The door tablet on a CPU of its own").
-const STEP_BUDGET: std::time::Duration = std::time::Duration::from_millis(4);
+/// A step goes in slices of [`ATTENDEES_PER_SLICE`] attendee rows or
+/// [`SCANNED_ATTENDEES_PER_SLICE`] attendees' scans (about a millisecond
+/// each) and ends after the slice during which someone came for the
+/// store's lock ([`StepEnd`]), so a door scan waits for one slice.
 const ATTENDEES_PER_SLICE: usize = 200;
 const SCANNED_ATTENDEES_PER_SLICE: usize = 25;
+
+/// The longest a step goes on while nobody waits. Each step is a commit
+/// (and each commit writes the pages it touched to the write-ahead log
+/// again): steps of a fixed 4 ms spent a fifth of a reconnecting tablet's
+/// CPU committing (BENCHMARKS.md, "Index steps that end when a scan
+/// waits"). Under the store lock's long-hold log ([`crate::store_guard::LONG_HOLD`]).
+const STEP_LIMIT: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// When a step of index work ends: once it has worked its time limit, or
+/// after the slice during which `someone_waits` became true.
+pub(crate) struct StepEnd<'a> {
+    limit: std::time::Duration,
+    someone_waits: &'a dyn Fn() -> bool,
+}
+
+impl<'a> StepEnd<'a> {
+    /// A step for work beside scans: it yields the store when one waits.
+    pub(crate) fn yielding(someone_waits: &'a dyn Fn() -> bool) -> Self {
+        Self {
+            limit: STEP_LIMIT,
+            someone_waits,
+        }
+    }
+
+    /// The whole work in one go (inside a caller's transaction).
+    fn whole() -> StepEnd<'static> {
+        StepEnd {
+            limit: std::time::Duration::MAX,
+            someone_waits: &|| false,
+        }
+    }
+}
 
 /// Rebuilds the full-text index of attendee names and emails from the table.
 pub(crate) fn rebuild_search(conn: &Connection) -> Result<(), ClientError> {
@@ -78,7 +103,7 @@ pub(crate) fn update_within(
     doc: &Automerge,
 ) -> Result<(), ClientError> {
     if let Some(mut work) = IndexWork::read(indexed_heads(conn, id)?, id, doc)? {
-        while work.write_step(conn)? {}
+        while work.write_step(conn, &StepEnd::whole())? {}
     }
     Ok(())
 }
@@ -122,6 +147,8 @@ pub(crate) struct IndexWork {
     /// Attendees whose outcome must be recomputed although none of their
     /// records is new (their list's rules changed).
     reevaluate_too: Vec<String>,
+    /// Whether the event has annulments, known after the lists' step.
+    annulments: Annulments,
 }
 
 #[derive(Default)]
@@ -182,17 +209,15 @@ impl IndexWork {
             bulk,
             first,
             &touched.attendees,
-            || document::attendees(doc),
+            |keep| document::attendees_where(doc, keep),
             |id| document::read_attendee(doc, id),
-            |a: &Attendee| a.id.as_str(),
         )?;
         let scans = touched_records(
             first || touched.scans.len() > BULK_RECORDS,
             first,
             &touched.scans,
-            || document::scans(doc),
+            |keep| document::scans_where(doc, keep),
             |id| document::read_scan(doc, id),
-            |s: &Scan| s.id.as_str(),
         )?;
         let mut annulments = Vec::with_capacity(touched.annulments.len());
         for annulment_id in &touched.annulments {
@@ -243,21 +268,29 @@ impl IndexWork {
             step: Step::Lists,
             rules: HashMap::new(),
             reevaluate_too: Vec::new(),
+            annulments: Annulments::NoneInEvent,
         }))
     }
 
     /// Writes the next step; returns whether another one follows.
-    pub(crate) fn write_step(&mut self, conn: &Connection) -> Result<bool, ClientError> {
+    pub(crate) fn write_step(
+        &mut self,
+        conn: &Connection,
+        end: &StepEnd<'_>,
+    ) -> Result<bool, ClientError> {
         self.step = match self.step {
             Step::Lists => {
                 self.write_lists(conn)?;
                 Step::Attendees { from: 0 }
             }
             Step::Attendees { from } => {
-                let end = (from + ATTENDEES_PER_STEP).min(self.attendees.len());
-                let to = in_slices(from, end, ATTENDEES_PER_SLICE, STEP_BUDGET, |a, b| {
-                    self.write_attendees(conn, a, b)
-                })?;
+                let to = in_slices(
+                    from,
+                    self.attendees.len(),
+                    ATTENDEES_PER_SLICE,
+                    end,
+                    |a, b| self.write_attendees(conn, a, b),
+                )?;
                 if to < self.attendees.len() {
                     Step::Attendees { from: to }
                 } else {
@@ -265,12 +298,11 @@ impl IndexWork {
                 }
             }
             Step::Records { from } => {
-                let end = (from + SCANNED_ATTENDEES_PER_STEP).min(self.records.len());
                 let to = in_slices(
                     from,
-                    end,
+                    self.records.len(),
                     SCANNED_ATTENDEES_PER_SLICE,
-                    STEP_BUDGET,
+                    end,
                     |a, b| self.write_records(conn, a, b),
                 )?;
                 if to < self.records.len() {
@@ -351,6 +383,7 @@ impl IndexWork {
                 }
             }
             for (attendee_id, annulments) in extra {
+                self.annulments = Annulments::MayExist;
                 match self
                     .records
                     .binary_search_by(|r| r.attendee_id.cmp(&attendee_id))
@@ -369,6 +402,13 @@ impl IndexWork {
         }
         self.reevaluate_too.sort();
         self.reevaluate_too.dedup();
+        if self.records.iter().any(|r| !r.annulments.is_empty()) {
+            self.annulments = Annulments::MayExist;
+        }
+        if self.annulments == Annulments::NoneInEvent {
+            // Annulments of earlier work, or put back from the journal.
+            self.annulments = Annulments::in_index(conn, &self.key)?;
+        }
         Ok(())
     }
 
@@ -451,53 +491,58 @@ impl IndexWork {
             affected.extend(self.reevaluate_too.iter().map(String::as_str));
         }
         for attendee in affected {
-            reevaluate(conn, &self.key, attendee, &self.rules, self.annul_window_ms)?;
+            reevaluate(
+                conn,
+                &self.key,
+                attendee,
+                &self.rules,
+                self.annul_window_ms,
+                self.annulments,
+            )?;
         }
         Ok(())
     }
 }
 
-/// Writes `from..end` in slices of `slice` until done or `budget` has
-/// passed (at least one slice); returns where it stopped.
+/// Writes `from..end` in slices of `slice` until done or the step `end`s
+/// (at least one slice); returns where it stopped.
 fn in_slices(
     from: usize,
-    end: usize,
+    to: usize,
     slice: usize,
-    budget: std::time::Duration,
+    end: &StepEnd<'_>,
     mut write: impl FnMut(usize, usize) -> Result<(), ClientError>,
 ) -> Result<usize, ClientError> {
     let started = std::time::Instant::now();
     let mut at = from;
-    while at < end {
-        let next = (at + slice).min(end);
+    while at < to {
+        let next = (at + slice).min(to);
         write(at, next)?;
         at = next;
-        if started.elapsed() >= budget {
+        if (end.someone_waits)() || started.elapsed() >= end.limit {
             break;
         }
     }
     Ok(at)
 }
 
-/// The records of one map that changed: the whole map read in one pass
-/// (much faster than a lookup per key on large maps) and filtered when
-/// `bulk`, everything on a `first` build, else one lookup per id.
+/// The records of one map that changed: the whole map walked in one pass
+/// (much faster than a lookup per key on large maps), parsing only the
+/// changed ones, when `bulk`; everything on a `first` build; else one
+/// lookup per id. `ids` is sorted.
 fn touched_records<T>(
     bulk: bool,
     first: bool,
     ids: &[String],
-    all: impl FnOnce() -> Result<Vec<T>, event_model::ModelError>,
+    all_where: impl FnOnce(&dyn Fn(&str) -> bool) -> Result<Vec<T>, event_model::ModelError>,
     one: impl Fn(&str) -> Result<Option<T>, event_model::ModelError>,
-    id_of: impl Fn(&T) -> &str,
 ) -> Result<Vec<T>, ClientError> {
     if first {
-        return all().map_err(model_error);
+        return all_where(&|_| true).map_err(model_error);
     }
     if bulk {
-        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-        let mut records = all().map_err(model_error)?;
-        records.retain(|r| wanted.contains(id_of(r)));
-        return Ok(records);
+        let wanted = |id: &str| ids.binary_search_by(|t| t.as_str().cmp(id)).is_ok();
+        return all_where(&wanted).map_err(model_error);
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -613,7 +658,14 @@ pub(crate) fn index_journal(conn: &mut Connection, id: DocumentId) -> Result<(),
             .unwrap_or(rules::DEFAULT_ANNUL_WINDOW_MS);
         for scan in &scans {
             if insert_scan(&tx, &key, scan)? {
-                reevaluate(&tx, &key, &scan.attendee_id, &rules, window)?;
+                reevaluate(
+                    &tx,
+                    &key,
+                    &scan.attendee_id,
+                    &rules,
+                    window,
+                    Annulments::MayExist,
+                )?;
             }
         }
     }
@@ -628,11 +680,13 @@ struct IndexedScan {
     duplicate_of: Option<String>,
 }
 
-/// Every scan and annulment of one attendee (all lists).
+/// Every scan and annulment of one attendee (all lists); the annulments
+/// are looked for only where the event may have some.
 fn attendee_records(
     conn: &Connection,
     key: &str,
     attendee: &str,
+    annulments: Annulments,
 ) -> Result<(Vec<IndexedScan>, Vec<Annulment>), ClientError> {
     let mut stmt = conn.prepare_cached(
         "SELECT scan_id, list_id, direction, device_id, staff_id, hlc, wall_ms, outcome, duplicate_of FROM scans
@@ -686,6 +740,9 @@ fn attendee_records(
             })
         })
         .collect::<Result<Vec<_>, ClientError>>()?;
+    if annulments == Annulments::NoneInEvent {
+        return Ok((scans, Vec::new()));
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT a.record FROM annulments a JOIN scans s
             ON s.document_id = a.document_id AND s.scan_id = a.scan_id
@@ -699,6 +756,29 @@ fn attendee_records(
     Ok((scans, annulments))
 }
 
+/// Whether an event's index may hold annulments: a re-evaluation looks
+/// them up per attendee only then (most events have none, and the lookup
+/// is a join for every scan of the attendee).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Annulments {
+    MayExist,
+    NoneInEvent,
+}
+
+impl Annulments {
+    /// Whether the index holds an annulment of event `key` now.
+    fn in_index(conn: &Connection, key: &str) -> Result<Self, ClientError> {
+        let any: bool = conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM annulments WHERE document_id = ?1)")?
+            .query_row(params![key], |r| r.get(0))?;
+        Ok(if any {
+            Self::MayExist
+        } else {
+            Self::NoneInEvent
+        })
+    }
+}
+
 /// Recomputes one attendee's presence and scan outcomes from their
 /// records; writes only the outcomes that changed.
 pub(crate) fn reevaluate(
@@ -707,19 +787,29 @@ pub(crate) fn reevaluate(
     attendee: &str,
     rules_by_list: &HashMap<String, ListRules>,
     annul_window_ms: i64,
+    annulments: Annulments,
 ) -> Result<(), ClientError> {
-    let (indexed, annulments) = attendee_records(conn, key, attendee)?;
+    let (indexed, annulments) = attendee_records(conn, key, attendee, annulments)?;
     let evaluation = rules::evaluate(
         indexed.iter().map(|s| &s.scan),
         &annulments,
         |list| rules_by_list.get(list).copied().unwrap_or_default(),
         annul_window_ms,
     );
-    conn.prepare_cached("DELETE FROM presence WHERE document_id = ?1 AND attendee_id = ?2")?
-        .execute(params![key, attendee])?;
+    // Scans leave the index only with the whole event (`forget`), so
+    // without annulments every list the attendee had a presence on is in
+    // this evaluation too, and the rows are updated where they are. An
+    // annulled scan counts on no list: then the rows are written afresh.
+    if !annulments.is_empty() {
+        conn.prepare_cached("DELETE FROM presence WHERE document_id = ?1 AND attendee_id = ?2")?
+            .execute(params![key, attendee])?;
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO presence (document_id, attendee_id, list_id, inside, checked_in, first_entry, last_entry, exited)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (document_id, attendee_id, list_id) DO UPDATE SET inside = excluded.inside,
+            checked_in = excluded.checked_in, first_entry = excluded.first_entry,
+            last_entry = excluded.last_entry, exited = excluded.exited",
     )?;
     for ((attendee_id, list_id), p) in &evaluation.presence {
         insert.execute(params![
@@ -764,26 +854,45 @@ mod step_tests {
     use super::*;
 
     #[test]
-    fn a_step_stops_at_its_time_budget_and_never_before_one_slice() {
-        let hour = std::time::Duration::from_secs(3600);
+    fn a_step_stops_at_its_time_limit_or_when_someone_waits_never_before_one_slice() {
         let mut written = Vec::new();
-        let to = in_slices(0, 95, 10, hour, |a, b| {
+        let to = in_slices(0, 95, 10, &StepEnd::whole(), |a, b| {
             written.push((a, b));
             Ok(())
         })
         .unwrap();
-        assert_eq!(to, 95, "within the budget: the whole range");
+        assert_eq!(to, 95, "nobody waits, no limit: the whole range");
         assert_eq!(written.len(), 10);
         assert_eq!(written.last(), Some(&(90, 95)));
 
         written.clear();
-        let to = in_slices(20, 100, 10, std::time::Duration::ZERO, |a, b| {
+        let spent = StepEnd {
+            limit: std::time::Duration::ZERO,
+            someone_waits: &|| false,
+        };
+        let to = in_slices(20, 100, 10, &spent, |a, b| {
             written.push((a, b));
             Ok(())
         })
         .unwrap();
-        assert_eq!(to, 30, "a spent budget ends the step after one slice");
+        assert_eq!(to, 30, "a spent limit ends the step after one slice");
         assert_eq!(written, vec![(20, 30)]);
-        assert!(STEP_BUDGET <= std::time::Duration::from_millis(10));
+
+        // Someone comes for the store during the third slice.
+        written.clear();
+        let slices = std::cell::Cell::new(0);
+        let waits = || slices.get() >= 3;
+        let to = in_slices(0, 100, 10, &StepEnd::yielding(&waits), |a, b| {
+            slices.set(slices.get() + 1);
+            written.push((a, b));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            to, 30,
+            "the step ends after the slice someone waited during"
+        );
+        assert_eq!(written.len(), 3);
+        assert!(STEP_LIMIT < crate::store_guard::LONG_HOLD);
     }
 }

@@ -434,7 +434,14 @@ impl ClientCore {
                     .query_row(params![key], |r| r.get(0))?;
                 journal::record(&tx, &key, &scan)?;
                 event_index::insert_scan(&tx, &key, &scan)?;
-                event_index::reevaluate(&tx, &key, &scan.attendee_id, &all_rules, annul_window_ms)?;
+                event_index::reevaluate(
+                    &tx,
+                    &key,
+                    &scan.attendee_id,
+                    &all_rules,
+                    annul_window_ms,
+                    event_index::Annulments::MayExist,
+                )?;
                 Some(scan.id)
             }
             _ => None,

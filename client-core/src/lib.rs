@@ -58,6 +58,10 @@ pub(crate) const COMPACT_AFTER_CHUNKS: u64 = 64;
 /// How often the time of the last full sync is written to the store.
 const LAST_SYNC_STORE_EVERY: Duration = Duration::from_secs(5);
 
+/// How long an index step that ended for a waiter gives it to take the
+/// store's lock before the next step goes for the lock itself.
+const YIELD_TO_WAITERS: Duration = Duration::from_millis(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("local database error: {0}")]
@@ -233,14 +237,11 @@ pub struct ClientCore {
     heard: Arc<Mutex<presence::Heard>>,
     /// Wakes the writer that moves journaled scans into their documents.
     journal: Arc<journal::Signal>,
-    /// Where the store's lock was last taken (see [`ClientCore::lock`]).
-    store_taken_at: Arc<StoreTakenAt>,
+    /// Where the store's lock was last taken (a check-in answer that
+    /// waited for it names what it most likely waited for) and who waits
+    /// for it now (see [`ClientCore::lock`]).
+    store_watch: Arc<store_guard::LockWatch>,
 }
-
-/// The source line that last took the store's lock: a check-in answer that
-/// waited for it names what it most likely waited for (the label is set
-/// just after the lock is taken, so it can lag the holder by that moment).
-type StoreTakenAt = Mutex<Option<&'static std::panic::Location<'static>>>;
 
 /// A [`ClientCore`] that does not keep it alive (held by its background
 /// journal writer, which ends when the last clone is dropped).
@@ -252,7 +253,7 @@ struct WeakCore {
     presence_intent: Weak<watch::Sender<presence::PresenceIntent>>,
     heard: Weak<Mutex<presence::Heard>>,
     journal: Weak<journal::Signal>,
-    store_taken_at: Weak<StoreTakenAt>,
+    store_watch: Weak<store_guard::LockWatch>,
     reader: Weak<Mutex<rusqlite::Connection>>,
 }
 
@@ -266,7 +267,7 @@ impl WeakCore {
             presence_intent: self.presence_intent.upgrade()?,
             heard: self.heard.upgrade()?,
             journal: self.journal.upgrade()?,
-            store_taken_at: self.store_taken_at.upgrade()?,
+            store_watch: self.store_watch.upgrade()?,
             reader: self.reader.upgrade()?,
         })
     }
@@ -344,7 +345,7 @@ impl ClientCore {
             presence_intent: Arc::new(watch::channel(None).0),
             heard: Arc::default(),
             journal: Arc::default(),
-            store_taken_at: Arc::default(),
+            store_watch: Arc::default(),
             reader: Arc::new(Mutex::new(reader)),
         };
         // Scans answered before a crash or a restart go into their
@@ -363,7 +364,7 @@ impl ClientCore {
             presence_intent: Arc::downgrade(&self.presence_intent),
             heard: Arc::downgrade(&self.heard),
             journal: Arc::downgrade(&self.journal),
-            store_taken_at: Arc::downgrade(&self.store_taken_at),
+            store_watch: Arc::downgrade(&self.store_watch),
             reader: Arc::downgrade(&self.reader),
         }
     }
@@ -422,15 +423,8 @@ impl ClientCore {
 
     #[track_caller]
     fn lock(&self) -> store_guard::StoreGuard<'_> {
-        // A panic while holding the lock cannot leave SQLite half-written
-        // (transactions roll back), so the data is safe to keep using.
-        let guard = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let site = std::panic::Location::caller();
-        *self.taken_at() = Some(site);
-        store_guard::StoreGuard::new(guard, site)
+        self.store_watch
+            .take(&self.inner, std::panic::Location::caller())
     }
 
     /// The store's read-only connection, for queries that only read: it
@@ -445,15 +439,9 @@ impl ClientCore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn taken_at(&self) -> MutexGuard<'_, Option<&'static std::panic::Location<'static>>> {
-        self.store_taken_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Where the store's lock was last taken, if ever.
     pub(crate) fn store_last_taken_at(&self) -> Option<&'static std::panic::Location<'static>> {
-        *self.taken_at()
+        self.store_watch.last_taken_at()
     }
 
     /// A new, empty document, recorded in the store (it syncs once it has content).
@@ -834,6 +822,8 @@ impl ClientCore {
                 return;
             }
         };
+        let someone_waits = || self.store_watch.someone_waits();
+        let end = event_index::StepEnd::yielding(&someone_waits);
         loop {
             let mut step = || -> Result<bool, ClientError> {
                 let mut inner = self.lock();
@@ -842,13 +832,22 @@ impl ClientCore {
                 // store is held for the work alone.
                 store::without_disk_sync(inner.store.conn_mut(), |conn| {
                     let tx = store::write_tx(conn)?;
-                    let more = work.write_step(&tx)?;
+                    let more = work.write_step(&tx, &end)?;
                     tx.commit()?;
                     Ok(more)
                 })
             };
             match step() {
-                Ok(true) => continue,
+                Ok(true) => {
+                    // A step that ended for a waiter lets it in before the
+                    // next: the lock is not fair, and this thread, already
+                    // running, would most often take it back first.
+                    let yielded = std::time::Instant::now();
+                    while someone_waits() && yielded.elapsed() < YIELD_TO_WAITERS {
+                        std::thread::yield_now();
+                    }
+                    continue;
+                }
                 Ok(false) => return,
                 Err(error) => {
                     tracing::error!(%error, doc = %id, "event index update failed; it will catch up");

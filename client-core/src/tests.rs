@@ -609,3 +609,50 @@ fn a_closed_store_is_whole_in_its_one_file() {
     let reopened = ClientCore::open(&copy).unwrap();
     assert_eq!(reopened.heads(event).unwrap(), heads);
 }
+
+#[test]
+fn a_remote_annulment_of_an_only_scan_takes_the_attendee_off_its_list_as_a_rebuild_does() {
+    use event_model::rules::Direction;
+    let dir = tempfile::tempdir().unwrap();
+    let door = ClientCore::open(dir.path().join("door.sqlite3")).unwrap();
+    let other = ClientCore::open(dir.path().join("other.sqlite3")).unwrap();
+    let event = event_with_attendees(&door, 20);
+    assert!(!other.find(event).unwrap());
+    sync_directly(&door, &other, event);
+    let scans: Vec<String> = ["T1", "T2", "T3"]
+        .iter()
+        .map(|code| {
+            door.check_in(event, code, "main", Direction::Entry)
+                .unwrap()
+                .scan_id
+                .unwrap()
+        })
+        .collect();
+    door.flush_journal().unwrap();
+    sync_directly(&door, &other, event);
+    assert_eq!(other.counts(event, Some("main")).unwrap().checked_in, 3);
+    assert_eq!(other.counts(event, Some("main")).unwrap().inside, 3);
+
+    // T1's only scan is annulled at the door; the other tablet takes the
+    // annulment in as a remote change: T1 is on the list no more.
+    door.annul(event, &scans[0]).unwrap().unwrap();
+    sync_directly(&door, &other, event);
+    let counts = other.counts(event, Some("main")).unwrap();
+    assert_eq!(counts.checked_in, 2);
+    assert_eq!(counts.inside, 2);
+    assert_eq!(counts, door.counts(event, Some("main")).unwrap());
+    other.rebuild_event_index(event).unwrap();
+    assert_eq!(other.counts(event, Some("main")).unwrap(), counts);
+
+    // Later scans of an event with annulments are judged with them.
+    let again = door
+        .check_in(event, "T1", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(again.answer, event_model::rules::Answer::Admitted);
+    door.flush_journal().unwrap();
+    sync_directly(&door, &other, event);
+    let counts = other.counts(event, Some("main")).unwrap();
+    assert_eq!(counts.checked_in, 3);
+    other.rebuild_event_index(event).unwrap();
+    assert_eq!(other.counts(event, Some("main")).unwrap(), counts);
+}
