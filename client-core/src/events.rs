@@ -335,6 +335,7 @@ impl ClientCore {
         direction: Direction,
     ) -> Result<CheckInResult, ClientError> {
         let asked = Instant::now();
+        let cpu_before = crate::thread_cpu_time();
         // Who holds the store as this scan comes for it (for the slow log).
         let holder = self.store_last_taken_at();
         let (device, staff) = self.operator()?;
@@ -410,6 +411,7 @@ impl ClientCore {
             )?;
             (attendee.map(|(view, _)| view), answer, last_hlc, previous)
         };
+        let looked_up = asked.elapsed();
         let scan_id = match (&answer, &attendee) {
             (Answer::Admitted | Answer::Exited, Some(view)) => {
                 let mut clock = HlcClock::new(device.clone());
@@ -452,14 +454,18 @@ impl ClientCore {
         if answered >= SLOW_ANSWER {
             // Where a slow answer's time went: waiting for this replica's
             // store (another thread holds it), for SQLite's write lock (a
-            // background compaction's transaction), the lookup, or the
-            // commit's sync to disk.
+            // background compaction's transaction), the lookup, recording
+            // the scan (journal and index rows), or the commit's sync to
+            // disk; and how much of it this thread ran (the rest it waited,
+            // or was not given the CPU).
             tracing::warn!(
                 doc = %event,
                 total_ms = answered.as_millis() as u64,
+                cpu_ms = crate::thread_cpu_time().saturating_sub(cpu_before).as_millis() as u64,
                 store_lock_ms = locked.as_millis() as u64,
                 write_lock_ms = (begun - locked).as_millis() as u64,
-                lookup_ms = (decided - begun).as_millis() as u64,
+                lookup_ms = (looked_up - begun).as_millis() as u64,
+                record_ms = (decided - looked_up).as_millis() as u64,
                 commit_ms = (answered - decided).as_millis() as u64,
                 store_last_taken_at = %holder.map_or("-".into(), |at| format!("{}:{}", at.file(), at.line())),
                 "slow check-in answer"

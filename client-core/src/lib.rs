@@ -861,7 +861,7 @@ impl ClientCore {
 /// The calling thread's CPU time. Work that runs without an await in
 /// between stays on one thread, so a difference of two readings is what
 /// that work cost.
-fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     #[cfg(unix)]
     {
         let mut ts = libc::timespec {

@@ -311,7 +311,11 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         "server_cpu_s": server_cpu_s,
         "tablet_cpu_s_max": tablet_cpu.iter().copied().fold(0.0, f64::max),
         "tablet_cpu_s_sum": tablet_cpu.iter().sum::<f64>(),
+        // Each replica's, the reconnecting tablets first, then the door
+        // and the admin: which ones cost the most.
+        "tablet_cpu_s": tablet_cpu,
         "server_rss_mib": crate::server_rss_mib(args.server_pid),
+        "bench_peak_rss_mib": crate::bench_peak_rss_mib(),
     }))
 }
 

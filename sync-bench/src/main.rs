@@ -446,10 +446,21 @@ fn process_cpu_s(pid: Option<u32>) -> Option<f64> {
 }
 
 fn server_rss_mib(pid: Option<u32>) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status_mib(&format!("/proc/{}/status", pid?), "VmRSS:")
+}
+
+/// The bench process's own peak resident memory (its replicas' too, in
+/// the check-in modes).
+fn bench_peak_rss_mib() -> Option<f64> {
+    status_mib("/proc/self/status", "VmHWM:")
+}
+
+/// A memory field of a `/proc/<pid>/status` file, in MiB.
+fn status_mib(path: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let kb: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
