@@ -147,7 +147,10 @@ pub(crate) struct IndexWork {
     /// Attendees whose outcome must be recomputed although none of their
     /// records is new (their list's rules changed).
     reevaluate_too: Vec<String>,
-    /// Whether the event has annulments, known after the lists' step.
+    /// Whether the event has annulments, known after the lists' step. It
+    /// stays true between steps: every writer of annulments (a local
+    /// `annul`, a remote batch) holds the document's lock, which the
+    /// caller of the steps holds throughout.
     annulments: Annulments,
 }
 

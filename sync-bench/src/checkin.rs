@@ -18,7 +18,7 @@ use client_core::event_model::rules::{Answer, Direction, ListRules};
 use client_core::{ClientCore, DocumentId, SyncHandle};
 use serde_json::{Value, json};
 
-use crate::Args;
+use crate::{Args, door};
 
 pub(crate) async fn wait_for(
     what: &str,
@@ -112,11 +112,6 @@ pub async fn event_download(args: &Args) -> anyhow::Result<Value> {
     }))
 }
 
-/// Scans a door tablet makes per second while the others reconnect.
-const DOOR_SCANS_PER_S: u64 = 5;
-/// Fresh tickets kept for that door tablet.
-const DOOR_TICKETS: usize = 2_000;
-
 pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let tablets = args.clients.max(1);
@@ -125,36 +120,22 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
     // overlap; the door tablet's fresh tickets come after all of those.
     let stride = scans * 3 / 4;
     let offline_attendees = stride * (tablets - 1) + scans;
-    let attendees = offline_attendees + DOOR_TICKETS;
+    let attendees = offline_attendees + door::TICKETS;
     let (admin, admin_sync, event, _, _) = seed_event(args, dir.path(), attendees).await?;
     let tablet_dir = match &args.tablet_dir {
         Some(parent) => Some(tempfile::tempdir_in(parent)?),
         None => None,
     };
-    // With `--door-cpu`, everything the door tablet does (its scans, its
-    // sync, its journal writer and compactions) runs on that CPU.
-    let door_cpu = args.door_cpu.map(CpuRuntime::on).transpose()?;
-    let mut replicas = Vec::with_capacity(tablets + 1);
-    // The last replica is the door tablet that stays online.
-    for i in 0..=tablets {
-        let place = match &tablet_dir {
-            Some(other) if i < tablets => other.path(),
-            _ => dir.path(),
-        };
-        let path = place.join(format!("tablet{i}.sqlite3"));
-        let config = args.sync_config(&args.urls[i % args.urls.len()])?;
-        let (tablet, sync) = match door_cpu.as_ref().filter(|_| i == tablets) {
-            Some(cpu) => {
-                let tablet = cpu.open(path).await?;
-                let sync = cpu.start_sync(&tablet, config);
-                (tablet, sync)
-            }
-            None => {
-                let tablet = ClientCore::open(path)?;
-                let sync = tablet.start_sync(config);
-                (tablet, sync)
-            }
-        };
+    // The door tablet, which stays online and scans during the reconnect,
+    // is a process of its own (on `--door-cpu` when given), its store on
+    // the disk beside the admin's.
+    let mut door = door::DoorProcess::start(args)?;
+    door.open(&dir.path().join("door.sqlite3"), event, attendees)?;
+    let mut replicas = Vec::with_capacity(tablets);
+    for i in 0..tablets {
+        let place = tablet_dir.as_ref().map_or(dir.path(), |other| other.path());
+        let tablet = ClientCore::open(place.join(format!("tablet{i}.sqlite3")))?;
+        let sync = tablet.start_sync(args.sync_config(&args.urls[i % args.urls.len()])?);
         tablet.find(event)?;
         wait_for(
             "a tablet's download",
@@ -169,7 +150,6 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         sync.stop().await;
         replicas.push(tablet);
     }
-    let door = replicas.pop().context("no door tablet")?;
     let started = Instant::now();
     for (i, tablet) in replicas.iter().enumerate() {
         for n in 0..scans {
@@ -192,50 +172,12 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         .sum();
     let receive_cpu_before: Vec<Duration> = replicas
         .iter()
-        .chain([&door, &admin])
+        .chain([&admin])
         .map(|r| r.sync_receive_cpu())
         .collect();
-    let door_config = args.sync_config(&args.urls[0])?;
-    let door_sync = match &door_cpu {
-        Some(cpu) => cpu.start_sync(&door, door_config),
-        None => door.start_sync(door_config),
-    };
-    wait_for(
-        "the door tablet's connection",
-        Duration::from_secs(args.timeout_secs),
-        || door.sync_status().connected,
-    )
-    .await?;
     // The door tablet scans fresh tickets at a steady rate while the
     // others come back, timing each answer.
-    let stop_door = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let door_scanner = {
-        let (door, stop) = (door.clone(), stop_door.clone());
-        let door_cpu = args.door_cpu;
-        std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
-            if let Some(cpu) = door_cpu {
-                run_this_thread_on(cpu)?;
-            }
-            let mut latencies = Vec::new();
-            let period = Duration::from_millis(1000 / DOOR_SCANS_PER_S);
-            let mut next = Instant::now();
-            for n in 0..DOOR_TICKETS {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                let code = format!("T{:07}", offline_attendees + n);
-                let asked = Instant::now();
-                let result = door.check_in(event, &code, "main", Direction::Entry)?;
-                latencies.push(asked.elapsed().as_secs_f64() * 1e3);
-                if result.answer != Answer::Admitted {
-                    bail!("the door tablet answered {:?}", result.answer);
-                }
-                next += period;
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            Ok(latencies)
-        })
-    };
+    door.start_scanning(offline_attendees)?;
     let server_cpu_before = crate::process_cpu_s(args.server_pid);
     let started = Instant::now();
     let configs = (0..replicas.len())
@@ -246,44 +188,54 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         .zip(configs)
         .map(|(t, config)| t.start_sync(config))
         .collect();
-    let all = || replicas.iter().chain([&door, &admin]);
+    let others = || replicas.iter().chain([&admin]);
     // A count per replica, not the scans read back (that alone was a
     // noticeable part of the bench's CPU).
     wait_for(
         "the offline scans everywhere",
         Duration::from_secs(args.timeout_secs),
-        || all().all(|r| r.scan_count(event).is_ok_and(|n| n >= offline_total)),
+        || {
+            others().all(|r| r.scan_count(event).is_ok_and(|n| n >= offline_total))
+                && door.scan_count().is_ok_and(|n| n >= offline_total)
+        },
     )
     .await?;
-    stop_door.store(true, std::sync::atomic::Ordering::Relaxed);
-    let door_latencies = door_scanner
-        .join()
-        .map_err(|_| anyhow::anyhow!("the door tablet's scanner panicked"))??;
+    let door_latencies = door.stop_scanning()?;
     let total = offline_total + door_latencies.len() as u64;
     wait_for(
         "convergence",
         Duration::from_secs(args.timeout_secs),
-        || all().all(|r| r.scan_count(event).is_ok_and(|n| n == total)),
+        || {
+            others().all(|r| r.scan_count(event).is_ok_and(|n| n == total))
+                && door.scan_count().is_ok_and(|n| n == total)
+        },
     )
     .await?;
     let converge_s = started.elapsed().as_secs_f64();
     let server_cpu_s = server_cpu_before
         .zip(crate::process_cpu_s(args.server_pid))
         .map(|(before, after)| after - before);
-    let tablet_cpu: Vec<f64> = all()
+    let door_report = door.report()?;
+    let mut tablet_cpu: Vec<f64> = others()
         .zip(&receive_cpu_before)
         .map(|(r, before)| (r.sync_receive_cpu() - *before).as_secs_f64())
         .collect();
+    tablet_cpu.push(door_report.receive_cpu_s);
     let reference = admin.counts(event, Some("main"))?;
     let duplicates = admin.duplicates(event)?.len();
-    let same_everywhere = all().all(|r| {
+    let same_everywhere = others().all(|r| {
         r.counts(event, Some("main")).ok() == Some(reference)
             && r.duplicates(event).map(|d| d.len()).ok() == Some(duplicates)
-    });
+    }) && (
+        door_report.expected,
+        door_report.checked_in,
+        door_report.inside,
+    ) == (reference.expected, reference.checked_in, reference.inside)
+        && door_report.duplicates == duplicates;
     for sync in syncs {
         sync.stop().await;
     }
-    door_sync.stop().await;
+    door.quit()?;
     admin_sync.stop().await;
     let mut sorted = door_latencies.clone();
     sorted.sort_by(f64::total_cmp);
@@ -311,91 +263,50 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         "server_cpu_s": server_cpu_s,
         "tablet_cpu_s_max": tablet_cpu.iter().copied().fold(0.0, f64::max),
         "tablet_cpu_s_sum": tablet_cpu.iter().sum::<f64>(),
-        // Each replica's, the reconnecting tablets first, then the door
-        // and the admin: which ones cost the most.
+        // Each replica's, the reconnecting tablets first, then the admin
+        // and the door (its own process): which ones cost the most.
         "tablet_cpu_s": tablet_cpu,
         "server_rss_mib": crate::server_rss_mib(args.server_pid),
         "bench_peak_rss_mib": crate::bench_peak_rss_mib(),
     }))
 }
 
-/// A tokio runtime whose every thread (worker and blocking pool) runs on
-/// one CPU: a replica opened and synced through it does all its work there
-/// (threads it starts inherit the CPU), as a tablet with a CPU of its own.
-struct CpuRuntime {
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl CpuRuntime {
-    fn on(cpu: usize) -> anyhow::Result<Self> {
-        // Tried once here for a clear error; the runtime's threads then
-        // cannot fail to move.
-        std::thread::spawn(move || run_this_thread_on(cpu))
-            .join()
-            .map_err(|_| anyhow::anyhow!("pinning a thread panicked"))??;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("cpu{cpu}"))
-            .enable_all()
-            .on_thread_start(move || {
-                let _ = run_this_thread_on(cpu);
-            })
-            .build()?;
-        Ok(Self {
-            runtime: Some(runtime),
-        })
-    }
-
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime.as_ref().expect("present until dropped")
-    }
-
-    /// Opens a replica on this CPU (its journal writer starts there).
-    async fn open(&self, path: std::path::PathBuf) -> anyhow::Result<ClientCore> {
-        Ok(self
-            .runtime()
-            .spawn_blocking(move || ClientCore::open(path))
-            .await??)
-    }
-
-    fn start_sync(&self, core: &ClientCore, config: client_core::SyncConfig) -> SyncHandle {
-        let _on_this_runtime = self.runtime().enter();
-        core.start_sync(config)
-    }
-}
-
-impl Drop for CpuRuntime {
-    fn drop(&mut self) {
-        // Dropped inside the bench's own runtime, which may not block.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Moves the calling thread to `cpu` alone (Linux; elsewhere an error).
-fn run_this_thread_on(cpu: usize) -> anyhow::Result<()> {
+/// Refuses a CPU number the pinning below cannot name.
+pub(crate) fn check_cpu(cpu: usize) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     {
         // libc's CPU_SET indexes a fixed-size set (and panics past it).
         if cpu >= libc::CPU_SETSIZE as usize {
             bail!("there is no CPU {cpu} (at most {})", libc::CPU_SETSIZE - 1);
         }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    bail!("--door-cpu {cpu}: pinning a process is only done on Linux")
+}
+
+/// Moves the calling thread to `cpu` alone (Linux; `cpu` checked by
+/// [`check_cpu`]). Async-signal-safe: the door tablet's process calls it
+/// between fork and exec, so every thread it starts runs there.
+pub(crate) fn pin_this_thread(cpu: usize) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
         // SAFETY: `set` is a zeroed cpu_set_t, written only through libc's
-        // own macros, and passed with its size; 0 names the calling thread.
+        // own macros with a CPU below CPU_SETSIZE, and passed with its
+        // size; 0 names the calling thread.
         let done = unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
         };
         if done != 0 {
-            bail!(
-                "cannot run the door tablet on CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
+            return Err(std::io::Error::last_os_error());
         }
         Ok(())
     }
     #[cfg(not(target_os = "linux"))]
-    bail!("--door-cpu {cpu}: pinning a thread is only done on Linux")
+    {
+        let _ = cpu;
+        Err(std::io::Error::other("pinning is only done on Linux"))
+    }
 }

@@ -14,6 +14,7 @@
 //! Results are printed as one JSON object.
 
 mod checkin;
+mod door;
 mod many_events;
 mod soak;
 mod stadium;
@@ -42,6 +43,10 @@ enum Mode {
     Idle,
     EventDownload,
     OfflineTablets,
+    /// The door tablet of `offline-tablets` as a process of its own,
+    /// driven over stdin and stdout by that mode (see `door.rs`); not for
+    /// use on its own.
+    DoorTablet,
     /// `--clients` tablets online on one event of `--attendees`, scanning
     /// at `--rate` per second for `--duration-secs` (see `stadium.rs`).
     Stadium,
@@ -104,11 +109,11 @@ struct Args {
     /// /dev/shm) keeps their writes from slowing the door tablet's fsyncs.
     #[arg(long)]
     tablet_dir: Option<std::path::PathBuf>,
-    /// The CPU the door tablet's scanning thread runs on (offline-tablets;
-    /// Linux). Real tablets each have a CPU of their own: with the server
-    /// and this bench held to the other CPUs (`taskset -c 0`), a door scan's
-    /// latency is its own work and its waits for its own store, not the
-    /// machine's 21 replicas competing for two cores.
+    /// The CPU the door tablet's process runs on (offline-tablets; Linux).
+    /// Real tablets each have a CPU of their own: with the server and this
+    /// bench held to the other CPUs (`taskset -c 0`), a door scan's latency
+    /// is its own work and its waits for its own store, not the machine's
+    /// 21 replicas competing for two cores.
     #[arg(long)]
     door_cpu: Option<usize>,
     /// Tablets that are real client-core replicas and make the scans
@@ -722,6 +727,7 @@ async fn main() -> anyhow::Result<()> {
         )?,
         Mode::EventDownload => checkin::event_download(&args).await?,
         Mode::OfflineTablets => checkin::offline_tablets(&args).await?,
+        Mode::DoorTablet => return door::serve(&args).await,
         Mode::Stadium => stadium::stadium(&args).await?,
         Mode::Soak => soak::soak(&args).await?,
         Mode::ManyEvents => tokio::time::timeout(limit, many_events::many_events(&args))

@@ -146,6 +146,11 @@ async fn check_in_modes_lose_nothing_and_flag_every_duplicate() {
     );
     assert!(run["server_cpu_s"].as_f64().unwrap() >= 0.0, "{run}");
     assert!(run["tablet_cpu_s_max"].as_f64().unwrap() > 0.0, "{run}");
+    // Each replica's receive CPU: 3 tablets, the admin, and the door
+    // tablet's own process, which took in the others' scans.
+    let each = run["tablet_cpu_s"].as_array().unwrap();
+    assert_eq!(each.len(), 5, "{run}");
+    assert!(each[4].as_f64().unwrap() > 0.0, "{run}");
 
     let download = bench(
         &server.url,
