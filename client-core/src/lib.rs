@@ -572,7 +572,9 @@ impl ClientCore {
         let chunk = local.doc.save_after(&before);
         let mut store_guard = self.lock();
         let inner = &mut *store_guard;
-        if let Err(error) = persist_chunk(&mut inner.store, &self.path, id, local, &chunk, also) {
+        if let Err(error) =
+            persist_chunk(&mut inner.store, &self.path, id, &slot, local, &chunk, also)
+        {
             reload(&inner.store, id, local)?;
             return Err(error);
         }
@@ -725,6 +727,7 @@ impl ClientCore {
                     &mut inner.store,
                     &self.path,
                     id,
+                    &slot,
                     &mut local,
                     &chunk,
                     server_heads.as_deref(),
@@ -892,6 +895,7 @@ fn persist_chunk(
     store: &mut LocalStore,
     path: &Path,
     id: DocumentId,
+    slot: &DocSlot,
     local: &mut LocalDoc,
     chunk: &[u8],
     also: impl FnOnce(&rusqlite::Connection) -> Result<(), ClientError>,
@@ -900,7 +904,7 @@ fn persist_chunk(
     local.last_seq = store.append_chunk_then(id, chunk, also, |conn| {
         event_index::update_within(conn, id, doc)
     })?;
-    after_append(path, id, local);
+    after_append(path, id, slot, local);
     Ok(())
 }
 
@@ -910,6 +914,7 @@ fn persist_chunk_unindexed(
     store: &mut LocalStore,
     path: &Path,
     id: DocumentId,
+    slot: &DocSlot,
     local: &mut LocalDoc,
     chunk: &[u8],
     server_heads: Option<&[ChangeHash]>,
@@ -919,25 +924,32 @@ fn persist_chunk_unindexed(
         None => Ok(()),
     };
     local.last_seq = store.append_chunk_then(id, chunk, also, |_| Ok(()))?;
-    after_append(path, id, local);
+    after_append(path, id, slot, local);
     Ok(())
 }
 
-/// Counts an appended chunk; once enough have piled up, starts folding them.
-fn after_append(path: &Path, id: DocumentId, local: &mut LocalDoc) {
+/// Counts an appended chunk; once enough have piled up, starts folding them
+/// (from a copy of the live document in `slot`, which `local` is, locked).
+fn after_append(path: &Path, id: DocumentId, slot: &DocSlot, local: &mut LocalDoc) {
     local.chunks_since_snapshot += 1;
     if local.chunks_since_snapshot >= COMPACT_AFTER_CHUNKS
         && !local.compacting.swap(true, Ordering::AcqRel)
     {
         local.chunks_since_snapshot = 0;
         let (path, busy) = (path.to_path_buf(), local.compacting.clone());
+        let slot = Arc::downgrade(slot);
+        let live = move || {
+            let slot = slot.upgrade()?;
+            let local = lock_doc(&slot);
+            Some((local.doc.clone(), local.last_seq))
+        };
         std::thread::spawn(move || {
             // The counter was reset for everything up to now: fold all of it
             // (not only when a full batch is waiting), then keep up with more.
             let mut at_least = 1;
             loop {
                 // A failed compaction loses nothing: the chunks are still there.
-                let folded = match store::compact_in_background(&path, id, at_least) {
+                let folded = match store::compact_in_background(&path, id, at_least, &live) {
                     Ok(folded) => folded,
                     Err(error) => {
                         tracing::warn!(%error, doc = %id, "compaction failed");

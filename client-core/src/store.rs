@@ -140,10 +140,18 @@ fn write_snapshot(conn: &Connection, key: &str, snapshot: &[u8]) -> Result<(), C
 /// untouched. Keeps going while full batches are waiting, so a burst of
 /// changes ends compacted. Folds only once the chunks are worth it
 /// ([`worth_folding`]). Returns whether it folded anything.
+/// `live` gives a copy of the replica's document and the last chunk it
+/// holds (`None` once the replica is gone: the store's snapshot and chunks
+/// are loaded instead). Folding a copy of the live document costs a clone
+/// (0.04 s for a 30,000-attendee event); loading the snapshot and applying
+/// the chunks to it held 200-260 MiB at its peak for that event after a
+/// reconnect's 38,000 scans, in every replica compacting at once (the
+/// reconnect bench's memory runaway, BENCHMARKS.md).
 pub(crate) fn compact_in_background(
     path: &Path,
     id: DocumentId,
     at_least: u64,
+    live: impl Fn() -> Option<(automerge::Automerge, u64)>,
 ) -> Result<bool, ClientError> {
     // Whatever is there if at least `at_least` chunks are; after that, only
     // full batches (more may arrive while this works).
@@ -181,19 +189,32 @@ pub(crate) fn compact_in_background(
             return Ok(folded);
         };
         threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
-        let snapshot = read_snapshot(&conn, &key)?;
-        let chunks: Vec<Vec<u8>> = conn
-            .prepare(
-                "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
-            )?
-            .query_map(params![key, snapshot_seq, through_seq], |r| {
-                r.get::<_, Vec<u8>>(0)
-            })?
-            .collect::<Result<_, _>>()?;
-        // Laid out again after the first chunk: the rest would otherwise
-        // make this copy hold up to ten times the document's memory.
-        let (doc, _) = doc_layout::load(snapshot.as_deref(), chunks.iter().map(Vec::as_slice))?;
+        // Taken outside any transaction of this connection: the replica's
+        // writers hold the document's lock while they wait for SQLite's.
+        let (doc, through_seq) = match live() {
+            // Everything up to its last chunk, which may be past `through_seq`.
+            Some((doc, seq)) if seq as i64 > snapshot_seq => (doc, seq as i64),
+            Some(_) => return Ok(folded),
+            None => {
+                let snapshot = read_snapshot(&conn, &key)?;
+                let chunks: Vec<Vec<u8>> = conn
+                    .prepare(
+                        "SELECT data FROM document_chunks WHERE document_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+                    )?
+                    .query_map(params![key, snapshot_seq, through_seq], |r| {
+                        r.get::<_, Vec<u8>>(0)
+                    })?
+                    .collect::<Result<_, _>>()?;
+                // Laid out again after the first chunk: the rest would
+                // otherwise make this copy hold up to ten times the
+                // document's memory.
+                let (doc, _) =
+                    doc_layout::load(snapshot.as_deref(), chunks.iter().map(Vec::as_slice))?;
+                (doc, through_seq)
+            }
+        };
         let saved = doc.save();
+        drop(doc);
         let tx = write_tx(&mut conn)?;
         // Only forward: the document may have been replaced meanwhile.
         let updated = tx.execute(

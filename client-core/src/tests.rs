@@ -152,7 +152,7 @@ fn small_chunks_wait_to_be_folded_until_they_are_worth_a_whole_snapshot() {
     let big = incompressible(200_000);
     core.change(id, |tx| tx.put(ROOT, "big", big.as_str()))
         .unwrap();
-    assert!(store::compact_in_background(&path, id, 1).unwrap());
+    assert!(store::compact_in_background(&path, id, 1, || None).unwrap());
     let chunks = || chunk_count(&core);
     assert_eq!(chunks(), 0);
     // 70 small changes: a few KB against a ~200 KB snapshot. The background
@@ -161,13 +161,13 @@ fn small_chunks_wait_to_be_folded_until_they_are_worth_a_whole_snapshot() {
     for i in 0..70 {
         core.change(id, |tx| tx.put(ROOT, "n", i)).unwrap();
     }
-    assert!(!store::compact_in_background(&path, id, 1).unwrap());
+    assert!(!store::compact_in_background(&path, id, 1, || None).unwrap());
     assert_eq!(chunks(), 70);
     // A quarter of the snapshot's size arrives: now it is worth it.
     let quarter = incompressible(60_000);
     core.change(id, |tx| tx.put(ROOT, "more", quarter.as_str()))
         .unwrap();
-    assert!(store::compact_in_background(&path, id, 1).unwrap());
+    assert!(store::compact_in_background(&path, id, 1, || None).unwrap());
     assert_eq!(chunks(), 0);
     drop(core);
     let core = ClientCore::open(&path).unwrap();
