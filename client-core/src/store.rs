@@ -135,16 +135,18 @@ fn write_snapshot(conn: &Connection, key: &str, snapshot: &[u8]) -> Result<(), C
 }
 
 /// Folds the chunks of `id` into a new snapshot, on a connection of its
-/// own: loading and saving a large document takes long (150 ms for 100,000
-/// attendees), and scans must not wait behind it. The live document is
-/// untouched. Keeps going while full batches are waiting, so a burst of
-/// changes ends compacted. Folds only once the chunks are worth it
-/// ([`worth_folding`]). Returns whether it folded anything.
-/// `live` gives a copy of the replica's document and the last chunk it
-/// holds (`None` once the replica is gone: the store's snapshot and chunks
-/// are loaded instead). Folding a copy of the live document costs a clone
-/// (0.04 s for a 30,000-attendee event); loading the snapshot and applying
-/// the chunks to it held 200-260 MiB at its peak for that event after a
+/// own: saving a large document takes long (150 ms for 100,000 attendees),
+/// and scans must not wait behind it. Keeps going while full batches are
+/// waiting, so a burst of changes ends compacted. Folds only once the
+/// chunks are worth it ([`worth_folding`]). Returns whether it folded
+/// anything.
+///
+/// What is saved is a copy of the live document, from `live` with the
+/// last chunk it holds (taken under the document's lock, so the two
+/// agree); `None` once the replica is gone, and then the store's snapshot
+/// and chunks are loaded instead. The copy costs a clone (0.04 s for a
+/// 30,000-attendee event); the load applied the chunks to a freshly loaded
+/// snapshot, which held 200-260 MiB at its peak for that event after a
 /// reconnect's 38,000 scans, in every replica compacting at once (the
 /// reconnect bench's memory runaway, BENCHMARKS.md).
 pub(crate) fn compact_in_background(
