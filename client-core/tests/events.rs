@@ -2,6 +2,11 @@
 //! lists, CSV import (row errors, abort), search, the answers a scan gets,
 //! annulment, counts, and an index that survives reopening and rebuilds.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed step fails the test it serves"
+)]
+
 use client_core::event_model::document::{Attendee, CheckinList, EventInfo};
 use client_core::event_model::rules::{Answer, Counts, Direction, ListRules};
 use client_core::{ClientCore, DocumentId, ImportProgress, RowError};

@@ -8,6 +8,11 @@
 //! depend on the machine. One test in this binary: nothing else allocates
 //! while it measures.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed step fails the test it serves"
+)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
