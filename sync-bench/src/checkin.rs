@@ -35,6 +35,24 @@ pub(crate) async fn wait_for(
     Ok(())
 }
 
+/// Asks `tablet` (syncing) for `event` and waits until its index holds the
+/// event's `attendees` on the list "main": the download is done.
+pub(crate) async fn download(
+    what: &str,
+    tablet: &ClientCore,
+    event: DocumentId,
+    attendees: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    tablet.find(event)?;
+    wait_for(what, limit, || {
+        tablet
+            .counts(event, Some("main"))
+            .is_ok_and(|c| c.expected == attendees as u64)
+    })
+    .await
+}
+
 /// An administrator's replica holding an uploaded event of `attendees`.
 pub(crate) async fn seed_event(
     args: &Args,
@@ -84,15 +102,12 @@ pub async fn event_download(args: &Args) -> anyhow::Result<Value> {
     let tablet = ClientCore::open(dir.path().join("tablet.sqlite3"))?;
     let started = Instant::now();
     let sync = tablet.start_sync(args.sync_config(&args.urls[0])?);
-    tablet.find(event)?;
-    wait_for(
+    download(
         "the download",
+        &tablet,
+        event,
+        attendees,
         Duration::from_secs(args.timeout_secs),
-        || {
-            tablet
-                .counts(event, Some("main"))
-                .is_ok_and(|c| c.expected == attendees as u64)
-        },
     )
     .await?;
     let answer = tablet.check_in(event, "T0000042", "main", Direction::Entry)?;
@@ -136,15 +151,12 @@ pub async fn offline_tablets(args: &Args) -> anyhow::Result<Value> {
         let place = tablet_dir.as_ref().map_or(dir.path(), |other| other.path());
         let tablet = ClientCore::open(place.join(format!("tablet{i}.sqlite3")))?;
         let sync = tablet.start_sync(args.sync_config(&args.urls[i % args.urls.len()])?);
-        tablet.find(event)?;
-        wait_for(
+        download(
             "a tablet's download",
+            &tablet,
+            event,
+            attendees,
             Duration::from_secs(args.timeout_secs),
-            || {
-                tablet
-                    .counts(event, Some("main"))
-                    .is_ok_and(|c| c.expected == attendees as u64)
-            },
         )
         .await?;
         sync.stop().await;

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::Args;
-use crate::checkin::wait_for;
+use crate::checkin::{download, wait_for};
 
 /// Scans the door tablet makes per second while the others come back.
 pub const SCANS_PER_S: u64 = 5;
@@ -230,17 +230,15 @@ impl Door {
         match words.as_slice() {
             ["open", path, event, attendees] => {
                 let event = DocumentId::parse(event).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let attendees: u64 = attendees.parse()?;
+                let attendees: usize = attendees.parse()?;
                 let core = ClientCore::open(path)?;
                 let sync = core.start_sync(args.sync_config(&args.urls[0])?);
-                core.find(event)?;
-                wait_for(
+                download(
                     "the door tablet's download",
+                    &core,
+                    event,
+                    attendees,
                     Duration::from_secs(args.timeout_secs),
-                    || {
-                        core.counts(event, Some("main"))
-                            .is_ok_and(|c| c.expected == attendees)
-                    },
                 )
                 .await?;
                 sync.stop().await;

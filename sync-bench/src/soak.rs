@@ -24,7 +24,7 @@ use client_core::{Account, ClientCore, SettingValue, SignInStep, SyncConfig};
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::checkin::{seed_event, wait_for};
+use crate::checkin::{download, seed_event, wait_for};
 use crate::stadium::latency_summary;
 
 /// What happened in one reporting window, filled in by the load's tasks.
@@ -60,12 +60,13 @@ pub async fn soak(args: &Args) -> anyhow::Result<Value> {
     for i in 0..args.scanners.max(1) {
         let tablet = ClientCore::open(dir.path().join(format!("scanner{i}.sqlite3")))?;
         let sync = tablet.start_sync(args.sync_config(&url)?);
-        tablet.find(event)?;
-        wait_for("a scanner's download", limit(args), || {
-            tablet
-                .counts(event, Some("main"))
-                .is_ok_and(|c| c.expected == attendees as u64)
-        })
+        download(
+            "a scanner's download",
+            &tablet,
+            event,
+            attendees,
+            limit(args),
+        )
         .await?;
         scanners.push((tablet, sync));
     }

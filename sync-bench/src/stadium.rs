@@ -30,7 +30,7 @@ use sync_protocol::Message;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::Args;
-use crate::checkin::{seed_event, wait_for};
+use crate::checkin::{download, seed_event, wait_for};
 
 /// What one sync message from the server carries, decoded once for every
 /// reader that receives the same bytes (in-sync readers get identical
@@ -221,13 +221,7 @@ pub async fn stadium(args: &Args) -> anyhow::Result<Value> {
     for i in 0..scanners {
         let tablet = ClientCore::open(dir.path().join(format!("scanner{i}.sqlite3")))?;
         syncs.push(tablet.start_sync(args.sync_config(&args.urls[i % args.urls.len()])?));
-        tablet.find(event)?;
-        wait_for("a scanner's download", limit, || {
-            tablet
-                .counts(event, Some("main"))
-                .is_ok_and(|c| c.expected == attendees as u64)
-        })
-        .await?;
+        download("a scanner's download", &tablet, event, attendees, limit).await?;
         tablets.push(tablet);
     }
 
