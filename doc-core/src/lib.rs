@@ -8,11 +8,13 @@
 use std::collections::{HashMap, HashSet};
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, ChangeHash, ReadDoc};
 use event_model::validate::EventWriter;
 use sync_protocol::doc_layout;
 
+mod recent_history;
 mod whole_document;
+use recent_history::{RecentHistory, still_missing_by_clock};
 use whole_document::WholeDocument;
 
 /// Identifies one connection attached to the document.
@@ -126,7 +128,7 @@ pub struct DocumentCore {
     answers_taken: u64,
     answers_walked: u64,
     in_sync: u64,
-    versions: RecentVersions,
+    history: RecentHistory,
     whole: WholeDocument,
 }
 
@@ -136,6 +138,7 @@ impl DocumentCore {
         let (doc, layout) = doc_layout::load(snapshot, chunks.iter().map(Vec::as_slice))
             .map_err(|e| LoadError(e.to_string()))?;
         let persisted_heads = doc.get_heads();
+        let history = RecentHistory::starting_at(&doc);
         Ok(Self {
             doc,
             layout,
@@ -143,7 +146,7 @@ impl DocumentCore {
             persisted_heads: persisted_heads.clone(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
-            versions: RecentVersions::starting_at(persisted_heads.clone()),
+            history,
             heads_at_last_outgoing: persisted_heads,
             accepted_chunks: 0,
             generated: 0,
@@ -156,14 +159,15 @@ impl DocumentCore {
     }
 
     pub fn empty() -> Self {
+        let doc = Automerge::new();
         Self {
-            doc: Automerge::new(),
+            history: RecentHistory::starting_at(&doc),
+            doc,
             layout: doc_layout::Layout::Settled,
             peers: HashMap::new(),
             persisted_heads: Vec::new(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
-            versions: RecentVersions::starting_at(Vec::new()),
             heads_at_last_outgoing: Vec::new(),
             accepted_chunks: 0,
             generated: 0,
@@ -192,6 +196,7 @@ impl DocumentCore {
             Ok(()) => {
                 tx.commit();
                 if self.doc.get_heads() != before {
+                    self.history.lost_track();
                     self.layout.changed(&mut self.doc, before.is_empty());
                 }
                 Ok(())
@@ -295,9 +300,17 @@ impl DocumentCore {
             if let Some(changes) = plain_changes(open_chunks(&message)?) {
                 // Changes already held are skipped by automerge.
                 chunks = changes.len();
-                self.doc
-                    .apply_changes(changes)
-                    .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+                let fresh: Vec<automerge::Change> = self
+                    .history
+                    .fresh(&self.doc, &changes)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                if let Err(e) = self.doc.apply_changes(changes) {
+                    self.history.lost_track();
+                    return Err(ReceiveError::Apply(e.to_string()));
+                }
+                self.history.applied(&self.doc, &fresh);
                 message.changes = Vec::<Vec<u8>>::new().into();
             }
         }
@@ -321,9 +334,11 @@ impl DocumentCore {
                 };
                 match verdict {
                     Ok(()) => {
-                        if let Err(e) = self.doc.apply_changes([change]) {
+                        if let Err(e) = self.doc.apply_changes([change.clone()]) {
+                            self.history.lost_track();
                             return Err(ReceiveError::Apply(e.to_string()));
                         }
+                        self.history.applied(&self.doc, [&change]);
                         chunks += 1;
                     }
                     Err(why) => {
@@ -343,7 +358,7 @@ impl DocumentCore {
         // changes were checked and applied one by one above) a message only
         // moves the peer's state.
         let message = if message.changes.is_empty() {
-            match receive_answer(&self.doc, &self.versions, state, message, carried_changes) {
+            match receive_answer(&self.doc, &self.history, state, message, carried_changes) {
                 Ok(()) => {
                     self.answers_taken += 1;
                     None
@@ -357,9 +372,29 @@ impl DocumentCore {
             Some(message)
         };
         if let Some(message) = message {
+            if !message.changes.is_empty() {
+                // A whole document, applied by automerge.
+                self.history.lost_track();
+            }
+            // Changes applied above, the rest left to automerge (a head it
+            // does not hold, such as a change waiting in its queue): what its
+            // receive of the whole message does with the changes is done
+            // here, so the state ends as if it had seen them.
+            let applied_here = carried_changes && message.changes.is_empty();
+            let last_sent_heads = applied_here.then(|| state.last_sent_heads.clone());
+            if applied_here {
+                state.shared_heads =
+                    advance_heads(&before, &self.doc.get_heads(), &state.shared_heads);
+            }
             self.doc
                 .receive_sync_message(state, message)
                 .map_err(|e| ReceiveError::Apply(e.to_string()))?;
+            // automerge takes a message without changes whose heads are ours
+            // as proof that the peer saw what we last sent; one that carried
+            // changes proves nothing of the kind.
+            if let Some(heads) = last_sent_heads {
+                state.last_sent_heads = heads;
+            }
         }
         let changed = self.doc.get_heads() != before;
         if changed {
@@ -393,6 +428,7 @@ impl DocumentCore {
             .map_err(|e| LoadError(e.to_string()))?;
         self.persisted_heads = self.doc.get_heads();
         if self.persisted_heads != before {
+            self.history.lost_track();
             self.layout.changed(&mut self.doc, before.is_empty());
         }
         Ok(())
@@ -424,12 +460,7 @@ impl DocumentCore {
         let heads = doc.get_heads();
         let heads_moved = heads != self.heads_at_last_outgoing;
         if heads_moved {
-            let added = doc
-                .get_changes_meta(&self.heads_at_last_outgoing)
-                .into_iter()
-                .map(|change| change.hash)
-                .collect();
-            self.versions.record(heads.clone(), added);
+            self.history.end_round(doc, heads.clone());
             // A saved document of older heads is never sent again.
             self.whole.forget_saved();
         }
@@ -569,10 +600,27 @@ fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
         && state.their_heads.as_deref() == Some(heads)
         && state.their_need.as_ref().is_none_or(|need| need.is_empty())
         && state.their_have.iter().flatten().next().is_none_or(|have| {
-            have.last_sync
-                .iter()
-                .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
+            // Cheaper than a metadata lookup per hash; with a change in
+            // automerge's queue it says no, and automerge decides.
+            doc.get_missing_deps(&have.last_sync).is_empty()
         })
+}
+
+/// automerge's shared heads with a peer after changes were applied
+/// (`sync::advance_heads`, private there): the document's new heads, and the
+/// old shared heads that are still heads.
+fn advance_heads(
+    before: &[ChangeHash],
+    after: &[ChangeHash],
+    shared: &[ChangeHash],
+) -> Vec<ChangeHash> {
+    let advanced: std::collections::BTreeSet<ChangeHash> = after
+        .iter()
+        .filter(|head| !before.contains(head))
+        .chain(shared.iter().filter(|head| after.contains(head)))
+        .copied()
+        .collect();
+    advanced.into_iter().collect()
 }
 
 /// automerge's `receive_sync_message` for the commonest message of all: an
@@ -580,10 +628,11 @@ fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
 /// automerge trims the state's `sent_hashes` by walking the document's whole
 /// history back from the peer's heads (`filter_changes`), for every message;
 /// with 500 tablets on one event that walk was most of the server's work.
-/// When the peer's heads are those of a recent version of the document
-/// ([`RecentVersions`]) the trim is a set lookup; for other heads we hold
-/// (a writer's, made beside another's) the change graph's vector clocks
-/// answer it ([`still_missing_by_clock`]). The rest is automerge's
+/// The document's recent history ([`RecentHistory`]) answers it for the
+/// heads of a recent version (a set lookup) and for heads that are recent
+/// changes (a writer's own beside another's: a walk back to the oldest
+/// change the peer has not confirmed); for older heads the change graph's
+/// vector clocks do ([`still_missing_by_clock`]). The rest is automerge's
 /// bookkeeping for a message without changes, field by field (the fields of
 /// `sync::State` are public). Held equal to automerge's own by the tests
 /// `listeners_in_one_state_share_one_generated_message_equal_to_automerges_own`,
@@ -594,7 +643,7 @@ fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
 /// `last_sent_heads` alone, and so does this.
 fn receive_answer(
     doc: &Automerge,
-    versions: &RecentVersions,
+    history: &RecentHistory,
     state: &mut sync::State,
     message: sync::Message,
     carried_changes: bool,
@@ -603,7 +652,7 @@ fn receive_answer(
         return Err(message);
     }
     let current = doc.get_heads();
-    let Some(still_missing) = versions
+    let Some(still_missing) = history
         .still_missing(&message.heads, &current, &state.sent_hashes)
         .or_else(|| still_missing_by_clock(doc, &message.heads, &state.sent_hashes))
     else {
@@ -645,91 +694,6 @@ fn receive_answer(
     state.their_heads = Some(heads);
     state.their_need = Some(need);
     Ok(())
-}
-
-/// The document's recent versions: the heads after each round of
-/// `outgoing` that moved them, and the changes that round added. A peer
-/// that answers with the heads of one of these versions holds exactly the
-/// document as it was then, so of the changes we sent it, the ones it still
-/// lacks are those added after that version: no walk of the history needed.
-#[derive(Debug, Default)]
-struct RecentVersions(std::collections::VecDeque<(Vec<ChangeHash>, Vec<ChangeHash>)>);
-
-/// Versions kept: at 50 changes a second, five seconds of a listener's lag.
-const RECENT_VERSIONS: usize = 256;
-
-impl RecentVersions {
-    fn starting_at(heads: Vec<ChangeHash>) -> Self {
-        Self([(heads, Vec::new())].into())
-    }
-
-    fn record(&mut self, heads: Vec<ChangeHash>, added: Vec<ChangeHash>) {
-        if self.0.len() == RECENT_VERSIONS {
-            self.0.pop_front();
-        }
-        self.0.push_back((heads, added));
-    }
-
-    /// Of `sent`, what a peer whose heads are `heads` does not hold, if
-    /// `heads` are those of a recent version or the `current` heads (`None`
-    /// otherwise: automerge decides).
-    fn still_missing(
-        &self,
-        heads: &[ChangeHash],
-        current: &[ChangeHash],
-        sent: &std::collections::BTreeSet<ChangeHash>,
-    ) -> Option<std::collections::BTreeSet<ChangeHash>> {
-        if heads == current {
-            return Some(Default::default());
-        }
-        let at = self.0.iter().rposition(|(version, _)| version == heads)?;
-        let later: HashSet<&ChangeHash> = self
-            .0
-            .iter()
-            .skip(at + 1)
-            .flat_map(|(_, added)| added)
-            .collect();
-        Some(sent.iter().filter(|h| later.contains(h)).copied().collect())
-    }
-}
-
-/// Of `sent`, what a peer whose heads are `heads` does not hold, for heads
-/// that are no recent version (a writer's, made beside another writer's
-/// change): the ones that are not `heads` or their ancestors, as automerge
-/// leaves them (`remove_ancestors`; none for a peer with no heads, which
-/// starts over). `get_changes_meta(heads)` lists
-/// exactly the changes that are not ancestors of `heads`, from the heads'
-/// vector clock (cached every 16 changes in the change graph) and each
-/// actor's changes after it, so it costs what the peer lacks, not the whole
-/// history (but more than a version lookup: a clock walk, so versions are
-/// tried first). `None` if a head is unknown here: automerge's bookkeeping then
-/// differs (it keeps the known heads beside the old shared ones).
-fn still_missing_by_clock(
-    doc: &Automerge,
-    heads: &[ChangeHash],
-    sent: &std::collections::BTreeSet<ChangeHash>,
-) -> Option<std::collections::BTreeSet<ChangeHash>> {
-    if !heads
-        .iter()
-        .all(|h| doc.get_change_meta_by_hash(h).is_some())
-    {
-        return None;
-    }
-    // A peer with no heads lost its data: automerge forgets what it sent.
-    if sent.is_empty() || heads.is_empty() {
-        return Some(Default::default());
-    }
-    let not_held: HashSet<ChangeHash> = doc
-        .get_changes_meta(heads)
-        .into_iter()
-        .map(|change| change.hash)
-        .collect();
-    Some(
-        sent.iter()
-            .filter(|h| not_held.contains(h))
-            .copied()
-            .collect(),
-    )
 }
 
 /// One storage chunk of a message, opened.
@@ -861,8 +825,8 @@ fn split_chunks(mut bytes: &[u8]) -> Result<Vec<&[u8]>, ReceiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use automerge::ROOT;
     use automerge::transaction::Transactable;
-    use automerge::{ROOT, ReadDoc};
 
     /// A client-side automerge document syncing with the core as peer `key`.
     struct Client {
@@ -1259,6 +1223,81 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// Every message taken without automerge (writers' changes and
+        /// answers, listeners' answers) leaves the peer's sync state and
+        /// the document exactly as automerge's own `receive_sync_message`
+        /// would: three writers and two listeners in any interleaving of
+        /// changes, messages, rounds and deliveries.
+        #[test]
+        fn every_message_moves_the_peers_state_as_automerge_does(
+            steps in proptest::collection::vec((0u8..4, 0usize..5), 1..200)
+        ) {
+            const WRITERS: usize = 3;
+            let mut core = DocumentCore::empty();
+            let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
+            let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
+            for key in 0..clients.len() as PeerKey {
+                core.attach(key);
+            }
+            clients[0].put("seed", 0);
+            let mut written = 0;
+            let receive = |core: &mut DocumentCore, who: usize, message: &[u8]| {
+                let (reference, expected) = automerge_after_write(core, who as PeerKey, message);
+                core.receive(who as PeerKey, message, true).unwrap();
+                assert_eq!(core.doc.get_heads(), reference.get_heads());
+                assert_eq!(core.peers[&(who as PeerKey)], expected, "peer {who}");
+            };
+            let send = |core: &mut DocumentCore, inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
+                if let Some((_, heads)) = core.unpersisted() {
+                    core.mark_persisted(heads);
+                }
+                for (key, message) in each(core.outgoing()) {
+                    inbox[key as usize].push_back(message);
+                }
+            };
+            for (action, who) in steps {
+                match action {
+                    0 if who < WRITERS => {
+                        written += 1;
+                        clients[who].put(&format!("k{who}-{written}"), written);
+                    }
+                    1 => {
+                        if let Some(message) = clients[who].message() {
+                            receive(&mut core, who, &message);
+                        }
+                    }
+                    2 => send(&mut core, &mut inbox),
+                    _ => {
+                        if let Some(message) = inbox[who].pop_front() {
+                            clients[who].receive(&message);
+                        }
+                    }
+                }
+            }
+            for _ in 0..60 {
+                let mut quiet = true;
+                for who in 0..clients.len() {
+                    while let Some(message) = inbox[who].pop_front() {
+                        clients[who].receive(&message);
+                    }
+                    if let Some(message) = clients[who].message() {
+                        quiet = false;
+                        receive(&mut core, who, &message);
+                    }
+                }
+                send(&mut core, &mut inbox);
+                if quiet && inbox.iter().all(|queue| queue.is_empty()) {
+                    break;
+                }
+            }
+            for client in &clients {
+                proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
+            }
+        }
+    }
+
     #[test]
     fn a_lagging_answer_and_a_stock_v1_answer_move_the_state_as_automerge_does() {
         let mut core = DocumentCore::empty();
@@ -1360,121 +1399,6 @@ mod tests {
         assert_eq!(core.doc.get_heads(), reference.get_heads());
         assert_eq!(core.peers[&0], expected);
         assert_eq!(core.take_message_counts().answers_taken, 1);
-    }
-
-    #[test]
-    fn only_the_heads_of_a_recent_version_answer_what_a_peer_still_lacks() {
-        let hash = |n: u8| ChangeHash([n; 32]);
-        let mut versions = RecentVersions::starting_at(vec![hash(1)]);
-        versions.record(vec![hash(2)], vec![hash(2)]);
-        versions.record(vec![hash(3), hash(4)], vec![hash(3), hash(4)]);
-        let sent: std::collections::BTreeSet<_> = [hash(2), hash(3), hash(4)].into();
-        let current = [hash(5)];
-        let at = |heads: &[ChangeHash]| versions.still_missing(heads, &current, &sent);
-        assert_eq!(at(&[hash(1)]), Some(sent.clone()));
-        assert_eq!(at(&[hash(2)]), Some([hash(3), hash(4)].into()));
-        assert_eq!(at(&[hash(3), hash(4)]), Some(Default::default()));
-        // Not a version this document had: automerge decides.
-        assert_eq!(at(&[hash(3)]), None);
-        assert_eq!(at(&[hash(9)]), None);
-        // The heads of the document now: it holds everything.
-        assert_eq!(at(&[hash(5)]), Some(Default::default()));
-        let later = |n: usize| {
-            let mut bytes = [0xaa; 32];
-            bytes[..8].copy_from_slice(&(n as u64).to_le_bytes());
-            ChangeHash(bytes)
-        };
-        for n in 0..RECENT_VERSIONS {
-            versions.record(vec![later(n)], vec![later(n)]);
-        }
-        assert_eq!(versions.0.len(), RECENT_VERSIONS);
-        // The oldest kept is later(0)'s; the first three are gone.
-        let last: std::collections::BTreeSet<_> = [later(RECENT_VERSIONS - 1)].into();
-        assert_eq!(
-            versions.still_missing(&[later(0)], &current, &last),
-            Some(last.clone())
-        );
-        assert_eq!(versions.still_missing(&[hash(2)], &current, &last), None);
-    }
-
-    /// automerge's own trim of `sent` for a peer at `heads` (a message
-    /// without changes through `receive_sync_message`).
-    fn automerge_trim(
-        doc: &Automerge,
-        heads: &[ChangeHash],
-        sent: &std::collections::BTreeSet<ChangeHash>,
-    ) -> std::collections::BTreeSet<ChangeHash> {
-        let mut state = sync::State::new();
-        state.sent_hashes = sent.clone();
-        let mut doc = doc.clone();
-        let mut message = sync::Message::decode(
-            &Automerge::new()
-                .generate_sync_message(&mut sync::State::new())
-                .unwrap()
-                .encode(),
-        )
-        .unwrap();
-        message.heads = heads.to_vec();
-        doc.receive_sync_message(&mut state, message).unwrap();
-        state.sent_hashes
-    }
-
-    #[test]
-    fn what_a_peer_still_lacks_is_what_automerge_leaves_for_any_known_heads() {
-        // A history with concurrent branches: a base, three actors writing
-        // off it, a merge of two of them, and more on top.
-        let mut base = Client::new();
-        for i in 0..40 {
-            base.put("base", i);
-        }
-        let mut branches: Vec<Automerge> = (0..3).map(|_| base.doc.fork()).collect();
-        let mut branch_heads = Vec::new();
-        for (n, doc) in branches.iter_mut().enumerate() {
-            let mut heads = Vec::new();
-            for i in 0..(5 + n * 7) {
-                let mut tx = doc.transaction();
-                tx.put(ROOT, format!("b{n}"), i as i64).unwrap();
-                tx.commit();
-                heads.push(doc.get_heads());
-            }
-            branch_heads.push(heads);
-        }
-        let mut doc = base.doc.clone();
-        for branch in &mut branches {
-            doc.merge(branch).unwrap();
-        }
-        let merged_heads = doc.get_heads();
-        for i in 0..10 {
-            let mut tx = doc.transaction();
-            tx.put(ROOT, "top", i).unwrap();
-            tx.commit();
-        }
-        let current = doc.get_heads();
-        let every: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
-        let recent: std::collections::BTreeSet<_> = every.iter().rev().take(40).copied().collect();
-        let one_per_branch: std::collections::BTreeSet<_> =
-            branch_heads.iter().map(|h| h[2][0]).collect();
-        let mut peers_heads: Vec<Vec<ChangeHash>> =
-            vec![base.doc.get_heads(), merged_heads, current.clone(), vec![]];
-        for heads in &branch_heads {
-            peers_heads.push(heads[0].clone());
-            peers_heads.push(heads.last().unwrap().clone());
-        }
-        // Heads that were never the document's: one branch's tip beside another's middle.
-        let mut mixed = vec![branch_heads[0].last().unwrap()[0], branch_heads[2][3][0]];
-        mixed.sort();
-        peers_heads.push(mixed);
-        for heads in &peers_heads {
-            for sent in [&recent, &one_per_branch] {
-                let ours = still_missing_by_clock(&doc, heads, sent).expect("all known");
-                assert_eq!(ours, automerge_trim(&doc, heads, sent), "heads {heads:?}");
-            }
-        }
-        // A head we do not hold: automerge decides.
-        assert_eq!(
-            still_missing_by_clock(&doc, &[ChangeHash([7; 32])], &recent),
-            None
-        );
     }
 
     #[test]
