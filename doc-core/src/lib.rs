@@ -6,6 +6,7 @@
 //! store does not have.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, ChangeHash, ReadDoc};
@@ -117,6 +118,11 @@ pub struct DocumentCore {
     /// Asking automerge for a message is not free (it builds a bloom filter
     /// per call), so when the heads did not move only these peers are asked.
     touched: HashSet<PeerKey>,
+    /// Peers sent changes they have not answered yet, and when (see
+    /// [`DocumentCore::outgoing_paced`]).
+    awaiting: HashMap<PeerKey, Instant>,
+    /// Peers a paced round held back, considered again in the next one.
+    held: HashSet<PeerKey>,
     heads_at_last_outgoing: Vec<ChangeHash>,
     /// Changes accepted since `take_accepted` (for the audit log).
     accepted_chunks: usize,
@@ -146,6 +152,8 @@ impl DocumentCore {
             persisted_heads: persisted_heads.clone(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
+            awaiting: HashMap::new(),
+            held: HashSet::new(),
             history,
             heads_at_last_outgoing: persisted_heads,
             accepted_chunks: 0,
@@ -168,6 +176,8 @@ impl DocumentCore {
             persisted_heads: Vec::new(),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
+            awaiting: HashMap::new(),
+            held: HashSet::new(),
             heads_at_last_outgoing: Vec::new(),
             accepted_chunks: 0,
             generated: 0,
@@ -226,6 +236,8 @@ impl DocumentCore {
         self.peers.remove(&peer);
         self.owed_ack.remove(&peer);
         self.touched.remove(&peer);
+        self.awaiting.remove(&peer);
+        self.held.remove(&peer);
     }
 
     /// Applies one sync message from `peer`. `may_write` false refuses any
@@ -282,6 +294,8 @@ impl DocumentCore {
         if !self.peers.contains_key(&peer) {
             return Err(ReceiveError::NotAttached);
         }
+        // Whatever it says, the peer is answering.
+        self.awaiting.remove(&peer);
         let before = self.doc.get_heads();
         let mut rejected = Vec::new();
         let mut reason = None;
@@ -451,6 +465,34 @@ impl DocumentCore {
     /// The sync messages due now, each with the peers it goes to. Call only
     /// after `unpersisted` is empty, so nothing undurable is announced.
     pub fn outgoing(&mut self) -> Vec<Outgoing> {
+        self.round(None)
+    }
+
+    /// [`Self::outgoing`], except that a peer sent changes it has not yet
+    /// answered is held back until it answers or `hold` has passed since
+    /// (`now` is the shell's clock), and then gets everything due at once.
+    /// A peer that was sent changes answers with its new heads, so at a
+    /// busy document each peer is sent as fast as it takes in, and no
+    /// faster: with ten writers on a document every new change was a round
+    /// of its own, and each round a message to every writer and an answer
+    /// from each. A peer that is keeping up gets no delay. Returns the
+    /// messages and when the earliest held peer is due regardless.
+    pub fn outgoing_paced(
+        &mut self,
+        now: Instant,
+        hold: Duration,
+    ) -> (Vec<Outgoing>, Option<Instant>) {
+        let out = self.round(Some((now, hold)));
+        let release = self
+            .held
+            .iter()
+            .filter_map(|peer| self.awaiting.get(peer))
+            .min()
+            .map(|sent| *sent + hold);
+        (out, release)
+    }
+
+    fn round(&mut self, pacing: Option<(Instant, Duration)>) -> Vec<Outgoing> {
         debug_assert!(
             self.unpersisted().is_none(),
             "announcing changes that are not durable"
@@ -477,11 +519,25 @@ impl DocumentCore {
         // the peers that spoke or attached. Each listener's answer to a
         // fan-out is a round of its own, so going over every peer here made
         // a scan cost peers x peers.
-        let candidates: Vec<PeerKey> = if heads_moved {
+        let mut candidates: Vec<PeerKey> = if heads_moved {
             self.peers.keys().copied().collect()
         } else {
-            touched.into_iter().collect()
+            touched.into_iter().chain(self.held.drain()).collect()
         };
+        if heads_moved {
+            self.held.clear();
+        }
+        if let Some((now, hold)) = pacing {
+            let awaiting = &self.awaiting;
+            let held = &mut self.held;
+            candidates.retain(|peer| {
+                let waiting = awaiting.get(peer).is_some_and(|sent| now < *sent + hold);
+                if waiting {
+                    held.insert(*peer);
+                }
+                !waiting
+            });
+        }
         let mut in_sync_count = 0;
         let due: Vec<PeerKey> = candidates
             .into_iter()
@@ -521,17 +577,22 @@ impl DocumentCore {
         // message is in `out` (none if it had nothing to say).
         let mut by_state: HashMap<sync::State, (sync::State, Option<usize>)> = HashMap::new();
         let mut out: Vec<Outgoing> = Vec::new();
+        // Whether each message in `out` carries changes.
+        let mut carrying: Vec<bool> = Vec::new();
         for peer in due {
             let Some(state) = self.peers.get_mut(&peer) else {
                 continue;
             };
             if !shared_heads.contains(&state.their_heads) {
-                let message = self.whole.generate(doc, state).map(|m| m.encode());
+                let message = self.whole.generate(doc, state);
                 self.generated += u64::from(message.is_some());
-                out.extend(message.map(|data| Outgoing {
-                    data,
-                    peers: vec![peer],
-                }));
+                if let Some(message) = message {
+                    carrying.push(!message.changes.is_empty());
+                    out.push(Outgoing {
+                        data: message.encode(),
+                        peers: vec![peer],
+                    });
+                }
                 continue;
             }
             match by_state.get(state) {
@@ -544,16 +605,26 @@ impl DocumentCore {
                 }
                 None => {
                     let before = state.clone();
-                    let message = self.whole.generate(doc, state).map(|m| m.encode());
+                    let message = self.whole.generate(doc, state);
                     self.generated += u64::from(message.is_some());
-                    let at = message.map(|data| {
+                    let at = message.map(|message| {
+                        carrying.push(!message.changes.is_empty());
                         out.push(Outgoing {
-                            data,
+                            data: message.encode(),
                             peers: vec![peer],
                         });
                         out.len() - 1
                     });
                     by_state.insert(before, (state.clone(), at));
+                }
+            }
+        }
+        if let Some((now, _)) = pacing {
+            for (message, carried) in out.iter().zip(carrying) {
+                if carried {
+                    for peer in &message.peers {
+                        self.awaiting.insert(*peer, now);
+                    }
                 }
             }
         }
@@ -1296,6 +1367,79 @@ mod tests {
                 proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
             }
         }
+    }
+
+    #[test]
+    fn a_peer_that_has_not_answered_changes_is_held_until_it_answers_or_the_hold_passes() {
+        let mut core = DocumentCore::empty();
+        let (mut writer, mut reader) = (Client::new(), Client::new());
+        writer.put("seed", 0);
+        core.attach(0);
+        core.attach(1);
+        converge(&mut core, &mut [(0, &mut writer), (1, &mut reader)]);
+        let hold = Duration::from_millis(50);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // A change from the writer, persisted, then a paced round at `ms`.
+        let write = |core: &mut DocumentCore, writer: &mut Client, n: i64| {
+            writer.put("n", n);
+            let sent = writer.message().unwrap();
+            core.receive(0, &sent, true).unwrap();
+            let (_, heads) = core.unpersisted().unwrap();
+            core.mark_persisted(heads);
+        };
+        let round = |core: &mut DocumentCore, ms: u64| {
+            let (out, release) = core.outgoing_paced(at(ms), hold);
+            (each(out).into_iter().collect::<HashMap<_, _>>(), release)
+        };
+        write(&mut core, &mut writer, 1);
+        let (out, release) = round(&mut core, 0);
+        let first = out[&1].clone();
+        assert_eq!(release, None);
+        // The writer's acknowledgement carries no change: it is never held.
+        writer.receive(&out[&0]);
+        // The reader has not answered the first change: the second waits.
+        write(&mut core, &mut writer, 2);
+        let (out, release) = round(&mut core, 1);
+        assert!(!out.contains_key(&1), "{out:?}");
+        assert_eq!(release, Some(at(50)));
+        if let Some(ack) = out.get(&0) {
+            writer.receive(ack);
+        }
+        // Its answer releases it at once, with what it still lacks.
+        reader.receive(&first);
+        let answer = reader.message().unwrap();
+        core.receive(1, &answer, true).unwrap();
+        let (out, release) = round(&mut core, 2);
+        assert_eq!(release, None);
+        reader.receive(&out[&1]);
+        assert_eq!(reader.doc.get_heads(), writer.doc.get_heads());
+        let answer = reader.message().unwrap();
+        core.receive(1, &answer, true).unwrap();
+        // A reader that does not answer gets the next changes once the hold
+        // has passed, without anything else arriving.
+        write(&mut core, &mut writer, 3);
+        let (out, _) = round(&mut core, 10);
+        reader.receive(&out[&1]);
+        write(&mut core, &mut writer, 4);
+        let (out, release) = round(&mut core, 11);
+        assert!(!out.contains_key(&1));
+        assert_eq!(release, Some(at(60)));
+        let (out, release) = round(&mut core, 59);
+        assert!(!out.contains_key(&1));
+        assert_eq!(release, Some(at(60)));
+        let (out, release) = round(&mut core, 60);
+        assert!(out.contains_key(&1), "{out:?}");
+        assert_eq!(release, None);
+        reader.receive(&out[&1]);
+        assert_eq!(reader.doc.get_heads(), writer.doc.get_heads());
+        // A peer that leaves is no longer held or awaited.
+        write(&mut core, &mut writer, 5);
+        round(&mut core, 70);
+        write(&mut core, &mut writer, 6);
+        assert!(round(&mut core, 71).1.is_some());
+        core.detach(1);
+        assert_eq!(round(&mut core, 72).1, None);
     }
 
     #[test]

@@ -155,6 +155,12 @@ const MAILBOX: usize = 1024;
 /// Commands handled together before one store write and one round of replies.
 const BATCH: usize = 256;
 
+/// How long a peer sent changes it has not answered is held back from
+/// later rounds (`DocumentCore::outgoing_paced`): a peer answers changes
+/// within a round trip, so this bounds only the wait for one that does not
+/// (it had them already, or its connection is stalling).
+const HOLD_UNANSWERED: Duration = Duration::from_millis(50);
+
 impl Registry {
     pub fn new(store: Arc<dyn Store>, settings: DocumentSettings) -> Self {
         Self {
@@ -262,6 +268,7 @@ impl Registry {
             is_settings: None,
             backup_due: None,
             reported: None,
+            held_due: None,
         };
         tokio::spawn(async move {
             actor.run(rx).await;
@@ -347,6 +354,9 @@ struct DocActor {
     backup_due: Option<Instant>,
     /// Size and idleness last reported to the memory budget.
     reported: Option<(u64, bool)>,
+    /// When peers held back from the last round are due regardless of
+    /// their answer (see `DocumentCore::outgoing_paced`).
+    held_due: Option<Instant>,
 }
 
 impl Inner {
@@ -412,11 +422,18 @@ impl DocActor {
                         continue;
                     }
                 }
-            } else if let Some(wait) = backup_wait {
-                match tokio::time::timeout(wait, rx.recv()).await {
+            } else if let Some(wake) = [self.backup_due, self.held_due].into_iter().flatten().min()
+            {
+                match tokio::time::timeout_at(wake.into(), rx.recv()).await {
                     Ok(cmd) => cmd,
                     Err(_) => {
-                        self.backup_settings().await;
+                        let now = Instant::now();
+                        if self.held_due.is_some_and(|due| due <= now) {
+                            self.send_held();
+                        }
+                        if self.backup_due.is_some_and(|due| due <= now) {
+                            self.backup_settings().await;
+                        }
                         continue;
                     }
                 }
@@ -887,8 +904,23 @@ impl DocActor {
         }
     }
 
+    /// The round for peers held back that did not answer in time.
+    fn send_held(&mut self) {
+        self.held_due = None;
+        // Changes a failed write left unpersisted are not announced; the
+        // next batch persists them and sends its round.
+        if self
+            .core
+            .as_ref()
+            .is_some_and(|core| core.unpersisted().is_none())
+        {
+            self.send_outgoing();
+        }
+    }
+
     fn send_outgoing(&mut self) {
-        let messages = self.core().outgoing();
+        let (messages, held_due) = self.core().outgoing_paced(Instant::now(), HOLD_UNANSWERED);
+        self.held_due = held_due;
         let made = self.core().take_message_counts();
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);
