@@ -120,7 +120,7 @@ pub struct DocumentCore {
     touched: HashSet<PeerKey>,
     /// Peers sent changes they have not answered yet, and when (see
     /// [`DocumentCore::outgoing_paced`]).
-    awaiting: HashMap<PeerKey, Instant>,
+    awaiting: HashMap<PeerKey, Awaiting>,
     /// Peers a paced round held back, considered again in the next one.
     held: HashSet<PeerKey>,
     heads_at_last_outgoing: Vec<ChangeHash>,
@@ -487,8 +487,9 @@ impl DocumentCore {
             .held
             .iter()
             .filter_map(|peer| self.awaiting.get(peer))
+            .map(|awaiting| awaiting.sent)
             .min()
-            .map(|sent| *sent + hold);
+            .map(|sent| sent + hold);
         (out, release)
     }
 
@@ -502,7 +503,10 @@ impl DocumentCore {
         let heads = doc.get_heads();
         let heads_moved = heads != self.heads_at_last_outgoing;
         if heads_moved {
-            self.history.end_round(doc, heads.clone());
+            let added = self.history.end_round(doc, heads.clone());
+            for awaiting in self.awaiting.values_mut() {
+                awaiting.added += added;
+            }
             // A saved document of older heads is never sent again.
             self.whole.forget_saved();
         }
@@ -531,7 +535,9 @@ impl DocumentCore {
             let awaiting = &self.awaiting;
             let held = &mut self.held;
             candidates.retain(|peer| {
-                let waiting = awaiting.get(peer).is_some_and(|sent| now < *sent + hold);
+                let waiting = awaiting.get(peer).is_some_and(|awaiting| {
+                    now < awaiting.sent + hold && awaiting.added < HOLD_AT_MOST_CHANGES
+                });
                 if waiting {
                     held.insert(*peer);
                 }
@@ -623,7 +629,13 @@ impl DocumentCore {
             for (message, carried) in out.iter().zip(carrying) {
                 if carried {
                     for peer in &message.peers {
-                        self.awaiting.insert(*peer, now);
+                        self.awaiting.insert(
+                            *peer,
+                            Awaiting {
+                                sent: now,
+                                added: 0,
+                            },
+                        );
                     }
                 }
             }
@@ -676,6 +688,21 @@ fn in_sync(doc: &Automerge, state: &sync::State, heads: &[ChangeHash]) -> bool {
             doc.get_missing_deps(&have.last_sync).is_empty()
         })
 }
+
+/// A peer sent changes it has not answered: when, and how many changes the
+/// document gained since.
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    sent: Instant,
+    added: usize,
+}
+
+/// A held peer is released once this many changes wait for it: a peer held
+/// while a reconnect's uploads land (thousands of changes in a few rounds)
+/// could otherwise lack more than a third of the document by its answer, and
+/// automerge then sends it the whole document, which a live replica merges
+/// more slowly than the changes.
+const HOLD_AT_MOST_CHANGES: usize = 256;
 
 /// automerge's shared heads with a peer after changes were applied
 /// (`sync::advance_heads`, private there): the document's new heads, and the
@@ -1429,6 +1456,21 @@ mod tests {
         assert!(!out.contains_key(&1));
         assert_eq!(release, Some(at(60)));
         let (out, release) = round(&mut core, 60);
+        assert!(out.contains_key(&1), "{out:?}");
+        assert_eq!(release, None);
+        reader.receive(&out[&1]);
+        assert_eq!(reader.doc.get_heads(), writer.doc.get_heads());
+        // Nor is it held while many changes pile up for it.
+        let answer = reader.message().unwrap();
+        core.receive(1, &answer, true).unwrap();
+        write(&mut core, &mut writer, 7);
+        let (out, _) = round(&mut core, 61);
+        reader.receive(&out[&1]);
+        for n in 0..HOLD_AT_MOST_CHANGES as i64 {
+            writer.put("many", n);
+        }
+        write(&mut core, &mut writer, 8);
+        let (out, release) = round(&mut core, 62);
         assert!(out.contains_key(&1), "{out:?}");
         assert_eq!(release, None);
         reader.receive(&out[&1]);

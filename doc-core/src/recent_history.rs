@@ -112,8 +112,8 @@ impl RecentHistory {
     }
 
     /// Ends a round whose heads moved to `heads`: records the version and
-    /// what it added.
-    pub(crate) fn end_round(&mut self, doc: &Automerge, heads: Vec<ChangeHash>) {
+    /// what it added. Returns how many changes that was.
+    pub(crate) fn end_round(&mut self, doc: &Automerge, heads: Vec<ChangeHash>) -> usize {
         let added = if self.tracked {
             std::mem::take(&mut self.pending)
         } else {
@@ -144,8 +144,10 @@ impl RecentHistory {
                 self.changes.remove(&hash);
             }
         }
+        let count = added.len();
         self.versions.push_back((heads, added));
         self.round += 1;
+        count
     }
 
     /// Of `sent`, what a peer whose heads are `heads` does not hold, if this

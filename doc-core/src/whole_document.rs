@@ -22,6 +22,8 @@
 //! applies more slowly than it loads a document): tablets' CPU +30 % and
 //! convergence 76 -> 100 s. It is left to automerge (BENCHMARKS.md).
 
+use std::collections::{HashMap, HashSet};
+
 use automerge::sync::{self, Capability, SyncDoc};
 use automerge::{Automerge, ChangeHash};
 
@@ -51,8 +53,12 @@ impl WholeDocument {
         doc: &Automerge,
         state: &mut sync::State,
     ) -> Option<sync::Message> {
-        if !self.due(doc, state) {
-            return doc.generate_sync_message(state);
+        if !self.due(doc, state) && !self.lacks_a_third_of_saved(doc, state) {
+            let message = doc.generate_sync_message(state);
+            if let Some(message) = &message {
+                self.keep_if_whole(doc, message, state);
+            }
+            return message;
         }
         // With what the peer has and needs hidden, automerge builds the
         // message with no changes and does the rest of its bookkeeping.
@@ -89,6 +95,109 @@ impl WholeDocument {
         state.sent_hashes.extend(saved.hashes.iter().copied());
         self.saved = Some(saved);
         Some(message)
+    }
+
+    /// Keeps the document automerge saved for `message`, if it is a whole
+    /// document, for the other peers lacking a third of it at these heads
+    /// ([`Self::lacks_a_third_of_saved`]). automerge added every change
+    /// hash of the document to the state's `sent_hashes` (which held only
+    /// hashes of the document before), so they are those.
+    fn keep_if_whole(&mut self, doc: &Automerge, message: &sync::Message, state: &sync::State) {
+        let mut chunks = message.changes.iter();
+        let (Some(chunk), None) = (chunks.next(), chunks.next()) else {
+            return;
+        };
+        if chunk.get(8) != Some(&super::CHUNK_DOCUMENT) {
+            return;
+        }
+        self.sent += 1;
+        self.saves += 1;
+        let heads = doc.get_heads();
+        if self
+            .saved
+            .as_ref()
+            .is_some_and(|saved| saved.heads == heads)
+        {
+            return;
+        }
+        self.saved = Some(Saved {
+            heads,
+            bytes: chunk.to_vec(),
+            hashes: state.sent_hashes.iter().copied().collect(),
+        });
+    }
+
+    /// Whether automerge would send `state`'s peer the whole document
+    /// because it lacks more than a third of the changes, asked only when
+    /// a whole document is saved at these heads already (a reconnect's
+    /// round sends one to every tablet that fell behind: they share it).
+    /// automerge's `get_hashes_to_send`, rebuilt from its public API: the
+    /// changes since the peer's last sync that none of its bloom filters
+    /// holds, their dependents among those, and what it needs, less what
+    /// was sent it already; and automerge's checks before that, in order
+    /// (read-only peer, unknown last sync, a fresh peer's `send_doc`).
+    fn lacks_a_third_of_saved(&self, doc: &Automerge, state: &sync::State) -> bool {
+        let Some(saved) = &self.saved else {
+            return false;
+        };
+        if saved.heads != doc.get_heads() || state.is_peer_read_only() {
+            return false;
+        }
+        let supports_v2 = state
+            .their_capabilities
+            .as_ref()
+            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
+        let (Some(have), Some(need)) = (&state.their_have, &state.their_need) else {
+            return false;
+        };
+        if !supports_v2 || state.their_heads.as_deref() == Some(&[]) {
+            return false;
+        }
+        let known = |hash: &ChangeHash| doc.get_change_meta_by_hash(hash).is_some();
+        if have.first().is_some_and(|h| !h.last_sync.iter().all(known)) {
+            return false;
+        }
+        let need: Vec<ChangeHash> = need.iter().filter(|h| known(h)).copied().collect();
+        let to_send: Vec<ChangeHash> = if have.is_empty() {
+            need
+        } else {
+            let last_sync: Vec<ChangeHash> = have
+                .iter()
+                .flat_map(|h| h.last_sync.iter().copied())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let since = doc.get_changes_meta(&last_sync);
+            let mut dependents: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
+            let mut sending: HashSet<ChangeHash> = HashSet::new();
+            for change in &since {
+                for dep in &change.deps {
+                    dependents.entry(*dep).or_default().push(change.hash);
+                }
+                if have.iter().all(|h| !h.bloom.contains_hash(&change.hash)) {
+                    sending.insert(change.hash);
+                }
+            }
+            let mut stack: Vec<ChangeHash> = sending.iter().copied().collect();
+            while let Some(hash) = stack.pop() {
+                for dependent in dependents.get(&hash).into_iter().flatten() {
+                    if sending.insert(*dependent) {
+                        stack.push(*dependent);
+                    }
+                }
+            }
+            let mut to_send: Vec<ChangeHash> = need
+                .into_iter()
+                .filter(|hash| !sending.contains(hash))
+                .collect();
+            to_send.extend(sending);
+            to_send
+        };
+        let unsent = to_send
+            .iter()
+            .filter(|hash| !state.sent_hashes.contains(hash))
+            .count();
+        unsent > saved.hashes.len() / 3
     }
 
     /// Drops the saved bytes (the heads moved: they are stale).
@@ -234,7 +343,52 @@ mod tests {
         }]);
         assert!(!whole.due(server.document(), &reset));
         same_as_automerge(&mut server, &reset, &mut whole);
-        assert_eq!(whole.sent, 0);
+        // Only the peer lacking 21 of 30 got a document: automerge's save.
+        assert_eq!((whole.sent, whole.saves), (1, 1));
+    }
+
+    #[test]
+    fn peers_lacking_a_third_at_the_same_heads_share_automerges_save() {
+        let mut server = document(30);
+        let hashes: Vec<ChangeHash> = server.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        let mut whole = WholeDocument::default();
+        // Tablets back from offline: each holds part of the document and
+        // changes of its own.
+        let mut tablets: Vec<AutoCommit> = [5, 9, 12, 9, 25]
+            .iter()
+            .enumerate()
+            .map(|(n, held)| {
+                let mut tablet = server.fork_at(&[hashes[held - 1]]).unwrap();
+                for i in 0..=n {
+                    tablet.put(ROOT, format!("t{n}-{i}"), 1).unwrap();
+                    tablet.commit();
+                }
+                tablet
+            })
+            .collect();
+        let states: Vec<sync::State> = tablets
+            .iter_mut()
+            .map(|tablet| state_after_hello(&mut server, tablet))
+            .collect();
+        // The first gets automerge's own message, and its save is kept.
+        assert!(!whole.lacks_a_third_of_saved(server.document(), &states[0]));
+        same_as_automerge(&mut server, &states[0], &mut whole);
+        assert_eq!((whole.sent, whole.saves), (1, 1));
+        // The next ones lacking a third take that save; the one lacking
+        // 5 of 30 gets changes from automerge.
+        let lacking: Vec<bool> = states
+            .iter()
+            .map(|state| whole.lacks_a_third_of_saved(server.document(), state))
+            .collect();
+        assert_eq!(lacking, [true, true, true, true, false]);
+        for state in &states[1..] {
+            same_as_automerge(&mut server, state, &mut whole);
+        }
+        assert_eq!((whole.sent, whole.saves), (4, 1));
+        // Once the heads move, the save is not used.
+        server.put(ROOT, "later", 1).unwrap();
+        server.commit();
+        assert!(!whole.lacks_a_third_of_saved(server.document(), &states[1]));
     }
 
     #[test]

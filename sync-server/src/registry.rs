@@ -28,6 +28,9 @@ pub struct DocumentSettings {
     pub memory_budget_bytes: u64,
     /// Chunks appended before they are folded into a new snapshot.
     pub compact_after_chunks: u64,
+    /// How long a peer sent changes it has not answered is held back from
+    /// later rounds (`DocumentCore::outgoing_paced`); zero: never.
+    pub pace_unanswered: Duration,
     /// The server's peer id, used as `senderId`.
     pub server_peer_id: String,
     /// Where refused writes are counted towards a security alert.
@@ -154,12 +157,6 @@ pub struct Registry {
 const MAILBOX: usize = 1024;
 /// Commands handled together before one store write and one round of replies.
 const BATCH: usize = 256;
-
-/// How long a peer sent changes it has not answered is held back from
-/// later rounds (`DocumentCore::outgoing_paced`): a peer answers changes
-/// within a round trip, so this bounds only the wait for one that does not
-/// (it had them already, or its connection is stalling).
-const HOLD_UNANSWERED: Duration = Duration::from_millis(50);
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, settings: DocumentSettings) -> Self {
@@ -919,8 +916,17 @@ impl DocActor {
     }
 
     fn send_outgoing(&mut self) {
-        let (messages, held_due) = self.core().outgoing_paced(Instant::now(), HOLD_UNANSWERED);
-        self.held_due = held_due;
+        // A peer answers changes within a round trip, so the hold bounds
+        // only the wait for one that does not (it had them already, or its
+        // connection is stalling).
+        let hold = self.registry.settings.pace_unanswered;
+        let messages = if hold.is_zero() {
+            self.core().outgoing()
+        } else {
+            let (messages, held_due) = self.core().outgoing_paced(Instant::now(), hold);
+            self.held_due = held_due;
+            messages
+        };
         let made = self.core().take_message_counts();
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);

@@ -218,6 +218,7 @@ pub async fn start_with_store(
             evict_after: Duration::from_secs(config.evict_after_secs),
             memory_budget_bytes: config.document_memory_budget_mib.saturating_mul(1 << 20),
             compact_after_chunks: config.compact_after_chunks.max(1),
+            pace_unanswered: Duration::from_millis(config.pace_unanswered_ms),
             server_peer_id: server_peer_id.clone(),
             security: security.clone(),
             presence: presence.clone(),

@@ -56,7 +56,13 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let server_dir = dir.path().join("server");
     let token = create_token(&server_dir, Role::Admin).await;
-    let server = InProcessServer::start(&test_config(&server_dir)).await;
+    // Every other case with rounds paced per peer (`pace_unanswered_ms`):
+    // held peers must still converge.
+    let mut server_config = test_config(&server_dir);
+    if reconnect_order.first().is_some_and(|first| first % 2 == 1) {
+        server_config.pace_unanswered_ms = 50;
+    }
+    let server = InProcessServer::start(&server_config).await;
     let config = SyncConfig {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
