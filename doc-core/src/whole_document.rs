@@ -14,13 +14,14 @@
 //! unchanged.
 //!
 //! Peers lacking more than a third of the changes get a whole document from
-//! automerge too; taking that decision here as well (automerge's
-//! `get_hashes_to_send` rebuilt from its public API) was measured in the
-//! 20-tablet reconnect: the server made 3 saves instead of 50, but its
-//! answers went out sooner, before the other tablets' uploads had landed,
-//! so each tablet took the rest in as separate changes (which automerge
-//! applies more slowly than it loads a document): tablets' CPU +30 % and
-//! convergence 76 -> 100 s. It is left to automerge (BENCHMARKS.md).
+//! automerge too. The first such peer at a set of heads still gets it from
+//! automerge, and its save is kept ([`WholeDocument::keep_if_whole`]); every
+//! other one at those heads (a reconnect's round sends one to each tablet
+//! that fell behind: 13-21 in one round) shares it, decided by automerge's
+//! `get_hashes_to_send` rebuilt from its public API
+//! ([`WholeDocument::lacks_a_third_of_saved`]). Deciding it for the first
+//! peer too was measured on 2026-12-04 and made the tablets slower (their
+//! answers went out before the other uploads landed); see BENCHMARKS.md.
 
 use std::collections::{HashMap, HashSet};
 
