@@ -98,8 +98,9 @@ pub struct MessageCounts {
     pub answers_walked: u64,
     /// Peers found with nothing due without asking automerge (`in_sync`).
     pub in_sync: u64,
-    /// Messages carrying the whole document to a fresh peer, and the saves
-    /// they took (one per set of heads, see `whole_document`).
+    /// Messages carrying the whole document to a fresh peer or one lacking
+    /// a third of the changes, and the saves they took (one per set of
+    /// heads, see `whole_document`).
     pub whole_documents: u64,
     pub whole_document_saves: u64,
 }

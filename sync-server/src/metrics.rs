@@ -29,9 +29,10 @@ pub const SYNC_ANSWERS: &str = "sync_answers_total";
 /// Peers that spoke and were found to be owed nothing without asking
 /// automerge (`doc_core::in_sync`; mostly listeners answering a fan-out).
 pub const SYNC_PEERS_IN_SYNC: &str = "sync_peers_in_sync_total";
-/// Messages carrying the whole document to a fresh peer (automerge's answer
-/// to a peer holding nothing), by whether the document was `saved` for it or
-/// a save at the same heads `reused` (`doc_core::whole_document`).
+/// Messages carrying the whole document (automerge's answer to a peer
+/// holding nothing or lacking a third of the changes), by whether the
+/// document was `saved` for it or a save at the same heads `reused`
+/// (`doc_core::whole_document`).
 pub const SYNC_WHOLE_DOCUMENTS: &str = "sync_whole_documents_total";
 /// Store writes of accepted changes (one per document batch).
 pub const CHUNKS_WRITTEN: &str = "sync_change_batches_written_total";
@@ -158,7 +159,7 @@ const FAMILIES: &[(&str, Kind, &str, Start)] = &[
     (
         SYNC_WHOLE_DOCUMENTS,
         Kind::Counter,
-        "Sync messages carrying the whole document to a fresh peer, by whether it was saved for the message or a save at the same heads reused.",
+        "Sync messages carrying the whole document to a fresh peer or one lacking a third of the changes, by whether it was saved for the message or a save at the same heads reused.",
         Start::Labelled(&[("how", "saved"), ("how", "reused")]),
     ),
     (
