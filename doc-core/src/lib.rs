@@ -1594,11 +1594,23 @@ mod tests {
         let check = WriteCheck::Event(event_model::validate::EventWriter::Admin);
         // Both write at once; the other's change lands first, so the admin's
         // heads after its own are heads the document never had.
+        // automerge leaves out a change its peer's bloom filter seems to
+        // hold (about one in a hundred is a false positive); these
+        // messages must carry theirs.
+        let carrying_last_change = |client: &mut Client| {
+            let mut message = sync::Message::decode(&client.message().unwrap()).unwrap();
+            if message.changes.is_empty() {
+                let change = client.doc.get_last_local_change().unwrap();
+                message.changes = vec![change.raw_bytes().to_vec()].into();
+            }
+            message.encode()
+        };
         other.put("first", 1);
-        let first = other.message().unwrap();
+        let first = carrying_last_change(&mut other);
         core.receive_checked(1, &first, true, Some(&check)).unwrap();
+        assert_eq!(core.doc.get_heads(), other.doc.get_heads());
         admin.put("second", 2);
-        let sent = admin.message().unwrap();
+        let sent = carrying_last_change(&mut admin);
         let (reference, expected) = automerge_after_write(&core, 0, &sent);
         assert_ne!(admin.doc.get_heads(), reference.get_heads());
         core.take_message_counts();
