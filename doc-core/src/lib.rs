@@ -315,17 +315,12 @@ impl DocumentCore {
             if let Some(changes) = plain_changes(open_chunks(&message)?) {
                 // Changes already held are skipped by automerge.
                 chunks = changes.len();
-                let fresh: Vec<automerge::Change> = self
-                    .history
-                    .fresh(&self.doc, &changes)
-                    .into_iter()
-                    .cloned()
-                    .collect();
+                let fresh = self.history.fresh(&self.doc, &changes);
                 if let Err(e) = self.doc.apply_changes(changes) {
                     self.history.lost_track();
                     return Err(ReceiveError::Apply(e.to_string()));
                 }
-                self.history.applied(&self.doc, &fresh);
+                self.history.applied(&self.doc, fresh);
                 message.changes = Vec::<Vec<u8>>::new().into();
             }
         }
@@ -349,11 +344,12 @@ impl DocumentCore {
                 };
                 match verdict {
                     Ok(()) => {
-                        if let Err(e) = self.doc.apply_changes([change.clone()]) {
+                        let arrived = recent_history::Arrived::of(&change);
+                        if let Err(e) = self.doc.apply_changes([change]) {
                             self.history.lost_track();
                             return Err(ReceiveError::Apply(e.to_string()));
                         }
-                        self.history.applied(&self.doc, [&change]);
+                        self.history.applied(&self.doc, [arrived]);
                         chunks += 1;
                     }
                     Err(why) => {
@@ -1242,6 +1238,74 @@ mod tests {
         assert_eq!(counts.generated, 0);
     }
 
+    /// Five clients syncing with the core, the first `writers` of them
+    /// writing, driven through `steps` (a change, a client's message to the
+    /// core, a round, a delivery to a client) and then to quiescence.
+    /// `receive` takes each client's message to the core; `before_round`
+    /// sees the core before each round's `outgoing`, once what it holds is
+    /// marked persisted. Returns the core and the clients.
+    fn interleaved(
+        steps: Vec<(u8, usize)>,
+        writers: usize,
+        mut receive: impl FnMut(&mut DocumentCore, usize, &[u8]),
+        mut before_round: impl FnMut(&DocumentCore),
+    ) -> (DocumentCore, Vec<Client>) {
+        let mut core = DocumentCore::empty();
+        let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
+        let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
+        for key in 0..clients.len() as PeerKey {
+            core.attach(key);
+        }
+        clients[0].put("seed", 0);
+        let mut written = 0;
+        let mut round =
+            |core: &mut DocumentCore, inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
+                if let Some((_, heads)) = core.unpersisted() {
+                    core.mark_persisted(heads);
+                }
+                before_round(core);
+                for (key, message) in each(core.outgoing()) {
+                    inbox[key as usize].push_back(message);
+                }
+            };
+        for (action, who) in steps {
+            match action {
+                0 if who < writers => {
+                    written += 1;
+                    clients[who].put(&format!("k{who}-{written}"), written);
+                }
+                1 => {
+                    if let Some(message) = clients[who].message() {
+                        receive(&mut core, who, &message);
+                    }
+                }
+                2 => round(&mut core, &mut inbox),
+                _ => {
+                    if let Some(message) = inbox[who].pop_front() {
+                        clients[who].receive(&message);
+                    }
+                }
+            }
+        }
+        for _ in 0..60 {
+            let mut quiet = true;
+            for (who, client) in clients.iter_mut().enumerate() {
+                while let Some(message) = inbox[who].pop_front() {
+                    client.receive(&message);
+                }
+                if let Some(message) = client.message() {
+                    quiet = false;
+                    receive(&mut core, who, &message);
+                }
+            }
+            round(&mut core, &mut inbox);
+            if quiet && inbox.iter().all(|queue| queue.is_empty()) {
+                break;
+            }
+        }
+        (core, clients)
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
         /// Wherever `in_sync` says a peer is owed nothing, automerge agrees
@@ -1252,69 +1316,25 @@ mod tests {
         fn a_peer_found_in_sync_is_one_automerge_would_leave_alone(
             steps in proptest::collection::vec((0u8..4, 0usize..5), 1..160)
         ) {
-            const WRITERS: usize = 2;
-            let mut core = DocumentCore::empty();
-            let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
-            let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
-            for key in 0..clients.len() as PeerKey {
-                core.attach(key);
-            }
-            clients[0].put("seed", 0);
-            let mut written = 0;
             let mut found = 0;
-            let mut check_then_send = |core: &mut DocumentCore,
-                                       inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
-                if let Some((_, heads)) = core.unpersisted() {
-                    core.mark_persisted(heads);
-                }
-                let heads = core.heads();
-                for (key, state) in &core.peers {
-                    if in_sync(&core.doc, state, &heads) {
-                        found += 1;
-                        let mut asked = state.clone();
-                        assert!(core.doc.generate_sync_message(&mut asked).is_none(), "peer {key}");
-                        assert_eq!(&asked, state, "peer {key}");
-                    }
-                }
-                for (key, message) in each(core.outgoing()) {
-                    inbox[key as usize].push_back(message);
-                }
-            };
-            for (action, who) in steps {
-                match action {
-                    0 if who < WRITERS => {
-                        written += 1;
-                        clients[who].put(&format!("k{who}-{written}"), written);
-                    }
-                    1 => {
-                        if let Some(message) = clients[who].message() {
-                            core.receive(who as PeerKey, &message, true).unwrap();
+            let (core, clients) = interleaved(
+                steps,
+                2,
+                |core, who, message| {
+                    core.receive(who as PeerKey, message, true).unwrap();
+                },
+                |core| {
+                    let heads = core.heads();
+                    for (key, state) in &core.peers {
+                        if in_sync(&core.doc, state, &heads) {
+                            found += 1;
+                            let mut asked = state.clone();
+                            assert!(core.doc.generate_sync_message(&mut asked).is_none(), "peer {key}");
+                            assert_eq!(&asked, state, "peer {key}");
                         }
                     }
-                    2 => check_then_send(&mut core, &mut inbox),
-                    _ => {
-                        if let Some(message) = inbox[who].pop_front() {
-                            clients[who].receive(&message);
-                        }
-                    }
-                }
-            }
-            for _ in 0..60 {
-                let mut quiet = true;
-                for (who, client) in clients.iter_mut().enumerate() {
-                    while let Some(message) = inbox[who].pop_front() {
-                        client.receive(&message);
-                    }
-                    if let Some(message) = client.message() {
-                        quiet = false;
-                        core.receive(who as PeerKey, &message, true).unwrap();
-                    }
-                }
-                check_then_send(&mut core, &mut inbox);
-                if quiet && inbox.iter().all(|queue| queue.is_empty()) {
-                    break;
-                }
-            }
+                },
+            );
             for client in &clients {
                 proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
             }
@@ -1333,64 +1353,17 @@ mod tests {
         fn every_message_moves_the_peers_state_as_automerge_does(
             steps in proptest::collection::vec((0u8..4, 0usize..5), 1..200)
         ) {
-            const WRITERS: usize = 3;
-            let mut core = DocumentCore::empty();
-            let mut clients: Vec<Client> = (0..5).map(|_| Client::new()).collect();
-            let mut inbox: Vec<std::collections::VecDeque<Vec<u8>>> = vec![Default::default(); 5];
-            for key in 0..clients.len() as PeerKey {
-                core.attach(key);
-            }
-            clients[0].put("seed", 0);
-            let mut written = 0;
-            let receive = |core: &mut DocumentCore, who: usize, message: &[u8]| {
-                let (reference, expected) = automerge_after_write(core, who as PeerKey, message);
-                core.receive(who as PeerKey, message, true).unwrap();
-                assert_eq!(core.doc.get_heads(), reference.get_heads());
-                assert_eq!(core.peers[&(who as PeerKey)], expected, "peer {who}");
-            };
-            let send = |core: &mut DocumentCore, inbox: &mut Vec<std::collections::VecDeque<Vec<u8>>>| {
-                if let Some((_, heads)) = core.unpersisted() {
-                    core.mark_persisted(heads);
-                }
-                for (key, message) in each(core.outgoing()) {
-                    inbox[key as usize].push_back(message);
-                }
-            };
-            for (action, who) in steps {
-                match action {
-                    0 if who < WRITERS => {
-                        written += 1;
-                        clients[who].put(&format!("k{who}-{written}"), written);
-                    }
-                    1 => {
-                        if let Some(message) = clients[who].message() {
-                            receive(&mut core, who, &message);
-                        }
-                    }
-                    2 => send(&mut core, &mut inbox),
-                    _ => {
-                        if let Some(message) = inbox[who].pop_front() {
-                            clients[who].receive(&message);
-                        }
-                    }
-                }
-            }
-            for _ in 0..60 {
-                let mut quiet = true;
-                for who in 0..clients.len() {
-                    while let Some(message) = inbox[who].pop_front() {
-                        clients[who].receive(&message);
-                    }
-                    if let Some(message) = clients[who].message() {
-                        quiet = false;
-                        receive(&mut core, who, &message);
-                    }
-                }
-                send(&mut core, &mut inbox);
-                if quiet && inbox.iter().all(|queue| queue.is_empty()) {
-                    break;
-                }
-            }
+            let (core, clients) = interleaved(
+                steps,
+                3,
+                |core, who, message| {
+                    let (reference, expected) = automerge_after_write(core, who as PeerKey, message);
+                    core.receive(who as PeerKey, message, true).unwrap();
+                    assert_eq!(core.doc.get_heads(), reference.get_heads());
+                    assert_eq!(core.peers[&(who as PeerKey)], expected, "peer {who}");
+                },
+                |_| {},
+            );
             for client in &clients {
                 proptest::prop_assert_eq!(client.doc.get_heads(), core.heads());
             }

@@ -29,6 +29,23 @@ struct Arrival {
     deps: Vec<ChangeHash>,
 }
 
+/// A change about to be applied, as the history records it: its hash and
+/// dependencies, taken before the change itself goes to automerge.
+#[derive(Debug)]
+pub(crate) struct Arrived {
+    hash: ChangeHash,
+    deps: Vec<ChangeHash>,
+}
+
+impl Arrived {
+    pub(crate) fn of(change: &Change) -> Self {
+        Self {
+            hash: change.hash(),
+            deps: change.deps().to_vec(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RecentHistory {
     /// The heads after each round that moved them, and the changes that
@@ -64,7 +81,7 @@ impl RecentHistory {
     /// Of `changes` about to be applied, those the document does not hold,
     /// each once (empty when the history is not being tracked). Call before
     /// applying, then [`Self::applied`] after.
-    pub(crate) fn fresh<'c>(&self, doc: &Automerge, changes: &'c [Change]) -> Vec<&'c Change> {
+    pub(crate) fn fresh(&self, doc: &Automerge, changes: &[Change]) -> Vec<Arrived> {
         if !self.tracked {
             return Vec::new();
         }
@@ -75,16 +92,13 @@ impl RecentHistory {
         changes
             .iter()
             .filter(|change| missing.contains(&change.hash()) && seen.insert(change.hash()))
+            .map(Arrived::of)
             .collect()
     }
 
     /// Records changes that were applied to `doc` (each new to it, from
     /// [`Self::fresh`], or checked absent before it was applied).
-    pub(crate) fn applied<'c>(
-        &mut self,
-        doc: &Automerge,
-        changes: impl IntoIterator<Item = &'c Change>,
-    ) {
+    pub(crate) fn applied(&mut self, doc: &Automerge, changes: impl IntoIterator<Item = Arrived>) {
         if !self.tracked {
             return;
         }
@@ -94,12 +108,11 @@ impl RecentHistory {
             self.tracked = false;
             return;
         }
-        for change in changes {
-            let hash = change.hash();
+        for Arrived { hash, deps } in changes {
             if let std::collections::hash_map::Entry::Vacant(entry) = self.changes.entry(hash) {
                 entry.insert(Arrival {
                     round: self.round,
-                    deps: change.deps().to_vec(),
+                    deps,
                 });
                 self.pending.push(hash);
             }
@@ -327,9 +340,9 @@ mod tests {
     /// are, and recorded.
     fn deliver(doc: &mut Automerge, history: &mut RecentHistory, peer: &Automerge) {
         let changes: Vec<Change> = peer.get_changes(&[]).into_iter().collect();
-        let fresh: Vec<Change> = history.fresh(doc, &changes).into_iter().cloned().collect();
+        let fresh = history.fresh(doc, &changes);
         doc.apply_changes(changes).unwrap();
-        history.applied(doc, &fresh);
+        history.applied(doc, fresh);
     }
 
     #[test]
@@ -338,18 +351,18 @@ mod tests {
         let c1 = write(&mut doc, "a", 1);
         let mut history = RecentHistory::starting_at(&doc);
         let c2 = write(&mut doc, "a", 2);
-        history.applied(&doc, [&c2]);
+        history.applied(&doc, [Arrived::of(&c2)]);
         history.end_round(&doc, doc.get_heads());
         // Two writers at once on c2, the other's change merged in.
         let mut other = doc.fork();
         let c3 = write(&mut doc, "a", 3);
         let c4 = write(&mut other, "b", 4);
         deliver(&mut doc, &mut history, &other);
-        history.applied(&doc, [&c3]);
+        history.applied(&doc, [Arrived::of(&c3)]);
         history.end_round(&doc, doc.get_heads());
         // One more change, its round not yet ended.
         let c5 = write(&mut doc, "a", 5);
-        history.applied(&doc, [&c5]);
+        history.applied(&doc, [Arrived::of(&c5)]);
         let current = doc.get_heads();
         let sent: BTreeSet<_> = [c2.hash(), c3.hash(), c4.hash()].into();
         let at = |heads: &[ChangeHash]| history.still_missing(heads, &current, &sent);
@@ -380,7 +393,7 @@ mod tests {
         // The window keeps RECENT_VERSIONS rounds, and their changes only.
         for n in 0..RECENT_VERSIONS {
             let change = write(&mut doc, "n", n as i64);
-            history.applied(&doc, [&change]);
+            history.applied(&doc, [Arrived::of(&change)]);
             history.end_round(&doc, doc.get_heads());
         }
         assert_eq!(history.versions_kept(), RECENT_VERSIONS);
@@ -417,13 +430,9 @@ mod tests {
         // not in the document: not tracked until a round asks automerge.
         let w2 = write(&mut writer, "w", 2);
         let w3 = write(&mut writer, "w", 3);
-        let fresh: Vec<Change> = history
-            .fresh(&doc, std::slice::from_ref(&w3))
-            .into_iter()
-            .cloned()
-            .collect();
+        let fresh = history.fresh(&doc, std::slice::from_ref(&w3));
         doc.apply_changes([w3.clone()]).unwrap();
-        history.applied(&doc, &fresh);
+        history.applied(&doc, fresh);
         assert_eq!(history.by_ancestry(&[w1.hash()], &sent), None);
         deliver(&mut doc, &mut history, &writer);
         history.end_round(&doc, doc.get_heads());
@@ -467,10 +476,9 @@ mod tests {
                     4 => {
                         let newest = writers[who].get_last_local_change();
                         if let Some(change) = newest {
-                            let fresh: Vec<Change> =
-                                history.fresh(&doc, std::slice::from_ref(&change)).into_iter().cloned().collect();
+                            let fresh = history.fresh(&doc, std::slice::from_ref(&change));
                             doc.apply_changes([change]).unwrap();
-                            history.applied(&doc, &fresh);
+                            history.applied(&doc, fresh);
                         }
                     }
                     5 if other == 0 => {
@@ -512,7 +520,7 @@ mod tests {
         let mut history = RecentHistory::starting_at(&base);
         for i in 0..40 {
             let change = write(&mut base, "base", i);
-            history.applied(&base, [&change]);
+            history.applied(&base, [Arrived::of(&change)]);
         }
         history.end_round(&base, base.get_heads());
         let mut branches: Vec<Automerge> = (0..3).map(|_| base.fork()).collect();
@@ -533,7 +541,7 @@ mod tests {
         let merged_heads = doc.get_heads();
         for i in 0..10 {
             let change = write(&mut doc, "top", i);
-            history.applied(&doc, [&change]);
+            history.applied(&doc, [Arrived::of(&change)]);
         }
         let current = doc.get_heads();
         let every: Vec<ChangeHash> = doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
