@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
+use crate::time::now_ms;
 use crate::tls::{self, ServerTrust, TrustError};
-use crate::{ClientCore, ClientError, now_ms};
+use crate::{ClientCore, ClientError};
 
 const KEYCHAIN_SERVICE: &str = "sync-client";
 /// Refresh when the access token has less than this left.

@@ -15,7 +15,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, attendee_csv, event_index, journal, now_ms};
+use crate::time::now_ms;
+use crate::{ClientCore, ClientError, attendee_csv, event_index, journal};
 
 /// A check-in answer slower than this is logged with where its time went.
 const SLOW_ANSWER: Duration = Duration::from_millis(250);
@@ -335,7 +336,7 @@ impl ClientCore {
         direction: Direction,
     ) -> Result<CheckInResult, ClientError> {
         let asked = Instant::now();
-        let cpu_before = crate::thread_cpu_time();
+        let cpu_before = crate::time::thread_cpu_time();
         // Who holds the store as this scan comes for it (for the slow log).
         let holder = self.store_last_taken_at();
         let (device, staff) = self.operator()?;
@@ -461,7 +462,7 @@ impl ClientCore {
             tracing::warn!(
                 doc = %event,
                 total_ms = answered.as_millis() as u64,
-                cpu_ms = crate::thread_cpu_time().saturating_sub(cpu_before).as_millis() as u64,
+                cpu_ms = crate::time::thread_cpu_time().saturating_sub(cpu_before).as_millis() as u64,
                 store_lock_ms = locked.as_millis() as u64,
                 write_lock_ms = (begun - locked).as_millis() as u64,
                 lookup_ms = (looked_up - begun).as_millis() as u64,
@@ -660,7 +661,7 @@ impl ClientCore {
     /// Rebuilds an event's index from its document.
     pub fn rebuild_event_index(&self, event: DocumentId) -> Result<(), ClientError> {
         let slot = self.slot(event).ok_or(ClientError::NotFound(event))?;
-        let local = crate::lock_doc(&slot);
+        let local = crate::replica::lock_doc(&slot);
         let mut inner = self.lock();
         event_index::forget(inner.store.conn_mut(), event)?;
         event_index::update(inner.store.conn_mut(), event, &local.doc)?;

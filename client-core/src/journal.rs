@@ -20,7 +20,8 @@ use event_model::rules::Scan;
 use rusqlite::{Connection, params};
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, WeakCore};
+use crate::replica::WeakCore;
+use crate::{ClientCore, ClientError};
 
 /// Scans written into the document per change.
 const SCANS_PER_CHANGE: usize = 500;

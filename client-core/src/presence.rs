@@ -8,7 +8,8 @@ use event_model::presence::{Beacon, ONLINE_FOR_MS};
 use serde::Serialize;
 use sync_protocol::DocumentId;
 
-use crate::{ClientCore, ClientError, now_ms};
+use crate::time::now_ms;
+use crate::{ClientCore, ClientError};
 
 /// Another device on the same event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -39,7 +39,7 @@ impl ClientCore {
         let Some(slot) = self.slot(id) else {
             return Ok(0);
         };
-        let mut doc_guard = crate::lock_doc(&slot);
+        let mut doc_guard = crate::replica::lock_doc(&slot);
         let local = &mut *doc_guard;
         // Every change, in causal order; drop the refused ones and their
         // descendants. A descendant (the server lists those as refused too:
@@ -81,7 +81,7 @@ impl ClientCore {
             .filter(|change| !carried_over.contains(&change.hash()))
             .map(|change| (change.hash().to_string(), change.raw_bytes().to_vec()))
             .collect();
-        let now = crate::now_ms();
+        let now = crate::time::now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
         local.last_seq =
@@ -118,7 +118,7 @@ impl ClientCore {
     /// confirmed, or `None` if there is none.
     pub(crate) fn unconfirmed_changes_message(&self, id: DocumentId) -> Option<Vec<u8>> {
         let slot = self.slot(id)?;
-        let local = crate::lock_doc(&slot);
+        let local = crate::replica::lock_doc(&slot);
         let known: Vec<ChangeHash> = local
             .server_heads
             .iter()

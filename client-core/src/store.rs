@@ -190,7 +190,7 @@ pub(crate) fn compact_in_background(
         }) else {
             return Ok(folded);
         };
-        threshold = threshold.max(crate::COMPACT_AFTER_CHUNKS);
+        threshold = threshold.max(crate::replica::COMPACT_AFTER_CHUNKS);
         // Taken outside any transaction of this connection: the replica's
         // writers hold the document's lock while they wait for SQLite's.
         let (doc, through_seq) = match live() {

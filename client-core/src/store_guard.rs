@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::Inner;
+use crate::replica::Inner;
 
 /// A hold of the store's lock at least this long, during which another
 /// thread came for the lock, is logged: that thread (a scan, say) waited

@@ -96,7 +96,14 @@ impl SyncHandle {
     }
 }
 
-pub(crate) fn start(core: ClientCore, config: SyncConfig) -> SyncHandle {
+impl ClientCore {
+    /// Starts syncing with a server in the background (on the current tokio runtime).
+    pub fn start_sync(&self, config: SyncConfig) -> SyncHandle {
+        start(self.clone(), config)
+    }
+}
+
+fn start(core: ClientCore, config: SyncConfig) -> SyncHandle {
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(run(core, config, stop_rx));
     SyncHandle { stop, task }
@@ -421,7 +428,7 @@ async fn session(
 async fn renew_before(expires_ms: Option<i64>) {
     /// Less than this left on a token just obtained means a skewed clock.
     const TOO_SHORT_MS: i64 = 2_000;
-    let left = expires_ms.map_or(0, |at| at - crate::now_ms());
+    let left = expires_ms.map_or(0, |at| at - crate::time::now_ms());
     if left < TOO_SHORT_MS {
         return std::future::pending().await;
     }
@@ -576,7 +583,7 @@ mod renewal_tests {
     async fn renewal_comes_early_and_never_for_a_token_that_looks_spent() {
         // 2.5 s left: renewed a fifth early, after about 2 s.
         let started = Instant::now();
-        renew_before(Some(crate::now_ms() + 2_500)).await;
+        renew_before(Some(crate::time::now_ms() + 2_500)).await;
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_millis(1_900) && waited < Duration::from_millis(2_400),
@@ -586,8 +593,8 @@ mod renewal_tests {
         // and no token at all: no renewal, so no reconnect loop.
         let wait = Duration::from_millis(300);
         for expires in [
-            Some(crate::now_ms() + 1_000),
-            Some(crate::now_ms() - 60_000),
+            Some(crate::time::now_ms() + 1_000),
+            Some(crate::time::now_ms() - 60_000),
             None,
         ] {
             assert!(

@@ -1,7 +1,10 @@
 use automerge::transaction::Transactable;
 use automerge::{ROOT, ReadDoc};
 
+use automerge::{Automerge, AutomergeError};
+
 use super::*;
+use crate::replica::{COMPACT_AFTER_CHUNKS, lock_doc};
 
 fn get_i64(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
     core.read(id, |d| {
