@@ -14,14 +14,11 @@ use automerge::{Automerge, ChangeHash};
 use sync_protocol::{DocumentId, doc_layout};
 use tokio::sync::{broadcast, watch};
 
-use crate::store::LocalStore;
+use crate::store::{COMPACT_AFTER_CHUNKS, LocalStore};
 use crate::{
     ChangeOrigin, ClientError, DocEvent, SyncStatus, event_index, journal, presence, store,
     store_guard,
 };
-
-/// Chunks appended to a document before they are folded into a snapshot.
-pub(crate) const COMPACT_AFTER_CHUNKS: u64 = 64;
 
 pub(crate) struct LocalDoc {
     pub(crate) doc: Automerge,
@@ -288,7 +285,7 @@ impl ClientCore {
     }
 
     #[track_caller]
-    pub(crate) fn lock(&self) -> store_guard::StoreGuard<'_> {
+    pub(crate) fn lock(&self) -> store_guard::StoreGuard<'_, Inner> {
         self.store_watch
             .take(&self.inner, std::panic::Location::caller())
     }

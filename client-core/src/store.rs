@@ -11,6 +11,9 @@ use sync_protocol::{DocumentId, doc_layout};
 
 use crate::ClientError;
 
+/// Chunks appended to a document before they are folded into a snapshot.
+pub(crate) const COMPACT_AFTER_CHUNKS: u64 = 64;
+
 pub(crate) struct StoredDocument {
     pub snapshot: Option<Vec<u8>>,
     pub chunks: Vec<Vec<u8>>,
@@ -190,7 +193,7 @@ pub(crate) fn compact_in_background(
         }) else {
             return Ok(folded);
         };
-        threshold = threshold.max(crate::replica::COMPACT_AFTER_CHUNKS);
+        threshold = threshold.max(COMPACT_AFTER_CHUNKS);
         // Taken outside any transaction of this connection: the replica's
         // writers hold the document's lock while they wait for SQLite's.
         let (doc, through_seq) = match live() {

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::replica::Inner;
-
 /// A hold of the store's lock at least this long, during which another
 /// thread came for the lock, is logged: that thread (a scan, say) waited
 /// for it (the door's goal is a p99 of 20 ms for the whole answer). Holds
@@ -80,7 +78,7 @@ impl LockWatch {
     }
 }
 
-pub(crate) struct StoreGuard<'a, T = Inner> {
+pub(crate) struct StoreGuard<'a, T> {
     guard: MutexGuard<'a, T>,
     watch: &'a LockWatch,
     /// The lock's count of waits when this hold began.

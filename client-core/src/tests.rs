@@ -4,7 +4,8 @@ use automerge::{ROOT, ReadDoc};
 use automerge::{Automerge, AutomergeError};
 
 use super::*;
-use crate::replica::{COMPACT_AFTER_CHUNKS, lock_doc};
+use crate::replica::lock_doc;
+use crate::store::COMPACT_AFTER_CHUNKS;
 
 fn get_i64(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
     core.read(id, |d| {
