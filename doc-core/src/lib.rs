@@ -15,7 +15,7 @@ use sync_protocol::doc_layout;
 
 mod recent_history;
 mod whole_document;
-use recent_history::{RecentHistory, still_missing_by_clock};
+use recent_history::{Arrived, RecentHistory, still_missing_by_clock};
 use whole_document::WholeDocument;
 
 /// Identifies one connection attached to the document.
@@ -111,6 +111,13 @@ pub struct DocumentCore {
     layout: doc_layout::Layout,
     peers: HashMap<PeerKey, sync::State>,
     persisted_heads: Vec<ChangeHash>,
+    /// The bytes of every change applied since `persisted_heads`, as they
+    /// arrived and in the order they were applied, while that is known:
+    /// each one was applied (none waits in automerge's queue) and nothing
+    /// reached the document another way. `unpersisted` hands these over
+    /// instead of asking automerge to encode the changes again
+    /// (`save_after`: 6 % of the server's CPU in the `writes` bench).
+    arrived_bytes: Option<Vec<u8>>,
     /// Peers whose changes were accepted since the last `outgoing`: they get
     /// a reply carrying our new heads even when automerge would stay silent,
     /// because that reply is how a client learns its changes are durable.
@@ -151,6 +158,7 @@ impl DocumentCore {
             layout,
             peers: HashMap::new(),
             persisted_heads: persisted_heads.clone(),
+            arrived_bytes: Some(Vec::new()),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
             awaiting: HashMap::new(),
@@ -175,6 +183,7 @@ impl DocumentCore {
             layout: doc_layout::Layout::Settled,
             peers: HashMap::new(),
             persisted_heads: Vec::new(),
+            arrived_bytes: Some(Vec::new()),
             owed_ack: HashSet::new(),
             touched: HashSet::new(),
             awaiting: HashMap::new(),
@@ -208,6 +217,7 @@ impl DocumentCore {
                 tx.commit();
                 if self.doc.get_heads() != before {
                     self.history.lost_track();
+                    self.arrived_bytes = None;
                     self.layout.changed(&mut self.doc, before.is_empty());
                 }
                 Ok(())
@@ -316,11 +326,25 @@ impl DocumentCore {
                 // Changes already held are skipped by automerge.
                 chunks = changes.len();
                 let fresh = self.history.fresh(&self.doc, &changes);
+                // Which changes are new is known only while the history
+                // tracks the document (`fresh` is empty otherwise).
+                let new_bytes: Option<Vec<&[u8]>> = self.history.tracking().then(|| {
+                    let new: HashSet<ChangeHash> = fresh.iter().map(Arrived::hash).collect();
+                    let mut seen = HashSet::new();
+                    changes
+                        .iter()
+                        .filter(|c| new.contains(&c.hash()) && seen.insert(c.hash()))
+                        .map(|c| c.raw_bytes())
+                        .collect()
+                });
+                let new_bytes: Option<Vec<u8>> = new_bytes.map(|parts| parts.concat());
                 if let Err(e) = self.doc.apply_changes(changes) {
                     self.history.lost_track();
+                    self.arrived_bytes = None;
                     return Err(ReceiveError::Apply(e.to_string()));
                 }
                 self.history.applied(&self.doc, fresh);
+                self.record_arrived(new_bytes.as_deref());
                 message.changes = Vec::<Vec<u8>>::new().into();
             }
         }
@@ -345,11 +369,14 @@ impl DocumentCore {
                 match verdict {
                     Ok(()) => {
                         let arrived = recent_history::Arrived::of(&change);
+                        let bytes = change.raw_bytes().to_vec();
                         if let Err(e) = self.doc.apply_changes([change]) {
                             self.history.lost_track();
+                            self.arrived_bytes = None;
                             return Err(ReceiveError::Apply(e.to_string()));
                         }
                         self.history.applied(&self.doc, [arrived]);
+                        self.record_arrived(Some(&bytes));
                         chunks += 1;
                     }
                     Err(why) => {
@@ -386,6 +413,7 @@ impl DocumentCore {
             if !message.changes.is_empty() {
                 // A whole document, applied by automerge.
                 self.history.lost_track();
+                self.arrived_bytes = None;
             }
             // Changes applied above, the rest left to automerge (a head it
             // does not hold, such as a change waiting in its queue): what its
@@ -438,6 +466,7 @@ impl DocumentCore {
             .load_incremental(bytes)
             .map_err(|e| LoadError(e.to_string()))?;
         self.persisted_heads = self.doc.get_heads();
+        self.arrived_bytes = Some(Vec::new());
         if self.persisted_heads != before {
             self.history.lost_track();
             self.layout.changed(&mut self.doc, before.is_empty());
@@ -451,12 +480,34 @@ impl DocumentCore {
         if heads == self.persisted_heads {
             return None;
         }
-        Some((self.doc.save_after(&self.persisted_heads), heads))
+        let chunk = match &self.arrived_bytes {
+            Some(bytes) if !bytes.is_empty() => bytes.clone(),
+            _ => self.doc.save_after(&self.persisted_heads),
+        };
+        Some((chunk, heads))
     }
 
     /// Records that everything up to `heads` is durable.
     pub fn mark_persisted(&mut self, heads: Vec<ChangeHash>) {
+        // Durable up to the document's own heads: nothing is owed, and
+        // the next arrivals can be kept again. Anything short of that
+        // leaves the rest to `save_after`.
+        self.arrived_bytes = (heads == self.doc.get_heads()).then(Vec::new);
         self.persisted_heads = heads;
+    }
+
+    /// Adds the bytes of changes just applied to what is owed to the store,
+    /// or stops keeping them when they are not known or some change waits
+    /// in automerge's queue instead of the document.
+    fn record_arrived(&mut self, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(bytes) if recent_history::nothing_queued(&self.doc) => {
+                if let Some(kept) = &mut self.arrived_bytes {
+                    kept.extend_from_slice(bytes);
+                }
+            }
+            _ => self.arrived_bytes = None,
+        }
     }
 
     /// The sync messages due now, each with the peers it goes to. Call only
@@ -986,6 +1037,113 @@ mod tests {
             }
         }
         panic!("did not converge");
+    }
+
+    /// Persists what is owed the way the shell does, checking that the
+    /// chunk holds exactly the changes since the persisted heads.
+    fn persist_checked(core: &mut DocumentCore, stored: &mut Vec<Vec<u8>>) -> Option<bool> {
+        let (chunk, heads) = core.unpersisted()?;
+        let kept = core.arrived_bytes.as_ref().is_some_and(|b| !b.is_empty());
+        if kept {
+            assert_eq!(
+                Some(&chunk),
+                core.arrived_bytes.as_ref(),
+                "handed over as they came"
+            );
+        }
+        let mut at_persisted = core.doc.fork_at(&core.persisted_heads).unwrap();
+        at_persisted.load_incremental(&chunk).unwrap();
+        assert_eq!(
+            at_persisted.get_heads(),
+            heads,
+            "the chunk reaches the heads"
+        );
+        assert_eq!(
+            at_persisted.get_changes(&core.persisted_heads).len(),
+            core.doc.get_changes(&core.persisted_heads).len(),
+            "and holds every change since the persisted ones"
+        );
+        stored.push(chunk);
+        core.mark_persisted(heads);
+        Some(kept)
+    }
+
+    /// The writer's next message, carrying every change of its own the
+    /// core lacks: automerge leaves out a change its peer's bloom filter
+    /// seems to hold (about one in a hundred is a false positive), and a
+    /// change sent without its dependency waits in automerge's queue.
+    fn carrying_what_core_lacks(writer: &mut Client, core: &DocumentCore) -> Option<Vec<u8>> {
+        let mut message = sync::Message::decode(&writer.message()?).unwrap();
+        let lacking: Vec<Vec<u8>> = writer
+            .doc
+            .get_changes(&[])
+            .into_iter()
+            .filter(|change| core.doc.get_change_meta_by_hash(&change.hash()).is_none())
+            .map(|change| change.raw_bytes().to_vec())
+            .collect();
+        if !lacking.is_empty() {
+            message.changes = lacking.into();
+        }
+        Some(message.encode())
+    }
+
+    #[test]
+    fn the_store_is_owed_the_changes_as_they_arrived_and_they_reload_to_the_same_document() {
+        let mut core = DocumentCore::empty();
+        let mut writers: Vec<Client> = (0..3).map(|_| Client::new()).collect();
+        for key in 0..3 {
+            core.attach(key);
+        }
+        // History first: a writer sends its whole document instead of
+        // changes that are more than a third of it (automerge's rule), and
+        // such a message is loaded by automerge, its bytes not kept.
+        for i in 0..30 {
+            writers[0].put("seed", i);
+        }
+        let stored = {
+            let mut all: Vec<(PeerKey, &mut Client)> = (0..).zip(writers.iter_mut()).collect();
+            converge(&mut core, &mut all)
+        };
+        let mut stored = stored;
+        let mut persisted = Vec::new();
+        for round in 0..10 {
+            if round == 5 {
+                // The server's own change: the bytes are no longer known,
+                // so the next chunk is encoded by automerge.
+                core.local_change(|tx| tx.put(ROOT, "restored", 1_i64))
+                    .unwrap();
+                assert!(core.arrived_bytes.is_none());
+            }
+            for (key, writer) in writers.iter_mut().enumerate() {
+                writer.put(&format!("k{key}"), round);
+                // Two changes in one message on odd rounds.
+                if round % 2 == 1 {
+                    writer.put(&format!("j{key}"), round);
+                }
+                if let Some(message) = carrying_what_core_lacks(writer, &core) {
+                    core.receive(key as PeerKey, &message, true).unwrap();
+                }
+            }
+            persisted.extend(persist_checked(&mut core, &mut stored));
+            for (key, message) in each(core.outgoing()) {
+                writers[key as usize].receive(&message);
+            }
+            for (key, writer) in writers.iter_mut().enumerate() {
+                if let Some(message) = carrying_what_core_lacks(writer, &core) {
+                    core.receive(key as PeerKey, &message, true).unwrap();
+                }
+            }
+            persisted.extend(persist_checked(&mut core, &mut stored));
+        }
+        // Every chunk but the one after the server's own change.
+        let kept = persisted.iter().filter(|kept| **kept).count();
+        assert!(
+            kept >= 8 && persisted.len() - kept <= 1,
+            "chunks as the bytes came: {persisted:?}"
+        );
+        let reloaded = DocumentCore::load(None, &stored).unwrap();
+        assert_eq!(reloaded.heads(), core.heads());
+        assert!(core.unpersisted().is_none());
     }
 
     #[test]
@@ -1613,7 +1771,15 @@ mod tests {
         a.put("first", 1);
         b.put("second", 2);
         for (peer, client) in [(0, &mut a), (1, &mut b)] {
-            let sent = client.message().unwrap();
+            // automerge leaves out a change its peer's bloom filter seems to
+            // hold (about one in a hundred is a false positive): this
+            // message must carry the writer's.
+            let mut message = sync::Message::decode(&client.message().unwrap()).unwrap();
+            if message.changes.is_empty() {
+                let change = client.doc.get_last_local_change().unwrap();
+                message.changes = vec![change.raw_bytes().to_vec()].into();
+            }
+            let sent = message.encode();
             let opened = open_chunks(&sync::Message::decode(&sent).unwrap()).unwrap();
             assert_eq!(plain_changes(opened).map(|changes| changes.len()), Some(1));
             let (reference, expected) = automerge_after_write(&core, peer, &sent);

@@ -44,6 +44,10 @@ impl Arrived {
             deps: change.deps().to_vec(),
         }
     }
+
+    pub(crate) fn hash(&self) -> ChangeHash {
+        self.hash
+    }
 }
 
 #[derive(Debug)]
@@ -117,6 +121,12 @@ impl RecentHistory {
                 self.pending.push(hash);
             }
         }
+    }
+
+    /// Whether every change in the document since the history began was
+    /// seen by it (so [`Self::fresh`] can say which changes are new).
+    pub(crate) fn tracking(&self) -> bool {
+        self.tracked
     }
 
     /// The document gained changes this history did not see.
@@ -259,7 +269,7 @@ impl RecentHistory {
 /// Whether automerge holds no change waiting for a missing dependency.
 /// A queued change has a dependency the document lacks, so the queue is
 /// empty exactly when no dependency is missing.
-fn nothing_queued(doc: &Automerge) -> bool {
+pub(crate) fn nothing_queued(doc: &Automerge) -> bool {
     doc.get_missing_deps(&[]).is_empty()
 }
 
