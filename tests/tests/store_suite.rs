@@ -652,3 +652,60 @@ async fn postgres_store_passes_the_suite() {
     let again = PostgresStore::connect(&url).await.unwrap();
     assert!(again.list_documents().await.unwrap().len() == 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commits_of_many_documents_keep_one_audit_chain_and_each_documents_order() {
+    // Writers on documents of their own at once, so the embedded store's
+    // writer thread commits several in one transaction (one read and one
+    // write of the chain's head per group), beside audit entries of their
+    // own that take the single-entry path.
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), false).unwrap());
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = DocumentId::random();
+            let mut seqs = Vec::new();
+            for i in 0..25_u8 {
+                let entry = NewAuditEntry::new(format!("writer{task}"), "document.write", "ok")
+                    .target(id.to_string());
+                seqs.push(
+                    store
+                        .append_chunk_audited(id, vec![task, i], entry)
+                        .await
+                        .unwrap(),
+                );
+            }
+            (id, seqs)
+        }));
+    }
+    let side = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..25 {
+                let entry = NewAuditEntry::new("admin", "test.side", "ok")
+                    .details(serde_json::json!({ "i": i }));
+                store.append_audit(entry).await.unwrap();
+            }
+        })
+    };
+    for task in tasks {
+        let (id, seqs) = task.await.unwrap();
+        assert_eq!(
+            seqs,
+            (1..=25).collect::<Vec<u64>>(),
+            "each document's chunks in order"
+        );
+        let stored = store.load_document(id).await.unwrap().unwrap();
+        assert_eq!(stored.chunks.len(), 25);
+    }
+    side.await.unwrap();
+    assert_eq!(
+        sync_server::audit_verify::verify_store(store.as_ref())
+            .await
+            .unwrap(),
+        8 * 25 + 25,
+        "every write and side entry on one unbroken chain"
+    );
+}

@@ -60,34 +60,71 @@ fn insert_audit(
     tx: &rusqlite::Transaction<'_>,
     entry: NewAuditEntry,
 ) -> Result<AuditEntry, StoreError> {
-    let (seq, hash): (i64, String) = tx
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let at: String = tx
-        .prepare_cached(&format!("SELECT {NOW}"))?
-        .query_row([], |r| r.get(0))?;
-    let stored = next_entry(seq as u64, &hash, at, entry);
-    let e = &stored.entry;
-    tx.prepare_cached(
-        "INSERT INTO audit_log (seq, at, actor, device, address, action, target, result, details, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        stored.seq as i64,
-        stored.at,
-        e.actor,
-        e.device,
-        e.address,
-        e.action,
-        e.target,
-        e.result,
-        e.details.to_string(),
-        stored.prev_hash,
-        stored.hash
-    ])?;
-    tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
-        .execute(params![stored.seq as i64, stored.hash])?;
+    let mut chain = AuditChainEnd::read(tx)?;
+    let stored = chain.append(tx, entry)?;
+    chain.write(tx)?;
     Ok(stored)
+}
+
+/// The end of the audit chain while a transaction appends to it: read
+/// once, entries linked to it in memory, the head row written once (a group
+/// commit of 100 writes read and wrote it 100 times), every entry of the
+/// transaction stamped with the one time.
+struct AuditChainEnd {
+    seq: u64,
+    hash: String,
+    at: String,
+}
+
+impl AuditChainEnd {
+    fn read(tx: &rusqlite::Transaction<'_>) -> Result<Self, StoreError> {
+        let (seq, hash): (i64, String) = tx
+            .prepare_cached("SELECT seq, hash FROM audit_head WHERE id = 1")?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let at: String = tx
+            .prepare_cached(&format!("SELECT {NOW}"))?
+            .query_row([], |r| r.get(0))?;
+        Ok(Self {
+            seq: seq as u64,
+            hash,
+            at,
+        })
+    }
+
+    fn append(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        entry: NewAuditEntry,
+    ) -> Result<AuditEntry, StoreError> {
+        let stored = next_entry(self.seq, &self.hash, self.at.clone(), entry);
+        let e = &stored.entry;
+        tx.prepare_cached(
+            "INSERT INTO audit_log (seq, at, actor, device, address, action, target, result, details, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(params![
+            stored.seq as i64,
+            stored.at,
+            e.actor,
+            e.device,
+            e.address,
+            e.action,
+            e.target,
+            e.result,
+            e.details.to_string(),
+            stored.prev_hash,
+            stored.hash
+        ])?;
+        self.seq = stored.seq;
+        self.hash.clone_from(&stored.hash);
+        Ok(stored)
+    }
+
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        tx.prepare_cached("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+            .execute(params![self.seq as i64, self.hash])?;
+        Ok(())
+    }
 }
 
 /// Group commit: document writes from every document actor wait in one
@@ -102,7 +139,7 @@ mod group_commit {
     use rusqlite::Connection;
     use sync_protocol::DocumentId;
 
-    use super::{insert_audit, insert_chunk};
+    use super::{AuditChainEnd, insert_audit, insert_chunk};
     use crate::audit::NewAuditEntry;
     use crate::store::StoreError;
 
@@ -181,11 +218,13 @@ mod group_commit {
     fn write_all(conn: &mut Connection, group: &[Write]) -> Result<Vec<u64>, StoreError> {
         let tx = conn.transaction()?;
         let mut seqs = Vec::with_capacity(group.len());
+        let mut chain = AuditChainEnd::read(&tx)?;
         for write in group {
             let seq = insert_chunk(&tx, write.id, &write.data)?;
-            insert_audit(&tx, write.entry.clone().with_seq(seq))?;
+            chain.append(&tx, write.entry.clone().with_seq(seq))?;
             seqs.push(seq);
         }
+        chain.write(&tx)?;
         tx.commit()?;
         Ok(seqs)
     }
