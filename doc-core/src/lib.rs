@@ -328,7 +328,8 @@ impl DocumentCore {
                 let fresh = self.history.fresh(&self.doc, &changes);
                 // Which changes are new is known only while the history
                 // tracks the document (`fresh` is empty otherwise).
-                let new_bytes: Option<Vec<&[u8]>> = self.history.tracking().then(|| {
+                let keeping = self.arrived_bytes.is_some() && self.history.tracking();
+                let new_bytes: Option<Vec<&[u8]>> = keeping.then(|| {
                     let new: HashSet<ChangeHash> = fresh.iter().map(Arrived::hash).collect();
                     let mut seen = HashSet::new();
                     changes
@@ -369,14 +370,18 @@ impl DocumentCore {
                 match verdict {
                     Ok(()) => {
                         let arrived = recent_history::Arrived::of(&change);
-                        let bytes = change.raw_bytes().to_vec();
+                        // Copied only while they are being kept.
+                        let bytes = self
+                            .arrived_bytes
+                            .is_some()
+                            .then(|| change.raw_bytes().to_vec());
                         if let Err(e) = self.doc.apply_changes([change]) {
                             self.history.lost_track();
                             self.arrived_bytes = None;
                             return Err(ReceiveError::Apply(e.to_string()));
                         }
                         self.history.applied(&self.doc, [arrived]);
-                        self.record_arrived(Some(&bytes));
+                        self.record_arrived(bytes.as_deref());
                         chunks += 1;
                     }
                     Err(why) => {
@@ -500,11 +505,12 @@ impl DocumentCore {
     /// or stops keeping them when they are not known or some change waits
     /// in automerge's queue instead of the document.
     fn record_arrived(&mut self, bytes: Option<&[u8]>) {
+        let Some(kept) = &mut self.arrived_bytes else {
+            return;
+        };
         match bytes {
             Some(bytes) if recent_history::nothing_queued(&self.doc) => {
-                if let Some(kept) = &mut self.arrived_bytes {
-                    kept.extend_from_slice(bytes);
-                }
+                kept.extend_from_slice(bytes)
             }
             _ => self.arrived_bytes = None,
         }
