@@ -67,9 +67,10 @@ fn insert_audit(
 }
 
 /// The end of the audit chain while a transaction appends to it: read
-/// once, entries linked to it in memory, the head row written once (a group
-/// commit of 100 writes read and wrote it 100 times), every entry of the
-/// transaction stamped with the one time.
+/// once, entries linked to it in memory, the head row written once (each
+/// write of a group commit read and wrote it; groups average about ten
+/// writes under the `writes` bench), every entry of the transaction stamped
+/// with the one time.
 struct AuditChainEnd {
     seq: u64,
     hash: String,
