@@ -327,25 +327,26 @@ impl DocumentCore {
                 chunks = changes.len();
                 let fresh = self.history.fresh(&self.doc, &changes);
                 // Which changes are new is known only while the history
-                // tracks the document (`fresh` is empty otherwise).
-                let keeping = self.arrived_bytes.is_some() && self.history.tracking();
-                let new_bytes: Option<Vec<&[u8]>> = keeping.then(|| {
-                    let new: HashSet<ChangeHash> = fresh.iter().map(Arrived::hash).collect();
-                    let mut seen = HashSet::new();
-                    changes
-                        .iter()
-                        .filter(|c| new.contains(&c.hash()) && seen.insert(c.hash()))
-                        .map(|c| c.raw_bytes())
-                        .collect()
-                });
-                let new_bytes: Option<Vec<u8>> = new_bytes.map(|parts| parts.concat());
+                // tracks the document (`fresh` is empty otherwise); `fresh`
+                // is those of `changes`, in their order, each once.
+                if self.history.tracking() {
+                    let mut new = fresh.iter().map(Arrived::hash).peekable();
+                    self.keep_arriving(
+                        changes
+                            .iter()
+                            .filter(|c| new.next_if_eq(&c.hash()).is_some())
+                            .map(automerge::Change::raw_bytes),
+                    );
+                } else {
+                    self.arrived_bytes = None;
+                }
                 if let Err(e) = self.doc.apply_changes(changes) {
                     self.history.lost_track();
                     self.arrived_bytes = None;
                     return Err(ReceiveError::Apply(e.to_string()));
                 }
                 self.history.applied(&self.doc, fresh);
-                self.record_arrived(new_bytes.as_deref());
+                self.forget_arrived_if_queued();
                 message.changes = Vec::<Vec<u8>>::new().into();
             }
         }
@@ -370,18 +371,14 @@ impl DocumentCore {
                 match verdict {
                     Ok(()) => {
                         let arrived = recent_history::Arrived::of(&change);
-                        // Copied only while they are being kept.
-                        let bytes = self
-                            .arrived_bytes
-                            .is_some()
-                            .then(|| change.raw_bytes().to_vec());
+                        self.keep_arriving([change.raw_bytes()]);
                         if let Err(e) = self.doc.apply_changes([change]) {
                             self.history.lost_track();
                             self.arrived_bytes = None;
                             return Err(ReceiveError::Apply(e.to_string()));
                         }
                         self.history.applied(&self.doc, [arrived]);
-                        self.record_arrived(bytes.as_deref());
+                        self.forget_arrived_if_queued();
                         chunks += 1;
                     }
                     Err(why) => {
@@ -501,18 +498,21 @@ impl DocumentCore {
         self.persisted_heads = heads;
     }
 
-    /// Adds the bytes of changes just applied to what is owed to the store,
-    /// or stops keeping them when they are not known or some change waits
-    /// in automerge's queue instead of the document.
-    fn record_arrived(&mut self, bytes: Option<&[u8]>) {
-        let Some(kept) = &mut self.arrived_bytes else {
-            return;
-        };
-        match bytes {
-            Some(bytes) if recent_history::nothing_queued(&self.doc) => {
-                kept.extend_from_slice(bytes)
+    /// Adds the bytes of changes about to be applied to what is owed to
+    /// the store, while it is being kept.
+    fn keep_arriving<'a>(&mut self, bytes: impl IntoIterator<Item = &'a [u8]>) {
+        if let Some(kept) = &mut self.arrived_bytes {
+            for change in bytes {
+                kept.extend_from_slice(change);
             }
-            _ => self.arrived_bytes = None,
+        }
+    }
+
+    /// Stops keeping the arrived bytes once a change waits in automerge's
+    /// queue instead of the document.
+    fn forget_arrived_if_queued(&mut self) {
+        if self.arrived_bytes.is_some() && !recent_history::nothing_queued(&self.doc) {
+            self.arrived_bytes = None;
         }
     }
 
