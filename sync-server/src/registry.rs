@@ -930,6 +930,8 @@ impl DocActor {
         let made = self.core().take_message_counts();
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "generated").increment(made.generated);
         metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "shared").increment(made.shared);
+        metrics::counter!(m::SYNC_MESSAGES_MADE, "how" => "from_history")
+            .increment(made.from_history);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "shortcut").increment(made.answers_taken);
         metrics::counter!(m::SYNC_ANSWERS, "how" => "automerge").increment(made.answers_walked);
         metrics::counter!(m::SYNC_PEERS_IN_SYNC).increment(made.in_sync);
