@@ -127,6 +127,14 @@ pub fn normalize_time(text: &str) -> Option<String> {
     )
 }
 
+/// A unix time in milliseconds as the log writes times.
+pub fn time_at_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
 /// What is wrong with a chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {

@@ -170,4 +170,17 @@ impl PresenceBoard {
         out.dedup_by(|a, b| a.device_id == b.device_id);
         out
     }
+
+    /// Distinct devices online now on any document, on any node.
+    pub fn devices_online(&self) -> usize {
+        let cutoff = crate::auth::unix_ms() - ONLINE_FOR_MS;
+        let entries = self.entries.lock().expect("presence poisoned");
+        entries
+            .values()
+            .flat_map(|peers| peers.values())
+            .filter(|p| p.seen_ms >= cutoff)
+            .map(|p| p.device_id.as_str())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
 }

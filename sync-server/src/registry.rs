@@ -231,6 +231,15 @@ impl Registry {
         Err(DocumentError::Unavailable)
     }
 
+    /// Documents in memory now.
+    pub fn documents_loaded(&self) -> usize {
+        self.inner
+            .docs
+            .lock()
+            .expect("registry mutex poisoned")
+            .len()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }

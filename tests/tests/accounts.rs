@@ -238,6 +238,30 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     // Five failed codes for one account within ten minutes raise an alert.
     assert!(has("security.alert", "alert", &|d| d["kind"]
         == "failed_code_burst"));
+    // The administrator's status shows the day's alerts, and the sync
+    // connection open now; others may not read it.
+    let key = f.admin_key().await;
+    let _socket = raw::joined(&f.server.url, &key).await;
+    let status = f.api.get("/api/status", &key).await.ok();
+    assert!(
+        status["security_alerts_24h"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert_eq!(
+        status["last_security_alert"]["kind"], "failed_code_burst",
+        "{status}"
+    );
+    assert_eq!(status["connections"], 1, "{status}");
+    assert_eq!(status["store"]["kind"], "sqlite", "{status}");
+    assert_eq!(status["store"]["migrations_pending"], false, "{status}");
+    assert_eq!(
+        status["store"]["schema_version"], status["store"]["expected_version"],
+        "{status}"
+    );
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{status}");
+    let staff = second["session"]["access_token"].as_str().unwrap();
+    let refused = f.api.get("/api/status", staff).await;
+    assert_eq!((refused.status, refused.error()), (403, "forbidden"));
     let log = serde_json::to_string(&f.audit().await).unwrap();
     let secret_b32 = f
         .server

@@ -359,6 +359,24 @@ async fn scheduled_backups_are_taken_listed_and_the_newest_restored() {
         },
     )
     .await;
+    // The administrator's status reports the schedule and the newest copy.
+    let token = text(&out.stdout).trim().to_owned();
+    let status: serde_json::Value = sync_tests::http_client(None)
+        .get(format!("http://{addr}/api/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let backups = &status["backups"];
+    assert_eq!(backups["scheduled"], true, "{status}");
+    assert_eq!(backups["every_s"], 1, "{status}");
+    assert!(backups["count"].as_u64().unwrap() >= 2, "{status}");
+    assert!(backups["last"]["age_s"].as_u64().unwrap() < 60, "{status}");
+    assert!(backups["last"]["bytes"].as_u64().unwrap() > 0, "{status}");
+    assert_eq!(backups["problem"], serde_json::Value::Null, "{status}");
     let (_, metrics) = http_get(&addr, "/metrics").await;
     let last = metrics
         .lines()

@@ -8,6 +8,9 @@ mod admin;
 mod error;
 mod settings;
 mod sign_in;
+mod status;
+
+pub use status::ServerFacts;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -54,6 +57,8 @@ pub struct ApiState {
     pub presence: crate::presence::PresenceBoard,
     /// The live documents (for writes made by the server, e.g. restores).
     pub registry: crate::registry::Registry,
+    /// This process's start, store kind and backup schedule (`/api/status`).
+    pub facts: ServerFacts,
 }
 
 impl ApiState {
@@ -99,6 +104,7 @@ impl ApiState {
             secrets,
             presence,
             registry,
+            facts: ServerFacts::of(config),
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
                 |rate| {
                     let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))
@@ -308,6 +314,7 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(admin::verify_audit))
         .routes(routes!(admin::list_documents, admin::register_document))
         .routes(routes!(admin::document_presence))
+        .routes(routes!(status::status))
         .routes(routes!(settings::list_backups))
         .routes(routes!(settings::restore_backup))
         .with_state(state)
