@@ -176,6 +176,15 @@ impl Account {
         parse(self.request(reqwest::Method::GET, &path, None).await?)
     }
 
+    /// The server's health: version, uptime, store, documents, connections,
+    /// devices online, backups, the day's security alerts (administrators).
+    pub async fn server_status(&self) -> Result<api_types::ServerStatus, AccountError> {
+        parse(
+            self.request(reqwest::Method::GET, "/api/status", None)
+                .await?,
+        )
+    }
+
     /// Checks the audit log's hash chain on the server.
     pub async fn verify_audit(&self) -> Result<AuditVerification, AccountError> {
         parse(

@@ -31,6 +31,7 @@ pub use account::{
     use_platform_keychain,
 };
 pub use admin::{AuditFilter, AuditPage, AuditVerification, DeviceRecord, UserRecord};
+pub use api_types::ServerStatus;
 pub use automerge;
 pub use event_model;
 pub use events::{

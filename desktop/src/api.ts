@@ -186,6 +186,33 @@ export interface AuditVerification {
   problem: string | null;
 }
 
+/** `GET /api/status` (api-types' `ServerStatus`). */
+export interface ServerStatus {
+  version: string;
+  git: string;
+  started_at: string;
+  uptime_s: number;
+  store: {
+    kind: string;
+    latency_ms: number;
+    schema_version: number;
+    expected_version: number;
+    migrations_pending: boolean;
+  };
+  documents_loaded: number;
+  connections: number;
+  devices_online: number;
+  backups: {
+    scheduled: boolean;
+    every_s: number | null;
+    count: number;
+    last: { taken_at: string; age_s: number; bytes: number } | null;
+    problem: string | null;
+  };
+  security_alerts_24h: number;
+  last_security_alert: { at: string; kind: string; actor: string } | null;
+}
+
 export interface Settings {
   theme: string;
   language: string;
@@ -230,6 +257,7 @@ export const api = {
   revokeDevice: (id: string) => invoke<void>("revoke_device", { id }),
   audit: (filter: AuditFilter) => invoke<AuditPage>("audit", { filter }),
   verifyAudit: () => invoke<AuditVerification>("verify_audit"),
+  serverStatus: () => invoke<ServerStatus>("server_status"),
   exportAudit: (since: string | null) => invoke<{ path: string; entries: number }>("export_audit", { since }),
   mySettings: () => invoke<{ document: string; settings: Settings }>("my_settings"),
   setSetting: (key: string, value: string | boolean) => invoke<void>("set_setting", { key, value }),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, auditFilter, eventFormProblem, parseList, syncIndicator } from "./logic";
+import { ago, auditFilter, duration, eventFormProblem, healthConcerns, parseList, syncIndicator } from "./logic";
 
 const now = 1_800_000_000_000;
 const base = { connected: true, pending_changes: 0, last_sync_ms: now - 5_000, last_error: null, last_error_ms: null };
@@ -76,5 +76,56 @@ describe("eventFormProblem", () => {
     expect(eventFormProblem("a", " ", "15")).toContain("needs a name");
     expect(eventFormProblem("a", "x", "0")).toContain("1 to 1440");
     expect(eventFormProblem("a", "x", "2.5")).toContain("1 to 1440");
+  });
+});
+
+describe("server health", () => {
+  const well = {
+    version: "0.1.0",
+    git: "abc",
+    started_at: "2026-12-05T10:00:00.000Z",
+    uptime_s: 7_200,
+    store: { kind: "sqlite", latency_ms: 0.4, schema_version: 8, expected_version: 8, migrations_pending: false },
+    documents_loaded: 2,
+    connections: 3,
+    devices_online: 1,
+    backups: { scheduled: true, every_s: 3_600, count: 2, last: { taken_at: "2026-12-05T11:30:00.000Z", age_s: 1_800, bytes: 4096 }, problem: null },
+    security_alerts_24h: 0,
+    last_security_alert: null,
+  };
+
+  it("spells out durations", () => {
+    expect(duration(42)).toBe("42 s");
+    expect(duration(300)).toBe("5 min");
+    expect(duration(3_600)).toBe("1 h");
+    expect(duration(12_000)).toBe("3 h 20 min");
+    expect(duration(4 * 86_400 + 7_300)).toBe("4 d 2 h");
+  });
+
+  it("has nothing to say about a healthy server", () => {
+    expect(healthConcerns(well)).toEqual([]);
+  });
+
+  it("names pending migrations, a slow store, overdue or unreadable backups and the day's alerts", () => {
+    const sick = {
+      ...well,
+      store: { ...well.store, latency_ms: 250, schema_version: 7, migrations_pending: true },
+      backups: { ...well.backups, last: { ...well.backups.last, age_s: 3 * 3_600 } },
+      security_alerts_24h: 2,
+      last_security_alert: { at: "2026-12-05T11:00:00.000Z", kind: "failed_code_burst", actor: "user:1" },
+    };
+    expect(healthConcerns(sick)).toEqual([
+      "The store is at schema 7 and this server expects 8: run the migrations.",
+      "The store took 250 ms to answer.",
+      "The newest backup is 3 h old; one is due every 1 h.",
+      "2 security alerts in the last 24 hours (newest: failed code burst, user:1).",
+    ]);
+    expect(healthConcerns({ ...well, backups: { ...well.backups, problem: "cannot list /x: denied" } })).toEqual([
+      "Backups: cannot list /x: denied",
+    ]);
+    // None taken yet: a concern only once two periods have passed.
+    const fresh = { ...well, backups: { ...well.backups, count: 0, last: null } };
+    expect(healthConcerns({ ...fresh, uptime_s: 600 })).toEqual([]);
+    expect(healthConcerns({ ...fresh, uptime_s: 3 * 3_600 })).toEqual(["No scheduled backup in 3 h of running."]);
   });
 });

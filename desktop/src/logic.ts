@@ -1,6 +1,6 @@
 // Pure functions the screens use (unit-tested in logic.test.ts).
 
-import type { AuditFilter, SyncStatus } from "./api";
+import type { AuditFilter, ServerStatus, SyncStatus } from "./api";
 
 export type Tone = "ok" | "syncing" | "offline" | "error";
 
@@ -100,4 +100,58 @@ export function eventFormProblem(id: string, name: string, annulMinutes: string)
     return "The annulment window is a whole number of minutes from 1 to 1440.";
   }
   return null;
+}
+
+/** A span of seconds: "42 s", "5 min", "1 h", "3 h 20 min", "4 d 2 h". */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s`;
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) return `${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return minutes % 60 === 0 ? `${hours} h` : `${hours} h ${minutes % 60} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+
+/** Slower than this, the store is worth a look. */
+export const SLOW_STORE_MS = 100;
+
+/**
+ * What on the server health screen needs an administrator's attention, most
+ * urgent first (empty when all is well): migrations not run, a slow store,
+ * backups that cannot be read or are overdue (older than two periods), the
+ * day's security alerts.
+ */
+export function healthConcerns(status: ServerStatus): string[] {
+  const concerns: string[] = [];
+  const { store, backups } = status;
+  if (store.migrations_pending) {
+    concerns.push(
+      `The store is at schema ${store.schema_version} and this server expects ${store.expected_version}: run the migrations.`,
+    );
+  }
+  if (store.latency_ms > SLOW_STORE_MS) {
+    concerns.push(`The store took ${Math.round(store.latency_ms)} ms to answer.`);
+  }
+  if (backups.problem) {
+    concerns.push(`Backups: ${backups.problem}`);
+  } else if (backups.scheduled && backups.every_s != null) {
+    const overdue = 2 * backups.every_s;
+    if (backups.last == null) {
+      if (status.uptime_s > overdue) concerns.push(`No scheduled backup in ${duration(status.uptime_s)} of running.`);
+    } else if (backups.last.age_s > overdue) {
+      concerns.push(
+        `The newest backup is ${duration(backups.last.age_s)} old; one is due every ${duration(backups.every_s)}.`,
+      );
+    }
+  }
+  if (status.security_alerts_24h > 0) {
+    const n = status.security_alerts_24h;
+    const newest = status.last_security_alert;
+    concerns.push(
+      `${n} security alert${n === 1 ? "" : "s"} in the last 24 hours` +
+        (newest ? ` (newest: ${newest.kind.replaceAll("_", " ")}, ${newest.actor}).` : "."),
+    );
+  }
+  return concerns;
 }

@@ -15,6 +15,7 @@ import { Users } from "./screens/Users";
 import { Devices } from "./screens/Devices";
 import { Audit } from "./screens/Audit";
 import { MySettings } from "./screens/MySettings";
+import { Health } from "./screens/Health";
 
 const screens: { path: string; label: string }[] = [
   { path: "events", label: "Events" },
@@ -24,6 +25,7 @@ const screens: { path: string; label: string }[] = [
   { path: "users", label: "Users" },
   { path: "devices", label: "Devices" },
   { path: "audit", label: "Audit log" },
+  { path: "health", label: "Server health" },
   { path: "settings", label: "My settings" },
 ];
 
@@ -75,6 +77,8 @@ function App() {
     <Devices />
   ) : path === "audit" ? (
     <Audit />
+  ) : path === "health" ? (
+    <Health />
   ) : path === "settings" ? (
     <MySettings />
   ) : (

@@ -721,6 +721,27 @@ async fn an_admin_works_through_every_screen() {
     }
     ui.shot("12-settings").await;
 
+    // ---- server health: the server's own report, as an admin sees it ----
+    ui.go("health").await;
+    let health = ui
+        .wait_text("#health-table", "the server's status", |t| {
+            t.contains("sqlite") && t.contains("answered in")
+        })
+        .await;
+    assert!(
+        health.contains(env!("CARGO_PKG_VERSION")),
+        "the version: {health}"
+    );
+    // The tablet and this app hold sync connections to the server.
+    let connections = ui
+        .text_of("#health-table tr[data-row=connections] td")
+        .await;
+    assert!(
+        connections.trim().parse::<u64>().unwrap() >= 2,
+        "connections: {connections}"
+    );
+    ui.shot("12b-health").await;
+
     // ---- offline: the server stops; browse, search and edit locally ----
     let addr = server_url
         .trim_start_matches("wss://")

@@ -10,8 +10,8 @@ use client_core::event_model::document::{self, CheckinList};
 use client_core::event_model::rules::ListRules;
 use client_core::{
     AttendeeView, AuditFilter, AuditPage, AuditVerification, DeviceRecord, DocumentId,
-    DuplicateView, EventSummary, ImportProgress, ImportReport, ScanView, SettingValue, SignInStep,
-    UserRecord,
+    DuplicateView, EventSummary, ImportProgress, ImportReport, ScanView, ServerStatus,
+    SettingValue, SignInStep, UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, State};
@@ -490,6 +490,11 @@ pub async fn revoke_device(state: AppStateRef<'_>, id: String) -> CmdResult<()> 
 #[tauri::command]
 pub async fn audit(state: AppStateRef<'_>, filter: AuditFilter) -> CmdResult<AuditPage> {
     Ok(state.account().await.audit(&filter).await?)
+}
+
+#[tauri::command]
+pub async fn server_status(state: AppStateRef<'_>) -> CmdResult<ServerStatus> {
+    Ok(state.account().await.server_status().await?)
 }
 
 #[tauri::command]

@@ -61,6 +61,7 @@ fn main() {
             commands::revoke_device,
             commands::audit,
             commands::verify_audit,
+            commands::server_status,
             commands::export_audit,
             commands::my_settings,
             commands::set_setting,
