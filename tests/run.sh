@@ -51,6 +51,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 # Binaries the cross-process tests start (sync-server, client test helpers, the desktop app).
 cargo build --workspace --bins
+# The REST API against its own OpenAPI document: schemathesis, every check,
+# an admin key, a fixed seed; any failure fails the run (about 20 s).
+tests/api_contract/run.sh
 # The mobile library, its generated Python/Kotlin/Swift sources and the
 # compiled Kotlin test (kotlinc from the npm lockfile above), and the pinned
 # Python packages of the Swift check.

@@ -10,7 +10,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// What a caller may do, broadly. Per-document decisions live in `policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,

@@ -394,6 +394,9 @@ fn router(
         Some(limit) => router.layer(limit),
         None => router,
     };
+    // Outside the limiter: its plain-text refusals under /api get the JSON
+    // error body too, as do axum's extractor rejections.
+    let router = router.layer(axum::middleware::from_fn(api::json_errors));
     // Outside the address limiter, so its refusals of sign-in requests are seen.
     let router = router.layer(axum::middleware::from_fn_with_state(
         store,

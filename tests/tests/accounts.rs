@@ -797,6 +797,7 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
         "GET /api/documents",
         "GET /api/me",
         "GET /api/presence",
+        "GET /api/status",
         "GET /api/users",
         "PATCH /api/users/{id}",
         "POST /api/api-keys",
@@ -845,5 +846,108 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
             reply.status
         );
     }
+    f.server.stop().await;
+}
+
+/// Every refusal under `/api` is the one JSON error body, including axum's
+/// own (a body that is not JSON, the wrong content type, a query that does
+/// not parse, an unknown route or method), and the OpenAPI document lists
+/// the statuses the layers and extractors answer with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_under_api_is_the_json_error_body_and_documented() {
+    let f = start(|_| {}).await;
+    let key = f.admin_key().await;
+    let base = f
+        .server
+        .url
+        .replacen("ws://", "http://", 1)
+        .trim_end_matches("/sync")
+        .to_owned();
+    let client = sync_tests::http_client(None);
+    use reqwest::Method;
+    let cases: [(Method, &str, Option<(&str, &str)>, u16, &str); 7] = [
+        (
+            Method::POST,
+            "/api/auth/login",
+            Some(("text/plain", "hello")),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/api/auth/login",
+            Some(("application/json", "{")),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/api/auth/login",
+            Some(("application/json", r#"{"email": 5}"#)),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::GET,
+            "/api/audit?limit=many",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            Method::GET,
+            "/api/audit?limit=5000",
+            None,
+            400,
+            "bad_request",
+        ),
+        (Method::GET, "/api/no-such-route", None, 404, "not_found"),
+        (
+            Method::DELETE,
+            "/api/users",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let mut request = client
+            .request(method.clone(), format!("{base}{path}"))
+            .bearer_auth(&key);
+        if let Some((content_type, text)) = body {
+            request = request
+                .header("content-type", content_type)
+                .body(text.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], code, "{method} {path}: {body}");
+        assert!(
+            !body["message"].as_str().unwrap().is_empty(),
+            "{method} {path}: {body}"
+        );
+    }
+    let doc = f.api.get("/api/openapi.json", &key).await.ok();
+    let login = &doc["paths"]["/api/auth/login"]["post"]["responses"];
+    for status in ["400", "413", "415", "422", "429", "503"] {
+        assert_eq!(
+            login[status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody",
+            "login {status}: {login}"
+        );
+    }
+    // A bearer route documents 401; one without parameters or body no 400.
+    let status = &doc["paths"]["/api/status"]["get"]["responses"];
+    assert!(status.get("401").is_some(), "{status}");
+    assert!(status.get("400").is_none(), "{status}");
     f.server.stop().await;
 }

@@ -118,7 +118,6 @@ pub async fn revoke_device(
 pub struct UserView {
     pub id: String,
     pub email: String,
-    #[schema(value_type = String)]
     pub role: Role,
     pub totp_enrolled: bool,
     pub disabled: bool,
@@ -159,16 +158,18 @@ pub async fn list_users(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateUserRequest {
+    #[schema(format = Email)]
     pub email: String,
-    #[schema(value_type = String, example = "staff")]
+    #[schema(example = "staff")]
     pub role: Role,
     /// At least 10 characters; the user enrolls a second factor at first sign-in.
+    #[schema(format = Password, min_length = 10)]
     pub password: String,
 }
 
 /// Creates a user (administrators; a new admin needs a step-up).
 #[utoipa::path(post, path = "/api/users", tag = "admin", security(("bearer" = [])), request_body = CreateUserRequest,
-    responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<ApiState>,
     caller: Caller,
@@ -220,7 +221,6 @@ pub async fn create_user(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUserRequest {
-    #[schema(value_type = Option<String>)]
     pub role: Option<Role>,
     pub disabled: Option<bool>,
 }
@@ -389,7 +389,6 @@ pub async fn set_user_events(
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
-    #[schema(value_type = String)]
     pub role: Role,
     pub created_at: String,
     pub last_used_at: Option<String>,
@@ -431,7 +430,7 @@ pub async fn list_api_keys(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateApiKeyRequest {
     pub name: String,
-    #[schema(value_type = String, example = "staff")]
+    #[schema(example = "staff")]
     pub role: Role,
 }
 
@@ -499,13 +498,16 @@ pub async fn revoke_api_key(
 pub struct AuditFilter {
     /// Entries after this sequence number (paging: pass the last one seen).
     #[serde(default)]
+    #[param(maximum = 9_223_372_036_854_775_807_i64)]
     pub after: u64,
     /// At most this many (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     pub action: Option<String>,
     pub actor: Option<String>,
     pub result: Option<String>,
     /// RFC 3339 UTC time: entries at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
 }
 
@@ -537,7 +539,20 @@ pub async fn query_audit(
     Query(filter): Query<AuditFilter>,
 ) -> Result<Json<AuditPage>, ApiError> {
     caller.require_admin()?;
-    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    // Sequence numbers are SQL integers (i64) in both stores.
+    if i64::try_from(filter.after).is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "`after` must be at most {}, got {}",
+            i64::MAX,
+            filter.after
+        )));
+    }
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "`limit` must be 1 to 1000, got {limit}"
+        )));
+    }
     let query = AuditQuery {
         after_seq: filter.after,
         limit,
@@ -570,6 +585,7 @@ pub async fn query_audit(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ExportFilter {
     /// RFC 3339 UTC time: entries at or after it.
+    #[param(format = DateTime)]
     pub since: Option<String>,
 }
 
@@ -657,22 +673,39 @@ pub async fn verify_audit(
     Ok(Json(report))
 }
 
+/// What a document is and whose: `kind` decides what `scope` must be.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RegisterDocumentRequest {
-    /// automerge-repo document id (bs58check) or `automerge:` URL.
-    pub document_id: String,
-    #[schema(value_type = String, example = "event")]
-    pub kind: DocumentKind,
-    /// Event id for `event`, the owner's user id for `settings`
-    /// (default: the caller), empty for `org_config`.
-    #[serde(default)]
-    pub scope: Option<String>,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RegisterDocumentRequest {
+    /// An event's data.
+    Event {
+        /// automerge-repo document id (bs58check) or `automerge:` URL.
+        #[schema(format = "automerge-document-id")]
+        document_id: String,
+        /// The event id.
+        #[schema(pattern = r"\S")]
+        scope: String,
+    },
+    /// One member's settings.
+    Settings {
+        #[schema(format = "automerge-document-id")]
+        document_id: String,
+        /// The owner's user id (default: the signed-in caller; an API key
+        /// has no settings of its own and must name the owner).
+        #[serde(default)]
+        scope: Option<String>,
+    },
+    /// The organisation's configuration (one per server; it has no owner,
+    /// a `scope` sent is ignored).
+    OrgConfig {
+        #[schema(format = "automerge-document-id")]
+        document_id: String,
+    },
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RegisteredDocument {
     pub document_id: String,
-    #[schema(value_type = String)]
     pub kind: DocumentKind,
     pub scope: String,
 }
@@ -680,7 +713,7 @@ pub struct RegisteredDocument {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct DocumentListQuery {
     /// Only documents of this kind (`event`, `settings`, `org_config`).
-    #[param(value_type = Option<String>, example = "event")]
+    #[param(example = "event")]
     pub kind: Option<DocumentKind>,
 }
 
@@ -727,31 +760,37 @@ pub async fn register_document(
     caller: Caller,
     Json(request): Json<RegisterDocumentRequest>,
 ) -> Result<(StatusCode, Json<RegisteredDocument>), ApiError> {
-    let id = DocumentId::parse(request.document_id.trim())
+    let (document_id, kind, scope) = match request {
+        RegisterDocumentRequest::Event { document_id, scope } => {
+            if scope.trim().is_empty() {
+                return Err(ApiError::BadRequest(
+                    "an event document needs its event id as `scope`".into(),
+                ));
+            }
+            (document_id, DocumentKind::Event, scope)
+        }
+        RegisterDocumentRequest::Settings { document_id, scope } => {
+            let owner = match scope {
+                Some(owner) => owner,
+                None => caller
+                    .principal
+                    .user_id()
+                    .ok_or_else(|| {
+                        ApiError::Forbidden(
+                            "an API key has no settings document of its own: name the owner's user id as `scope`".into(),
+                        )
+                    })?
+                    .to_owned(),
+            };
+            (document_id, DocumentKind::Settings, owner)
+        }
+        RegisterDocumentRequest::OrgConfig { document_id } => {
+            (document_id, DocumentKind::OrgConfig, String::new())
+        }
+    };
+    let id = DocumentId::parse(document_id.trim())
         .map_err(|e| ApiError::BadRequest(format!("document_id: {e}")))?;
-    let scope = match request.kind {
-        DocumentKind::Event => request
-            .scope
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                ApiError::BadRequest("an event document needs its event id as `scope`".into())
-            })?,
-        DocumentKind::Settings => match request.scope {
-            Some(owner) => owner,
-            None => caller
-                .principal
-                .user_id()
-                .ok_or_else(|| {
-                    ApiError::BadRequest("`scope` (the owner's user id) is required".into())
-                })?
-                .to_owned(),
-        },
-        DocumentKind::OrgConfig => String::new(),
-    };
-    let wanted = DocumentScope {
-        kind: request.kind,
-        scope,
-    };
+    let wanted = DocumentScope { kind, scope };
     if !policy::may_register(&caller.principal, &wanted) {
         return Err(ApiError::Forbidden(
             "you may register only your own settings document".into(),
@@ -795,6 +834,7 @@ pub async fn register_document(
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PresenceQuery {
     /// The (event) document.
+    #[param(format = "automerge-document-id")]
     pub document_id: String,
 }
 

@@ -5,6 +5,7 @@
 //! generated from the same router, so the two cannot drift apart.
 
 mod admin;
+mod contract;
 mod error;
 mod settings;
 mod sign_in;
@@ -24,6 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use contract::json_errors;
 pub use error::{Answered, ApiError, ErrorBody};
 
 use crate::audit::NewAuditEntry;
@@ -319,6 +321,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(settings::restore_backup))
         .with_state(state)
         .split_for_parts();
+    let mut openapi = openapi;
+    contract::document_common_failures(&mut openapi);
     let openapi = Arc::new(openapi);
     router.route(
         "/api/openapi.json",

@@ -53,7 +53,7 @@ async fn owned_settings(
 
 /// Backups of a settings document, newest first.
 #[utoipa::path(get, path = "/api/settings/{document_id}/backups", tag = "devices", security(("bearer" = [])),
-    params(("document_id" = String, Path)),
+    params(("document_id" = String, Path, format = "automerge-document-id")),
     responses((status = 200, body = Vec<BackupView>), (status = 404, body = ErrorBody)))]
 pub async fn list_backups(
     State(state): State<ApiState>,
@@ -74,7 +74,7 @@ pub async fn list_backups(
 
 /// Restores a backup: its settings are written as a new change.
 #[utoipa::path(post, path = "/api/settings/{document_id}/backups/{backup_id}/restore", tag = "devices", security(("bearer" = [])),
-    params(("document_id" = String, Path), ("backup_id" = String, Path)),
+    params(("document_id" = String, Path, format = "automerge-document-id"), ("backup_id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn restore_backup(
     State(state): State<ApiState>,

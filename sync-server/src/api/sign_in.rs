@@ -57,7 +57,7 @@ pub struct SignInResponse {
 pub struct UserInfo {
     pub id: String,
     pub email: String,
-    #[schema(value_type = String, example = "staff")]
+    #[schema(example = "staff")]
     pub role: Role,
     pub totp_enrolled: bool,
 }
@@ -796,7 +796,7 @@ async fn signed_in_user(state: &ApiState, caller: &Caller) -> Result<(String, Us
 
 /// Ends this session (its tokens stop working, its sync connections close).
 #[utoipa::path(post, path = "/api/auth/logout", tag = "sign-in", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "an API key has no session")))]
 pub async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<StatusCode, ApiError> {
     let session_id = session_of(&caller)?.to_owned();
     state
@@ -814,7 +814,7 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<Sta
 
 /// Ends every session of the caller, on every device.
 #[utoipa::path(post, path = "/api/auth/logout-everywhere", tag = "sign-in", security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "an API key has no session")))]
 pub async fn logout_everywhere(
     State(state): State<ApiState>,
     caller: Caller,
@@ -847,7 +847,7 @@ pub struct StepUpRequest {
 
 /// Enter a current TOTP code to unlock privileged actions for a few minutes.
 #[utoipa::path(post, path = "/api/auth/step-up", tag = "sign-in", security(("bearer" = [])), request_body = StepUpRequest,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "an API key has no session"), (status = 429, body = ErrorBody)))]
 pub async fn step_up(
     State(state): State<ApiState>,
     caller: Caller,
@@ -883,6 +883,8 @@ pub async fn step_up(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
+    /// At least 10 characters.
+    #[schema(format = Password, min_length = 10)]
     pub new_password: String,
 }
 
@@ -937,7 +939,7 @@ pub async fn change_password(
 pub struct MeResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<UserInfo>,
-    #[schema(value_type = String, example = "admin")]
+    #[schema(example = "admin")]
     pub role: Role,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,

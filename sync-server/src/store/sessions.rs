@@ -109,7 +109,9 @@ pub struct Challenge {
 pub const ORG_CONFIG_TAKEN: &str = "the organisation already has its configuration document";
 
 /// What kind of document this is, and whose: the basis of per-document rights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentKind {
     /// An event's data; scope = the event id.
