@@ -865,7 +865,10 @@ async fn every_refusal_under_api_is_the_json_error_body_and_documented() {
         .to_owned();
     let client = sync_tests::http_client(None);
     use reqwest::Method;
-    let cases: [(Method, &str, Option<(&str, &str)>, u16, &str); 7] = [
+    /// A request (method, path, content type and body) and the status and
+    /// error code it must get.
+    type Case<'a> = (Method, &'a str, Option<(&'a str, &'a str)>, u16, &'a str);
+    let cases: [Case; 7] = [
         (
             Method::POST,
             "/api/auth/login",
