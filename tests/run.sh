@@ -35,6 +35,7 @@ fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 command -v tauri-driver >/dev/null || cargo install --locked tauri-driver --version "^2.1"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version 0.13.2
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb --version 3.6.0
 
 # npm packages for the interop tests (stock automerge-repo client), from the lockfile.
 if [ -f tests/js/package-lock.json ]; then
@@ -64,6 +65,10 @@ python3 -m pip install --quiet --disable-pip-version-check --upgrade \
 # Criterion benches run once each in test mode, so they cannot rot.
 cargo test -p sync-server --bench store --quiet
 cargo nextest run --workspace --no-fail-fast "$@"
+# The Debian packages of the server (cargo-deb) and the desktop app (Tauri's
+# bundler), unpacked and the installed server started (about 2 min). After
+# the tests: the bundler rebuilds the desktop binary in its release mode.
+tests/packages/check.sh
 # Coverage-guided fuzzing (fuzz/, a workspace of its own): every target for
 # 20 s from its committed seeds; about 4 min with the instrumented build.
 fuzz/run.sh "${FUZZ_SECONDS:-20}"

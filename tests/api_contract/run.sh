@@ -30,12 +30,13 @@ for _ in range(200):
 else:
     sys.exit("the server did not start")
 PY
-cd "$here"
+# From the scratch directory: schemathesis keeps a cache where it runs.
+cd "$work"
 status=0
 # One worker: with two, hypothesis (describing a lambda) and schemathesis
 # parse Python sources in two threads at once, which CPython 3.11 can fail
 # with "SystemError: AST constructor recursion depth mismatch".
-PYTHONPATH="$deps:$here" SCHEMATHESIS_HOOKS=hooks python3 -m schemathesis.cli run \
+PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$deps:$here" SCHEMATHESIS_HOOKS=hooks python3 -m schemathesis.cli run \
     "http://127.0.0.1:$port/api/openapi.json" --url "http://127.0.0.1:$port" \
     -H "Authorization: Bearer $token" --checks all --workers 1 \
     --max-examples "${CONTRACT_EXAMPLES:-50}" --seed "${CONTRACT_SEED:-1}" \
