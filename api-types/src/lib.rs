@@ -1,9 +1,107 @@
 //! The REST API's bodies, written once: the server serves them (and derives
 //! its OpenAPI schemas from them with the `openapi` feature), the client
 //! core and the desktop app read them. Types move here from the server's
-//! handlers and the clients as their routes are touched.
+//! handlers and the clients as their routes are touched; so far roles,
+//! users, devices, the audit chain's verification and the server status.
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+/// What a caller may do, broadly (per-document rights follow from it and
+/// from the document's registration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Staff,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Staff => "staff",
+            Role::Member => "member",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is none of `admin`, `staff`, `member`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownRole(pub String);
+
+impl fmt::Display for UnknownRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown role `{}` (expected admin, staff or member)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownRole {}
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "staff" => Ok(Role::Staff),
+            "member" => Ok(Role::Member),
+            other => Err(UnknownRole(other.to_owned())),
+        }
+    }
+}
+
+/// A person's account (`GET /api/users`, administrators).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub totp_enrolled: bool,
+    pub disabled: bool,
+    /// Events a staff member is assigned to.
+    pub events: Vec<String>,
+}
+
+/// A signed-in device (`GET /api/devices`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Device {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub app_version: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    pub revoked_ms: Option<i64>,
+    /// Holds a sync connection to the node that answered, right now.
+    pub online: bool,
+}
+
+/// The audit log's hash chain, checked (`GET /api/audit/verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerification {
+    pub valid: bool,
+    /// Entries checked (when valid).
+    pub entries: Option<u64>,
+    /// What is wrong (when not).
+    pub problem: Option<String>,
+}
 
 /// `GET /api/status`: the server's health at a glance, for administrators
 /// and dashboards. Cheap enough to poll every few seconds: one store round
@@ -79,4 +177,23 @@ pub struct SecurityAlert {
     pub kind: String,
     /// Who it concerns, as the audit log names them.
     pub actor: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_reads_as_it_is_written_and_an_unknown_one_is_named() {
+        for role in [Role::Admin, Role::Staff, Role::Member] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            assert_eq!(role.to_string(), role.as_str());
+        }
+        let unknown = "owner".parse::<Role>().unwrap_err();
+        assert_eq!(unknown, UnknownRole("owner".into()));
+        assert_eq!(
+            unknown.to_string(),
+            "unknown role `owner` (expected admin, staff or member)"
+        );
+    }
 }

@@ -6,31 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use api_types::{AuditVerification, Device, User};
+
 use crate::{Account, AccountError};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub id: String,
-    pub email: String,
-    pub role: String,
-    pub totp_enrolled: bool,
-    pub disabled: bool,
-    /// Events a staff member is assigned to.
-    pub events: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceRecord {
-    pub id: String,
-    pub user_id: String,
-    pub name: String,
-    pub app_version: String,
-    pub created_ms: i64,
-    pub last_seen_ms: i64,
-    pub revoked_ms: Option<i64>,
-    /// Holds a sync connection right now (on the node that answered).
-    pub online: bool,
-}
 
 /// Which audit entries to show.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,13 +30,6 @@ pub struct AuditPage {
     pub entries: Vec<Value>,
     /// Pass as `after` for the next page; `None` on the last page.
     pub next_after: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditVerification {
-    pub valid: bool,
-    pub entries: Option<u64>,
-    pub problem: Option<String>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, AccountError> {
@@ -92,7 +63,7 @@ fn urlencoding(text: &str) -> String {
 }
 
 impl Account {
-    pub async fn users(&self) -> Result<Vec<UserRecord>, AccountError> {
+    pub async fn users(&self) -> Result<Vec<User>, AccountError> {
         parse(
             self.request(reqwest::Method::GET, "/api/users", None)
                 .await?,
@@ -105,7 +76,7 @@ impl Account {
         email: &str,
         role: &str,
         password: &str,
-    ) -> Result<UserRecord, AccountError> {
+    ) -> Result<User, AccountError> {
         parse(
             self.request(
                 reqwest::Method::POST,
@@ -143,7 +114,7 @@ impl Account {
         Ok(())
     }
 
-    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, AccountError> {
+    pub async fn devices(&self) -> Result<Vec<Device>, AccountError> {
         parse(
             self.request(reqwest::Method::GET, "/api/devices", None)
                 .await?,

@@ -30,8 +30,8 @@ pub use account::{
     Account, AccountError, Enrollment, SessionInfo, SessionState, SignInStep, UserInfo,
     use_platform_keychain,
 };
-pub use admin::{AuditFilter, AuditPage, AuditVerification, DeviceRecord, UserRecord};
-pub use api_types::ServerStatus;
+pub use admin::{AuditFilter, AuditPage};
+pub use api_types::{AuditVerification, Device, Role, ServerStatus, User};
 pub use automerge;
 pub use event_model;
 pub use events::{

@@ -9,9 +9,9 @@ use client_core::event_model::EventInfo;
 use client_core::event_model::document::{self, CheckinList};
 use client_core::event_model::rules::ListRules;
 use client_core::{
-    AttendeeView, AuditFilter, AuditPage, AuditVerification, DeviceRecord, DocumentId,
-    DuplicateView, EventSummary, ImportProgress, ImportReport, ScanView, ServerStatus,
-    SettingValue, SignInStep, UserRecord,
+    AttendeeView, AuditFilter, AuditPage, AuditVerification, Device, DocumentId, DuplicateView,
+    EventSummary, ImportProgress, ImportReport, ScanView, ServerStatus, SettingValue, SignInStep,
+    User,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, State};
@@ -431,7 +431,7 @@ pub async fn dashboard(state: AppStateRef<'_>, document_id: String) -> CmdResult
 // ---- users, devices, audit (the server's) ----
 
 #[tauri::command]
-pub async fn users(state: AppStateRef<'_>) -> CmdResult<Vec<UserRecord>> {
+pub async fn users(state: AppStateRef<'_>) -> CmdResult<Vec<User>> {
     Ok(state.account().await.users().await?)
 }
 
@@ -441,7 +441,7 @@ pub async fn create_user(
     email: String,
     role: String,
     password: String,
-) -> CmdResult<UserRecord> {
+) -> CmdResult<User> {
     Ok(state
         .account()
         .await
@@ -478,7 +478,7 @@ pub async fn set_user_events(
 }
 
 #[tauri::command]
-pub async fn devices(state: AppStateRef<'_>) -> CmdResult<Vec<DeviceRecord>> {
+pub async fn devices(state: AppStateRef<'_>) -> CmdResult<Vec<Device>> {
     Ok(state.account().await.devices().await?)
 }
 

@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use sync_protocol::DocumentId;
 use utoipa::{IntoParams, ToSchema};
 
+// The API's views of the store's records (`store::sessions::Device`,
+// `store::User`), as the clients read them.
+use api_types::{AuditVerification, Device as DeviceView, User as UserView};
+
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::audit::{self, AuditEntry};
 use crate::audit_verify;
@@ -21,19 +25,6 @@ use crate::store::StoreError;
 use crate::store::sessions::{
     ApiKeyInfo, AuditQuery, Device, DocumentKind, DocumentScope, UserSummary,
 };
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceView {
-    pub id: String,
-    pub user_id: String,
-    pub name: String,
-    pub app_version: String,
-    pub created_ms: i64,
-    pub last_seen_ms: i64,
-    pub revoked_ms: Option<i64>,
-    /// Holds a sync connection to this node right now.
-    pub online: bool,
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DeviceFilter {
@@ -112,16 +103,6 @@ pub async fn revoke_device(
         )
         .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
-    pub id: String,
-    pub email: String,
-    pub role: Role,
-    pub totp_enrolled: bool,
-    pub disabled: bool,
-    pub events: Vec<String>,
 }
 
 impl From<UserSummary> for UserView {
@@ -631,31 +612,22 @@ pub async fn export_audit(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyReport {
-    pub valid: bool,
-    /// Entries checked (when valid).
-    pub entries: Option<u64>,
-    /// What is wrong (when not).
-    pub problem: Option<String>,
-}
-
 /// Verifies the audit chain (administrators); audited.
 #[utoipa::path(get, path = "/api/audit/verify", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = VerifyReport), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AuditVerification), (status = 403, body = ErrorBody)))]
 pub async fn verify_audit(
     State(state): State<ApiState>,
     caller: Caller,
-) -> Result<Json<VerifyReport>, ApiError> {
+) -> Result<Json<AuditVerification>, ApiError> {
     caller.require_admin()?;
     let report = match audit_verify::verify_store(state.store.as_ref()).await {
-        Ok(entries) => VerifyReport {
+        Ok(entries) => AuditVerification {
             valid: true,
             entries: Some(entries),
             problem: None,
         },
         Err(audit_verify::VerifyError::Store(error)) => return Err(error.into()),
-        Err(problem) => VerifyReport {
+        Err(problem) => AuditVerification {
             valid: false,
             entries: None,
             problem: Some(problem.to_string()),

@@ -341,11 +341,11 @@ pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Re
     Ok(User {
         id: r.get(start)?,
         email: r.get(start + 1)?,
-        role: role.parse().map_err(|e: String| {
+        role: role.parse().map_err(|e: crate::credentials::UnknownRole| {
             rusqlite::Error::FromSqlConversionFailure(
                 start + 2,
                 rusqlite::types::Type::Text,
-                e.into(),
+                Box::new(e),
             )
         })?,
         password_hash: r.get(start + 3)?,
