@@ -17,10 +17,11 @@
 //! (checked against automerge by this crate's tests), but for the order of
 //! the changes inside the message.
 
-use automerge::sync::{self, Capability, SyncDoc};
+use automerge::sync::{self, Capability};
 use automerge::{Automerge, ChangeHash};
 
 use crate::recent_history::RecentHistory;
+use crate::whole_document::generate_without_changes;
 
 /// automerge's message for `state` (`Some(None)` where automerge would say
 /// nothing), or `None` when the history cannot tell, before anything
@@ -59,12 +60,7 @@ pub(crate) fn generate(
     if unsent.len() > history.changes_kept() / 3 {
         return None;
     }
-    let their_have = state.their_have.take();
-    let their_need = state.their_need.take();
-    let message = doc.generate_sync_message(state);
-    state.their_have = their_have;
-    state.their_need = their_need;
-    let Some(mut message) = message else {
+    let Some(mut message) = generate_without_changes(doc, state) else {
         // With nothing to send, automerge's own answer is this one. With
         // changes it may speak where the empty message would not (a peer
         // at our heads that it has answered): it decides, from the state

@@ -61,14 +61,7 @@ impl WholeDocument {
             }
             return message;
         }
-        // With what the peer has and needs hidden, automerge builds the
-        // message with no changes and does the rest of its bookkeeping.
-        let their_have = state.their_have.take();
-        let their_need = state.their_need.take();
-        let empty = doc.generate_sync_message(state);
-        state.their_have = their_have;
-        state.their_need = their_need;
-        let Some(mut message) = empty else {
+        let Some(mut message) = generate_without_changes(doc, state) else {
             // automerge stays silent on an empty message in cases where it
             // would send a document (nothing to announce, nothing in
             // flight): leave those to automerge, which leaves the state as
@@ -242,6 +235,24 @@ impl WholeDocument {
                 .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
         })
     }
+}
+
+/// automerge's message for `state` built with no changes: with what the
+/// peer has and needs hidden, automerge does the rest of its bookkeeping
+/// (heads, need, our bloom filter, flags, the state after it) and the
+/// caller puts in the changes it picked itself, adding them to the state's
+/// `sent_hashes`. `None` where automerge would say nothing to an empty
+/// message (the state is then as it was).
+pub(crate) fn generate_without_changes(
+    doc: &Automerge,
+    state: &mut sync::State,
+) -> Option<sync::Message> {
+    let their_have = state.their_have.take();
+    let their_need = state.their_need.take();
+    let message = doc.generate_sync_message(state);
+    state.their_have = their_have;
+    state.their_need = their_need;
+    message
 }
 
 #[cfg(test)]
