@@ -17,11 +17,11 @@
 //! (checked against automerge by this crate's tests), but for the order of
 //! the changes inside the message.
 
-use automerge::sync::{self, Capability};
+use automerge::sync;
 use automerge::{Automerge, ChangeHash};
 
 use crate::recent_history::RecentHistory;
-use crate::whole_document::generate_without_changes;
+use crate::whole_document::{generate_without_changes, supports_v2};
 
 /// automerge's message for `state` (`Some(None)` where automerge would say
 /// nothing), or `None` when the history cannot tell, before anything
@@ -36,12 +36,8 @@ pub(crate) fn generate(
     // peer without heads the whole document; v1 peers, a peer that needs
     // changes and one lacking a third of the document (the whole document
     // again) are left to it as well.
-    let supports_v2 = state
-        .their_capabilities
-        .as_ref()
-        .is_some_and(|caps| caps.contains(&Capability::MessageV2));
     if state.is_peer_read_only()
-        || !supports_v2
+        || !supports_v2(state)
         || state.their_heads.as_ref().is_none_or(Vec::is_empty)
         || state
             .their_need
@@ -82,7 +78,7 @@ pub(crate) fn generate(
 
 #[cfg(test)]
 mod tests {
-    use automerge::sync::{BloomFilter, Have};
+    use automerge::sync::{BloomFilter, Capability, Have};
     use automerge::transaction::Transactable;
     use automerge::{Change, ROOT};
 

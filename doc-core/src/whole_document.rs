@@ -137,14 +137,10 @@ impl WholeDocument {
         if saved.heads != doc.get_heads() || state.is_peer_read_only() {
             return false;
         }
-        let supports_v2 = state
-            .their_capabilities
-            .as_ref()
-            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
         let (Some(have), Some(need)) = (&state.their_have, &state.their_need) else {
             return false;
         };
-        if !supports_v2 || state.their_heads.as_deref() == Some(&[]) {
+        if !supports_v2(state) || state.their_heads.as_deref() == Some(&[]) {
             return false;
         }
         let known = |hash: &ChangeHash| doc.get_change_meta_by_hash(hash).is_some();
@@ -214,12 +210,8 @@ impl WholeDocument {
     /// its order: no changes for a read-only peer, a reset for a last sync
     /// it does not know, `send_doc` for a v2 peer whose heads are empty).
     fn due(&self, doc: &Automerge, state: &sync::State) -> bool {
-        let supports_v2 = state
-            .their_capabilities
-            .as_ref()
-            .is_some_and(|caps| caps.contains(&Capability::MessageV2));
         if state.is_peer_read_only()
-            || !supports_v2
+            || !supports_v2(state)
             || state.their_heads.as_deref() != Some(&[])
             || state.their_need.is_none()
             || doc.get_heads().is_empty()
@@ -235,6 +227,15 @@ impl WholeDocument {
                 .all(|hash| doc.get_change_meta_by_hash(hash).is_some())
         })
     }
+}
+
+/// Whether `state`'s peer takes v2 messages (changes as one chunk, or a
+/// whole document), as automerge decides it from the capabilities it heard.
+pub(crate) fn supports_v2(state: &sync::State) -> bool {
+    state
+        .their_capabilities
+        .as_ref()
+        .is_some_and(|caps| caps.contains(&Capability::MessageV2))
 }
 
 /// automerge's message for `state` built with no changes: with what the
