@@ -2,12 +2,21 @@
 //! its OpenAPI schemas from them with the `openapi` feature), the client
 //! core and the desktop app read them. Types move here from the server's
 //! handlers and the clients as their routes are touched; so far roles,
-//! users, devices, the audit chain's verification and the server status.
+//! users, devices, the audit chain's verification, the server status, and
+//! signing in (with the error body every refusal carries).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+mod sign_in;
+
+pub use sign_in::{
+    ChangePasswordRequest, EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest,
+    EnrollStartResponse, ErrorBody, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest,
+    SessionTokens, SignInResponse, SignInStatus, StepUpRequest, UserInfo,
+};
 
 /// What a caller may do, broadly (per-document rights follow from it and
 /// from the document's registration).
@@ -101,6 +110,37 @@ pub struct AuditVerification {
     pub entries: Option<u64>,
     /// What is wrong (when not).
     pub problem: Option<String>,
+}
+
+/// One of the server's backups of a member's settings document
+/// (`GET /api/settings/{id}/backups`, newest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettingsBackup {
+    pub id: String,
+    pub taken_ms: i64,
+    /// The settings as they were then.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub settings: serde_json::Value,
+}
+
+/// Which audit entries to read (`GET /api/audit`'s query).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct AuditFilter {
+    /// Entries after this sequence number (paging: pass the last one seen).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(maximum = 9_223_372_036_854_775_807_i64))]
+    pub after: u64,
+    /// At most this many (default 100, at most 1000).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    pub limit: Option<u32>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub result: Option<String>,
+    /// RFC 3339 UTC time: entries at or after it.
+    #[cfg_attr(feature = "openapi", param(format = DateTime))]
+    pub since: Option<String>,
 }
 
 /// `GET /api/status`: the server's health at a glance, for administrators

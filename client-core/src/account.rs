@@ -10,8 +10,14 @@
 
 use std::sync::Arc;
 
+use api_types::{
+    EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest, EnrollStartResponse,
+    ErrorBody, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest, SessionTokens,
+    SignInResponse, SignInStatus,
+};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
@@ -64,14 +70,7 @@ impl AccountError {
     }
 }
 
-/// The signed-in person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserInfo {
-    pub id: String,
-    pub email: String,
-    pub role: String,
-    pub totp_enrolled: bool,
-}
+pub use api_types::UserInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -80,26 +79,21 @@ pub struct SessionInfo {
     pub session_id: String,
 }
 
-/// What the keychain holds for a session.
-#[derive(Clone, Serialize, Deserialize)]
-struct StoredSession {
-    access_token: String,
-    refresh_token: String,
-    access_expires_ms: i64,
-    refresh_expires_ms: i64,
-    session_id: String,
-    device_id: String,
-    user: UserInfo,
+/// What the keychain holds for a session: the tokens as the server sent them.
+type StoredSession = SessionTokens;
+
+fn session_info(session: &StoredSession) -> SessionInfo {
+    SessionInfo {
+        user: session.user.clone(),
+        device_id: session.device_id.clone(),
+        session_id: session.session_id.clone(),
+    }
 }
 
-impl StoredSession {
-    fn info(&self) -> SessionInfo {
-        SessionInfo {
-            user: self.user.clone(),
-            device_id: self.device_id.clone(),
-            session_id: self.session_id.clone(),
-        }
-    }
+/// The documents `GET /api/me` names for this session.
+struct Me {
+    settings_document: Option<sync_protocol::DocumentId>,
+    org_config_document: Option<sync_protocol::DocumentId>,
 }
 
 /// The next step of a sign-in.
@@ -204,7 +198,7 @@ async fn answer(request: reqwest::RequestBuilder) -> Result<Value, AccountError>
     if status.is_success() {
         Ok(body)
     } else {
-        Err(refusal(status, &body))
+        Err(refusal(status, body))
     }
 }
 
@@ -226,16 +220,26 @@ fn network_error(error: reqwest::Error) -> AccountError {
     }
 }
 
-/// The server's refusal, from its error body.
-fn refusal(status: reqwest::StatusCode, body: &Value) -> AccountError {
-    AccountError::Refused {
-        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-        message: body["message"]
-            .as_str()
-            .unwrap_or(status.as_str())
-            .to_owned(),
-        retry_after_secs: body["retry_after_secs"].as_u64(),
+/// The server's refusal, from its error body. A body that is not one (a
+/// proxy's page, say) is refused as `unknown` with the HTTP status.
+fn refusal(status: reqwest::StatusCode, body: Value) -> AccountError {
+    match serde_json::from_value::<ErrorBody>(body) {
+        Ok(body) => AccountError::Refused {
+            code: body.error,
+            message: body.message,
+            retry_after_secs: body.retry_after_secs,
+        },
+        Err(_) => AccountError::Refused {
+            code: "unknown".to_owned(),
+            message: status.to_string(),
+            retry_after_secs: None,
+        },
     }
+}
+
+/// A successful answer read as the API type it should be.
+pub(crate) fn parse<T: DeserializeOwned>(value: Value) -> Result<T, AccountError> {
+    serde_json::from_value(value).map_err(|e| AccountError::Protocol(e.to_string()))
 }
 
 /// `http://host:port` from either that or the sync URL `ws://host:port/sync`.
@@ -284,7 +288,7 @@ impl Account {
             Err(e) => return Err(AccountError::Keychain(e.to_string())),
         };
         let state = match &stored {
-            Some(session) => SessionState::SignedIn(session.info()),
+            Some(session) => SessionState::SignedIn(session_info(session)),
             None => SessionState::SignedOut,
         };
         Ok(Self {
@@ -324,13 +328,13 @@ impl Account {
         &self,
         path: &str,
         token: Option<&str>,
-        body: Value,
+        body: &impl Serialize,
     ) -> Result<Value, AccountError> {
         let mut request = self
             .inner
             .http
             .post(format!("{}{path}", self.inner.base))
-            .json(&body);
+            .json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -349,26 +353,29 @@ impl Account {
             .post(
                 "/api/auth/login",
                 None,
-                json!({
-                    "email": email,
-                    "password": password,
-                    "device_name": device_name,
-                    "app_version": env!("CARGO_PKG_VERSION"),
-                    "device_id": device_id,
-                }),
+                &LoginRequest {
+                    email: email.to_owned(),
+                    password: password.to_owned(),
+                    device_name: device_name.to_owned(),
+                    app_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    device_id,
+                },
             )
             .await;
-        let reply = self.check_revoked(reply).await?;
-        let challenge = || reply["challenge"].as_str().unwrap_or_default().to_owned();
-        match reply["status"].as_str() {
-            Some("second_factor_required") => Ok(SignInStep::SecondFactorRequired {
-                challenge: challenge(),
+        let reply: SignInResponse = parse(self.check_revoked(reply).await?)?;
+        let challenge = || {
+            reply.challenge.clone().ok_or_else(|| {
+                AccountError::Protocol("a sign-in step without its challenge".into())
+            })
+        };
+        match reply.status {
+            SignInStatus::SecondFactorRequired => Ok(SignInStep::SecondFactorRequired {
+                challenge: challenge()?,
             }),
-            Some("enrollment_required") => Ok(SignInStep::EnrollmentRequired {
-                challenge: challenge(),
+            SignInStatus::EnrollmentRequired => Ok(SignInStep::EnrollmentRequired {
+                challenge: challenge()?,
             }),
-            Some("signed_in") => Ok(SignInStep::SignedIn(self.adopt(&reply["session"]).await?)),
-            _ => Err(AccountError::Protocol(reply.to_string())),
+            SignInStatus::SignedIn => Ok(SignInStep::SignedIn(self.adopt_signed_in(reply).await?)),
         }
     }
 
@@ -378,8 +385,12 @@ impl Account {
         challenge: &str,
         code: &str,
     ) -> Result<SessionInfo, AccountError> {
-        self.second_factor(json!({ "challenge": challenge, "code": code }))
-            .await
+        self.second_factor(SecondFactorRequest {
+            challenge: challenge.to_owned(),
+            code: Some(code.to_owned()),
+            recovery_code: None,
+        })
+        .await
     }
 
     /// Step 2 with one of the recovery codes (each works once).
@@ -388,32 +399,38 @@ impl Account {
         challenge: &str,
         code: &str,
     ) -> Result<SessionInfo, AccountError> {
-        self.second_factor(json!({ "challenge": challenge, "recovery_code": code }))
-            .await
+        self.second_factor(SecondFactorRequest {
+            challenge: challenge.to_owned(),
+            code: None,
+            recovery_code: Some(code.to_owned()),
+        })
+        .await
     }
 
-    async fn second_factor(&self, body: Value) -> Result<SessionInfo, AccountError> {
-        let reply = self.post("/api/auth/second-factor", None, body).await;
-        let reply = self.check_revoked(reply).await?;
-        self.adopt(&reply["session"]).await
+    async fn second_factor(&self, body: SecondFactorRequest) -> Result<SessionInfo, AccountError> {
+        let reply = self.post("/api/auth/second-factor", None, &body).await;
+        self.adopt_signed_in(parse(self.check_revoked(reply).await?)?)
+            .await
     }
 
     /// Enrollment, step 1: the secret to show (URI and QR image).
     pub async fn start_enrollment(&self, challenge: &str) -> Result<Enrollment, AccountError> {
-        let reply = self
-            .post(
+        let reply: EnrollStartResponse = parse(
+            self.post(
                 "/api/auth/enroll/start",
                 None,
-                json!({ "challenge": challenge }),
+                &EnrollStartRequest {
+                    challenge: challenge.to_owned(),
+                },
             )
-            .await?;
-        let text = |key: &str| reply[key].as_str().unwrap_or_default().to_owned();
+            .await?,
+        )?;
         let qr_png = base64::engine::general_purpose::STANDARD
-            .decode(text("qr_png_base64"))
+            .decode(&reply.qr_png_base64)
             .map_err(|e| AccountError::Protocol(format!("QR image: {e}")))?;
         Ok(Enrollment {
-            secret: text("secret"),
-            otpauth_uri: text("otpauth_uri"),
+            secret: reply.secret,
+            otpauth_uri: reply.otpauth_uri,
             qr_png,
         })
     }
@@ -425,34 +442,37 @@ impl Account {
         challenge: &str,
         code: &str,
     ) -> Result<(SessionInfo, Vec<String>), AccountError> {
-        let reply = self
-            .post(
+        let reply: EnrollConfirmResponse = parse(
+            self.post(
                 "/api/auth/enroll/confirm",
                 None,
-                json!({ "challenge": challenge, "code": code }),
+                &EnrollConfirmRequest {
+                    challenge: challenge.to_owned(),
+                    code: code.to_owned(),
+                },
             )
-            .await?;
-        let codes = reply["recovery_codes"]
-            .as_array()
-            .map(|codes| {
-                codes
-                    .iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((self.adopt(&reply["session"]).await?, codes))
+            .await?,
+        )?;
+        Ok((self.adopt(reply.session).await?, reply.recovery_codes))
+    }
+
+    /// The session of a sign-in step that says it signed in.
+    async fn adopt_signed_in(&self, reply: SignInResponse) -> Result<SessionInfo, AccountError> {
+        match (reply.status, reply.session) {
+            (SignInStatus::SignedIn, Some(session)) => self.adopt(session).await,
+            (status, _) => Err(AccountError::Protocol(format!(
+                "expected a session, the server said {status:?}"
+            ))),
+        }
     }
 
     /// Keeps a new session: keychain, device id, state.
-    async fn adopt(&self, session: &Value) -> Result<SessionInfo, AccountError> {
-        let stored: StoredSession = serde_json::from_value(session.clone())
-            .map_err(|e| AccountError::Protocol(format!("session: {e}")))?;
+    async fn adopt(&self, stored: StoredSession) -> Result<SessionInfo, AccountError> {
         self.save(&stored)?;
         self.inner.core.set_meta("device_id", &stored.device_id)?;
         // Scans record who made them.
         self.inner.core.set_meta("user_id", &stored.user.id)?;
-        let info = stored.info();
+        let info = session_info(&stored);
         *self.inner.session.lock().await = Some(stored);
         self.inner
             .state
@@ -551,13 +571,14 @@ impl Account {
             .post(
                 "/api/auth/refresh",
                 None,
-                json!({ "refresh_token": current.refresh_token }),
+                &RefreshRequest {
+                    refresh_token: current.refresh_token,
+                },
             )
             .await;
         match reply {
             Ok(body) => {
-                let next: StoredSession = serde_json::from_value(body)
-                    .map_err(|e| AccountError::Protocol(format!("session: {e}")))?;
+                let next: StoredSession = parse(body)?;
                 self.save(&next)?;
                 let token = next.access_token.clone();
                 *session = Some(next);
@@ -613,7 +634,7 @@ impl Account {
         self.post(
             "/api/documents",
             Some(&token),
-            json!({ "document_id": id.to_string(), "kind": kind, "scope": scope }),
+            &json!({ "document_id": id.to_string(), "kind": kind, "scope": scope }),
         )
         .await?;
         Ok(())
@@ -667,11 +688,7 @@ impl Account {
         if let Some(id) = self.inner.core.org_config_document()? {
             return Ok(Some(id));
         }
-        let me = self.get("/api/me").await?;
-        match me["org_config_document"]
-            .as_str()
-            .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
-        {
+        match self.me().await?.org_config_document {
             Some(id) => {
                 self.inner.core.use_org_config(id)?;
                 Ok(Some(id))
@@ -687,17 +704,29 @@ impl Account {
         if let Some(id) = self.inner.core.settings_document()? {
             return Ok(id);
         }
-        let me = self.get("/api/me").await?;
-        match me["settings_document"]
-            .as_str()
-            .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
-        {
+        match self.me().await?.settings_document {
             Some(id) => {
                 self.inner.core.use_settings(id)?;
                 Ok(id)
             }
             None => self.create_settings().await,
         }
+    }
+
+    /// Who the server says this session is, with the documents it names.
+    async fn me(&self) -> Result<Me, AccountError> {
+        let me: MeResponse = parse(self.get("/api/me").await?)?;
+        let document = |id: Option<String>| {
+            id.map(|id| {
+                sync_protocol::DocumentId::parse(&id)
+                    .map_err(|e| AccountError::Protocol(format!("document id `{id}`: {e}")))
+            })
+            .transpose()
+        };
+        Ok(Me {
+            settings_document: document(me.settings_document)?,
+            org_config_document: document(me.org_config_document)?,
+        })
     }
 
     /// A GET of the API with the session's access token.
@@ -727,7 +756,7 @@ impl Account {
         } else {
             Err(refusal(
                 status,
-                &serde_json::from_str(&text).unwrap_or(Value::Null),
+                serde_json::from_str(&text).unwrap_or(Value::Null),
             ))
         }
     }
@@ -756,24 +785,14 @@ impl Account {
         &self,
         settings: sync_protocol::DocumentId,
     ) -> Result<Vec<(String, i64, Value)>, AccountError> {
-        let body = self
-            .get(&format!("/api/settings/{settings}/backups"))
-            .await?;
-        Ok(body
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|b| {
-                        (
-                            b["id"].as_str().unwrap_or_default().to_owned(),
-                            b["taken_ms"].as_i64().unwrap_or_default(),
-                            b["settings"].clone(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        let backups: Vec<api_types::SettingsBackup> = parse(
+            self.get(&format!("/api/settings/{settings}/backups"))
+                .await?,
+        )?;
+        Ok(backups
+            .into_iter()
+            .map(|backup| (backup.id, backup.taken_ms, backup.settings))
+            .collect())
     }
 
     /// Restores a backup: the server writes it as a new change, which then
@@ -787,7 +806,7 @@ impl Account {
         self.post(
             &format!("/api/settings/{settings}/backups/{backup_id}/restore"),
             Some(&token),
-            json!({}),
+            &json!({}),
         )
         .await?;
         Ok(())
@@ -799,7 +818,7 @@ impl Account {
         let mut session = self.inner.session.lock().await;
         if let Some(current) = session.take()
             && let Err(error) = self
-                .post("/api/auth/logout", Some(&current.access_token), json!({}))
+                .post("/api/auth/logout", Some(&current.access_token), &json!({}))
                 .await
         {
             tracing::info!(%error, "server logout failed; forgetting the session locally");

@@ -8,21 +8,10 @@ use serde_json::{Value, json};
 
 use api_types::{AuditVerification, Device, User};
 
+use crate::account::parse;
 use crate::{Account, AccountError};
 
-/// Which audit entries to show.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditFilter {
-    /// Entries after this sequence number (paging).
-    #[serde(default)]
-    pub after: u64,
-    pub limit: Option<u32>,
-    pub action: Option<String>,
-    pub actor: Option<String>,
-    pub result: Option<String>,
-    /// RFC 3339 time: entries at or after it.
-    pub since: Option<String>,
-}
+pub use api_types::AuditFilter;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditPage {
@@ -30,10 +19,6 @@ pub struct AuditPage {
     pub entries: Vec<Value>,
     /// Pass as `after` for the next page; `None` on the last page.
     pub next_after: Option<u64>,
-}
-
-fn parse<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, AccountError> {
-    serde_json::from_value(value).map_err(|e| AccountError::Protocol(e.to_string()))
 }
 
 /// `?a=1&b=x` from the set pairs, escaped.

@@ -72,7 +72,7 @@ impl From<client_core::SessionInfo> for SessionInfo {
         Self {
             user_id: info.user.id,
             email: info.user.email,
-            role: info.user.role,
+            role: info.user.role.to_string(),
             device_id: info.device_id,
         }
     }

@@ -111,7 +111,7 @@ impl From<SessionState> for SessionDto {
             SessionState::SignedOut => empty("signed_out"),
             SessionState::SignedIn(info) => SessionDto {
                 email: Some(info.user.email),
-                role: Some(info.user.role),
+                role: Some(info.user.role.to_string()),
                 user_id: Some(info.user.id),
                 device_id: Some(info.device_id),
                 ..empty("signed_in")

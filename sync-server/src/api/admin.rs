@@ -475,22 +475,7 @@ pub async fn revoke_api_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct AuditFilter {
-    /// Entries after this sequence number (paging: pass the last one seen).
-    #[serde(default)]
-    #[param(maximum = 9_223_372_036_854_775_807_i64)]
-    pub after: u64,
-    /// At most this many (default 100, at most 1000).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<u32>,
-    pub action: Option<String>,
-    pub actor: Option<String>,
-    pub result: Option<String>,
-    /// RFC 3339 UTC time: entries at or after it.
-    #[param(format = DateTime)]
-    pub since: Option<String>,
-}
+pub use api_types::AuditFilter;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {

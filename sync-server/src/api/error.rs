@@ -6,8 +6,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::auth::AuthFailure;
 use crate::identity::session::Refusal;
@@ -17,19 +15,7 @@ use crate::store::StoreError;
 #[derive(Debug, Clone, Copy)]
 pub struct Answered;
 
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable code, e.g. `invalid_credentials`, `device_revoked`, `throttled`.
-    pub error: String,
-    pub message: String,
-    /// Set when the device was revoked: the client must wipe local event data.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub wipe: bool,
-    /// Seconds to wait before trying again (throttling).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
-}
+pub use api_types::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

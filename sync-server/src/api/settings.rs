@@ -4,23 +4,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
 use sync_protocol::DocumentId;
-use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::auth::Role;
 use crate::store::sessions::{DocumentKind, SettingsBackup};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BackupView {
-    pub id: String,
-    pub taken_ms: i64,
-    #[schema(value_type = Object)]
-    pub settings: serde_json::Value,
-}
-
-impl From<SettingsBackup> for BackupView {
+impl From<SettingsBackup> for api_types::SettingsBackup {
     fn from(b: SettingsBackup) -> Self {
         Self {
             id: b.id,
@@ -54,12 +44,12 @@ async fn owned_settings(
 /// Backups of a settings document, newest first.
 #[utoipa::path(get, path = "/api/settings/{document_id}/backups", tag = "devices", security(("bearer" = [])),
     params(("document_id" = String, Path, format = "automerge-document-id")),
-    responses((status = 200, body = Vec<BackupView>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Vec<api_types::SettingsBackup>), (status = 404, body = ErrorBody)))]
 pub async fn list_backups(
     State(state): State<ApiState>,
     caller: Caller,
     Path(document_id): Path<String>,
-) -> Result<Json<Vec<BackupView>>, ApiError> {
+) -> Result<Json<Vec<api_types::SettingsBackup>>, ApiError> {
     let id = owned_settings(&state, &caller, &document_id).await?;
     Ok(Json(
         state
@@ -67,7 +57,7 @@ pub async fn list_backups(
             .settings_backups(id)
             .await?
             .into_iter()
-            .map(BackupView::from)
+            .map(api_types::SettingsBackup::from)
             .collect(),
     ))
 }

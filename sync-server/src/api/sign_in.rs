@@ -4,63 +4,24 @@
 
 use std::sync::OnceLock;
 
+pub use api_types::{
+    ChangePasswordRequest, EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest,
+    EnrollStartResponse, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest,
+    SessionTokens, SignInResponse, SignInStatus, StepUpRequest, UserInfo,
+};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, Caller, ClientAddress, ErrorBody};
 use crate::audit::NewAuditEntry;
-use crate::auth::{Role, hash_token, unix_ms};
+use crate::auth::{hash_token, unix_ms};
 use crate::identity::session::{self, RefreshDecision, Refusal, TokenPair};
 use crate::identity::{password, recovery, totp};
 use crate::live::Cut;
 use crate::store::User;
 use crate::store::sessions::{Challenge, ChallengePurpose, Device};
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
-    /// Shown in device lists, e.g. "Door 3 tablet".
-    pub device_name: String,
-    #[serde(default)]
-    pub app_version: String,
-    /// The device id from an earlier session on this device, if any.
-    #[serde(default)]
-    pub device_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SignInStatus {
-    /// Send a TOTP or recovery code with `challenge` to `/api/auth/second-factor`.
-    SecondFactorRequired,
-    /// Enroll an authenticator with `challenge` (`/api/auth/enroll/*`) first.
-    EnrollmentRequired,
-    /// Signed in: see `session`.
-    SignedIn,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SignInResponse {
-    pub status: SignInStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub challenge: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<SessionTokens>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct UserInfo {
-    pub id: String,
-    pub email: String,
-    #[schema(example = "staff")]
-    pub role: Role,
-    pub totp_enrolled: bool,
-}
 
 impl From<&User> for UserInfo {
     fn from(user: &User) -> Self {
@@ -71,19 +32,6 @@ impl From<&User> for UserInfo {
             totp_enrolled: user.totp_confirmed,
         }
     }
-}
-
-/// A session's tokens. The access token opens `/sync` and the API; the
-/// refresh token buys the next pair, once.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionTokens {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub access_expires_ms: i64,
-    pub refresh_expires_ms: i64,
-    pub session_id: String,
-    pub device_id: String,
-    pub user: UserInfo,
 }
 
 fn tokens(pair: TokenPair, session_id: &str, device_id: &str, user: &User) -> SessionTokens {
@@ -435,17 +383,6 @@ pub async fn login(
     }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SecondFactorRequest {
-    pub challenge: String,
-    /// A 6-digit TOTP code...
-    #[serde(default)]
-    pub code: Option<String>,
-    /// ...or one of the recovery codes (each works once).
-    #[serde(default)]
-    pub recovery_code: Option<String>,
-}
-
 /// Step 2: a TOTP code or a recovery code.
 #[utoipa::path(post, path = "/api/auth/second-factor", tag = "sign-in", request_body = SecondFactorRequest,
     responses(
@@ -522,20 +459,6 @@ pub async fn second_factor(
     }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct EnrollStartRequest {
-    pub challenge: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EnrollStartResponse {
-    /// Base32, for typing into an authenticator by hand.
-    pub secret: String,
-    pub otpauth_uri: String,
-    /// The `otpauth://` URI as a QR code, PNG, base64.
-    pub qr_png_base64: String,
-}
-
 /// Enrollment, step 1: a new TOTP secret, as a URI and a QR code.
 #[utoipa::path(post, path = "/api/auth/enroll/start", tag = "sign-in", request_body = EnrollStartRequest,
     responses((status = 200, body = EnrollStartResponse), (status = 401, body = ErrorBody)))]
@@ -575,20 +498,6 @@ pub async fn enroll_start(
         otpauth_uri: enrollment.otpauth_uri,
         qr_png_base64: base64::engine::general_purpose::STANDARD.encode(&enrollment.qr_png),
     }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct EnrollConfirmRequest {
-    pub challenge: String,
-    /// A current code from the newly enrolled authenticator.
-    pub code: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EnrollConfirmResponse {
-    pub session: SessionTokens,
-    /// Shown once: each signs in once in place of a TOTP code.
-    pub recovery_codes: Vec<String>,
 }
 
 /// Enrollment, step 2: a valid code confirms it; returns the session and the recovery codes.
@@ -654,11 +563,6 @@ pub async fn enroll_confirm(
         session,
         recovery_codes: codes.into_iter().map(|(code, _)| code).collect(),
     }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RefreshRequest {
-    pub refresh_token: String,
 }
 
 /// A new token pair for a refresh token, which then stops working. A retry
@@ -840,11 +744,6 @@ pub async fn logout_everywhere(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct StepUpRequest {
-    pub code: String,
-}
-
 /// Enter a current TOTP code to unlock privileged actions for a few minutes.
 #[utoipa::path(post, path = "/api/auth/step-up", tag = "sign-in", security(("bearer" = [])), request_body = StepUpRequest,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "an API key has no session"), (status = 429, body = ErrorBody)))]
@@ -878,14 +777,6 @@ pub async fn step_up(
         .await?;
     state.audit(caller.audit("auth.step_up", "ok")).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ChangePasswordRequest {
-    pub current_password: String,
-    /// At least 10 characters.
-    #[schema(format = Password, min_length = 10)]
-    pub new_password: String,
 }
 
 /// Changes the caller's password (needs the current one, and a step-up when
@@ -933,29 +824,6 @@ pub async fn change_password(
         .audit(caller.audit("auth.password_change", "ok"))
         .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeResponse {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<UserInfo>,
-    #[schema(example = "admin")]
-    pub role: Role,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    /// Events a staff member is assigned to.
-    pub events: Vec<String>,
-    /// Whether privileged actions are unlocked right now.
-    pub step_up_fresh: bool,
-    /// The member's settings document, once one is registered (a new device
-    /// syncs this one instead of making another).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub settings_document: Option<String>,
-    /// The organisation configuration document, once an admin registered it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub org_config_document: Option<String>,
 }
 
 /// Who the caller is.
