@@ -16,7 +16,7 @@ use serde::Serialize;
 use sync_protocol::DocumentId;
 
 use crate::time::now_ms;
-use crate::{ClientCore, ClientError, attendee_csv, event_index, journal};
+use crate::{ClientCore, ClientError, attendee_csv, event_index, journal_table};
 
 /// A check-in answer slower than this is logged with where its time went.
 const SLOW_ANSWER: Duration = Duration::from_millis(250);
@@ -435,7 +435,7 @@ impl ClientCore {
                         "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
                     )?
                     .query_row(params![key], |r| r.get(0))?;
-                journal::record(&tx, &key, &scan)?;
+                journal_table::record(&tx, &key, &scan)?;
                 event_index::insert_scan(&tx, &key, &scan)?;
                 event_index::reevaluate(
                     &tx,

@@ -12,12 +12,12 @@
 //! (`event_model::document::put_scan` skips a scan the document has).
 
 use std::cell::Cell;
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use automerge::ChangeHash;
 use event_model::document;
 use event_model::rules::Scan;
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use sync_protocol::DocumentId;
 
 use crate::replica::WeakCore;
@@ -34,47 +34,6 @@ const OFFLINE_BATCH: u64 = 200;
 /// How often the writer looks without being woken (a connection coming up,
 /// the replica being dropped).
 const POLL: Duration = Duration::from_millis(100);
-
-/// Wakes the writer.
-#[derive(Default)]
-pub(crate) struct Signal {
-    woken: Mutex<bool>,
-    ready: Condvar,
-}
-
-impl Signal {
-    pub(crate) fn wake(&self) {
-        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.ready.notify_one();
-    }
-
-    /// Waits for a wake-up or `timeout`; returns whether it was woken.
-    fn wait(&self, timeout: Duration) -> bool {
-        let woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut woken, _) = self
-            .ready
-            .wait_timeout_while(woken, timeout, |w| !*w)
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *woken, false)
-    }
-}
-
-/// Journaled scans in the store.
-pub(crate) fn count(conn: &Connection) -> Result<u64, ClientError> {
-    let n: i64 = conn.query_row("SELECT count(*) FROM scan_journal", [], |r| r.get(0))?;
-    Ok(n as u64)
-}
-
-/// Journals a scan (inside the caller's transaction).
-pub(crate) fn record(conn: &Connection, key: &str, scan: &Scan) -> Result<(), ClientError> {
-    let json = serde_json::to_string(scan)
-        .map_err(|e| ClientError::Corrupt(format!("scan {}: {e}", scan.id)))?;
-    conn.prepare_cached(
-        "INSERT INTO scan_journal (document_id, scan_id, record) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![key, scan.id, json])?;
-    Ok(())
-}
 
 /// Starts the writer thread; it ends soon after the last clone of the
 /// replica is dropped.
@@ -136,6 +95,12 @@ impl ClientCore {
             written += self.flush_journal_of(id)?;
         }
         Ok(written)
+    }
+
+    /// The document's heads, with every scan answered here written into it.
+    pub fn heads(&self, id: DocumentId) -> Result<Vec<ChangeHash>, ClientError> {
+        self.flush_journal_of(id)?;
+        self.read(id, |d| d.get_heads())
     }
 
     /// Writes the journaled scans of one document into it.

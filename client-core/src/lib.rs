@@ -13,8 +13,11 @@ mod error;
 mod event_index;
 mod events;
 mod journal;
+mod journal_table;
+mod open;
 mod org_config;
 mod presence;
+mod presence_state;
 mod quarantine;
 mod replica;
 mod settings;
@@ -38,7 +41,7 @@ pub use events::{
     AnnulError, AttendeeView, CheckInResult, DuplicateView, EventSummary, ImportProgress,
     ImportReport, RowError, ScanView,
 };
-pub use presence::PeerPresence;
+pub use presence_state::PeerPresence;
 pub use quarantine::QuarantinedChange;
 pub use settings_model::{self, SettingValue, Settings};
 pub use sync::{SyncConfig, SyncHandle};

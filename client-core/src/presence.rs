@@ -2,32 +2,12 @@
 //! on (sent by the sync client as ephemeral beacons, repeated every few
 //! seconds), and hears the other devices' beacons.
 
-use std::collections::HashMap;
-
 use event_model::presence::{Beacon, ONLINE_FOR_MS};
-use serde::Serialize;
 use sync_protocol::DocumentId;
 
+use crate::presence_state::PeerPresence;
 use crate::time::now_ms;
 use crate::{ClientCore, ClientError};
-
-/// Another device on the same event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeerPresence {
-    pub device_id: String,
-    pub list_id: Option<String>,
-    pub last_synced_ms: Option<i64>,
-    /// When its last beacon arrived here (unix ms).
-    pub heard_ms: i64,
-}
-
-/// What this device announces: the event and, optionally, the list.
-pub(crate) type PresenceIntent = Option<(DocumentId, Option<String>)>;
-
-#[derive(Default)]
-pub(crate) struct Heard {
-    by_document: HashMap<DocumentId, HashMap<String, PeerPresence>>,
-}
 
 impl ClientCore {
     /// Announces that this device works on `event` (at `list_id`) while syncing.

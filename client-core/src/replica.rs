@@ -16,8 +16,8 @@ use tokio::sync::{broadcast, watch};
 
 use crate::store::{COMPACT_AFTER_CHUNKS, LocalStore};
 use crate::{
-    ChangeOrigin, ClientError, DocEvent, SyncStatus, event_index, journal, presence, store,
-    store_guard,
+    ChangeOrigin, ClientError, DocEvent, SyncStatus, event_index, journal_table, presence_state,
+    store, store_guard,
 };
 
 pub(crate) struct LocalDoc {
@@ -106,11 +106,11 @@ pub struct ClientCore {
     pub(crate) status: Arc<watch::Sender<SyncStatus>>,
     pub(crate) path: PathBuf,
     /// What this device announces as presence (the sync client sends it).
-    pub(crate) presence_intent: Arc<watch::Sender<presence::PresenceIntent>>,
+    pub(crate) presence_intent: Arc<watch::Sender<presence_state::PresenceIntent>>,
     /// Other devices' presence beacons.
-    pub(crate) heard: Arc<Mutex<presence::Heard>>,
+    pub(crate) heard: Arc<Mutex<presence_state::Heard>>,
     /// Wakes the writer that moves journaled scans into their documents.
-    pub(crate) journal: Arc<journal::Signal>,
+    pub(crate) journal: Arc<journal_table::Signal>,
     /// Where the store's lock was last taken (a check-in answer that
     /// waited for it names what it most likely waited for) and who waits
     /// for it now (see [`ClientCore::lock`]).
@@ -124,9 +124,9 @@ pub(crate) struct WeakCore {
     pub(crate) events: broadcast::WeakSender<DocEvent>,
     pub(crate) status: Weak<watch::Sender<SyncStatus>>,
     pub(crate) path: PathBuf,
-    pub(crate) presence_intent: Weak<watch::Sender<presence::PresenceIntent>>,
-    pub(crate) heard: Weak<Mutex<presence::Heard>>,
-    pub(crate) journal: Weak<journal::Signal>,
+    pub(crate) presence_intent: Weak<watch::Sender<presence_state::PresenceIntent>>,
+    pub(crate) heard: Weak<Mutex<presence_state::Heard>>,
+    pub(crate) journal: Weak<journal_table::Signal>,
     pub(crate) store_watch: Weak<store_guard::LockWatch>,
     pub(crate) reader: Weak<Mutex<rusqlite::Connection>>,
 }
@@ -148,10 +148,11 @@ impl WeakCore {
 }
 
 impl ClientCore {
-    /// Opens (creating and migrating if needed) the store at `path` and loads
-    /// every document in it.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, ClientError> {
-        let path = path.as_ref().to_path_buf();
+    /// The replica of the store at `path` (created and migrated if needed)
+    /// with every document in it loaded and indexed; [`ClientCore::open`]
+    /// then writes the journaled scans and starts the journal's writer.
+    pub(crate) fn load(path: &Path) -> Result<Self, ClientError> {
+        let path = path.to_path_buf();
         let store = LocalStore::open(&path)?;
         let reader = LocalStore::open_reader(&path)?;
         let mut docs = HashMap::new();
@@ -178,7 +179,7 @@ impl ClientCore {
         for (id, local) in &docs {
             index_document(&mut store, *id, &local.doc);
         }
-        let journaled = journal::count(store.conn())?;
+        let journaled = journal_table::count(store.conn())?;
         let docs = docs
             .into_iter()
             .map(|(id, local)| (id, Arc::new(Mutex::new(local))))
@@ -211,14 +212,10 @@ impl ClientCore {
             store_watch: Arc::default(),
             reader: Arc::new(Mutex::new(reader)),
         };
-        // Scans answered before a crash or a restart go into their
-        // documents now, before anyone reads them.
-        core.flush_journal()?;
-        journal::start_writer(core.downgrade());
         Ok(core)
     }
 
-    fn downgrade(&self) -> WeakCore {
+    pub(crate) fn downgrade(&self) -> WeakCore {
         WeakCore {
             inner: Arc::downgrade(&self.inner),
             events: self.events.downgrade(),
@@ -358,12 +355,6 @@ impl ClientCore {
         let slot = self.slot(id).ok_or(ClientError::NotFound(id))?;
         let local = lock_doc(&slot);
         Ok(f(&local.doc))
-    }
-
-    /// The document's heads, with every scan answered here written into it.
-    pub fn heads(&self, id: DocumentId) -> Result<Vec<ChangeHash>, ClientError> {
-        self.flush_journal_of(id)?;
-        self.read(id, |d| d.get_heads())
     }
 
     /// Makes a change. It is committed to SQLite before this returns; if that

@@ -343,7 +343,10 @@ fn a_scan_is_answered_and_durable_while_its_document_is_busy() {
     assert_eq!(scans_in_document(&reopened, event), vec![scan_id.clone()]);
     assert_eq!(reopened.scan_count(event).unwrap(), 1);
     assert_eq!(reopened.lock().journaled, 0);
-    assert_eq!(journal::count(reopened.lock().store.conn()).unwrap(), 0);
+    assert_eq!(
+        journal_table::count(reopened.lock().store.conn()).unwrap(),
+        0
+    );
     let after = reopened
         .check_in(event, "T1", "main", Direction::Entry)
         .unwrap();
@@ -360,7 +363,7 @@ fn a_scan_is_answered_and_durable_while_its_document_is_busy() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(scans_in_document(&core, event), vec![scan_id]);
-    assert_eq!(journal::count(core.lock().store.conn()).unwrap(), 0);
+    assert_eq!(journal_table::count(core.lock().store.conn()).unwrap(), 0);
 }
 
 #[test]
