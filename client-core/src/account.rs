@@ -834,6 +834,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refusal_reads_the_error_body_and_anything_else_is_unknown() {
+        let body = json!({
+            "error": "throttled",
+            "message": "too many failed attempts; try again in 30 s",
+            "retry_after_secs": 30,
+        });
+        match refusal(reqwest::StatusCode::TOO_MANY_REQUESTS, body) {
+            AccountError::Refused {
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                assert_eq!(code, "throttled");
+                assert_eq!(message, "too many failed attempts; try again in 30 s");
+                assert_eq!(retry_after_secs, Some(30));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A proxy's page is no error body: the status says what happened.
+        let error = refusal(reqwest::StatusCode::BAD_GATEWAY, Value::Null);
+        assert_eq!(error.code(), Some("unknown"));
+        assert_eq!(error.to_string(), "502 Bad Gateway");
+    }
+
+    #[test]
+    fn a_session_kept_before_the_shared_types_still_opens() {
+        // What the keychain held when client-core had a session type of
+        // its own (the role as a string).
+        let kept = r#"{"access_token":"a","refresh_token":"r","access_expires_ms":1,
+            "refresh_expires_ms":2,"session_id":"s","device_id":"d",
+            "user":{"id":"u","email":"e@example.org","role":"staff","totp_enrolled":true}}"#;
+        let session: StoredSession = serde_json::from_str(kept).unwrap();
+        let info = session_info(&session);
+        assert_eq!(info.user.role, api_types::Role::Staff);
+        assert_eq!(
+            (info.device_id.as_str(), info.session_id.as_str()),
+            ("d", "s")
+        );
+        // And what is kept now reads back the same.
+        let again: StoredSession =
+            serde_json::from_str(&serde_json::to_string(&session).unwrap()).unwrap();
+        assert_eq!(again, session);
+    }
+
+    #[test]
     fn the_api_base_comes_from_either_url() {
         assert_eq!(
             api_base("ws://127.0.0.1:8080/sync"),
