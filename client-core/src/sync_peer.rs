@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use automerge::Automerge;
 use automerge::sync::SyncDoc;
-use sync_protocol::DocumentId;
+use sync_protocol::{DocumentId, doc_layout};
 
 use crate::replica::{DocSlot, lock_doc, persist_chunk_unindexed, reload};
 use crate::store;
@@ -81,6 +81,8 @@ impl ClientCore {
         // document waits); the store's only for short steps.
         let mut local = lock_doc(&slot);
         let before = local.doc.get_heads();
+        let incoming = message.changes.iter().map(<[u8]>::len).sum();
+        doc_layout::before_large_batch(&mut local.doc, incoming);
         // automerge panics on some crafted input instead of refusing it
         // (`sync_protocol::sync_data`): contained, and the document reloaded.
         let received = sync_protocol::sync_data::contain_panic(|| {
