@@ -302,6 +302,10 @@ impl DocumentCore {
         // Whatever it says, the peer is answering.
         self.awaiting.remove(&peer);
         let before = self.doc.get_heads();
+        // A tablet's upload after a day offline is a large batch: taken
+        // into a fresh copy, as on the client (see `before_large_batch`).
+        let incoming = message.changes.iter().map(<[u8]>::len).sum();
+        doc_layout::before_large_batch(&mut self.doc, incoming);
         let mut rejected = Vec::new();
         let mut reason = None;
         let mut chunks = message.changes.len();
