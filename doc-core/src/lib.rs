@@ -304,8 +304,11 @@ impl DocumentCore {
         let before = self.doc.get_heads();
         // A tablet's upload after a day offline is a large batch: taken
         // into a fresh copy, as on the client (see `before_large_batch`).
-        let incoming = message.changes.iter().map(<[u8]>::len).sum();
-        doc_layout::before_large_batch(&mut self.doc, incoming);
+        // A reader's changes are refused whole, so its messages need none.
+        if may_write {
+            let incoming = message.changes.iter().map(<[u8]>::len).sum();
+            doc_layout::before_large_batch(&mut self.doc, incoming);
+        }
         let mut rejected = Vec::new();
         let mut reason = None;
         let mut chunks = message.changes.len();
