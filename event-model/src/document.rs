@@ -8,7 +8,17 @@
 //!   attendees:   { "00".."ff": { <attendee id>: "<JSON of Attendee>" } }
 //!   scans:       { "00".."ff": { <scan id>: "<JSON of Scan>" } }
 //!   annulments:  { "00".."ff": { <annulment id>: "<JSON of Annulment>" } }
+//!   revoked_tickets: { <attendee id>: <revoked at, Unix ms> }
 //! ```
+//!
+//! The event map may also hold `ticket_key`, the public key that signs the
+//! event's ticket codes (`tickets`), and `revoked_tickets` refuses, offline,
+//! the signed codes of attendees a tablet may not hold (a code issued at or
+//! before its attendee's revocation). Events made before it have no
+//! `revoked_tickets` map until an administrator revokes a ticket; two who
+//! do so at once make two maps under one key, so it is read as the union
+//! of every conflicting map (`get_all`), and nothing written into the
+//! losing one is lost.
 //!
 //! Attendees, scans and annulments are one JSON string each rather than a
 //! map of fields: an event holds up to 100,000 of them, and one operation
@@ -46,6 +56,8 @@ const LISTS: &str = "lists";
 const ATTENDEES: &str = "attendees";
 const SCANS: &str = "scans";
 const ANNULMENTS: &str = "annulments";
+const REVOKED_TICKETS: &str = "revoked_tickets";
+const TICKET_KEY: &str = "ticket_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -142,6 +154,7 @@ pub fn init<T: Transactable>(tx: &mut T, info: &EventInfo) -> Result<(), ModelEr
             tx.put_object(&records, bucket_name(bucket), ObjType::Map)?;
         }
     }
+    tx.put_object(ROOT, REVOKED_TICKETS, ObjType::Map)?;
     set_info(tx, info)
 }
 
@@ -401,6 +414,72 @@ pub fn set_info<T: Transactable>(tx: &mut T, info: &EventInfo) -> Result<(), Mod
     tx.put(&event, "location", info.location.as_str())?;
     tx.put(&event, "annul_window_ms", info.annul_window_ms)?;
     Ok(())
+}
+
+/// Sets the public key the event's ticket codes are signed with (its text
+/// form, `tickets::key_text`); an empty text removes it.
+pub fn set_ticket_key<T: Transactable>(tx: &mut T, key: &str) -> Result<(), ModelError> {
+    let event = map_id(tx, EVENT)?;
+    tx.put(&event, TICKET_KEY, key)?;
+    Ok(())
+}
+
+/// The public key of the event's ticket codes, if it has one.
+pub fn read_ticket_key<R: ReadDoc>(doc: &R) -> Result<Option<String>, ModelError> {
+    Ok(text(doc, &map_id(doc, EVENT)?, TICKET_KEY)?.filter(|key| !key.is_empty()))
+}
+
+/// Every map under `revoked_tickets` (more than one where two
+/// administrators made it at once; see the module's comment).
+fn revocation_maps<R: ReadDoc>(doc: &R) -> Result<Vec<ObjId>, ModelError> {
+    Ok(doc
+        .get_all(ROOT, REVOKED_TICKETS)?
+        .into_iter()
+        .filter_map(|(value, id)| matches!(value, Value::Object(ObjType::Map)).then_some(id))
+        .collect())
+}
+
+/// Revokes the signed codes of `attendee_id` issued at or before
+/// `revoked_at_ms` (a later revocation of the same attendee keeps the later
+/// time). Codes issued afterwards stay good: that is how a lost ticket is
+/// replaced.
+pub fn revoke_ticket<T: Transactable>(
+    tx: &mut T,
+    attendee_id: &str,
+    revoked_at_ms: i64,
+) -> Result<(), ModelError> {
+    let map = match tx.get(ROOT, REVOKED_TICKETS)? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => tx.put_object(ROOT, REVOKED_TICKETS, ObjType::Map)?,
+    };
+    let earlier = revoked_tickets(tx)?.get(attendee_id).copied();
+    tx.put(
+        &map,
+        attendee_id,
+        revoked_at_ms.max(earlier.unwrap_or(i64::MIN)),
+    )?;
+    Ok(())
+}
+
+/// Each revoked attendee with the time of their latest revocation.
+pub fn revoked_tickets<R: ReadDoc>(
+    doc: &R,
+) -> Result<std::collections::BTreeMap<String, i64>, ModelError> {
+    let mut out = std::collections::BTreeMap::new();
+    for map in revocation_maps(doc)? {
+        for key in doc.keys(&map) {
+            // Concurrent revocations of one attendee: the latest counts.
+            for (value, _) in doc.get_all(&map, &key)? {
+                if let Value::Scalar(s) = value
+                    && let Some(at) = s.as_i64()
+                {
+                    let latest = out.entry(key.clone()).or_insert(at);
+                    *latest = (*latest).max(at);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub fn put_list<T: Transactable>(tx: &mut T, list: &CheckinList) -> Result<(), ModelError> {
@@ -715,6 +794,10 @@ pub fn touched_by(doc: &Automerge, changes: &[automerge::Change]) -> Result<Touc
     let (event, lists_text) = (event?, lists_text?);
     let mut records = RecordObjects::new(doc)?;
     let lists = map_id(doc, LISTS)?;
+    let revocations: Vec<String> = revocation_maps(doc)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     // Each list is a map of its own: its fields' changes name the list by its object.
     let mut list_objects = std::collections::HashMap::new();
     for key in doc.keys(&lists) {
@@ -735,7 +818,9 @@ pub fn touched_by(doc: &Automerge, changes: &[automerge::Change]) -> Result<Touc
                 automerge::legacy::ObjectId::Id(id) => format!("{}@{}", id.0, id.1),
             };
             let key = key.to_string();
-            if obj == event {
+            if obj == event || revocations.contains(&obj) {
+                // The event's details, its ticket key or its revocations:
+                // few, and read again whole.
                 out.info = true;
             } else if obj == lists_text {
                 out.lists.push(key);
@@ -795,6 +880,61 @@ mod tests {
             },
             wall_ms: 1,
         }
+    }
+
+    #[test]
+    fn the_ticket_key_and_revocations_read_back_and_concurrent_revokers_both_count() {
+        // An event made before revocations existed: no map until the first.
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        init_schema_1(&mut tx, &EventInfo::new("e1", "Conf")).unwrap();
+        tx.commit();
+        assert_eq!(read_ticket_key(&doc).unwrap(), None);
+        assert!(revoked_tickets(&doc).unwrap().is_empty());
+        let before = doc.get_heads();
+        let mut tx = doc.transaction();
+        set_ticket_key(&mut tx, "ed25519:KEY").unwrap();
+        tx.commit();
+        assert_eq!(
+            read_ticket_key(&doc).unwrap().as_deref(),
+            Some("ed25519:KEY")
+        );
+        assert!(touched(&doc, &before).unwrap().info);
+
+        // Two administrators revoke at once, each making the map.
+        let mut other = doc.fork();
+        let before = doc.get_heads();
+        let mut tx = doc.transaction();
+        revoke_ticket(&mut tx, "ada", 1_000).unwrap();
+        revoke_ticket(&mut tx, "bob", 2_000).unwrap();
+        tx.commit();
+        let mut tx = other.transaction();
+        revoke_ticket(&mut tx, "ada", 3_000).unwrap();
+        revoke_ticket(&mut tx, "cy", 4_000).unwrap();
+        tx.commit();
+        doc.merge(&mut other).unwrap();
+        let revoked = revoked_tickets(&doc).unwrap();
+        assert_eq!(
+            revoked.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("ada".into(), 3_000),
+                ("bob".into(), 2_000),
+                ("cy".into(), 4_000)
+            ]
+        );
+        let changed = touched(&doc, &before).unwrap();
+        assert!(changed.info, "a revocation is read again with the details");
+        // A later revocation never moves the time back.
+        let mut tx = doc.transaction();
+        revoke_ticket(&mut tx, "ada", 500).unwrap();
+        tx.commit();
+        assert_eq!(revoked_tickets(&doc).unwrap()["ada"], 3_000);
+        // New events have the map from the start.
+        let mut fresh = Automerge::new();
+        let mut tx = fresh.transaction();
+        init(&mut tx, &EventInfo::new("e2", "Conf")).unwrap();
+        tx.commit();
+        assert_eq!(revocation_maps(&fresh).unwrap().len(), 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod document;
 pub mod hlc;
 pub mod presence;
 pub mod rules;
+pub mod tickets;
 pub mod validate;
 
 pub use document::{Attendee, CheckinList, EventData, EventInfo, ModelError};

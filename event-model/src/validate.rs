@@ -134,6 +134,18 @@ pub fn check_event_change(
         {
             return Err(format!("the `{key}` map cannot be replaced"));
         }
+        // Made once (by `init`, or by the first revocation in an event
+        // older than it); replacing it would drop every revocation.
+        if obj == "_root"
+            && key == "revoked_tickets"
+            && doc
+                .get(automerge::ROOT, "revoked_tickets")
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            return Err("the `revoked_tickets` map cannot be replaced".into());
+        }
     }
     Ok(())
 }
@@ -328,6 +340,40 @@ mod tests {
             }),
             Ok(())
         );
+    }
+
+    #[test]
+    fn only_administrators_set_the_ticket_key_and_revoke_and_the_revocations_stay() {
+        use crate::document::{revoke_ticket, set_ticket_key};
+        let staff = EventWriter::Staff {
+            user_id: Some("sam".into()),
+        };
+        for doc in [event(), flat_event()] {
+            assert_eq!(
+                check(&doc, &EventWriter::Admin, |tx| {
+                    set_ticket_key(tx, "ed25519:KEY").unwrap();
+                    revoke_ticket(tx, "ada", 1_000).unwrap();
+                }),
+                Ok(()),
+                "including the first revocation of an event older than the map"
+            );
+            for write in [
+                (|tx: &mut automerge::transaction::Transaction<'_>| {
+                    set_ticket_key(tx, "ed25519:MINE").unwrap();
+                }) as fn(&mut automerge::transaction::Transaction<'_>),
+                |tx| revoke_ticket(tx, "ada", 1_000).unwrap(),
+            ] {
+                let err = check(&doc, &staff, write).unwrap_err();
+                assert!(err.contains("only add scans"), "{err}");
+            }
+        }
+        let doc = event();
+        let err = check(&doc, &EventWriter::Admin, |tx| {
+            tx.put_object(ROOT, "revoked_tickets", ObjType::Map)
+                .unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("cannot be replaced"), "{err}");
     }
 
     #[test]
