@@ -381,7 +381,7 @@ mod tests {
             Err(TicketCodeError::Malformed("too short to carry a signature"))
         );
         // A future format is named as such, not as a forgery.
-        let mut bytes = BASE32_NOPAD.decode(code[4..].as_bytes()).unwrap();
+        let mut bytes = BASE32_NOPAD.decode(&code.as_bytes()[4..]).unwrap();
         bytes[0] = 2;
         let future = format!("TK1:{}", BASE32_NOPAD.encode(&bytes));
         assert_eq!(
