@@ -23,6 +23,8 @@ pub enum ClientError {
     Import(String),
     #[error("settings: {0}")]
     Settings(String),
+    #[error("signed tickets: {0}")]
+    TicketCode(#[from] event_model::tickets::TicketCodeError),
 }
 
 impl From<event_model::ModelError> for ClientError {

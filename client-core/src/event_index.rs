@@ -132,6 +132,8 @@ pub(crate) struct IndexWork {
     heads: Vec<ChangeHash>,
     first: bool,
     info: Option<EventInfo>,
+    /// The ticket key and revocations, read with the details (`info`).
+    signing: Option<Signing>,
     annul_window_ms: i64,
     lists: Vec<CheckinList>,
     attendees: Vec<Attendee>,
@@ -152,6 +154,13 @@ pub(crate) struct IndexWork {
     /// `annul`, a remote batch) holds the document's lock, which the
     /// caller of the steps holds throughout.
     annulments: Annulments,
+}
+
+/// What checks a signed ticket code: the event's public key (empty for
+/// none) and each revoked attendee with the time of the revocation.
+struct Signing {
+    key: String,
+    revoked: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Default)]
@@ -200,6 +209,15 @@ impl IndexWork {
         let info = document::read_info(doc).map_err(model_error)?;
         let annul_window_ms = info.annul_window_ms;
         let info = (touched.info || first).then_some(info);
+        let signing = match info {
+            Some(_) => Some(Signing {
+                key: document::read_ticket_key(doc)
+                    .map_err(model_error)?
+                    .unwrap_or_default(),
+                revoked: document::revoked_tickets(doc).map_err(model_error)?,
+            }),
+            None => None,
+        };
         let mut lists = Vec::with_capacity(touched.lists.len());
         for list_id in &touched.lists {
             lists.extend(document::read_list(doc, list_id).map_err(model_error)?);
@@ -262,6 +280,7 @@ impl IndexWork {
             heads,
             first,
             info,
+            signing,
             annul_window_ms,
             lists,
             attendees,
@@ -339,6 +358,22 @@ impl IndexWork {
                     annul_window_ms = excluded.annul_window_ms",
                 params![self.key, info.id, info.name, info.starts_at, info.location, info.annul_window_ms],
             )?;
+        }
+        if let Some(signing) = &self.signing {
+            conn.execute(
+                "UPDATE event_index SET ticket_key = ?2 WHERE document_id = ?1",
+                params![self.key, signing.key],
+            )?;
+            conn.execute(
+                "DELETE FROM revoked_tickets WHERE document_id = ?1",
+                params![self.key],
+            )?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO revoked_tickets (document_id, attendee_id, revoked_at_ms) VALUES (?1, ?2, ?3)",
+            )?;
+            for (attendee, at) in &signing.revoked {
+                insert.execute(params![self.key, attendee, at])?;
+            }
         }
         for list in &self.lists {
             conn.prepare_cached(
@@ -585,6 +620,39 @@ fn insert_annulment(conn: &Connection, key: &str, a: &Annulment) -> Result<bool,
     Ok(inserted == 1)
 }
 
+/// Whether the event `key` has been indexed (its document has arrived).
+pub(crate) fn is_indexed(conn: &Connection, key: &str) -> Result<bool, ClientError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM event_index WHERE document_id = ?1")?
+        .exists(params![key])?)
+}
+
+/// The public key that checks the signed codes of event `key`: the event
+/// document's, or one learned from the server before the document arrived.
+pub(crate) fn ticket_key(conn: &Connection, key: &str) -> Result<Option<String>, ClientError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce(
+                (SELECT nullif(ticket_key, '') FROM event_index WHERE document_id = ?1),
+                (SELECT public_key FROM learned_ticket_keys WHERE document_id = ?1))",
+        )?
+        .query_row(params![key], |r| r.get(0))?)
+}
+
+/// When `attendee_id`'s signed codes of event `key` were last revoked.
+pub(crate) fn revoked_at(
+    conn: &Connection,
+    key: &str,
+    attendee_id: &str,
+) -> Result<Option<i64>, ClientError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT revoked_at_ms FROM revoked_tickets WHERE document_id = ?1 AND attendee_id = ?2",
+        )?
+        .query_row(params![key, attendee_id], |r| r.get(0))
+        .optional()?)
+}
+
 /// Every check-in list's rules of one event.
 pub(crate) fn all_list_rules(
     conn: &Connection,
@@ -612,6 +680,7 @@ pub(crate) fn all_list_rules(
 pub(crate) fn forget(conn: &mut Connection, id: DocumentId) -> Result<(), ClientError> {
     let tx = crate::store::write_tx(conn)?;
     for table in [
+        "revoked_tickets",
         "presence",
         "annulments",
         "scans",

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use automerge::Automerge;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
-use event_model::rules::{self, Annulment, Answer, Counts, Direction, Presence, Scan, Ticket};
+use event_model::rules::{
+    self, Annulment, Answer, Counts, Direction, ListRules, Presence, Scan, Ticket,
+};
+use event_model::tickets::{self, TicketClaims, TicketCodeError};
 use event_model::{Hlc, HlcClock};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -83,6 +86,10 @@ pub struct CheckInResult {
     pub scan_id: Option<String>,
     /// For "already checked in": when, where, by whom.
     pub previous: Option<ScanView>,
+    /// The code was a signed one whose signature held: the attendee was
+    /// vouched for by the event's key (and may not be in this replica's
+    /// list yet, in which case `attendee` is what the code says).
+    pub verified_by_signature: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,6 +139,50 @@ fn attendee_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttendeeView> {
 
 const ATTENDEE_COLUMNS: &str = "attendee_id, ticket_code, name, email, ticket_type, revoked";
 
+/// The attendee of event `key` whose `column` (`ticket_code` or
+/// `attendee_id`, both indexed) is `value`, with the JSON of their lists.
+fn find_attendee(
+    conn: &rusqlite::Connection,
+    key: &str,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<(AttendeeView, String)>, ClientError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {ATTENDEE_COLUMNS}, lists FROM attendees WHERE document_id = ?1 AND {column} = ?2"
+        ))?
+        .query_row(params![key, value], |r| {
+            Ok((attendee_view(r)?, r.get::<_, String>(6)?))
+        })
+        .optional()?)
+}
+
+/// A signed code's claims where its signature holds under the event's key,
+/// or the answer that refuses it. Without a key (the event has none, or it
+/// has not reached this tablet) the code is unknown, as a plain one would be.
+fn check_signed_code(
+    conn: &rusqlite::Connection,
+    key: &str,
+    event: DocumentId,
+    code: &str,
+) -> Result<Result<TicketClaims, Answer>, ClientError> {
+    let Some(text) = event_index::ticket_key(conn, key)? else {
+        return Ok(Err(Answer::UnknownTicket));
+    };
+    let public = match tickets::parse_key(&text) {
+        Ok(public) => public,
+        Err(error) => {
+            tracing::warn!(doc = %event, %error, "the event's ticket key is unreadable");
+            return Ok(Err(Answer::UnknownTicket));
+        }
+    };
+    Ok(match tickets::verify(&public, &event.to_string(), code) {
+        Ok(claims) => Ok(claims),
+        Err(TicketCodeError::OtherEvent) => Err(Answer::OtherEvent),
+        Err(_) => Err(Answer::InvalidSignature),
+    })
+}
+
 impl ClientCore {
     /// Creates an event document (administrators).
     pub fn create_event(&self, info: &EventInfo) -> Result<DocumentId, ClientError> {
@@ -163,6 +214,43 @@ impl ClientCore {
     }
 
     /// The events in the local store.
+    /// Sets the public key the event's signed ticket codes are checked
+    /// with (its text form, as the server gives it: `Account::ticket_key`);
+    /// an administrator's change to the document, so every tablet holding
+    /// the event gets it. A malformed key is refused before anything is
+    /// written.
+    pub fn set_ticket_key(&self, event: DocumentId, key: &str) -> Result<(), ClientError> {
+        tickets::parse_key(key)?;
+        self.change(event, |tx| document::set_ticket_key(tx, key.trim()))
+    }
+
+    /// Keeps the event's ticket key learned from the server before the
+    /// event's document arrives, so a fresh tablet admits signed codes
+    /// during its download (the document's own key wins once it is here).
+    /// Asks for the document too, as [`ClientCore::find`] does.
+    pub fn learn_ticket_key(&self, event: DocumentId, key: &str) -> Result<(), ClientError> {
+        tickets::parse_key(key)?;
+        self.find(event)?;
+        self.lock().store.conn().execute(
+            "INSERT INTO learned_ticket_keys (document_id, public_key) VALUES (?1, ?2)
+             ON CONFLICT (document_id) DO UPDATE SET public_key = excluded.public_key",
+            params![event.to_string(), key.trim()],
+        )?;
+        Ok(())
+    }
+
+    /// Revokes every signed code of `attendee_id` issued until now, on
+    /// every tablet, offline too once the change reaches it; a code issued
+    /// afterwards (a replacement) is good.
+    pub fn revoke_signed_codes(
+        &self,
+        event: DocumentId,
+        attendee_id: &str,
+    ) -> Result<(), ClientError> {
+        let now = now_ms();
+        self.change(event, |tx| document::revoke_ticket(tx, attendee_id, now))
+    }
+
     pub fn events(&self) -> Result<Vec<EventSummary>, ClientError> {
         let conn = self.index_reader();
         let mut stmt = conn.prepare(
@@ -352,29 +440,38 @@ impl ClientCore {
         let tx = crate::store::write_tx(inner.store.conn_mut())?;
         let begun = asked.elapsed();
         let all_rules = event_index::all_list_rules(&tx, &key)?;
-        let (attendee, answer, last_hlc, previous) = {
+        let now = now_ms();
+        let (attendee, answer, last_hlc, previous, signed) = {
             let conn: &rusqlite::Connection = &tx;
-            let attendee: Option<(AttendeeView, String)> = conn
-                .query_row(
-                    &format!(
-                        "SELECT {ATTENDEE_COLUMNS}, lists FROM attendees
-                         WHERE document_id = ?1 AND ticket_code = ?2"
-                    ),
-                    params![key, ticket_code.trim()],
-                    |r| Ok((attendee_view(r)?, r.get::<_, String>(6)?)),
-                )
-                .optional()?;
+            let code = ticket_code.trim();
+            let mut attendee = find_attendee(conn, &key, "ticket_code", code)?;
+            // A code no attendee here carries may be a signed one: it says
+            // who it is for, and the event's key vouches for it.
+            let signed = match attendee {
+                None if tickets::looks_signed(code) => {
+                    Some(check_signed_code(conn, &key, event, code)?)
+                }
+                _ => None,
+            };
+            if let Some(Ok(claims)) = &signed {
+                attendee = find_attendee(conn, &key, "attendee_id", &claims.attendee_id)?;
+            }
             let ticket = attendee.as_ref().map(|(view, lists)| Ticket {
                 attendee_id: view.attendee_id.clone(),
                 revoked: view.revoked,
                 lists: serde_json::from_str(lists).unwrap_or_default(),
             });
-            let presence = match &ticket {
-                Some(t) => conn
+            let attendee_id = match (&ticket, &signed) {
+                (Some(t), _) => Some(t.attendee_id.as_str()),
+                (None, Some(Ok(claims))) => Some(claims.attendee_id.as_str()),
+                _ => None,
+            };
+            let presence = match attendee_id {
+                Some(attendee_id) => conn
                     .query_row(
                         "SELECT inside, first_entry, last_entry, exited FROM presence
                          WHERE document_id = ?1 AND attendee_id = ?2 AND list_id = ?3",
-                        params![key, t.attendee_id, list_id],
+                        params![key, attendee_id, list_id],
                         |r| {
                             Ok(Presence {
                                 inside: r.get(0)?,
@@ -388,12 +485,38 @@ impl ClientCore {
                     .unwrap_or_default(),
                 None => Presence::default(),
             };
-            let answer = match all_rules.get(list_id) {
-                Some(list_rules) => {
-                    rules::decide(ticket.as_ref(), list_id, direction, &presence, *list_rules)
+            let answer = match &signed {
+                Some(Err(refused)) => refused.clone(),
+                Some(Ok(claims)) => {
+                    // Before the event's document has arrived this tablet
+                    // knows no list: a signed code is admitted on the list
+                    // the app scans for, under the strictest rules.
+                    let list_rules = match all_rules.get(list_id) {
+                        Some(rules) => Some(*rules),
+                        None if !event_index::is_indexed(conn, &key)? => Some(ListRules::default()),
+                        None => None,
+                    };
+                    match list_rules {
+                        Some(list_rules) => rules::decide_signed(
+                            claims,
+                            ticket.as_ref(),
+                            event_index::revoked_at(conn, &key, &claims.attendee_id)?,
+                            now,
+                            list_id,
+                            direction,
+                            &presence,
+                            list_rules,
+                        ),
+                        None => Answer::NotValidOnList,
+                    }
                 }
-                None if ticket.is_none() => Answer::UnknownTicket,
-                None => Answer::NotValidOnList,
+                None => match all_rules.get(list_id) {
+                    Some(list_rules) => {
+                        rules::decide(ticket.as_ref(), list_id, direction, &presence, *list_rules)
+                    }
+                    None if ticket.is_none() => Answer::UnknownTicket,
+                    None => Answer::NotValidOnList,
+                },
             };
             let previous = match &answer {
                 Answer::AlreadyCheckedIn { scan } => conn
@@ -410,7 +533,27 @@ impl ClientCore {
                 params![key],
                 |r| r.get(0),
             )?;
-            (attendee.map(|(view, _)| view), answer, last_hlc, previous)
+            // An attendee this replica does not hold yet is shown as the
+            // signed code describes them.
+            let attendee = match (attendee, &signed) {
+                (Some((view, _)), _) => Some(view),
+                (None, Some(Ok(claims))) => Some(AttendeeView {
+                    attendee_id: claims.attendee_id.clone(),
+                    ticket_code: code.to_owned(),
+                    name: String::new(),
+                    email: String::new(),
+                    ticket_type: claims.ticket_type.clone(),
+                    revoked: false,
+                }),
+                (None, _) => None,
+            };
+            (
+                attendee,
+                answer,
+                last_hlc,
+                previous,
+                signed.is_some_and(|s| s.is_ok()),
+            )
         };
         let looked_up = asked.elapsed();
         let scan_id = match (&answer, &attendee) {
@@ -419,7 +562,6 @@ impl ClientCore {
                 if let Some(last) = last_hlc.and_then(|h| h.parse::<Hlc>().ok()) {
                     clock.observe(&last);
                 }
-                let now = now_ms();
                 let scan = Scan {
                     id: uuid::Uuid::new_v4().to_string(),
                     attendee_id: view.attendee_id.clone(),
@@ -430,11 +572,15 @@ impl ClientCore {
                     hlc: clock.tick(now),
                     wall_ms: now,
                 };
+                // A fresh tablet may scan a signed code before the event's
+                // document (and its annulment window) has arrived.
                 let annul_window_ms: i64 = tx
                     .prepare_cached(
                         "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
                     )?
-                    .query_row(params![key], |r| r.get(0))?;
+                    .query_row(params![key], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(rules::DEFAULT_ANNUL_WINDOW_MS);
                 journal_table::record(&tx, &key, &scan)?;
                 event_index::insert_scan(&tx, &key, &scan)?;
                 event_index::reevaluate(
@@ -484,6 +630,7 @@ impl ClientCore {
             attendee,
             scan_id,
             previous,
+            verified_by_signature: signed,
         })
     }
 

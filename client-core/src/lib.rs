@@ -54,3 +54,5 @@ pub use status::{ChangeOrigin, DocEvent, SyncStatus};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_signed_tickets;

@@ -247,7 +247,7 @@ fn find_records_a_wanted_document_once() {
 }
 
 /// An event with one check-in list and `attendees` tickets T0..T(n-1).
-fn event_with_attendees(core: &ClientCore, attendees: usize) -> DocumentId {
+pub(crate) fn event_with_attendees(core: &ClientCore, attendees: usize) -> DocumentId {
     use event_model::document::{CheckinList, EventInfo};
     let event = core.create_event(&EventInfo::new("e", "Event")).unwrap();
     core.put_checkin_list(
@@ -269,7 +269,7 @@ fn event_with_attendees(core: &ClientCore, attendees: usize) -> DocumentId {
     event
 }
 
-fn scans_in_document(core: &ClientCore, event: DocumentId) -> Vec<String> {
+pub(crate) fn scans_in_document(core: &ClientCore, event: DocumentId) -> Vec<String> {
     core.read(event, |doc| {
         event_model::document::scans(doc)
             .unwrap()
@@ -451,7 +451,7 @@ fn the_change_that_breaks_automerges_parser_on_the_server_leaves_a_client_intact
 /// server would pass it, until neither has anything to say. Returns how many
 /// messages carried a whole document (automerge's answer to a replica that
 /// lacks more than a third of the changes).
-fn sync_directly(a: &ClientCore, b: &ClientCore, id: DocumentId) -> usize {
+pub(crate) fn sync_directly(a: &ClientCore, b: &ClientCore, id: DocumentId) -> usize {
     let whole = |message: &[u8]| {
         automerge::sync::Message::decode(message)
             .unwrap()
