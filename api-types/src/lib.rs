@@ -2,8 +2,8 @@
 //! its OpenAPI schemas from them with the `openapi` feature), the client
 //! core and the desktop app read them. Types move here from the server's
 //! handlers and the clients as their routes are touched; so far roles,
-//! users, devices, the audit chain's verification, the server status, and
-//! signing in (with the error body every refusal carries).
+//! users, devices, the audit chain's verification, the server status,
+//! signing in (with the error body every refusal carries) and signed tickets.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,12 +11,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod sign_in;
+mod tickets;
 
 pub use sign_in::{
     ChangePasswordRequest, EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest,
     EnrollStartResponse, ErrorBody, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest,
     SessionTokens, SignInResponse, SignInStatus, StepUpRequest, UserInfo,
 };
+pub use tickets::{IssueTicketRequest, IssuedTicket, TicketKey};
 
 /// What a caller may do, broadly (per-document rights follow from it and
 /// from the document's registration).

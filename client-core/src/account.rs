@@ -730,6 +730,11 @@ impl Account {
     }
 
     /// A GET of the API with the session's access token.
+    /// The replica this account signs in for.
+    pub(crate) fn core(&self) -> &crate::ClientCore {
+        &self.inner.core
+    }
+
     async fn get(&self, path: &str) -> Result<Value, AccountError> {
         self.request(reqwest::Method::GET, path, None).await
     }

@@ -21,6 +21,7 @@ mod presence_state;
 mod quarantine;
 mod replica;
 mod settings;
+mod signed_tickets;
 mod status;
 mod store;
 mod store_guard;
@@ -34,7 +35,10 @@ pub use account::{
     use_platform_keychain,
 };
 pub use admin::{AuditFilter, AuditPage};
-pub use api_types::{AuditVerification, Device, Role, ServerStatus, User};
+pub use api_types::{
+    AuditVerification, Device, IssueTicketRequest, IssuedTicket, Role, ServerStatus, TicketKey,
+    User,
+};
 pub use automerge;
 pub use event_model;
 pub use events::{

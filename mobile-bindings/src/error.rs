@@ -105,6 +105,9 @@ impl From<ClientError> for TabletError {
         match error {
             ClientError::NotFound(id) => TabletError::not_found(format!("document {id}")),
             ClientError::Settings(detail) => TabletError::InvalidInput { detail },
+            ClientError::TicketCode(error) => TabletError::InvalidInput {
+                detail: error.to_string(),
+            },
             other => TabletError::Storage {
                 detail: format!("local storage failed: {other}"),
             },

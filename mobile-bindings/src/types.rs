@@ -187,6 +187,14 @@ pub enum CheckInAnswer {
     NotValidOnList,
     /// The ticket was cancelled.
     Revoked,
+    /// A signed code whose signature does not hold: forged or altered.
+    InvalidSignature,
+    /// A signed code of another event.
+    OtherEvent,
+    /// Not valid yet (see `valid_from_ms`).
+    NotYetValid,
+    /// No longer valid (see `valid_until_ms`).
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -250,6 +258,14 @@ pub struct CheckInResult {
     /// For `AlreadyCheckedIn`: the entry that counted (when, which list,
     /// which device, which staff member).
     pub previous: Option<Scan>,
+    /// A signed code whose signature held: the event's key vouched for the
+    /// attendee, who may not be in this tablet's list yet (`attendee` is
+    /// then what the code says: id and ticket type, no name).
+    pub verified_by_signature: bool,
+    /// For `NotYetValid`: from when the ticket is valid (Unix ms).
+    pub valid_from_ms: Option<i64>,
+    /// For `Expired`: when the ticket stopped being valid (Unix ms).
+    pub valid_until_ms: Option<i64>,
 }
 
 impl From<CoreCheckIn> for CheckInResult {
@@ -261,12 +277,24 @@ impl From<CoreCheckIn> for CheckInResult {
             Answer::UnknownTicket => CheckInAnswer::UnknownTicket,
             Answer::NotValidOnList => CheckInAnswer::NotValidOnList,
             Answer::Revoked => CheckInAnswer::Revoked,
+            Answer::InvalidSignature => CheckInAnswer::InvalidSignature,
+            Answer::OtherEvent => CheckInAnswer::OtherEvent,
+            Answer::NotYetValid { .. } => CheckInAnswer::NotYetValid,
+            Answer::Expired { .. } => CheckInAnswer::Expired,
+        };
+        let (valid_from_ms, valid_until_ms) = match r.answer {
+            Answer::NotYetValid { from_ms } => (Some(from_ms), None),
+            Answer::Expired { until_ms } => (None, Some(until_ms)),
+            _ => (None, None),
         };
         Self {
             answer,
             attendee: r.attendee.map(Into::into),
             scan_id: r.scan_id,
             previous: r.previous.map(Into::into),
+            verified_by_signature: r.verified_by_signature,
+            valid_from_ms,
+            valid_until_ms,
         }
     }
 }

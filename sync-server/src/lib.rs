@@ -28,6 +28,7 @@ pub mod security;
 pub mod server;
 pub mod settings_backup;
 pub mod store;
+pub mod ticket_keys;
 pub mod tls;
 
 pub use config::Config;

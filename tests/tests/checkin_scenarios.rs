@@ -521,3 +521,148 @@ async fn tablets_see_each_other_online_and_the_dashboard_lists_them() {
     s.admin_sync.stop().await;
     s.server.stop().await;
 }
+
+/// Signed codes through a real server: an administrator issues a code over
+/// REST (the server signs with the event's key, derived from its sealed
+/// secret), a staff tablet that has only signed in and learned the event's
+/// key admits it before the event's document has reached it, refuses an
+/// altered one, and after its download agrees with the administrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_tablet_admits_a_code_the_server_signed_before_its_download() {
+    keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
+    let s = setup(300).await;
+    let api = Api::new(&s.server.url);
+    let key = api
+        .get(&format!("/api/events/{}/ticket-key", s.event), &s.token)
+        .await
+        .ok();
+    let public_key = key["public_key"].as_str().unwrap().to_owned();
+    assert!(public_key.starts_with("ed25519:"));
+    // The administrator puts it into the event (`Account::enable_signed_tickets`).
+    s.admin.set_ticket_key(s.event, &public_key).unwrap();
+    let guest = s.admin.search_attendees(s.event, "T-0007", 1).unwrap()[0].clone();
+    let issued = api
+        .post(
+            &format!("/api/events/{}/tickets", s.event),
+            Some(&s.token),
+            json!({ "attendee_id": guest.attendee_id, "ticket_type": "day" }),
+        )
+        .await
+        .ok();
+    let code = issued["code"].as_str().unwrap().to_owned();
+    assert_eq!(issued["public_key"].as_str(), Some(public_key.as_str()));
+    assert!(!issued["qr_png_base64"].as_str().unwrap().is_empty());
+    // Bad requests are named; another document has no ticket key.
+    let too_long = api
+        .post(
+            &format!("/api/events/{}/tickets", s.event),
+            Some(&s.token),
+            json!({ "attendee_id": "a", "ticket_type": "x".repeat(65) }),
+        )
+        .await;
+    assert_eq!(too_long.error(), "bad_request");
+    let backwards = api
+        .post(
+            &format!("/api/events/{}/tickets", s.event),
+            Some(&s.token),
+            json!({ "attendee_id": "a", "valid_from_ms": 2_000, "valid_until_ms": 1_000 }),
+        )
+        .await;
+    assert_eq!(backwards.error(), "bad_request");
+    let elsewhere = api
+        .get(
+            &format!("/api/events/{}/ticket-key", DocumentId::random()),
+            &s.token,
+        )
+        .await;
+    assert_eq!(elsewhere.error(), "not_found");
+
+    // A staff member's fresh tablet: signed in, nothing downloaded.
+    let staff = sync_tests::create_user(
+        s.server.store.as_ref(),
+        "sam@example.org",
+        Role::Staff,
+        "correct horse battery",
+    )
+    .await;
+    api.call(
+        reqwest::Method::PUT,
+        &format!("/api/users/{staff}/events"),
+        Some(&s.token),
+        Some(json!({ "events": ["conf"] })),
+    )
+    .await
+    .ok();
+    let (tablet, account) = staff_tablet(&s, "fresh", "sam@example.org").await;
+    account.learn_ticket_key(s.event).await.unwrap();
+    assert!(!tablet.has_document(s.event));
+    let admitted = tablet
+        .check_in(s.event, &code, "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(admitted.answer, Answer::Admitted);
+    assert!(admitted.verified_by_signature);
+    let mut altered = code.clone().into_bytes();
+    let at = altered.len() - 3;
+    altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert_eq!(
+        tablet
+            .check_in(s.event, &altered, "main", Direction::Entry)
+            .unwrap()
+            .answer,
+        Answer::InvalidSignature
+    );
+    // Staff check codes; they do not issue them.
+    let refused = account
+        .issue_ticket(
+            s.event,
+            &client_core::IssueTicketRequest {
+                attendee_id: guest.attendee_id.clone(),
+                ticket_type: "day".into(),
+                valid_from_ms: None,
+                valid_until_ms: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("forbidden"));
+
+    // Online, the tablet downloads the event, its scan reaches everyone,
+    // and the guest's plain code is now the same ticket, already in.
+    let tablet_sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
+    wait_until(
+        "the tablet's signed scan reaches the admin",
+        LIMIT,
+        || async {
+            s.admin
+                .counts(s.event, Some("main"))
+                .is_ok_and(|c| c.checked_in == 1)
+        },
+    )
+    .await;
+    wait_until("the tablet downloads the event", LIMIT, || async {
+        tablet
+            .counts(s.event, Some("main"))
+            .is_ok_and(|c| c.expected == 300 && c.checked_in == 1)
+    })
+    .await;
+    assert!(matches!(
+        s.admin
+            .check_in(s.event, &guest.ticket_code, "main", Direction::Entry)
+            .unwrap()
+            .answer,
+        Answer::AlreadyCheckedIn { .. }
+    ));
+    let again = tablet
+        .check_in(s.event, &code, "main", Direction::Entry)
+        .unwrap();
+    assert!(matches!(again.answer, Answer::AlreadyCheckedIn { .. }));
+    assert_eq!(
+        again.attendee.unwrap().name,
+        "Guest 7",
+        "the downloaded record"
+    );
+    tablet_sync.stop().await;
+    s.admin_sync.stop().await;
+    s.server.stop().await;
+}

@@ -30,7 +30,9 @@ impl From<ClientError> for CommandError {
     fn from(error: ClientError) -> Self {
         let code = match &error {
             ClientError::NotFound(_) => "not_found",
-            ClientError::Settings(_) | ClientError::Import(_) => "invalid_input",
+            ClientError::Settings(_) | ClientError::Import(_) | ClientError::TicketCode(_) => {
+                "invalid_input"
+            }
             _ => "storage",
         };
         Self::new(code, error.to_string())

@@ -1,6 +1,7 @@
 //! The REST API under `/api`: sign-in (password, second factor, enrollment),
 //! sessions (refresh, logout, step-up), devices, and administration (users,
-//! assignments, API keys, audit log, document registration). Every route is
+//! assignments, API keys, audit log, document registration), and signed
+//! ticket codes (an event's key, codes issued). Every route is
 //! described in the OpenAPI document served at `/api/openapi.json`, which is
 //! generated from the same router, so the two cannot drift apart.
 
@@ -10,6 +11,7 @@ mod error;
 mod settings;
 mod sign_in;
 mod status;
+mod tickets;
 
 pub use status::ServerFacts;
 
@@ -61,6 +63,8 @@ pub struct ApiState {
     pub registry: crate::registry::Registry,
     /// This process's start, store kind and backup schedule (`/api/status`).
     pub facts: ServerFacts,
+    /// Each event's ticket signing key, derived from a sealed shared secret.
+    pub ticket_keys: crate::ticket_keys::TicketKeys,
 }
 
 impl ApiState {
@@ -75,6 +79,12 @@ impl ApiState {
     ) -> Result<Self, crate::store::StoreError> {
         let token_secret =
             crate::secrets::shared_secret(store.as_ref(), &secrets, "refresh_token_key").await?;
+        let ticket_secret = crate::secrets::shared_secret(
+            store.as_ref(),
+            &secrets,
+            crate::ticket_keys::SECRET_NAME,
+        )
+        .await?;
         // A store from before sealing (or sealed by a previous key) is
         // sealed under the current key now.
         let resealed = crate::secrets::reseal_all(store.as_ref(), &secrets).await?;
@@ -107,6 +117,7 @@ impl ApiState {
             presence,
             registry,
             facts: ServerFacts::of(config),
+            ticket_keys: crate::ticket_keys::TicketKeys::new(ticket_secret),
             per_user: std::num::NonZeroU32::new(config.http_requests_per_second_per_user).map(
                 |rate| {
                     let burst = std::num::NonZeroU32::new(config.http_burst_per_user.max(1))
@@ -319,6 +330,8 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(status::status))
         .routes(routes!(settings::list_backups))
         .routes(routes!(settings::restore_backup))
+        .routes(routes!(tickets::ticket_key))
+        .routes(routes!(tickets::issue_ticket))
         .with_state(state)
         .split_for_parts();
     let mut openapi = openapi;
