@@ -239,6 +239,12 @@ impl ClientCore {
         Ok(())
     }
 
+    /// The key this replica checks `event`'s signed codes with (the
+    /// document's, or one learned from the server), if it has one.
+    pub fn ticket_key(&self, event: DocumentId) -> Result<Option<String>, ClientError> {
+        event_index::ticket_key(&self.index_reader(), &event.to_string())
+    }
+
     /// Revokes every signed code of `attendee_id` issued until now, on
     /// every tablet, offline too once the change reaches it; a code issued
     /// afterwards (a replacement) is good.

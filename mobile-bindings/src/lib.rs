@@ -315,7 +315,20 @@ impl Tablet {
                 ) => Vec::new(),
                 Err(other) => return Err(other.into()),
             };
+            // Each event's ticket key first, so signed codes are admitted
+            // while the event downloads; without it (an older server, no
+            // network) plain codes work once the download ends.
+            let mut keys = Vec::new();
+            for (_, id) in &assigned {
+                match account.ticket_key(*id).await {
+                    Ok(key) => keys.push((*id, key.public_key)),
+                    Err(error) => tracing::info!(doc = %id, %error, "no ticket key for the event"),
+                }
+            }
             tokio::task::spawn_blocking(move || {
+                for (id, key) in &keys {
+                    core.learn_ticket_key(*id, key)?;
+                }
                 for (_, id) in &assigned {
                     core.find(*id)?;
                 }
@@ -360,7 +373,9 @@ impl Tablet {
     }
 
     /// Scans go to this event and door from now on (remembered across
-    /// restarts); the tablet announces itself there to the dashboard.
+    /// restarts); the tablet announces itself there to the dashboard. An
+    /// event still downloading may be chosen once its ticket key is here
+    /// (`list_events` fetches it): signed codes are admitted meanwhile.
     pub async fn choose_event(
         &self,
         document_id: String,
@@ -371,7 +386,12 @@ impl Tablet {
         let core = self.core.clone();
         let list = list_id.clone();
         on_disk(move || {
-            if !core.checkin_lists(id)?.iter().any(|l| l.id == list) {
+            // Before its download ends an event has no lists yet; with its
+            // ticket key the tablet already admits signed codes at the door
+            // it was told to work (under the strictest rules until the list
+            // arrives), so that door may be chosen.
+            let early = !core.has_document(id) && core.ticket_key(id)?.is_some();
+            if !early && !core.checkin_lists(id)?.iter().any(|l| l.id == list) {
                 return Err(TabletError::not_found(format!(
                     "check-in list `{list}` in event {id} (is the event downloaded?)"
                 )));

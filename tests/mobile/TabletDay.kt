@@ -5,8 +5,10 @@
 // and afterwards checks on the server that the scan arrived.
 //
 // Environment: SERVER_URL (wss://), CA_PEM_FILE (the CA the tablet trusts beside the
-// system's), EMAIL, PASSWORD, TOTP_SECRET_HEX, EVENT_DOCUMENT, DATA_DIR.
-// Prints `scanned <scan id> on device <device id>` when done; exits non-zero on any failure.
+// system's), EMAIL, PASSWORD, TOTP_SECRET_HEX, EVENT_DOCUMENT, DATA_DIR, SIGNED_CODE (a code
+// the server signed for `late-guest-1`, who is not in the event's list).
+// Prints `signed <scan id>` and `scanned <scan id> on device <device id>` when done; exits
+// non-zero on any failure.
 
 import events.sync.core.*
 import javax.crypto.Mac
@@ -83,8 +85,17 @@ fun main() = runBlocking<Unit> {
 
     val events = tablet.listEvents()
     check(events.any { it.documentId == event }) { "the assigned event is listed: $events" }
-    until("the event downloads") { tablet.checkinLists(event).isNotEmpty() }
+    // The event's key came with the list: its door may be chosen and a
+    // signed code admitted while (or before) the event downloads.
     tablet.chooseEvent(event, "main")
+    val signed = tablet.checkIn(env("SIGNED_CODE"), Direction.ENTRY)
+    check(signed.answer == CheckInAnswer.ADMITTED) { "signed code: $signed" }
+    check(signed.verifiedBySignature) { "vouched for by the event's key: $signed" }
+    check(signed.attendee?.attendeeId == "late-guest-1") { "attendee: ${signed.attendee}" }
+    val forged = env("SIGNED_CODE").dropLast(3) + (if (env("SIGNED_CODE").endsWith("AAA")) "BBB" else "AAA")
+    val refused = tablet.checkIn(forged, Direction.ENTRY)
+    check(refused.answer == CheckInAnswer.INVALID_SIGNATURE) { "altered code: $refused" }
+    until("the event downloads") { tablet.checkinLists(event).isNotEmpty() }
 
     val first = tablet.checkIn("T-0007", Direction.ENTRY)
     check(first.answer == CheckInAnswer.ADMITTED) { "first scan: $first" }
@@ -107,6 +118,7 @@ fun main() = runBlocking<Unit> {
         val status = tablet.syncStatus()
         status.connected && status.pendingChanges == 0UL
     }
+    println("signed ${signed.scanId}")
     println("scanned ${first.scanId} on device ${session.deviceId}")
     tablet.shutdown()
 }

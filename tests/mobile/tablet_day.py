@@ -3,8 +3,8 @@ built library, against a real sync-server process on loopback.
 
 Two tablets (two door staff) sign in (one enrolls its authenticator, one passes
 a computed TOTP code), download the event, lock the kiosk, lose the server,
-scan offline (tablet A 500 scans, some twice; tablet B scans 30 of A's
-tickets too), the server comes back, both sync, and the server-side counts
+scan offline (tablet A 500 scans, some twice, and a code the server signed for
+someone not in the list; tablet B scans 30 of A's tickets too), the server comes back, both sync, and the server-side counts
 and duplicates are checked on a fresh replica downloaded from the server.
 
 Run by tests/tests/mobile_bindings.rs, which passes:
@@ -352,6 +352,13 @@ async def main():
     await until("both tablets are online and idle", lambda: all(
         t.sync_status().connected and t.sync_status().pending_changes == 0 for t in (a, b)))
 
+    # A late registration: the server signs a code for someone the tablets'
+    # list does not hold (the tablets fetched the event's key with the list).
+    issued = server.api("POST", f"/api/events/{event}/tickets", admin_token,
+                        {"attendee_id": "late-guest-py", "ticket_type": "day"})
+    signed_code = issued["code"]
+    assert signed_code.startswith("TK1:"), issued
+
     # The server goes away.
     server.stop()
     log("server stopped")
@@ -377,6 +384,12 @@ async def main():
     assert mistake.answer == CheckInAnswer.ADMITTED
     await a.annul(mistake.scan_id)
     assert (await a.check_in("T-0999", Direction.ENTRY)).answer == CheckInAnswer.ADMITTED
+    # Offline, the signed code is admitted on the key's word; altered, refused.
+    signed = await a.check_in(signed_code, Direction.ENTRY)
+    assert signed.answer == CheckInAnswer.ADMITTED and signed.verified_by_signature, signed
+    assert signed.attendee.attendee_id == "late-guest-py" and signed.attendee.name == "", signed
+    forged = signed_code[:-3] + ("BBB" if signed_code.endswith("AAA") else "AAA")
+    assert (await a.check_in(forged, Direction.ENTRY)).answer == CheckInAnswer.INVALID_SIGNATURE
     try:
         await a.annul("no-such-scan")
         raise AssertionError("annulled a scan that does not exist")

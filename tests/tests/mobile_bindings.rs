@@ -140,6 +140,19 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     )
     .await;
 
+    // A signed code for someone the event's list does not hold.
+    let signed_code = api
+        .post(
+            &format!("/api/events/{event}/tickets"),
+            Some(&token),
+            json!({ "attendee_id": "late-guest-1", "ticket_type": "day" }),
+        )
+        .await
+        .ok()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let kotlin_lib = workspace_root().join("tests/js/node_modules/kotlin-compiler/lib");
     let classpath = [
         generated.join("kotlin/tablet-day.jar"),
@@ -169,6 +182,7 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
             .env("TOTP_SECRET_HEX", secret_hex)
             .env("EVENT_DOCUMENT", event_id)
             .env("DATA_DIR", data)
+            .env("SIGNED_CODE", signed_code)
             .output()
             .expect("run java")
     })
@@ -194,7 +208,24 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
         },
     )
     .await;
-    let scans = admin.recent_scans(event, 10).unwrap();
+    let signed_scan = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("signed "))
+        .expect("the Kotlin tablet reports its signed scan");
+    wait_until(
+        "the signed scan reaches the admin",
+        Duration::from_secs(30),
+        || async { admin.recent_scans(event, 10).is_ok_and(|s| s.len() == 2) },
+    )
+    .await;
+    let mut scans = admin.recent_scans(event, 10).unwrap();
+    let signed = scans
+        .iter()
+        .position(|s| s.scan_id == signed_scan)
+        .expect("the signed scan");
+    let signed = scans.remove(signed);
+    assert_eq!(signed.attendee_id, "late-guest-1");
+    assert_eq!(signed.device_id, device);
     assert_eq!(scans.len(), 1, "{scans:?}");
     assert_eq!(scans[0].scan_id, scan_id);
     assert_eq!(scans[0].device_id, device);
