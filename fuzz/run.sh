@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire_message doc_ingest settings_json attendee_csv client_receive)
+[ ${#targets[@]} -gt 0 ] || targets=(wire_message doc_ingest settings_json attendee_csv client_receive ticket_code)
 # cargo fuzz wants nightly flags for its sanitizers only; with `-s none` the
 # flags it passes are stable ones.
 cargo fuzz build -s none

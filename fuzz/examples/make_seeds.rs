@@ -89,6 +89,7 @@ fn main() -> std::io::Result<()> {
     seeds.other_wire_messages();
     seeds.settings_json();
     seeds.csv();
+    seeds.tickets();
     seeds.write(corpus)
 }
 
@@ -99,6 +100,7 @@ struct Seeds {
     wire: Vec<Vec<u8>>,
     settings: Vec<Vec<u8>>,
     csv: Vec<Vec<u8>>,
+    tickets: Vec<Vec<u8>>,
 }
 
 fn doc_id() -> DocumentId {
@@ -106,6 +108,41 @@ fn doc_id() -> DocumentId {
 }
 
 impl Seeds {
+    /// Signed codes as text (pick 0) and as the record inside (pick 1): a
+    /// UUID attendee with dates, a text id without, and a public key.
+    fn tickets(&mut self) {
+        use event_model::tickets::{self, TicketClaims};
+        let key = sync_fuzz::ticket_signing_key();
+        let claims = [
+            TicketClaims {
+                attendee_id: "0b9e3c1c-2f4d-4b8e-9d4a-6f1e2a3b4c5d".into(),
+                ticket_type: "day".into(),
+                issued_at_ms: 1_780_000_000_000,
+                valid_from_ms: Some(1_780_100_000_000),
+                valid_until_ms: Some(1_780_200_000_000),
+            },
+            TicketClaims {
+                attendee_id: "A-0042".into(),
+                ticket_type: String::new(),
+                issued_at_ms: 1_780_000_000_000,
+                valid_from_ms: None,
+                valid_until_ms: None,
+            },
+        ];
+        for claims in &claims {
+            let code = tickets::issue(&key, sync_fuzz::TICKET_EVENT, claims).expect("issue");
+            self.tickets
+                .push([b"\x00".as_slice(), code.as_bytes()].concat());
+            let record = data_encoding::BASE32_NOPAD
+                .decode(&code.as_bytes()[tickets::CODE_PREFIX.len()..])
+                .expect("base32");
+            self.tickets.push([b"\x01".as_slice(), &record].concat());
+        }
+        let public = tickets::key_text(&key.verifying_key());
+        self.tickets
+            .push([b"\x00".as_slice(), public.as_bytes()].concat());
+    }
+
     fn ingest(&mut self, pick: u8, message: &[u8]) {
         let mut input = vec![pick];
         input.extend_from_slice(message);
@@ -240,6 +277,7 @@ impl Seeds {
             ("wire_message", &self.wire),
             ("settings_json", &self.settings),
             ("attendee_csv", &self.csv),
+            ("ticket_code", &self.tickets),
         ] {
             let dir = corpus.join(target);
             std::fs::create_dir_all(&dir)?;

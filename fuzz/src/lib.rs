@@ -225,3 +225,11 @@ pub fn let_contained_automerge_panics_unwind() {
         }));
     });
 }
+
+/// The event document id the ticket code target's codes are made for.
+pub const TICKET_EVENT: &str = "2Jj6VQh9Tdb3ZfZ8Dmbiw2KSqdCw";
+
+/// The key the ticket code target's codes are signed with.
+pub fn ticket_signing_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
