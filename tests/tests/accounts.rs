@@ -818,6 +818,8 @@ async fn the_openapi_document_describes_exactly_the_served_routes() {
         "PUT /api/users/{id}/events",
         "GET /api/settings/{document_id}/backups",
         "POST /api/settings/{document_id}/backups/{backup_id}/restore",
+        "GET /api/events/{document_id}/ticket-key",
+        "POST /api/events/{document_id}/tickets",
     ];
     let mut expected = expected.to_vec();
     expected.sort();
