@@ -342,12 +342,8 @@ fn shows_the_rename(core: &ClientCore, event: DocumentId) -> bool {
         .any(|a| a.name == "Someone Else")
 }
 
-/// A staff member's tablet, signed in and assigned to the event, with the
-/// event downloaded and its sync running.
-async fn assigned_staff_tablet(
-    s: &Setup,
-    name: &str,
-) -> (ClientCore, client_core::Account, SyncHandle) {
+/// Sam, a staff member assigned to the event (`conf`); returns the user id.
+async fn assigned_staff_member(s: &Setup) -> String {
     let staff = sync_tests::create_user(
         s.server.store.as_ref(),
         "sam@example.org",
@@ -364,6 +360,16 @@ async fn assigned_staff_tablet(
         )
         .await
         .ok();
+    staff
+}
+
+/// A staff member's tablet, signed in and assigned to the event, with the
+/// event downloaded and its sync running.
+async fn assigned_staff_tablet(
+    s: &Setup,
+    name: &str,
+) -> (ClientCore, client_core::Account, SyncHandle) {
+    assigned_staff_member(s).await;
     let (tablet, account) = staff_tablet(s, name, "sam@example.org").await;
     let sync = tablet.start_sync(SyncConfig::with_account(s.server.url.clone(), &account));
     tablet.find(s.event).unwrap();
@@ -578,21 +584,7 @@ async fn a_fresh_tablet_admits_a_code_the_server_signed_before_its_download() {
     assert_eq!(elsewhere.error(), "not_found");
 
     // A staff member's fresh tablet: signed in, nothing downloaded.
-    let staff = sync_tests::create_user(
-        s.server.store.as_ref(),
-        "sam@example.org",
-        Role::Staff,
-        "correct horse battery",
-    )
-    .await;
-    api.call(
-        reqwest::Method::PUT,
-        &format!("/api/users/{staff}/events"),
-        Some(&s.token),
-        Some(json!({ "events": ["conf"] })),
-    )
-    .await
-    .ok();
+    assigned_staff_member(&s).await;
     let (tablet, account) = staff_tablet(&s, "fresh", "sam@example.org").await;
     account.learn_ticket_key(s.event).await.unwrap();
     assert!(!tablet.has_document(s.event));

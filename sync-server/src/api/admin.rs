@@ -804,9 +804,7 @@ pub async fn document_presence(
     caller: Caller,
     Query(query): Query<PresenceQuery>,
 ) -> Result<Json<Vec<crate::presence::DevicePresence>>, ApiError> {
-    let id = DocumentId::parse(query.document_id.trim())
-        .map_err(|e| ApiError::BadRequest(format!("document_id: {e}")))?;
-    let scope = state.store.document_scope(id).await?;
+    let (id, scope) = super::named_document(&state, "document_id", &query.document_id).await?;
     if !policy::document_access(&caller.principal, scope.as_ref()).read {
         // As for sync: a document one may not read does not exist.
         return Err(ApiError::NotFound(format!("no document {id}")));

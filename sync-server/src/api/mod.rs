@@ -162,6 +162,25 @@ impl ApiState {
     }
 }
 
+/// The document a request names (in its path or query, as `field`) with
+/// its registration (`None`: a generic document nobody registered).
+async fn named_document(
+    state: &ApiState,
+    field: &str,
+    text: &str,
+) -> Result<
+    (
+        sync_protocol::DocumentId,
+        Option<crate::store::sessions::DocumentScope>,
+    ),
+    ApiError,
+> {
+    let id = sync_protocol::DocumentId::parse(text.trim())
+        .map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
+    let scope = state.store.document_scope(id).await?;
+    Ok((id, scope))
+}
+
 /// The caller's address: the TCP peer, or the client a trusted proxy names
 /// (see `client_ip`).
 #[derive(Debug, Clone)]

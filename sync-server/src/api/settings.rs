@@ -26,9 +26,7 @@ async fn owned_settings(
     caller: &Caller,
     id: &str,
 ) -> Result<DocumentId, ApiError> {
-    let id = DocumentId::parse(id.trim())
-        .map_err(|e| ApiError::BadRequest(format!("document id: {e}")))?;
-    let scope = state.store.document_scope(id).await?;
+    let (id, scope) = super::named_document(state, "document id", id).await?;
     let mine = scope.is_some_and(|s| {
         s.kind == DocumentKind::Settings
             && (caller.principal.role == Role::Admin

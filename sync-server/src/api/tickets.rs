@@ -18,9 +18,7 @@ async fn readable_event(
     caller: &Caller,
     id: &str,
 ) -> Result<DocumentId, ApiError> {
-    let id = DocumentId::parse(id.trim())
-        .map_err(|e| ApiError::BadRequest(format!("document id: {e}")))?;
-    let scope = state.store.document_scope(id).await?;
+    let (id, scope) = super::named_document(state, "document id", id).await?;
     let access = crate::policy::document_access(&caller.principal, scope.as_ref());
     if access.read && scope.is_some_and(|s| s.kind == DocumentKind::Event) {
         Ok(id)
