@@ -213,7 +213,6 @@ impl ClientCore {
         self.change(event, |tx| document::put_attendee(tx, attendee))
     }
 
-    /// The events in the local store.
     /// Sets the public key the event's signed ticket codes are checked
     /// with (its text form, as the server gives it: `Account::ticket_key`);
     /// an administrator's change to the document, so every tablet holding
@@ -257,6 +256,7 @@ impl ClientCore {
         self.change(event, |tx| document::revoke_ticket(tx, attendee_id, now))
     }
 
+    /// The events in the local store.
     pub fn events(&self) -> Result<Vec<EventSummary>, ClientError> {
         let conn = self.index_reader();
         let mut stmt = conn.prepare(
