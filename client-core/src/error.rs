@@ -25,6 +25,8 @@ pub enum ClientError {
     Settings(String),
     #[error("signed tickets: {0}")]
     TicketCode(#[from] event_model::tickets::TicketCodeError),
+    #[error("event: {0}")]
+    TimeZone(#[from] event_model::calendar::UnknownTimeZone),
 }
 
 impl From<event_model::ModelError> for ClientError {

@@ -17,8 +17,11 @@
 use std::collections::HashMap;
 
 use automerge::{Automerge, ChangeHash};
+use event_model::calendar::Calendar;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
-use event_model::rules::{self, Annulment, Direction, ListRules, Scan, ScanOutcome};
+use event_model::rules::{
+    self, Annulment, Direction, EntryWindow, ListRules, Scan, ScanOutcome, TicketType,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
@@ -134,7 +137,8 @@ pub(crate) struct IndexWork {
     info: Option<EventInfo>,
     /// The ticket key and revocations, read with the details (`info`).
     signing: Option<Signing>,
-    annul_window_ms: i64,
+    /// The ticket types' rules, read with the details (`info`).
+    ticket_types: Option<Vec<TicketType>>,
     lists: Vec<CheckinList>,
     attendees: Vec<Attendee>,
     bulk: bool,
@@ -145,7 +149,9 @@ pub(crate) struct IndexWork {
     /// from the index, in the first records step.
     loose_annulments: Vec<Annulment>,
     step: Step,
-    rules: HashMap<String, ListRules>,
+    /// The rules the scans of this work are judged by (from the lists'
+    /// step on).
+    rules: EventRules,
     /// Attendees whose outcome must be recomputed although none of their
     /// records is new (their list's rules changed).
     reevaluate_too: Vec<String>,
@@ -207,7 +213,6 @@ impl IndexWork {
         let first = indexed.is_none();
         let touched = document::touched(doc, &from).map_err(model_error)?;
         let info = document::read_info(doc).map_err(model_error)?;
-        let annul_window_ms = info.annul_window_ms;
         let info = (touched.info || first).then_some(info);
         let signing = match info {
             Some(_) => Some(Signing {
@@ -216,6 +221,10 @@ impl IndexWork {
                     .unwrap_or_default(),
                 revoked: document::revoked_tickets(doc).map_err(model_error)?,
             }),
+            None => None,
+        };
+        let ticket_types = match info {
+            Some(_) => Some(document::ticket_types(doc).map_err(model_error)?),
             None => None,
         };
         let mut lists = Vec::with_capacity(touched.lists.len());
@@ -281,14 +290,14 @@ impl IndexWork {
             first,
             info,
             signing,
-            annul_window_ms,
+            ticket_types,
             lists,
             attendees,
             bulk,
             records,
             loose_annulments,
             step: Step::Lists,
-            rules: HashMap::new(),
+            rules: EventRules::default(),
             reevaluate_too: Vec::new(),
             annulments: Annulments::NoneInEvent,
         }))
@@ -351,13 +360,33 @@ impl IndexWork {
     fn write_lists(&mut self, conn: &Connection) -> Result<(), ClientError> {
         if let Some(info) = &self.info {
             conn.execute(
-                "INSERT INTO event_index (document_id, event_id, name, starts_at, location, annul_window_ms, indexed_heads)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'')
+                "INSERT INTO event_index (document_id, event_id, name, starts_at, location, annul_window_ms, time_zone, indexed_heads)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'')
                  ON CONFLICT (document_id) DO UPDATE SET event_id = excluded.event_id,
                     name = excluded.name, starts_at = excluded.starts_at, location = excluded.location,
-                    annul_window_ms = excluded.annul_window_ms",
-                params![self.key, info.id, info.name, info.starts_at, info.location, info.annul_window_ms],
+                    annul_window_ms = excluded.annul_window_ms, time_zone = excluded.time_zone",
+                params![
+                    self.key,
+                    info.id,
+                    info.name,
+                    info.starts_at,
+                    info.location,
+                    info.annul_window_ms,
+                    info.time_zone
+                ],
             )?;
+        }
+        if let Some(types) = &self.ticket_types {
+            conn.execute(
+                "DELETE FROM ticket_types WHERE document_id = ?1",
+                params![self.key],
+            )?;
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO ticket_types (document_id, name, rules) VALUES (?1, ?2, ?3)",
+            )?;
+            for ticket_type in types {
+                insert.execute(params![self.key, ticket_type.name, to_json(ticket_type)?])?;
+            }
         }
         if let Some(signing) = &self.signing {
             conn.execute(
@@ -377,18 +406,20 @@ impl IndexWork {
         }
         for list in &self.lists {
             conn.prepare_cached(
-                "INSERT INTO checkin_lists (document_id, list_id, name, allow_multiple_entries, allow_entry_after_exit)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO checkin_lists (document_id, list_id, name, allow_multiple_entries, allow_entry_after_exit, rules)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (document_id, list_id) DO UPDATE SET name = excluded.name,
                     allow_multiple_entries = excluded.allow_multiple_entries,
-                    allow_entry_after_exit = excluded.allow_entry_after_exit",
+                    allow_entry_after_exit = excluded.allow_entry_after_exit,
+                    rules = excluded.rules",
             )?
             .execute(params![
                 self.key,
                 list.id,
                 list.name,
                 list.rules.allow_multiple_entries,
-                list.rules.allow_entry_after_exit
+                list.rules.allow_entry_after_exit,
+                to_json(&list.rules)?
             ])?;
             // New rules change everyone's outcome on that list.
             let mut stmt = conn.prepare_cached(
@@ -400,7 +431,7 @@ impl IndexWork {
             }
         }
         // Every list's rules, once (the scans of this work are judged by them).
-        self.rules = all_list_rules(conn, &self.key)?;
+        self.rules = EventRules::of(conn, &self.key)?;
         // Annulments whose scan the index already has: their attendee is known now.
         if !self.loose_annulments.is_empty() {
             let mut owner = conn.prepare_cached(
@@ -529,14 +560,7 @@ impl IndexWork {
             affected.extend(self.reevaluate_too.iter().map(String::as_str));
         }
         for attendee in affected {
-            reevaluate(
-                conn,
-                &self.key,
-                attendee,
-                &self.rules,
-                self.annul_window_ms,
-                self.annulments,
-            )?;
+            reevaluate(conn, &self.key, attendee, &self.rules, self.annulments)?;
         }
         Ok(())
     }
@@ -653,25 +677,81 @@ pub(crate) fn revoked_at(
         .optional()?)
 }
 
-/// Every check-in list's rules of one event.
-pub(crate) fn all_list_rules(
+fn to_json<V: serde::Serialize>(value: &V) -> Result<String, ClientError> {
+    serde_json::to_string(value).map_err(|e| ClientError::Corrupt(e.to_string()))
+}
+
+/// A list's rules as the index holds them (JSON of [`ListRules`]).
+pub(crate) fn list_rules_from(json: &str) -> Result<ListRules, ClientError> {
+    serde_json::from_str(json).map_err(|e| ClientError::Corrupt(format!("list rules: {e}")))
+}
+
+/// What the recorded scans of one event are judged by: every list's
+/// rules, the annulment window and the event's calendar.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRules {
+    pub(crate) lists: HashMap<String, ListRules>,
+    pub(crate) annul_window_ms: i64,
+    pub(crate) calendar: Calendar,
+}
+
+impl Default for EventRules {
+    fn default() -> Self {
+        Self {
+            lists: HashMap::new(),
+            annul_window_ms: rules::DEFAULT_ANNUL_WINDOW_MS,
+            calendar: Calendar::utc(),
+        }
+    }
+}
+
+impl EventRules {
+    /// As the index holds them; before the event's details arrive, no
+    /// list, the default window and UTC.
+    pub(crate) fn of(conn: &Connection, key: &str) -> Result<Self, ClientError> {
+        let mut stmt =
+            conn.prepare_cached("SELECT list_id, rules FROM checkin_lists WHERE document_id = ?1")?;
+        let rows = stmt.query_map(params![key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut lists = HashMap::new();
+        for row in rows {
+            let (list_id, json) = row?;
+            lists.insert(list_id, list_rules_from(&json)?);
+        }
+        let (annul_window_ms, time_zone) = conn
+            .prepare_cached(
+                "SELECT annul_window_ms, time_zone FROM event_index WHERE document_id = ?1",
+            )?
+            .query_row(params![key], |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))
+            .optional()?
+            .unwrap_or((rules::DEFAULT_ANNUL_WINDOW_MS, String::new()));
+        Ok(Self {
+            lists,
+            annul_window_ms,
+            // UTC for a zone this app does not know (see `EventInfo::calendar`).
+            calendar: Calendar::named(&time_zone).unwrap_or_default(),
+        })
+    }
+}
+
+/// The entry window of a ticket type of event `key` (open where the type
+/// has no rules).
+pub(crate) fn ticket_window(
     conn: &Connection,
     key: &str,
-) -> Result<HashMap<String, ListRules>, ClientError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT list_id, allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
-         WHERE document_id = ?1",
-    )?;
-    let rows = stmt.query_map(params![key], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            ListRules {
-                allow_multiple_entries: r.get(1)?,
-                allow_entry_after_exit: r.get(2)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    ticket_type: &str,
+) -> Result<EntryWindow, ClientError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT rules FROM ticket_types WHERE document_id = ?1 AND name = ?2")?
+        .query_row(params![key, ticket_type], |r| r.get(0))
+        .optional()?;
+    match json {
+        Some(json) => serde_json::from_str::<TicketType>(&json)
+            .map(|t| t.window)
+            .map_err(|e| ClientError::Corrupt(format!("ticket type `{ticket_type}`: {e}"))),
+        None => Ok(EntryWindow::default()),
+    }
 }
 
 /// Forgets what was indexed for `id`, so the next update rebuilds it.
@@ -719,25 +799,10 @@ pub(crate) fn index_journal(conn: &mut Connection, id: DocumentId) -> Result<(),
         out
     };
     if !scans.is_empty() {
-        let rules = all_list_rules(&tx, &key)?;
-        let window: i64 = tx
-            .query_row(
-                "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
-                params![key],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(rules::DEFAULT_ANNUL_WINDOW_MS);
+        let rules = EventRules::of(&tx, &key)?;
         for scan in &scans {
             if insert_scan(&tx, &key, scan)? {
-                reevaluate(
-                    &tx,
-                    &key,
-                    &scan.attendee_id,
-                    &rules,
-                    window,
-                    Annulments::MayExist,
-                )?;
+                reevaluate(&tx, &key, &scan.attendee_id, &rules, Annulments::MayExist)?;
             }
         }
     }
@@ -857,16 +922,16 @@ pub(crate) fn reevaluate(
     conn: &Connection,
     key: &str,
     attendee: &str,
-    rules_by_list: &HashMap<String, ListRules>,
-    annul_window_ms: i64,
+    rules: &EventRules,
     annulments: Annulments,
 ) -> Result<(), ClientError> {
     let (indexed, annulments) = attendee_records(conn, key, attendee, annulments)?;
     let evaluation = rules::evaluate(
         indexed.iter().map(|s| &s.scan),
         &annulments,
-        |list| rules_by_list.get(list).copied().unwrap_or_default(),
-        annul_window_ms,
+        |list| rules.lists.get(list).copied().unwrap_or_default(),
+        rules.annul_window_ms,
+        &rules.calendar,
     );
     // Scans leave the index only with the whole event (`forget`), so
     // without annulments every list the attendee had a presence on is in
@@ -877,11 +942,14 @@ pub(crate) fn reevaluate(
             .execute(params![key, attendee])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO presence (document_id, attendee_id, list_id, inside, checked_in, first_entry, last_entry, exited)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO presence (document_id, attendee_id, list_id, inside, checked_in, first_entry, last_entry, exited,
+                               stay_ends_at_ms, entry_day, entries_that_day)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (document_id, attendee_id, list_id) DO UPDATE SET inside = excluded.inside,
             checked_in = excluded.checked_in, first_entry = excluded.first_entry,
-            last_entry = excluded.last_entry, exited = excluded.exited",
+            last_entry = excluded.last_entry, exited = excluded.exited,
+            stay_ends_at_ms = excluded.stay_ends_at_ms, entry_day = excluded.entry_day,
+            entries_that_day = excluded.entries_that_day",
     )?;
     for ((attendee_id, list_id), p) in &evaluation.presence {
         insert.execute(params![
@@ -892,7 +960,10 @@ pub(crate) fn reevaluate(
             p.checked_in(),
             p.first_entry,
             p.last_entry,
-            p.exited
+            p.exited,
+            p.stay_ends_at_ms,
+            p.entry_day,
+            p.entries_that_day
         ])?;
     }
     let before: HashMap<&str, (&str, Option<&str>)> = indexed

@@ -8,9 +8,11 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use automerge::Automerge;
+use event_model::calendar::Calendar;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
 use event_model::rules::{
-    self, Annulment, Answer, Counts, Direction, ListRules, Presence, Scan, Ticket,
+    self, Annulment, Answer, Counts, Direction, Door, EntryWindow, ListRules, Presence, Scan,
+    Ticket, TicketType,
 };
 use event_model::tickets::{self, TicketClaims, TicketCodeError};
 use event_model::{Hlc, HlcClock};
@@ -186,17 +188,46 @@ fn check_signed_code(
 impl ClientCore {
     /// Creates an event document (administrators).
     pub fn create_event(&self, info: &EventInfo) -> Result<DocumentId, ClientError> {
+        Calendar::named(&info.time_zone)?;
         let id = self.create_document()?;
         self.change(id, |tx| document::init(tx, info))?;
         Ok(id)
     }
 
+    /// Changes an event's details; a time zone this app does not know is
+    /// refused here (the server would refuse the change).
     pub fn update_event_info(
         &self,
         event: DocumentId,
         info: &EventInfo,
     ) -> Result<(), ClientError> {
+        Calendar::named(&info.time_zone)?;
         self.change(event, |tx| document::set_info(tx, info))
+    }
+
+    /// Adds or replaces a ticket type's rules (administrators).
+    pub fn put_ticket_type(
+        &self,
+        event: DocumentId,
+        ticket_type: &TicketType,
+    ) -> Result<(), ClientError> {
+        self.change(event, |tx| document::put_ticket_type(tx, ticket_type))
+    }
+
+    /// The ticket types with rules, by name.
+    pub fn ticket_types(&self, event: DocumentId) -> Result<Vec<TicketType>, ClientError> {
+        let conn = self.index_reader();
+        let mut stmt =
+            conn.prepare("SELECT rules FROM ticket_types WHERE document_id = ?1 ORDER BY name")?;
+        let rows = stmt.query_map(params![event.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(
+                serde_json::from_str(&row?)
+                    .map_err(|e| ClientError::Corrupt(format!("ticket type: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Adds or changes a check-in list (a door) and its rules.
@@ -277,20 +308,22 @@ impl ClientCore {
     pub fn checkin_lists(&self, event: DocumentId) -> Result<Vec<CheckinList>, ClientError> {
         let conn = self.index_reader();
         let mut stmt = conn.prepare(
-            "SELECT list_id, name, allow_multiple_entries, allow_entry_after_exit FROM checkin_lists
+            "SELECT list_id, name, rules FROM checkin_lists
              WHERE document_id = ?1 ORDER BY name, list_id",
         )?;
         let rows = stmt.query_map(params![event.to_string()], |r| {
-            Ok(CheckinList {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                rules: rules::ListRules {
-                    allow_multiple_entries: r.get(2)?,
-                    allow_entry_after_exit: r.get(3)?,
-                },
-            })
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, String>(2)?))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut lists = Vec::new();
+        for row in rows {
+            let (id, name, rules) = row?;
+            lists.push(CheckinList {
+                id,
+                name,
+                rules: event_index::list_rules_from(&rules)?,
+            });
+        }
+        Ok(lists)
     }
 
     /// Imports attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked]`;
@@ -445,7 +478,7 @@ impl ClientCore {
         let inner = &mut *guard;
         let tx = crate::store::write_tx(inner.store.conn_mut())?;
         let begun = asked.elapsed();
-        let all_rules = event_index::all_list_rules(&tx, &key)?;
+        let event_rules = event_index::EventRules::of(&tx, &key)?;
         let now = now_ms();
         let (attendee, answer, last_hlc, previous, signed) = {
             let conn: &rusqlite::Connection = &tx;
@@ -475,7 +508,8 @@ impl ClientCore {
             let presence = match attendee_id {
                 Some(attendee_id) => conn
                     .query_row(
-                        "SELECT inside, first_entry, last_entry, exited FROM presence
+                        "SELECT inside, first_entry, last_entry, exited, stay_ends_at_ms, entry_day,
+                                entries_that_day FROM presence
                          WHERE document_id = ?1 AND attendee_id = ?2 AND list_id = ?3",
                         params![key, attendee_id, list_id],
                         |r| {
@@ -484,6 +518,9 @@ impl ClientCore {
                                 first_entry: r.get(1)?,
                                 last_entry: r.get(2)?,
                                 exited: r.get(3)?,
+                                stay_ends_at_ms: r.get(4)?,
+                                entry_day: r.get(5)?,
+                                entries_that_day: r.get(6)?,
                             })
                         },
                     )
@@ -491,13 +528,31 @@ impl ClientCore {
                     .unwrap_or_default(),
                 None => Presence::default(),
             };
+            // The ticket type's window: the attendee's as held here, or
+            // the one a signed code names.
+            let ticket_type = match (&attendee, &signed) {
+                (Some((view, _)), _) => Some(view.ticket_type.as_str()),
+                (None, Some(Ok(claims))) => Some(claims.ticket_type.as_str()),
+                _ => None,
+            };
+            let ticket_window = match ticket_type {
+                Some(name) => event_index::ticket_window(conn, &key, name)?,
+                None => EntryWindow::default(),
+            };
+            let door = |rules| Door {
+                list_id,
+                rules,
+                ticket_window,
+                now_ms: now,
+                calendar: &event_rules.calendar,
+            };
             let answer = match &signed {
                 Some(Err(refused)) => refused.clone(),
                 Some(Ok(claims)) => {
                     // Before the event's document has arrived this tablet
                     // knows no list: a signed code is admitted on the list
                     // the app scans for, under the strictest rules.
-                    let list_rules = match all_rules.get(list_id) {
+                    let list_rules = match event_rules.lists.get(list_id) {
                         Some(rules) => Some(*rules),
                         None if !event_index::is_indexed(conn, &key)? => Some(ListRules::default()),
                         None => None,
@@ -507,18 +562,16 @@ impl ClientCore {
                             claims,
                             ticket.as_ref(),
                             event_index::revoked_at(conn, &key, &claims.attendee_id)?,
-                            now,
-                            list_id,
                             direction,
                             &presence,
-                            list_rules,
+                            &door(list_rules),
                         ),
                         None => Answer::NotValidOnList,
                     }
                 }
-                None => match all_rules.get(list_id) {
+                None => match event_rules.lists.get(list_id) {
                     Some(list_rules) => {
-                        rules::decide(ticket.as_ref(), list_id, direction, &presence, *list_rules)
+                        rules::decide(ticket.as_ref(), direction, &presence, &door(*list_rules))
                     }
                     None if ticket.is_none() => Answer::UnknownTicket,
                     None => Answer::NotValidOnList,
@@ -579,22 +632,15 @@ impl ClientCore {
                     wall_ms: now,
                 };
                 // A fresh tablet may scan a signed code before the event's
-                // document (and its annulment window) has arrived.
-                let annul_window_ms: i64 = tx
-                    .prepare_cached(
-                        "SELECT annul_window_ms FROM event_index WHERE document_id = ?1",
-                    )?
-                    .query_row(params![key], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(rules::DEFAULT_ANNUL_WINDOW_MS);
+                // document (and its annulment window) has arrived: the
+                // rules then are the defaults (`EventRules::of`).
                 journal_table::record(&tx, &key, &scan)?;
                 event_index::insert_scan(&tx, &key, &scan)?;
                 event_index::reevaluate(
                     &tx,
                     &key,
                     &scan.attendee_id,
-                    &all_rules,
-                    annul_window_ms,
+                    &event_rules,
                     event_index::Annulments::MayExist,
                 )?;
                 Some(scan.id)
@@ -700,8 +746,20 @@ impl ClientCore {
         Ok(n as u64)
     }
 
-    /// Counts for one list, or for the whole event (`None`: any list).
+    /// Counts for one list, or for the whole event (`None`: any list),
+    /// now: a stay a list's check-out of everyone has ended is not inside.
     pub fn counts(&self, event: DocumentId, list_id: Option<&str>) -> Result<Counts, ClientError> {
+        self.counts_at(event, list_id, now_ms())
+    }
+
+    /// Counts as they are (or were) at `at_ms`, as far as the check-out of
+    /// everyone goes (the scans are the ones held now).
+    pub fn counts_at(
+        &self,
+        event: DocumentId,
+        list_id: Option<&str>,
+        at_ms: i64,
+    ) -> Result<Counts, ClientError> {
         let key = event.to_string();
         let conn = self.index_reader();
         // `?2` NULL: the whole event (any list).
@@ -712,12 +770,12 @@ impl ClientCore {
                         AND p.checked_in)), 0),
                     coalesce(sum(EXISTS (SELECT 1 FROM presence p WHERE p.document_id = a.document_id
                         AND p.attendee_id = a.attendee_id AND (?2 IS NULL OR p.list_id = ?2)
-                        AND p.inside)), 0)
+                        AND p.inside AND (p.stay_ends_at_ms IS NULL OR p.stay_ends_at_ms > ?3))), 0)
              FROM attendees a
              WHERE a.document_id = ?1 AND NOT a.revoked
                AND (?2 IS NULL OR a.lists = '[]'
                     OR EXISTS (SELECT 1 FROM json_each(a.lists) WHERE value = ?2))",
-            params![key, list_id],
+            params![key, list_id, at_ms],
             |r| {
                 Ok(Counts {
                     expected: r.get::<_, i64>(0)? as u64,

@@ -59,4 +59,6 @@ pub use status::{ChangeOrigin, DocEvent, SyncStatus};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_door_rules;
+#[cfg(test)]
 mod tests_signed_tickets;

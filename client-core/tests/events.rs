@@ -51,6 +51,7 @@ fn event(core: &ClientCore) -> DocumentId {
             rules: ListRules {
                 allow_multiple_entries: false,
                 allow_entry_after_exit: true,
+                ..ListRules::default()
             },
         },
     )

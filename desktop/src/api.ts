@@ -71,6 +71,8 @@ export interface EventInfo {
   starts_at: string;
   location: string;
   annul_window_ms: number;
+  /** IANA name; empty is UTC. The door rules read days and times in it. */
+  time_zone?: string;
 }
 
 export interface CheckinList {
@@ -78,6 +80,14 @@ export interface CheckinList {
   name: string;
   allow_multiple_entries: boolean;
   allow_entry_after_exit: boolean;
+  /** Entries from / until (Unix ms). */
+  valid_from_ms: number | null;
+  valid_until_ms: number | null;
+  /** "sat,sun"; empty for every day. */
+  weekdays: string;
+  max_entries_per_day: number | null;
+  /** "04:00": everyone inside is checked out then (the event's clock). */
+  exit_all_at: string | null;
 }
 
 export interface EventDetails {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, auditFilter, duration, eventFormProblem, healthConcerns, parseList, syncIndicator } from "./logic";
+import { ago, auditFilter, duration, eventFormProblem, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
 
 const now = 1_800_000_000_000;
 const base = { connected: true, pending_changes: 0, last_sync_ms: now - 5_000, last_error: null, last_error_ms: null };
@@ -127,5 +127,24 @@ describe("server health", () => {
     const fresh = { ...well, backups: { ...well.backups, count: 0, last: null } };
     expect(healthConcerns({ ...fresh, uptime_s: 600 })).toEqual([]);
     expect(healthConcerns({ ...fresh, uptime_s: 3 * 3_600 })).toEqual(["No scheduled backup in 3 h of running."]);
+  });
+});
+
+describe("list time rules", () => {
+  const none = { valid_from_ms: null, valid_until_ms: null, weekdays: "", max_entries_per_day: null, exit_all_at: null };
+  it("says none for a list without any", () => {
+    expect(listTimeRules(none, String)).toBe("none");
+  });
+  it("names each rule in a few words", () => {
+    const rules = { valid_from_ms: 1, valid_until_ms: 2, weekdays: "sat,sun", max_entries_per_day: 2, exit_all_at: "04:00" };
+    expect(listTimeRules(rules, (ms) => `t${ms}`)).toBe("from t1 · until t2 · sat,sun · 2 a day · all out at 04:00");
+  });
+  it("reads and writes datetime-local values in the computer's zone", () => {
+    const ms = localInputToMs("2026-12-05T18:30");
+    expect(ms).not.toBeNull();
+    expect(msToLocalInput(ms)).toBe("2026-12-05T18:30");
+    expect(localInputToMs("")).toBeNull();
+    expect(localInputToMs("not a date")).toBeNull();
+    expect(msToLocalInput(null)).toBe("");
   });
 });

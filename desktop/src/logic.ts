@@ -155,3 +155,32 @@ export function healthConcerns(status: ServerStatus): string[] {
   }
   return concerns;
 }
+
+/** The time and count rules of a list in a few words ("sat,sun · 2 a day · all out at 04:00"), or "none". */
+export function listTimeRules(
+  list: { valid_from_ms: number | null; valid_until_ms: number | null; weekdays: string; max_entries_per_day: number | null; exit_all_at: string | null },
+  formatDate: (ms: number) => string,
+): string {
+  const parts: string[] = [];
+  if (list.valid_from_ms != null) parts.push(`from ${formatDate(list.valid_from_ms)}`);
+  if (list.valid_until_ms != null) parts.push(`until ${formatDate(list.valid_until_ms)}`);
+  if (list.weekdays) parts.push(list.weekdays);
+  if (list.max_entries_per_day != null) parts.push(`${list.max_entries_per_day} a day`);
+  if (list.exit_all_at) parts.push(`all out at ${list.exit_all_at}`);
+  return parts.length ? parts.join(" · ") : "none";
+}
+
+/** A datetime-local input's value as Unix ms (the computer's zone), or null when empty. */
+export function localInputToMs(value: string): number | null {
+  if (!value.trim()) return null;
+  const ms = new Date(value).getTime();
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** Unix ms as a datetime-local input's value (the computer's zone, to the minute). */
+export function msToLocalInput(ms: number | null): string {
+  if (ms == null) return "";
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}

@@ -3,13 +3,22 @@
 //! ```text
 //! ROOT
 //!   kind: "event", schema: 2
-//!   event:       { id, name, starts_at, location }
-//!   lists:       { <list id>: { name, allow_multiple_entries, allow_entry_after_exit } }
+//!   event:       { id, name, starts_at, location, annul_window_ms, time_zone }
+//!   lists:       { <list id>: { name, allow_multiple_entries, allow_entry_after_exit,
+//!                               valid_from_ms?, valid_until_ms?, weekdays?,
+//!                               max_entries_per_day?, exit_all_at? } }
 //!   attendees:   { "00".."ff": { <attendee id>: "<JSON of Attendee>" } }
 //!   scans:       { "00".."ff": { <scan id>: "<JSON of Scan>" } }
 //!   annulments:  { "00".."ff": { <annulment id>: "<JSON of Annulment>" } }
 //!   revoked_tickets: { <attendee id>: <revoked at, Unix ms> }
+//!   ticket_types: { <ticket type>: "<JSON of TicketType>" }
 //! ```
+//!
+//! A list's time and count rules are fields of its own (absent: no such
+//! rule), so two administrators changing different rules both win;
+//! `weekdays` is text (`sat,sun`), `exit_all_at` a local time (`04:00`),
+//! both read in the event's `time_zone` (an IANA name; empty is UTC).
+//! `ticket_types` is made and read like `revoked_tickets` (below).
 //!
 //! The event map may also hold `ticket_key`, the public key that signs the
 //! event's ticket codes (`tickets`), and `revoked_tickets` refuses, offline,
@@ -42,7 +51,8 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{Annulment, ListRules, Scan, Ticket};
+use crate::calendar::{Calendar, TimeOfDay, Weekdays};
+use crate::rules::{Annulment, EntryWindow, ListRules, Scan, Ticket, TicketType};
 
 pub const KIND: &str = "event";
 pub const SCHEMA_VERSION: i64 = 2;
@@ -58,6 +68,8 @@ const SCANS: &str = "scans";
 const ANNULMENTS: &str = "annulments";
 const REVOKED_TICKETS: &str = "revoked_tickets";
 const TICKET_KEY: &str = "ticket_key";
+const TICKET_TYPES: &str = "ticket_types";
+const TIME_ZONE: &str = "time_zone";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -87,6 +99,10 @@ pub struct EventInfo {
     /// How long after a scan it may be annulled (the same on every replica,
     /// so it lives in the document).
     pub annul_window_ms: i64,
+    /// The IANA name of the event's time zone, in which the door rules
+    /// read days and times of day; empty is UTC.
+    #[serde(default)]
+    pub time_zone: String,
 }
 
 impl EventInfo {
@@ -97,7 +113,14 @@ impl EventInfo {
             starts_at: String::new(),
             location: String::new(),
             annul_window_ms: crate::rules::DEFAULT_ANNUL_WINDOW_MS,
+            time_zone: String::new(),
         }
+    }
+
+    /// The event's calendar; UTC where the zone is unknown to this app (a
+    /// newer app's zone: the server refuses names it does not know).
+    pub fn calendar(&self) -> Calendar {
+        Calendar::named(&self.time_zone).unwrap_or_default()
     }
 }
 
@@ -140,6 +163,7 @@ pub struct EventData {
     pub attendees: Vec<Attendee>,
     pub scans: Vec<Scan>,
     pub annulments: Vec<Annulment>,
+    pub ticket_types: Vec<TicketType>,
 }
 
 /// Makes an empty document an event document. Call once, by the creator.
@@ -155,6 +179,7 @@ pub fn init<T: Transactable>(tx: &mut T, info: &EventInfo) -> Result<(), ModelEr
         }
     }
     tx.put_object(ROOT, REVOKED_TICKETS, ObjType::Map)?;
+    tx.put_object(ROOT, TICKET_TYPES, ObjType::Map)?;
     set_info(tx, info)
 }
 
@@ -413,6 +438,9 @@ pub fn set_info<T: Transactable>(tx: &mut T, info: &EventInfo) -> Result<(), Mod
     tx.put(&event, "starts_at", info.starts_at.as_str())?;
     tx.put(&event, "location", info.location.as_str())?;
     tx.put(&event, "annul_window_ms", info.annul_window_ms)?;
+    if !info.time_zone.is_empty() || text(tx, &event, TIME_ZONE)?.is_some() {
+        tx.put(&event, TIME_ZONE, info.time_zone.as_str())?;
+    }
     Ok(())
 }
 
@@ -432,11 +460,51 @@ pub fn read_ticket_key<R: ReadDoc>(doc: &R) -> Result<Option<String>, ModelError
 /// Every map under `revoked_tickets` (more than one where two
 /// administrators made it at once; see the module's comment).
 fn revocation_maps<R: ReadDoc>(doc: &R) -> Result<Vec<ObjId>, ModelError> {
+    root_maps(doc, REVOKED_TICKETS)
+}
+
+/// Every map under the root's `key`, the winner first.
+fn root_maps<R: ReadDoc>(doc: &R, key: &str) -> Result<Vec<ObjId>, ModelError> {
     Ok(doc
-        .get_all(ROOT, REVOKED_TICKETS)?
+        .get_all(ROOT, key)?
         .into_iter()
         .filter_map(|(value, id)| matches!(value, Value::Object(ObjType::Map)).then_some(id))
         .collect())
+}
+
+/// The root map `key`, made if the event (older than it) has none yet.
+fn root_map_made<T: Transactable>(tx: &mut T, key: &str) -> Result<ObjId, ModelError> {
+    Ok(match tx.get(ROOT, key)? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => tx.put_object(ROOT, key, ObjType::Map)?,
+    })
+}
+
+/// Adds or replaces a ticket type's rules (written whole).
+pub fn put_ticket_type<T: Transactable>(
+    tx: &mut T,
+    ticket_type: &TicketType,
+) -> Result<(), ModelError> {
+    let map = root_map_made(tx, TICKET_TYPES)?;
+    put_json_in(tx, &map, &ticket_type.name, ticket_type)
+}
+
+/// Every ticket type with rules, by name. Where two administrators made
+/// the map at once, a type in both is read from the winning map.
+pub fn ticket_types<R: ReadDoc>(doc: &R) -> Result<Vec<TicketType>, ModelError> {
+    let mut out = std::collections::BTreeMap::new();
+    for map in root_maps(doc, TICKET_TYPES)? {
+        for name in doc.keys(&map) {
+            if out.contains_key(&name) {
+                continue;
+            }
+            if let Some(ticket_type) = read_json::<_, TicketType>(doc, &map, "ticket type", &name)?
+            {
+                out.insert(name, ticket_type);
+            }
+        }
+    }
+    Ok(out.into_values().collect())
 }
 
 /// Revokes the signed codes of `attendee_id` issued at or before
@@ -448,10 +516,7 @@ pub fn revoke_ticket<T: Transactable>(
     attendee_id: &str,
     revoked_at_ms: i64,
 ) -> Result<(), ModelError> {
-    let map = match tx.get(ROOT, REVOKED_TICKETS)? {
-        Some((Value::Object(ObjType::Map), id)) => id,
-        _ => tx.put_object(ROOT, REVOKED_TICKETS, ObjType::Map)?,
-    };
+    let map = root_map_made(tx, REVOKED_TICKETS)?;
     let earlier = revoked_tickets(tx)?.get(attendee_id).copied();
     tx.put(
         &map,
@@ -499,6 +564,43 @@ pub fn put_list<T: Transactable>(tx: &mut T, list: &CheckinList) -> Result<(), M
         "allow_entry_after_exit",
         list.rules.allow_entry_after_exit,
     )?;
+    let rules = &list.rules;
+    put_or_remove(tx, &obj, "valid_from_ms", rules.window.valid_from_ms)?;
+    put_or_remove(tx, &obj, "valid_until_ms", rules.window.valid_until_ms)?;
+    put_or_remove(
+        tx,
+        &obj,
+        "weekdays",
+        (!rules.window.weekdays.is_every_day()).then(|| rules.window.weekdays.to_string()),
+    )?;
+    put_or_remove(
+        tx,
+        &obj,
+        "max_entries_per_day",
+        rules.max_entries_per_day.map(|n| i64::from(n.get())),
+    )?;
+    put_or_remove(
+        tx,
+        &obj,
+        "exit_all_at",
+        rules.exit_all_at.map(|t| t.to_string()),
+    )?;
+    Ok(())
+}
+
+/// Puts `value` under `key`, or removes the key for `None` (where it is
+/// there: a rule not set is a key absent).
+fn put_or_remove<T: Transactable, V: Into<automerge::ScalarValue>>(
+    tx: &mut T,
+    obj: &ObjId,
+    key: &str,
+    value: Option<V>,
+) -> Result<(), ModelError> {
+    match value {
+        Some(value) => tx.put(obj, key, value)?,
+        None if tx.get(obj, key)?.is_some() => tx.delete(obj, key)?,
+        None => {}
+    }
     Ok(())
 }
 
@@ -616,6 +718,7 @@ pub fn read_info<R: ReadDoc>(doc: &R) -> Result<EventInfo, ModelError> {
             _ => None,
         }
         .unwrap_or(crate::rules::DEFAULT_ANNUL_WINDOW_MS),
+        time_zone: text(doc, &event, TIME_ZONE)?.unwrap_or_default(),
     })
 }
 
@@ -624,12 +727,48 @@ pub fn read_list<R: ReadDoc>(doc: &R, id: &str) -> Result<Option<CheckinList>, M
     let Some((Value::Object(ObjType::Map), obj)) = doc.get(&lists, id)? else {
         return Ok(None);
     };
+    let malformed = |reason: String| ModelError::Malformed {
+        what: "list",
+        id: id.to_owned(),
+        reason,
+    };
+    let integer = |key: &str| -> Result<Option<i64>, ModelError> {
+        Ok(match doc.get(&obj, key)? {
+            Some((Value::Scalar(s), _)) => Some(
+                s.as_i64()
+                    .ok_or_else(|| malformed(format!("`{key}` is not a number")))?,
+            ),
+            _ => None,
+        })
+    };
+    let max_entries_per_day = integer("max_entries_per_day")?
+        .map(|n| {
+            u32::try_from(n)
+                .ok()
+                .and_then(std::num::NonZeroU32::new)
+                .ok_or_else(|| malformed(format!("{n} entries per day")))
+        })
+        .transpose()?;
     Ok(Some(CheckinList {
         id: id.to_owned(),
         name: text(doc, &obj, "name")?.unwrap_or_default(),
         rules: ListRules {
             allow_multiple_entries: flag(doc, &obj, "allow_multiple_entries")?,
             allow_entry_after_exit: flag(doc, &obj, "allow_entry_after_exit")?,
+            window: EntryWindow {
+                valid_from_ms: integer("valid_from_ms")?,
+                valid_until_ms: integer("valid_until_ms")?,
+                weekdays: text(doc, &obj, "weekdays")?
+                    .map(|days| days.parse::<Weekdays>())
+                    .transpose()
+                    .map_err(|e| malformed(e.to_string()))?
+                    .unwrap_or_default(),
+            },
+            max_entries_per_day,
+            exit_all_at: text(doc, &obj, "exit_all_at")?
+                .map(|time| time.parse::<TimeOfDay>())
+                .transpose()
+                .map_err(|e| malformed(e.to_string()))?,
         },
     }))
 }
@@ -716,6 +855,81 @@ pub fn annulments<R: ReadDoc>(doc: &R) -> Result<Vec<Annulment>, ModelError> {
     all_records(doc, ANNULMENTS, "annulment")
 }
 
+/// The objects whose fields `validate` checks beyond who writes them,
+/// as `counter@actor` text (the form a change's operations name them by).
+pub(crate) struct RuleObjects {
+    pub event: String,
+    pub lists: String,
+    /// Each list's map.
+    pub list_maps: std::collections::HashSet<String>,
+    /// Every `ticket_types` map.
+    pub ticket_type_maps: std::collections::HashSet<String>,
+}
+
+impl RuleObjects {
+    pub(crate) fn new(doc: &Automerge) -> Result<Self, ModelError> {
+        let lists = map_id(doc, LISTS)?;
+        let mut list_maps = std::collections::HashSet::new();
+        for key in doc.keys(&lists) {
+            if let Some((Value::Object(ObjType::Map), obj)) = doc.get(&lists, &key)? {
+                list_maps.insert(obj.to_string());
+            }
+        }
+        Ok(Self {
+            event: map_id(doc, EVENT)?.to_string(),
+            lists: lists.to_string(),
+            list_maps,
+            ticket_type_maps: root_maps(doc, TICKET_TYPES)?
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
+    }
+}
+
+/// Checks a value put into a field of a list as `put_list` writes it;
+/// fields this app does not know (a newer app's) pass.
+pub(crate) fn check_list_field(key: &str, value: &automerge::ScalarValue) -> Result<(), String> {
+    use automerge::ScalarValue as S;
+    let ok = match (key, value) {
+        ("valid_from_ms" | "valid_until_ms", S::Int(_)) => true,
+        ("max_entries_per_day", S::Int(n)) => (1..=i64::from(u32::MAX)).contains(n),
+        ("max_entries_per_day", S::Uint(n)) => (1..=u64::from(u32::MAX)).contains(n),
+        ("weekdays", S::Str(text)) => {
+            return text
+                .parse::<Weekdays>()
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
+        ("exit_all_at", S::Str(text)) => {
+            return text
+                .parse::<TimeOfDay>()
+                .map(drop)
+                .map_err(|e| e.to_string());
+        }
+        ("allow_multiple_entries" | "allow_entry_after_exit", S::Boolean(_)) => true,
+        ("name", S::Str(_)) => true,
+        (
+            "valid_from_ms"
+            | "valid_until_ms"
+            | "max_entries_per_day"
+            | "weekdays"
+            | "exit_all_at"
+            | "allow_multiple_entries"
+            | "allow_entry_after_exit"
+            | "name",
+            _,
+        ) => false,
+        // Fields of newer apps.
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the list rule `{key}` cannot be {value}"))
+    }
+}
+
 fn keys<R: ReadDoc>(doc: &R, map: &str) -> Result<Vec<String>, ModelError> {
     Ok(doc.keys(map_id(doc, map)?).collect())
 }
@@ -739,6 +953,7 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<EventData, ModelError> {
         attendees: Vec::new(),
         scans: Vec::new(),
         annulments: Vec::new(),
+        ticket_types: ticket_types(doc)?,
     };
     for id in keys(doc, LISTS)? {
         data.lists.extend(read_list(doc, &id)?);
@@ -794,10 +1009,13 @@ pub fn touched_by(doc: &Automerge, changes: &[automerge::Change]) -> Result<Touc
     let (event, lists_text) = (event?, lists_text?);
     let mut records = RecordObjects::new(doc)?;
     let lists = map_id(doc, LISTS)?;
-    let revocations: Vec<String> = revocation_maps(doc)?
+    // Few, and read again whole with the event's details.
+    let mut revocations_and_types: Vec<String> = revocation_maps(doc)?
         .iter()
+        .chain(&root_maps(doc, TICKET_TYPES)?)
         .map(ToString::to_string)
         .collect();
+    revocations_and_types.sort();
     // Each list is a map of its own: its fields' changes name the list by its object.
     let mut list_objects = std::collections::HashMap::new();
     for key in doc.keys(&lists) {
@@ -818,9 +1036,9 @@ pub fn touched_by(doc: &Automerge, changes: &[automerge::Change]) -> Result<Touc
                 automerge::legacy::ObjectId::Id(id) => format!("{}@{}", id.0, id.1),
             };
             let key = key.to_string();
-            if obj == event || revocations.contains(&obj) {
-                // The event's details, its ticket key or its revocations:
-                // few, and read again whole.
+            if obj == event || revocations_and_types.binary_search(&obj).is_ok() {
+                // The event's details, its ticket key, its revocations or
+                // ticket types: few, and read again whole.
                 out.info = true;
             } else if obj == lists_text {
                 out.lists.push(key);
@@ -967,6 +1185,7 @@ mod tests {
                 rules: ListRules {
                     allow_multiple_entries: false,
                     allow_entry_after_exit: true,
+                    ..ListRules::default()
                 },
             },
         )
@@ -1015,6 +1234,99 @@ mod tests {
         tx.commit();
         let changed = touched(&doc, &before_rules).unwrap();
         assert_eq!(changed.lists, vec!["main"]);
+    }
+
+    #[test]
+    fn time_rules_ticket_types_and_the_time_zone_read_back_and_merge() {
+        let mut admin_a = Automerge::new();
+        let mut tx = admin_a.transaction();
+        let info = EventInfo {
+            time_zone: "Europe/Berlin".into(),
+            ..EventInfo::new("e1", "Festival")
+        };
+        init(&mut tx, &info).unwrap();
+        let mut list = CheckinList {
+            id: "main".into(),
+            name: "Main gate".into(),
+            rules: ListRules {
+                allow_entry_after_exit: true,
+                ..ListRules::default()
+            },
+        };
+        put_list(&mut tx, &list).unwrap();
+        tx.commit();
+        assert_eq!(read_info(&admin_a).unwrap().time_zone, "Europe/Berlin");
+        assert_eq!(
+            read_info(&admin_a).unwrap().calendar().weekday(0),
+            jiff::civil::Weekday::Thursday
+        );
+
+        // Two administrators change different rules of the list at once:
+        // both changes stay.
+        let mut admin_b = admin_a.fork();
+        let mut tx = admin_a.transaction();
+        list.rules.window.weekdays = "fri,sat".parse().unwrap();
+        list.rules.exit_all_at = "04:00".parse().ok();
+        put_list(&mut tx, &list).unwrap();
+        tx.commit();
+        let mut tx = admin_b.transaction();
+        let mut theirs = read_list(&tx, "main").unwrap().unwrap();
+        theirs.rules.max_entries_per_day = std::num::NonZeroU32::new(3);
+        theirs.rules.window.valid_until_ms = Some(2_000_000_000_000);
+        put_list(&mut tx, &theirs).unwrap();
+        put_ticket_type(
+            &mut tx,
+            &TicketType {
+                name: "day pass".into(),
+                window: EntryWindow {
+                    valid_from_ms: Some(1_000),
+                    ..EntryWindow::default()
+                },
+            },
+        )
+        .unwrap();
+        tx.commit();
+        let before_merge = admin_a.get_heads();
+        admin_a.merge(&mut admin_b).unwrap();
+        let merged = read_list(&admin_a, "main").unwrap().unwrap().rules;
+        assert_eq!(merged.window.weekdays.to_string(), "fri,sat");
+        assert_eq!(merged.exit_all_at.unwrap().to_string(), "04:00");
+        assert_eq!(merged.max_entries_per_day.unwrap().get(), 3);
+        assert_eq!(merged.window.valid_until_ms, Some(2_000_000_000_000));
+        let types = read(&admin_a).unwrap().ticket_types;
+        assert_eq!(types.len(), 1);
+        assert_eq!(types[0].window.valid_from_ms, Some(1_000));
+        let changed = touched(&admin_a, &before_merge).unwrap();
+        assert!(changed.info, "ticket types are read again with the details");
+        assert_eq!(changed.lists, vec!["main"]);
+
+        // A rule taken away is a field removed.
+        let mut tx = admin_a.transaction();
+        list.rules = ListRules::default();
+        put_list(&mut tx, &list).unwrap();
+        tx.commit();
+        assert_eq!(
+            read_list(&admin_a, "main").unwrap().unwrap().rules,
+            ListRules::default()
+        );
+        let obj = match admin_a
+            .get(map_id(&admin_a, LISTS).unwrap(), "main")
+            .unwrap()
+        {
+            Some((_, obj)) => obj,
+            None => unreachable!(),
+        };
+        assert!(admin_a.get(&obj, "weekdays").unwrap().is_none());
+
+        // A malformed rule is an error that names the list, not a default.
+        let mut tx = admin_a.transaction();
+        tx.put(&obj, "exit_all_at", "25:00").unwrap();
+        tx.commit();
+        let err = read_list(&admin_a, "main").unwrap_err().to_string();
+        assert!(
+            err.contains("list `main`") && err.contains("25:00"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! rules as pure functions of the records (`rules`), so every replica and
 //! the server reach the same answers without talking to each other.
 
+pub mod calendar;
 pub mod document;
 pub mod hlc;
 pub mod presence;

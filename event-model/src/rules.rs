@@ -5,12 +5,24 @@
 //! Learned from pretixSCAN: a scan is never rejected after the fact; two
 //! entries with no exit between them (on a list that does not allow several
 //! entries) make the later one, by clock and then by scan id, a duplicate
-//! that staff see and administrators review.
+//! that staff see and administrators review. So do entries beyond a list's
+//! limit per day.
+//!
+//! Rules of time are of two kinds. Those that judge a scan by when it
+//! happens (valid from / until, weekdays) answer at the door with the
+//! tablet's clock and are never applied again: a scan admitted is recorded.
+//! Those that shape a stay (entries per day, the nightly check-out of
+//! everyone) are applied to the recorded scans by their clocks (`hlc`,
+//! which orders them too), so every replica reaches the same outcomes; the
+//! check-out needs no scan: a stay ends at the first `exit_all_at` after
+//! its entry, read at any later time ([`Presence::at`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::{Calendar, TimeOfDay, Weekdays};
 use crate::hlc::Hlc;
 use crate::tickets::{TicketClaims, Validity};
 
@@ -48,6 +60,82 @@ pub struct ListRules {
     pub allow_multiple_entries: bool,
     /// Coming back in after leaving is fine.
     pub allow_entry_after_exit: bool,
+    /// When the list admits (anyone may always leave).
+    #[serde(default)]
+    pub window: EntryWindow,
+    /// Counted entries per attendee and local day, at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_entries_per_day: Option<NonZeroU32>,
+    /// Everyone inside is checked out when the event's clock next shows
+    /// this time (a stay ends there; coming back is an entry after an exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_all_at: Option<TimeOfDay>,
+}
+
+/// When entries are allowed by the calendar: from, until, and on which
+/// days of the week (in the event's time zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EntryWindow {
+    /// Unix ms; entries before it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from_ms: Option<i64>,
+    /// Unix ms; entries at or after it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "every_day")]
+    pub weekdays: Weekdays,
+}
+
+fn every_day(days: &Weekdays) -> bool {
+    days.is_every_day()
+}
+
+impl EntryWindow {
+    pub fn is_open(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Why an entry at `now_ms` is refused, if it is.
+    pub fn refusal(&self, now_ms: i64, calendar: &Calendar) -> Option<Answer> {
+        if let Some(from_ms) = self.valid_from_ms
+            && now_ms < from_ms
+        {
+            return Some(Answer::NotYetValid { from_ms });
+        }
+        if let Some(until_ms) = self.valid_until_ms
+            && now_ms >= until_ms
+        {
+            return Some(Answer::Expired { until_ms });
+        }
+        if !self.weekdays.is_every_day() && !self.weekdays.contains(calendar.weekday(now_ms)) {
+            return Some(Answer::NotValidToday {
+                weekdays: self.weekdays,
+            });
+        }
+        None
+    }
+}
+
+/// A ticket type's rules (every attendee of the type).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TicketType {
+    pub name: String,
+    /// When tickets of the type admit, on any list.
+    #[serde(default)]
+    pub window: EntryWindow,
+}
+
+/// Where and when a new scan is made: what its answer depends on besides
+/// the attendee.
+#[derive(Debug, Clone, Copy)]
+pub struct Door<'a> {
+    pub list_id: &'a str,
+    pub rules: ListRules,
+    /// The window of the attendee's ticket type (open where it has none).
+    pub ticket_window: EntryWindow,
+    /// The tablet's clock.
+    pub now_ms: i64,
+    pub calendar: &'a Calendar,
 }
 
 /// A scan: immutable once made; its id is also its idempotency key.
@@ -100,11 +188,46 @@ pub struct Presence {
     pub last_entry: Option<String>,
     /// They left after being in.
     pub exited: bool,
+    /// When the stay ends by the list's `exit_all_at` (Unix ms), if they
+    /// are inside on such a list.
+    #[serde(default)]
+    pub stay_ends_at_ms: Option<i64>,
+    /// The local day of the last counted entry ([`Calendar::day`]) and how
+    /// many were counted that day, on a list with a limit per day.
+    #[serde(default)]
+    pub entry_day: Option<i32>,
+    #[serde(default)]
+    pub entries_that_day: u32,
 }
 
 impl Presence {
     pub fn checked_in(&self) -> bool {
         self.first_entry.is_some()
+    }
+
+    /// The presence at `at_ms`: a stay whose end (`exit_all_at`) has come
+    /// is over, as if they had left then.
+    pub fn at(&self, at_ms: i64) -> Presence {
+        let mut now = self.clone();
+        now.end_stay_by(at_ms);
+        now
+    }
+
+    fn end_stay_by(&mut self, at_ms: i64) {
+        if self.inside && self.stay_ends_at_ms.is_some_and(|end| end <= at_ms) {
+            self.inside = false;
+            self.exited = true;
+            self.stay_ends_at_ms = None;
+        }
+    }
+
+    /// Counted entries on local day `day`.
+    fn entries_on(&self, day: i32) -> u32 {
+        if self.entry_day == Some(day) {
+            self.entries_that_day
+        } else {
+            0
+        }
     }
 }
 
@@ -143,6 +266,7 @@ pub fn evaluate<'a>(
     annulments: impl IntoIterator<Item = &'a Annulment>,
     rules: impl Fn(&str) -> ListRules,
     annul_window_ms: i64,
+    calendar: &Calendar,
 ) -> Evaluation {
     let mut ordered: Vec<&Scan> = scans.into_iter().collect();
     ordered.sort_by(|a, b| (&a.hlc, &a.id).cmp(&(&b.hlc, &b.id)));
@@ -172,7 +296,7 @@ pub fn evaluate<'a>(
             .presence
             .entry((scan.attendee_id.clone(), scan.list_id.clone()))
             .or_default();
-        let outcome = step(presence, scan, list_rules);
+        let outcome = step(presence, scan, list_rules, calendar);
         if let ScanOutcome::Duplicate { of } = &outcome {
             out.duplicates.push(Duplicate {
                 scan_id: scan.id.clone(),
@@ -186,16 +310,35 @@ pub fn evaluate<'a>(
     out
 }
 
-/// One scan applied to one attendee's presence on its list.
-fn step(presence: &mut Presence, scan: &Scan, rules: ListRules) -> ScanOutcome {
+/// One scan applied to one attendee's presence on its list, at the time
+/// of its clock.
+fn step(
+    presence: &mut Presence,
+    scan: &Scan,
+    rules: ListRules,
+    calendar: &Calendar,
+) -> ScanOutcome {
+    let at_ms = scan.hlc.wall_ms;
+    presence.end_stay_by(at_ms);
     match scan.direction {
         Direction::Entry => {
             if let Some(repeated) = refused_entry(presence, rules) {
                 return ScanOutcome::Duplicate { of: repeated };
             }
+            let day = rules.max_entries_per_day.map(|_| calendar.day(at_ms));
+            if let Some(repeated) = over_daily_limit(presence, rules, day) {
+                return ScanOutcome::Duplicate { of: repeated };
+            }
             presence.inside = true;
             presence.first_entry.get_or_insert_with(|| scan.id.clone());
             presence.last_entry = Some(scan.id.clone());
+            presence.stay_ends_at_ms = rules
+                .exit_all_at
+                .and_then(|time| calendar.next_time_of_day(time, at_ms));
+            if let Some(day) = day {
+                presence.entries_that_day = presence.entries_on(day) + 1;
+                presence.entry_day = Some(day);
+            }
             ScanOutcome::Counted
         }
         Direction::Exit => {
@@ -208,6 +351,15 @@ fn step(presence: &mut Presence, scan: &Scan, rules: ListRules) -> ScanOutcome {
             }
         }
     }
+}
+
+/// The last entry of the day, if a new entry on local day `day` is over
+/// the list's limit per day.
+fn over_daily_limit(presence: &Presence, rules: ListRules, day: Option<i32>) -> Option<String> {
+    let (limit, day) = (rules.max_entries_per_day?, day?);
+    (presence.entries_on(day) >= limit.get())
+        .then(|| presence.last_entry.clone())
+        .flatten()
 }
 
 /// The entry a new entry would repeat, if the rules refuse it.
@@ -264,16 +416,25 @@ pub enum Answer {
     Expired {
         until_ms: i64,
     },
+    /// Not on this day of the week (entries only).
+    NotValidToday {
+        weekdays: Weekdays,
+    },
+    /// The list's entries per day are used up for today (entries only).
+    DailyLimitReached {
+        limit: u32,
+    },
 }
 
-/// What a new scan of `ticket` on `list_id` gets, given the attendee's
-/// current presence on that list.
+/// What a new scan of `ticket` at `door` gets, given the attendee's
+/// presence on the door's list as recorded (read at the door's time here).
+/// Entries: the list's window, then the ticket type's, then the stay
+/// rules, then the limit per day.
 pub fn decide(
     ticket: Option<&Ticket>,
-    list_id: &str,
     direction: Direction,
     presence: &Presence,
-    rules: ListRules,
+    door: &Door<'_>,
 ) -> Answer {
     let Some(ticket) = ticket else {
         return Answer::UnknownTicket;
@@ -281,16 +442,30 @@ pub fn decide(
     if ticket.revoked {
         return Answer::Revoked;
     }
-    if !ticket.valid_on(list_id) {
+    if !ticket.valid_on(door.list_id) {
         return Answer::NotValidOnList;
     }
-    match direction {
-        Direction::Exit => Answer::Exited,
-        Direction::Entry => match refused_entry(presence, rules) {
-            Some(scan) => Answer::AlreadyCheckedIn { scan },
-            None => Answer::Admitted,
-        },
+    if direction == Direction::Exit {
+        return Answer::Exited;
     }
+    if let Some(refusal) = door
+        .rules
+        .window
+        .refusal(door.now_ms, door.calendar)
+        .or_else(|| door.ticket_window.refusal(door.now_ms, door.calendar))
+    {
+        return refusal;
+    }
+    let presence = presence.at(door.now_ms);
+    if let Some(scan) = refused_entry(&presence, door.rules) {
+        return Answer::AlreadyCheckedIn { scan };
+    }
+    if let Some(limit) = door.rules.max_entries_per_day
+        && presence.entries_on(door.calendar.day(door.now_ms)) >= limit.get()
+    {
+        return Answer::DailyLimitReached { limit: limit.get() };
+    }
+    Answer::Admitted
 }
 
 /// What a new scan of a signed code whose signature holds gets: its dates
@@ -299,19 +474,16 @@ pub fn decide(
 /// revocation list), then the rules as for any ticket. `local` is the
 /// attendee's ticket where this replica holds it (its own revocation and
 /// lists count too); without it the code is valid on every list.
-#[allow(clippy::too_many_arguments)]
 pub fn decide_signed(
     claims: &TicketClaims,
     local: Option<&Ticket>,
     revoked_at_ms: Option<i64>,
-    now_ms: i64,
-    list_id: &str,
     direction: Direction,
     presence: &Presence,
-    rules: ListRules,
+    door: &Door<'_>,
 ) -> Answer {
     if direction == Direction::Entry {
-        match claims.validity_at(now_ms) {
+        match claims.validity_at(door.now_ms) {
             Validity::Valid => {}
             Validity::NotYetValid { from_ms } => return Answer::NotYetValid { from_ms },
             Validity::Expired { until_ms } => return Answer::Expired { until_ms },
@@ -325,13 +497,7 @@ pub fn decide_signed(
         revoked: false,
         lists: Vec::new(),
     };
-    decide(
-        Some(local.unwrap_or(&unlisted)),
-        list_id,
-        direction,
-        presence,
-        rules,
-    )
+    decide(Some(local.unwrap_or(&unlisted)), direction, presence, door)
 }
 
 /// Counts for one list.
@@ -345,11 +511,13 @@ pub struct Counts {
     pub inside: u64,
 }
 
-/// Counts for `list_id` from an evaluation and the tickets.
+/// Counts for `list_id` from an evaluation and the tickets, at `at_ms`
+/// (stays ended by a check-out of everyone are not inside).
 pub fn counts<'a>(
     evaluation: &Evaluation,
     tickets: impl IntoIterator<Item = &'a Ticket>,
     list_id: &str,
+    at_ms: i64,
 ) -> Counts {
     let mut counts = Counts::default();
     for ticket in tickets {
@@ -362,7 +530,7 @@ pub fn counts<'a>(
             .get(&(ticket.attendee_id.clone(), list_id.to_owned()))
         {
             counts.checked_in += u64::from(p.checked_in());
-            counts.inside += u64::from(p.inside);
+            counts.inside += u64::from(p.at(at_ms).inside);
         }
     }
     counts
@@ -415,17 +583,314 @@ mod tests {
     const STRICT: ListRules = ListRules {
         allow_multiple_entries: false,
         allow_entry_after_exit: false,
+        window: OPEN,
+        max_entries_per_day: None,
+        exit_all_at: None,
     };
     const REENTRY: ListRules = ListRules {
-        allow_multiple_entries: false,
         allow_entry_after_exit: true,
+        ..STRICT
     };
+    const OPEN: EntryWindow = EntryWindow {
+        valid_from_ms: None,
+        valid_until_ms: None,
+        weekdays: Weekdays::EVERY_DAY,
+    };
+    static UTC: Calendar = Calendar::utc();
+    const HOUR: i64 = 3_600_000;
+    /// 2026-12-05, a Saturday, 00:00 UTC.
+    const SATURDAY: i64 = 1_796_428_800_000;
+
+    fn door(list_id: &str, rules: ListRules, now_ms: i64) -> Door<'_> {
+        Door {
+            list_id,
+            rules,
+            ticket_window: OPEN,
+            now_ms,
+            calendar: &UTC,
+        }
+    }
+
+    fn four_am() -> TimeOfDay {
+        TimeOfDay::new(4, 0).unwrap()
+    }
+
+    fn open_ticket(attendee: &str) -> Ticket {
+        Ticket {
+            attendee_id: attendee.into(),
+            revoked: false,
+            lists: vec![],
+        }
+    }
+
+    #[test]
+    fn entries_are_refused_outside_the_window_of_the_list_and_of_the_ticket_type() {
+        let ada = open_ticket("ada");
+        let nobody = Presence::default();
+        let weekend = ListRules {
+            window: EntryWindow {
+                valid_from_ms: Some(SATURDAY),
+                valid_until_ms: Some(SATURDAY + 14 * 24 * HOUR),
+                weekdays: "sat,sun".parse().unwrap(),
+            },
+            ..REENTRY
+        };
+        let at = |now_ms, ticket_window| {
+            let door = Door {
+                ticket_window,
+                ..door("door", weekend, now_ms)
+            };
+            (
+                decide(Some(&ada), Direction::Entry, &nobody, &door),
+                decide(Some(&ada), Direction::Exit, &nobody, &door),
+            )
+        };
+        assert_eq!(
+            at(SATURDAY - 1, OPEN).0,
+            Answer::NotYetValid { from_ms: SATURDAY }
+        );
+        assert_eq!(at(SATURDAY, OPEN).0, Answer::Admitted);
+        assert_eq!(at(SATURDAY + 47 * HOUR, OPEN).0, Answer::Admitted, "Sunday");
+        assert_eq!(
+            at(SATURDAY + 48 * HOUR, OPEN),
+            (
+                Answer::NotValidToday {
+                    weekdays: weekend.window.weekdays
+                },
+                Answer::Exited
+            ),
+            "Monday: no entry, but anyone may leave"
+        );
+        assert_eq!(
+            at(SATURDAY + 14 * 24 * HOUR, OPEN).0,
+            Answer::Expired {
+                until_ms: SATURDAY + 14 * 24 * HOUR
+            }
+        );
+        // The ticket type's window applies on top of the list's.
+        let saturday_only = EntryWindow {
+            valid_until_ms: Some(SATURDAY + 24 * HOUR),
+            ..OPEN
+        };
+        assert_eq!(at(SATURDAY + 23 * HOUR, saturday_only).0, Answer::Admitted);
+        assert_eq!(
+            at(SATURDAY + 25 * HOUR, saturday_only).0,
+            Answer::Expired {
+                until_ms: SATURDAY + 24 * HOUR
+            }
+        );
+        // In the event's zone: Saturday 23:30 UTC is Sunday in Auckland.
+        let auckland = Calendar::named("Pacific/Auckland").unwrap();
+        let saturdays = ListRules {
+            window: EntryWindow {
+                weekdays: "sat".parse().unwrap(),
+                ..OPEN
+            },
+            ..STRICT
+        };
+        let late = SATURDAY + 23 * HOUR + HOUR / 2;
+        assert_eq!(
+            decide(
+                Some(&ada),
+                Direction::Entry,
+                &nobody,
+                &door("door", saturdays, late)
+            ),
+            Answer::Admitted
+        );
+        let in_auckland = Door {
+            calendar: &auckland,
+            ..door("door", saturdays, late)
+        };
+        assert!(matches!(
+            decide(Some(&ada), Direction::Entry, &nobody, &in_auckland),
+            Answer::NotValidToday { .. }
+        ));
+    }
+
+    #[test]
+    fn entries_beyond_the_limit_per_day_are_refused_and_flagged_until_the_next_day() {
+        let twice_a_day = ListRules {
+            allow_multiple_entries: true,
+            allow_entry_after_exit: true,
+            max_entries_per_day: NonZeroU32::new(2),
+            ..STRICT
+        };
+        let scans = [
+            scan(
+                "s1",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 9 * HOUR,
+                "t1",
+            ),
+            scan(
+                "s2",
+                "ada",
+                "door",
+                Direction::Exit,
+                SATURDAY + 10 * HOUR,
+                "t1",
+            ),
+            scan(
+                "s3",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 11 * HOUR,
+                "t2",
+            ),
+            // A third the same day, from a tablet that did not know of s3.
+            scan(
+                "s4",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 12 * HOUR,
+                "t3",
+            ),
+            // Sunday: a new day.
+            scan(
+                "s5",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 33 * HOUR,
+                "t1",
+            ),
+        ];
+        let e = evaluate(&scans, [], |_| twice_a_day, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        assert_eq!(e.outcomes["s3"], ScanOutcome::Counted);
+        assert_eq!(e.outcomes["s4"], ScanOutcome::Duplicate { of: "s3".into() });
+        assert_eq!(e.outcomes["s5"], ScanOutcome::Counted);
+        assert_eq!(e.duplicates.len(), 1);
+        // At the door, after s3: refused for the rest of Saturday.
+        let after_s3 = evaluate(
+            &scans[..3],
+            [],
+            |_| twice_a_day,
+            DEFAULT_ANNUL_WINDOW_MS,
+            &UTC,
+        );
+        let p = &after_s3.presence[&("ada".into(), "door".into())];
+        let ada = open_ticket("ada");
+        assert_eq!(
+            decide(
+                Some(&ada),
+                Direction::Entry,
+                p,
+                &door("door", twice_a_day, SATURDAY + 23 * HOUR)
+            ),
+            Answer::DailyLimitReached { limit: 2 }
+        );
+        assert_eq!(
+            decide(
+                Some(&ada),
+                Direction::Entry,
+                p,
+                &door("door", twice_a_day, SATURDAY + 24 * HOUR)
+            ),
+            Answer::Admitted
+        );
+        // An annulled entry gives its place back.
+        let undo = annul("x3", &scans[2], 60_000);
+        let e = evaluate(
+            &scans,
+            [&undo],
+            |_| twice_a_day,
+            DEFAULT_ANNUL_WINDOW_MS,
+            &UTC,
+        );
+        assert_eq!(e.outcomes["s4"], ScanOutcome::Counted);
+    }
+
+    #[test]
+    fn everyone_is_checked_out_at_exit_all_at_without_a_scan() {
+        let nightly = ListRules {
+            exit_all_at: Some(four_am()),
+            ..REENTRY
+        };
+        let ada = open_ticket("ada");
+        let scans = [
+            scan(
+                "s1",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 20 * HOUR,
+                "t1",
+            ),
+            // After 04:00 on Sunday: she was checked out, so this exit finds
+            // her outside, and Sunday's entry is an entry after an exit.
+            scan(
+                "s2",
+                "ada",
+                "door",
+                Direction::Exit,
+                SATURDAY + 29 * HOUR,
+                "t1",
+            ),
+            scan(
+                "s3",
+                "ada",
+                "door",
+                Direction::Entry,
+                SATURDAY + 30 * HOUR,
+                "t1",
+            ),
+        ];
+        let first = evaluate(&scans[..1], [], |_| nightly, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let inside_at = |at| counts(&first, [&ada], "door", at).inside;
+        assert_eq!(inside_at(SATURDAY + 27 * HOUR), 1, "03:00 Sunday");
+        assert_eq!(inside_at(SATURDAY + 28 * HOUR), 0, "04:00 Sunday");
+        assert_eq!(
+            counts(&first, [&ada], "door", SATURDAY + 28 * HOUR).checked_in,
+            1
+        );
+        let e = evaluate(&scans, [], |_| nightly, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        assert_eq!(e.outcomes["s2"], ScanOutcome::NotInside);
+        assert_eq!(e.outcomes["s3"], ScanOutcome::Counted);
+        // Without re-entry, Sunday's entry repeats Saturday's.
+        let strict_nightly = ListRules {
+            exit_all_at: Some(four_am()),
+            ..STRICT
+        };
+        let e = evaluate(
+            &scans,
+            [],
+            |_| strict_nightly,
+            DEFAULT_ANNUL_WINDOW_MS,
+            &UTC,
+        );
+        assert_eq!(e.outcomes["s3"], ScanOutcome::Duplicate { of: "s1".into() });
+        // At the door: inside before 04:00, out after.
+        let p = &first.presence[&("ada".into(), "door".into())];
+        assert_eq!(
+            decide(
+                Some(&ada),
+                Direction::Entry,
+                p,
+                &door("door", nightly, SATURDAY + 27 * HOUR)
+            ),
+            Answer::AlreadyCheckedIn { scan: "s1".into() }
+        );
+        assert_eq!(
+            decide(
+                Some(&ada),
+                Direction::Entry,
+                p,
+                &door("door", nightly, SATURDAY + 28 * HOUR)
+            ),
+            Answer::Admitted
+        );
+    }
 
     #[test]
     fn a_second_entry_is_a_duplicate_of_the_first() {
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
         let b = scan("s2", "ada", "door", Direction::Entry, 2_000, "t2");
-        let e = evaluate([&b, &a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let e = evaluate([&b, &a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Counted);
         assert_eq!(e.outcomes["s2"], ScanOutcome::Duplicate { of: "s1".into() });
         assert_eq!(e.duplicates.len(), 1);
@@ -433,7 +898,7 @@ mod tests {
         assert!(p.inside && p.checked_in());
         // Same time: the scan id breaks the tie.
         let c = scan("s0", "ada", "door", Direction::Entry, 1_000, "t1");
-        let e = evaluate([&a, &c], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let e = evaluate([&a, &c], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Duplicate { of: "s0".into() });
     }
 
@@ -446,27 +911,27 @@ mod tests {
             scan("s4", "ada", "door", Direction::Exit, 4_000, "t1"),
             scan("s5", "ada", "door", Direction::Exit, 5_000, "t1"),
         ];
-        let strict = evaluate(&scans, [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let strict = evaluate(&scans, [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
         assert_eq!(
             strict.outcomes["s3"],
             ScanOutcome::Duplicate { of: "s1".into() }
         );
         assert_eq!(strict.outcomes["s4"], ScanOutcome::NotInside);
-        let reentry = evaluate(&scans, [], |_| REENTRY, DEFAULT_ANNUL_WINDOW_MS);
+        let reentry = evaluate(&scans, [], |_| REENTRY, DEFAULT_ANNUL_WINDOW_MS, &UTC);
         assert_eq!(reentry.outcomes["s3"], ScanOutcome::Counted);
         assert_eq!(reentry.outcomes["s4"], ScanOutcome::Counted);
         assert_eq!(reentry.outcomes["s5"], ScanOutcome::NotInside);
         assert!(!reentry.presence[&("ada".into(), "door".into())].inside);
         let multi = ListRules {
             allow_multiple_entries: true,
-            allow_entry_after_exit: false,
+            ..STRICT
         };
         let twice = [
             scan("s1", "ada", "door", Direction::Entry, 1_000, "t1"),
             scan("s2", "ada", "door", Direction::Entry, 2_000, "t2"),
         ];
         assert!(
-            evaluate(&twice, [], |_| multi, DEFAULT_ANNUL_WINDOW_MS)
+            evaluate(&twice, [], |_| multi, DEFAULT_ANNUL_WINDOW_MS, &UTC)
                 .duplicates
                 .is_empty()
         );
@@ -477,7 +942,13 @@ mod tests {
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
         let b = scan("s2", "ada", "door", Direction::Entry, 2_000, "t2");
         let in_time = annul("a1", &a, 60_000);
-        let e = evaluate([&a, &b], [&in_time], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let e = evaluate(
+            [&a, &b],
+            [&in_time],
+            |_| STRICT,
+            DEFAULT_ANNUL_WINDOW_MS,
+            &UTC,
+        );
         assert_eq!(e.outcomes["s1"], ScanOutcome::Annulled);
         assert_eq!(
             e.outcomes["s2"],
@@ -485,7 +956,13 @@ mod tests {
             "no longer a duplicate"
         );
         let too_late = annul("a2", &a, DEFAULT_ANNUL_WINDOW_MS + 1);
-        let e = evaluate([&a, &b], [&too_late], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let e = evaluate(
+            [&a, &b],
+            [&too_late],
+            |_| STRICT,
+            DEFAULT_ANNUL_WINDOW_MS,
+            &UTC,
+        );
         assert_eq!(e.outcomes["s1"], ScanOutcome::Counted);
     }
 
@@ -498,11 +975,16 @@ mod tests {
         };
         let nobody = Presence::default();
         assert_eq!(
-            decide(None, "door", Direction::Entry, &nobody, STRICT),
+            decide(None, Direction::Entry, &nobody, &door("door", STRICT, 0)),
             Answer::UnknownTicket
         );
         assert_eq!(
-            decide(Some(&ticket), "vip", Direction::Entry, &nobody, STRICT),
+            decide(
+                Some(&ticket),
+                Direction::Entry,
+                &nobody,
+                &door("vip", STRICT, 0)
+            ),
             Answer::NotValidOnList
         );
         let revoked = Ticket {
@@ -510,22 +992,32 @@ mod tests {
             ..ticket.clone()
         };
         assert_eq!(
-            decide(Some(&revoked), "door", Direction::Entry, &nobody, STRICT),
+            decide(
+                Some(&revoked),
+                Direction::Entry,
+                &nobody,
+                &door("door", STRICT, 0)
+            ),
             Answer::Revoked
         );
         assert_eq!(
-            decide(Some(&ticket), "door", Direction::Entry, &nobody, STRICT),
+            decide(
+                Some(&ticket),
+                Direction::Entry,
+                &nobody,
+                &door("door", STRICT, 0)
+            ),
             Answer::Admitted
         );
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
-        let e = evaluate([&a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS);
+        let e = evaluate([&a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
         let p = &e.presence[&("ada".into(), "door".into())];
         assert_eq!(
-            decide(Some(&ticket), "door", Direction::Entry, p, STRICT),
+            decide(Some(&ticket), Direction::Entry, p, &door("door", STRICT, 0)),
             Answer::AlreadyCheckedIn { scan: "s1".into() }
         );
         assert_eq!(
-            decide(Some(&ticket), "door", Direction::Exit, p, STRICT),
+            decide(Some(&ticket), Direction::Exit, p, &door("door", STRICT, 0)),
             Answer::Exited
         );
         let bob = Ticket {
@@ -539,7 +1031,7 @@ mod tests {
             lists: vec![],
         };
         assert_eq!(
-            counts(&e, [&ticket, &bob, &eve], "door"),
+            counts(&e, [&ticket, &bob, &eve], "door", 2_000),
             Counts {
                 expected: 2,
                 checked_in: 1,
@@ -560,7 +1052,12 @@ mod tests {
         let nobody = Presence::default();
         let at = |now, revoked, direction| {
             decide_signed(
-                &claims, None, revoked, now, "door", direction, &nobody, STRICT,
+                &claims,
+                None,
+                revoked,
+                direction,
+                &nobody,
+                &door("door", STRICT, now),
             )
         };
         assert_eq!(
@@ -592,11 +1089,9 @@ mod tests {
                 &claims,
                 Some(&local),
                 None,
-                15_000,
-                "door",
                 Direction::Entry,
                 &nobody,
-                STRICT
+                &door("door", STRICT, 15_000)
             ),
             Answer::NotValidOnList
         );
@@ -604,26 +1099,26 @@ mod tests {
             inside: true,
             first_entry: Some("s1".into()),
             last_entry: Some("s1".into()),
-            exited: false,
+            ..Presence::default()
         };
         assert_eq!(
             decide_signed(
                 &claims,
                 None,
                 None,
-                15_000,
-                "door",
                 Direction::Entry,
                 &inside,
-                STRICT
+                &door("door", STRICT, 15_000)
             ),
             Answer::AlreadyCheckedIn { scan: "s1".into() }
         );
     }
 
-    fn arbitrary_scans() -> impl Strategy<Value = (Vec<Scan>, Vec<Annulment>)> {
+    /// Scans `unit_ms` apart at most 20 times: a few seconds, or (at
+    /// three hours) two and a half days, across midnights and check-outs.
+    fn arbitrary_scans(unit_ms: i64) -> impl Strategy<Value = (Vec<Scan>, Vec<Annulment>)> {
         let one = (0..4u8, 0..2u8, any::<bool>(), 0..20i64, 0..3u8, 0..3u32);
-        proptest::collection::vec(one, 1..40).prop_map(|raw| {
+        proptest::collection::vec(one, 1..40).prop_map(move |raw| {
             let mut scans = Vec::new();
             let mut annulments = Vec::new();
             for (i, (attendee, list, entry, wall, node, counter)) in raw.into_iter().enumerate() {
@@ -636,7 +1131,7 @@ mod tests {
                     } else {
                         Direction::Exit
                     },
-                    wall * 1_000,
+                    SATURDAY + wall * unit_ms,
                     &format!("t{node}"),
                 );
                 s.hlc.counter = counter;
@@ -651,20 +1146,36 @@ mod tests {
 
     proptest! {
         /// Any order of the same scans (and repeats of them, as sync may
-        /// deliver) gives the same states and the same duplicates.
+        /// deliver) gives the same states and the same duplicates, under
+        /// every kind of rule; and the rules of count and time hold.
         #[test]
         fn every_order_gives_the_same_answer(
-            (scans, annulments) in arbitrary_scans(),
             seed in any::<u64>(),
-            rules_pick in 0..3u8,
+            rules_pick in 0..6u8,
+            in_berlin in any::<bool>(),
+            (scans, annulments) in (prop_oneof![Just(1_000i64), Just(3 * HOUR)])
+                .prop_flat_map(arbitrary_scans),
         ) {
+            let calendar = if in_berlin {
+                Calendar::named("Europe/Berlin").unwrap()
+            } else {
+                Calendar::utc()
+            };
+            let open = ListRules { allow_multiple_entries: true, allow_entry_after_exit: true, ..STRICT };
             let rules = move |list: &str| match (rules_pick, list) {
                 (0, _) => STRICT,
                 (1, _) => REENTRY,
-                (_, "l0") => STRICT,
-                _ => ListRules { allow_multiple_entries: true, allow_entry_after_exit: true },
+                (2, "l0") => STRICT,
+                (2, _) => open,
+                (3, _) => ListRules { max_entries_per_day: NonZeroU32::new(2), ..open },
+                (4, _) => ListRules { exit_all_at: Some(four_am()), ..REENTRY },
+                _ => ListRules {
+                    max_entries_per_day: NonZeroU32::new(1),
+                    exit_all_at: TimeOfDay::new(23, 30),
+                    ..open
+                },
             };
-            let reference = evaluate(&scans, &annulments, rules, DEFAULT_ANNUL_WINDOW_MS);
+            let reference = evaluate(&scans, &annulments, rules, DEFAULT_ANNUL_WINDOW_MS, &calendar);
             let mut shuffled: Vec<Scan> = scans.iter().chain(scans.iter().take(3)).cloned().collect();
             let mut state = seed;
             for i in (1..shuffled.len()).rev() {
@@ -673,11 +1184,33 @@ mod tests {
             }
             let mut annulled = annulments.clone();
             annulled.reverse();
-            let other = evaluate(&shuffled, &annulled, rules, DEFAULT_ANNUL_WINDOW_MS);
+            let other = evaluate(&shuffled, &annulled, rules, DEFAULT_ANNUL_WINDOW_MS, &calendar);
             prop_assert_eq!(&reference, &other);
             // Every duplicate repeats a counted entry of the same attendee and list.
             for d in &reference.duplicates {
                 prop_assert_eq!(&reference.outcomes[&d.of], &ScanOutcome::Counted);
+            }
+            // No more counted entries a day than the list allows.
+            let mut per_day: HashMap<(&str, &str, i32), u32> = HashMap::new();
+            for s in &scans {
+                if s.direction == Direction::Entry && reference.outcomes[&s.id] == ScanOutcome::Counted {
+                    *per_day.entry((&s.attendee_id, &s.list_id, calendar.day(s.hlc.wall_ms))).or_default() += 1;
+                }
+            }
+            for ((_, list, _), n) in per_day {
+                if let Some(limit) = rules(list).max_entries_per_day {
+                    prop_assert!(n <= limit.get());
+                }
+            }
+            // A stay on a list with a check-out of everyone ends at the
+            // first one after its entry, and nobody is inside after it.
+            let by_id: HashMap<&str, &Scan> = scans.iter().map(|s| (s.id.as_str(), s)).collect();
+            for ((_, list), p) in &reference.presence {
+                if let (Some(time), true) = (rules(list).exit_all_at, p.inside) {
+                    let entered = by_id[p.last_entry.as_deref().unwrap()].hlc.wall_ms;
+                    prop_assert_eq!(p.stay_ends_at_ms, calendar.next_time_of_day(time, entered));
+                    prop_assert!(!p.at(entered + 25 * HOUR).inside);
+                }
             }
         }
     }

@@ -5,14 +5,16 @@
 //!   under their own id, as well-formed records.
 //! - Staff (assigned to the event) add scans and annulments, nothing else,
 //!   and only in their own name.
-//! - Administrators change the rest (details, lists, attendees), with
-//!   well-formed attendee records.
+//! - Administrators change the rest (details, lists, attendees, ticket
+//!   types), with well-formed attendee and ticket type records, list rules
+//!   of the right kind, and a time zone this server knows.
 
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{Automerge, ExpandedChange, ReadDoc, ScalarValue};
 
-use crate::document::{self, Attendee, RecordKind, RecordObjects};
-use crate::rules::{Annulment, Scan};
+use crate::calendar::Calendar;
+use crate::document::{self, Attendee, RecordKind, RecordObjects, RuleObjects};
+use crate::rules::{Annulment, Scan, TicketType};
 
 /// Who is writing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +52,8 @@ pub fn check_event_change(
     let records = document::check(doc)
         .ok()
         .and_then(|()| RecordObjects::new(doc).ok());
-    let Some(mut records) = records else {
+    let rule_objects = records.as_ref().and_then(|_| RuleObjects::new(doc).ok());
+    let (Some(mut records), Some(mut rule_objects)) = (records, rule_objects) else {
         // Not (yet) an event document: only an administrator creates one.
         return if is_admin {
             Ok(())
@@ -63,12 +66,26 @@ pub fn check_event_change(
         EventWriter::Admin => None,
     };
     let mut added = std::collections::HashSet::new();
-    for op in &change.operations {
+    for (index, op) in change.operations.iter().enumerate() {
         let obj = obj_key(&op.obj);
         let key = match &op.key {
             Key::Map(key) => key.to_string(),
             Key::Seq(_) => String::new(),
         };
+        // A list or a ticket type map made by this change is checked like
+        // one already there.
+        if let OpType::Make(automerge::ObjType::Map) = op.action {
+            let made = format!(
+                "{}@{}",
+                change.start_op.get() + index as u64,
+                change.actor_id
+            );
+            if obj == rule_objects.lists {
+                rule_objects.list_maps.insert(made);
+            } else if obj == "_root" && key == "ticket_types" {
+                rule_objects.ticket_type_maps.insert(made);
+            }
+        }
         if let Some(kind) = records.bucket_map(&obj) {
             return Err(format!(
                 "the buckets of the {} map are made once, with the event",
@@ -129,22 +146,60 @@ pub fn check_event_change(
             // every lookup by id.
             return Err(format!("`{key}` is not in the bucket of its id"));
         }
+        check_rules_op(&rule_objects, &obj, &key, &op.action)?;
         if obj == "_root"
             && ["scans", "annulments", "attendees", "lists", "event"].contains(&key.as_str())
         {
             return Err(format!("the `{key}` map cannot be replaced"));
         }
-        // Made once (by `init`, or by the first revocation in an event
-        // older than it); replacing it would drop every revocation.
+        // Made once (by `init`, or at the first use in an event older
+        // than them); replacing one would drop what it holds.
         if obj == "_root"
-            && key == "revoked_tickets"
+            && ["revoked_tickets", "ticket_types"].contains(&key.as_str())
             && doc
-                .get(automerge::ROOT, "revoked_tickets")
+                .get(automerge::ROOT, key.as_str())
                 .ok()
                 .flatten()
                 .is_some()
         {
-            return Err("the `revoked_tickets` map cannot be replaced".into());
+            return Err(format!("the `{key}` map cannot be replaced"));
+        }
+    }
+    Ok(())
+}
+
+/// An administrator's write to the event's time zone, a list's rules or a
+/// ticket type: of the kind every replica reads.
+fn check_rules_op(
+    objects: &RuleObjects,
+    obj: &str,
+    key: &str,
+    action: &OpType,
+) -> Result<(), String> {
+    if obj == objects.event && key == "time_zone" {
+        let zone = string_value(action).ok_or("the time zone is a name")?;
+        return Calendar::named(zone).map(drop).map_err(|e| e.to_string());
+    }
+    if objects.list_maps.contains(obj) {
+        return match action {
+            OpType::Put(value) => document::check_list_field(key, value),
+            _ => Ok(()),
+        };
+    }
+    if objects.ticket_type_maps.contains(obj) {
+        let Some(json) = string_value(action) else {
+            return match action {
+                OpType::Delete => Ok(()),
+                _ => Err(format!("ticket type `{key}` is written as a record")),
+            };
+        };
+        let ticket_type: TicketType = serde_json::from_str(json)
+            .map_err(|e| format!("malformed ticket type `{key}`: {e}"))?;
+        if ticket_type.name != key {
+            return Err(format!(
+                "ticket type `{key}` carries the name `{}`",
+                ticket_type.name
+            ));
         }
     }
     Ok(())
@@ -374,6 +429,102 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("cannot be replaced"), "{err}");
+    }
+
+    #[test]
+    fn list_rules_ticket_types_and_time_zones_are_checked_for_their_kind() {
+        use crate::document::{CheckinList, put_list, put_ticket_type, set_info};
+        use crate::rules::ListRules;
+        for doc in [event(), flat_event()] {
+            assert_eq!(
+                check(&doc, &EventWriter::Admin, |tx| {
+                    let mut rules = ListRules::default();
+                    rules.window.weekdays = "sat,sun".parse().unwrap();
+                    rules.exit_all_at = "04:00".parse().ok();
+                    rules.max_entries_per_day = std::num::NonZeroU32::new(2);
+                    rules.window.valid_from_ms = Some(5);
+                    let list = CheckinList {
+                        id: "new".into(),
+                        name: "New door".into(),
+                        rules,
+                    };
+                    put_list(tx, &list).unwrap();
+                    put_ticket_type(tx, &TicketType::default()).unwrap();
+                    let info = EventInfo {
+                        time_zone: "America/New_York".into(),
+                        ..EventInfo::new("e", "E")
+                    };
+                    set_info(tx, &info).unwrap();
+                }),
+                Ok(()),
+                "including a list and the ticket type map made by the same change"
+            );
+        }
+        let mut doc = event();
+        let mut tx = doc.transaction();
+        put_list(
+            &mut tx,
+            &CheckinList {
+                id: "main".into(),
+                name: "Main".into(),
+                rules: ListRules::default(),
+            },
+        )
+        .unwrap();
+        tx.commit();
+        let list = |doc: &Automerge| {
+            let lists = doc.get(ROOT, "lists").unwrap().unwrap().1;
+            doc.get(&lists, "main").unwrap().unwrap().1
+        };
+        let main = list(&doc);
+        for (key, value, expected) in [
+            ("weekdays", ScalarValue::Str("someday".into()), "someday"),
+            ("exit_all_at", ScalarValue::Str("4 am".into()), "4 am"),
+            (
+                "max_entries_per_day",
+                ScalarValue::Int(0),
+                "max_entries_per_day",
+            ),
+            (
+                "valid_from_ms",
+                ScalarValue::Str("tomorrow".into()),
+                "valid_from_ms",
+            ),
+        ] {
+            let err = check(&doc, &EventWriter::Admin, |tx| {
+                tx.put(&main, key, value.clone()).unwrap();
+            })
+            .unwrap_err();
+            assert!(err.contains(expected), "{key}: {err}");
+        }
+        let err = check(&doc, &EventWriter::Admin, |tx| {
+            let info = EventInfo {
+                time_zone: "Atlantis/Capital".into(),
+                ..EventInfo::new("e", "E")
+            };
+            set_info(tx, &info).unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("Atlantis/Capital"), "{err}");
+        let err = check(&doc, &EventWriter::Admin, |tx| {
+            let types = tx.get(ROOT, "ticket_types").unwrap().unwrap().1;
+            tx.put(&types, "vip", r#"{"name":"staff"}"#).unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("carries the name"), "{err}");
+        let err = check(&doc, &EventWriter::Admin, |tx| {
+            tx.put_object(ROOT, "ticket_types", ObjType::Map).unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("cannot be replaced"), "{err}");
+        let staff = EventWriter::Staff {
+            user_id: Some("sam".into()),
+        };
+        let err = check(&doc, &staff, |tx| {
+            put_ticket_type(tx, &TicketType::default()).unwrap();
+        })
+        .unwrap_err();
+        assert!(err.contains("only add scans"), "{err}");
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn event_doc() -> Automerge {
             rules: ListRules {
                 allow_multiple_entries: false,
                 allow_entry_after_exit: true,
+                ..ListRules::default()
             },
         },
     )

@@ -127,6 +127,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
         migration!("client-sqlite", 0005, "server_heads"),
         migration!("client-sqlite", 0006, "document_snapshots"),
         migration!("client-sqlite", 0007, "signed_tickets"),
+        migration!("client-sqlite", 0008, "door_time_rules"),
     ],
 };
 

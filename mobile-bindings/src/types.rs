@@ -137,15 +137,30 @@ pub struct CheckinListInfo {
     pub name: String,
     pub allow_multiple_entries: bool,
     pub allow_entry_after_exit: bool,
+    /// Entries from (Unix ms).
+    pub valid_from_ms: Option<i64>,
+    /// Entries until (Unix ms, exclusive).
+    pub valid_until_ms: Option<i64>,
+    /// Days of the week it admits on (`sat,sun`), in the event's time zone.
+    pub weekdays: String,
+    pub max_entries_per_day: Option<u32>,
+    /// When everyone inside is checked out (`04:00`, the event's clock).
+    pub exit_all_at: Option<String>,
 }
 
 impl From<CheckinList> for CheckinListInfo {
     fn from(list: CheckinList) -> Self {
+        let rules = list.rules;
         Self {
             list_id: list.id,
             name: list.name,
-            allow_multiple_entries: list.rules.allow_multiple_entries,
-            allow_entry_after_exit: list.rules.allow_entry_after_exit,
+            allow_multiple_entries: rules.allow_multiple_entries,
+            allow_entry_after_exit: rules.allow_entry_after_exit,
+            valid_from_ms: rules.window.valid_from_ms,
+            valid_until_ms: rules.window.valid_until_ms,
+            weekdays: rules.window.weekdays.to_string(),
+            max_entries_per_day: rules.max_entries_per_day.map(|n| n.get()),
+            exit_all_at: rules.exit_all_at.map(|t| t.to_string()),
         }
     }
 }
@@ -195,6 +210,10 @@ pub enum CheckInAnswer {
     NotYetValid,
     /// No longer valid (see `valid_until_ms`).
     Expired,
+    /// Not on this day of the week (see `valid_weekdays`).
+    NotValidToday,
+    /// The list's entries per day are used up today (see `daily_limit`).
+    DailyLimitReached,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -266,6 +285,10 @@ pub struct CheckInResult {
     pub valid_from_ms: Option<i64>,
     /// For `Expired`: when the ticket stopped being valid (Unix ms).
     pub valid_until_ms: Option<i64>,
+    /// For `NotValidToday`: the days it admits on (`sat,sun`).
+    pub valid_weekdays: Option<String>,
+    /// For `DailyLimitReached`: the entries a day allowed.
+    pub daily_limit: Option<u32>,
 }
 
 impl From<CoreCheckIn> for CheckInResult {
@@ -281,11 +304,21 @@ impl From<CoreCheckIn> for CheckInResult {
             Answer::OtherEvent => CheckInAnswer::OtherEvent,
             Answer::NotYetValid { .. } => CheckInAnswer::NotYetValid,
             Answer::Expired { .. } => CheckInAnswer::Expired,
+            Answer::NotValidToday { .. } => CheckInAnswer::NotValidToday,
+            Answer::DailyLimitReached { .. } => CheckInAnswer::DailyLimitReached,
         };
         let (valid_from_ms, valid_until_ms) = match r.answer {
             Answer::NotYetValid { from_ms } => (Some(from_ms), None),
             Answer::Expired { until_ms } => (None, Some(until_ms)),
             _ => (None, None),
+        };
+        let valid_weekdays = match r.answer {
+            Answer::NotValidToday { weekdays } => Some(weekdays.to_string()),
+            _ => None,
+        };
+        let daily_limit = match r.answer {
+            Answer::DailyLimitReached { limit } => Some(limit),
+            _ => None,
         };
         Self {
             answer,
@@ -295,6 +328,8 @@ impl From<CoreCheckIn> for CheckInResult {
             verified_by_signature: r.verified_by_signature,
             valid_from_ms,
             valid_until_ms,
+            valid_weekdays,
+            daily_limit,
         }
     }
 }

@@ -111,6 +111,15 @@ fun main() = runBlocking<Unit> {
     } catch (e: TabletException.NotFound) {
         check(e.detail.contains("no-such-scan")) { e.detail }
     }
+    // A door that opens later: a time rule answers, and nothing is recorded.
+    val laterOpensAt = env("LATER_OPENS_AT_MS").toLong()
+    val later = tablet.checkinLists(event).first { it.listId == "later" }
+    check(later.validFromMs == laterOpensAt) { "the later door's rules: $later" }
+    tablet.chooseEvent(event, "later")
+    val early = tablet.checkIn("T-0008", Direction.ENTRY)
+    check(early.answer == CheckInAnswer.NOT_YET_VALID) { "before the door opens: $early" }
+    check(early.validFromMs == laterOpensAt && early.scanId == null) { "opens at: $early" }
+    tablet.chooseEvent(event, "main")
     val counts = tablet.counts("main")
     check(counts.checkedIn == 1UL) { "counts: $counts" }
 

@@ -313,9 +313,18 @@ async def main():
     for tablet in (a, b):
         await download(tablet, event)
         lists = await tablet.checkin_lists(event)
-        assert sorted(l.list_id for l in lists) == ["main", "vip"], lists
+        assert sorted(l.list_id for l in lists) == ["later", "main", "vip"], lists
         await tablet.choose_event(event, "main")
     assert a.chosen_event().list_id == "main"
+    # A door that opens later (a time rule of the list): the answer says
+    # from when, and nothing is recorded.
+    later = next(l for l in await a.checkin_lists(event) if l.list_id == "later")
+    assert later.valid_from_ms and later.weekdays == "mon,tue,wed,thu,fri,sat,sun", later
+    await a.choose_event(event, "later")
+    early = await a.check_in("T-0001", Direction.ENTRY)
+    assert early.answer == CheckInAnswer.NOT_YET_VALID, early
+    assert early.valid_from_ms == later.valid_from_ms and early.scan_id is None, early
+    await a.choose_event(event, "main")
     counts = await a.counts("main")
     assert (counts.expected, counts.checked_in) == (1000, 0), counts
     assert event in listener.changed_events, "the listener heard the download"

@@ -601,6 +601,35 @@ pub fn seed_event(
     event
 }
 
+/// Adds the list `later` to `event`: a door that opens six hours from now
+/// (a time rule the tablet tests run into: `NotYetValid`). Returns when
+/// it opens (Unix ms).
+pub fn add_later_door(core: &client_core::ClientCore, event: client_core::DocumentId) -> i64 {
+    use client_core::event_model::document::CheckinList;
+    use client_core::event_model::rules::{EntryWindow, ListRules};
+    let opens_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+        + 6 * 3_600_000;
+    core.put_checkin_list(
+        event,
+        &CheckinList {
+            id: "later".into(),
+            name: "Evening door".into(),
+            rules: ListRules {
+                window: EntryWindow {
+                    valid_from_ms: Some(opens_at_ms),
+                    ..EntryWindow::default()
+                },
+                ..ListRules::default()
+            },
+        },
+    )
+    .expect("add the later door");
+    opens_at_ms
+}
+
 /// Cases a convergence property test runs: `default` in the suite, or
 /// `CONVERGENCE_CASES` for a long search.
 pub fn convergence_cases(default: u32) -> u32 {

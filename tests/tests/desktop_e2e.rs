@@ -421,6 +421,7 @@ async fn an_admin_works_through_every_screen() {
     ui.fill("#event-id", "fest").await;
     ui.fill("#event-name", "Summer Fest").await;
     ui.fill("#event-location", "Harbour").await;
+    ui.fill("#event-tz", "Europe/Berlin").await;
     ui.click("#save-event").await;
     ui.wait_text("#events-table", "the new event", |t| {
         t.contains("Summer Fest")
@@ -429,10 +430,24 @@ async fn an_admin_works_through_every_screen() {
     for (id, name) in [("main", "Main entrance"), ("vip", "VIP door")] {
         ui.fill("#list-id", id).await;
         ui.fill("#list-name", name).await;
+        if id == "vip" {
+            // Rules of time and count; a day that is none is refused first.
+            ui.fill("#list-weekdays", "funday").await;
+            ui.click("#save-list").await;
+            ui.wait_text("#error", "a bad weekday refused", |t| t.contains("funday"))
+                .await;
+            ui.fill("#list-weekdays", "fri,sat,sun").await;
+            ui.fill("#list-per-day", "2").await;
+            ui.fill("#list-exit-all", "04:00").await;
+        }
         ui.click("#save-list").await;
         ui.wait_text("#lists-table", "the list", |t| t.contains(name))
             .await;
     }
+    ui.wait_text("#lists-table", "the VIP door's time rules", |t| {
+        t.contains("fri,sat,sun · 2 a day · all out at 04:00")
+    })
+    .await;
     ui.shot("04-events-and-lists").await;
     let registered = Api::trusting(&server_url, ca.pem())
         .get("/api/documents?kind=event", &admin_key)

@@ -113,6 +113,7 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     // The event: made by an admin replica, registered, assigned, uploaded.
     let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
     let event = seed_event(&admin, "k-day", "Kotlin day", &[("main", "Main")], 50);
+    let later_opens_at = sync_tests::add_later_door(&admin, event);
     api.post(
         "/api/documents",
         Some(&token),
@@ -183,6 +184,7 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
             .env("EVENT_DOCUMENT", event_id)
             .env("DATA_DIR", data)
             .env("SIGNED_CODE", signed_code)
+            .env("LATER_OPENS_AT_MS", later_opens_at.to_string())
             .output()
             .expect("run java")
     })

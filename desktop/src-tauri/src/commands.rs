@@ -2,12 +2,14 @@
 //! counts, settings) comes from client-core's replica and works offline;
 //! users, devices, the audit log and backups are the server's and need it.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use base64::Engine;
 use client_core::event_model::EventInfo;
+use client_core::event_model::calendar::{Calendar, TimeOfDay, Weekdays};
 use client_core::event_model::document::{self, CheckinList};
-use client_core::event_model::rules::ListRules;
+use client_core::event_model::rules::{EntryWindow, ListRules};
 use client_core::{
     AttendeeView, AuditFilter, AuditPage, AuditVerification, Device, DocumentId, DuplicateView,
     EventSummary, ImportProgress, ImportReport, ScanView, ServerStatus, SettingValue, SignInStep,
@@ -198,22 +200,83 @@ pub async fn list_events(state: AppStateRef<'_>) -> CmdResult<Vec<EventSummary>>
     blocking(move || Ok(core.events()?)).await
 }
 
+/// A list and its rules as the list form edits them: days and times as
+/// text (`sat,sun`, empty for every day; `04:00`), dates as Unix ms.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListDto {
     id: String,
     name: String,
     allow_multiple_entries: bool,
     allow_entry_after_exit: bool,
+    #[serde(default)]
+    valid_from_ms: Option<i64>,
+    #[serde(default)]
+    valid_until_ms: Option<i64>,
+    #[serde(default)]
+    weekdays: String,
+    #[serde(default)]
+    max_entries_per_day: Option<u32>,
+    #[serde(default)]
+    exit_all_at: Option<String>,
 }
 
 impl From<CheckinList> for ListDto {
     fn from(l: CheckinList) -> Self {
+        let rules = l.rules;
         Self {
             id: l.id,
             name: l.name,
-            allow_multiple_entries: l.rules.allow_multiple_entries,
-            allow_entry_after_exit: l.rules.allow_entry_after_exit,
+            allow_multiple_entries: rules.allow_multiple_entries,
+            allow_entry_after_exit: rules.allow_entry_after_exit,
+            valid_from_ms: rules.window.valid_from_ms,
+            valid_until_ms: rules.window.valid_until_ms,
+            weekdays: if rules.window.weekdays.is_every_day() {
+                String::new()
+            } else {
+                rules.window.weekdays.to_string()
+            },
+            max_entries_per_day: rules.max_entries_per_day.map(|n| n.get()),
+            exit_all_at: rules.exit_all_at.map(|t| t.to_string()),
         }
+    }
+}
+
+impl ListDto {
+    /// The rules the form describes, or what is wrong with them.
+    fn rules(&self) -> CmdResult<ListRules> {
+        let invalid = |e: &dyn std::fmt::Display| CommandError::invalid(e.to_string());
+        let weekdays = match self.weekdays.trim() {
+            "" => Weekdays::EVERY_DAY,
+            days => days.parse().map_err(|e| invalid(&e))?,
+        };
+        let exit_all_at = match self.exit_all_at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(time) => Some(time.parse::<TimeOfDay>().map_err(|e| invalid(&e))?),
+        };
+        if let (Some(from), Some(until)) = (self.valid_from_ms, self.valid_until_ms)
+            && until <= from
+        {
+            return Err(CommandError::invalid(
+                "the list's \"until\" must come after its \"from\"",
+            ));
+        }
+        let max_entries_per_day = match self.max_entries_per_day {
+            None => None,
+            Some(n) => Some(NonZeroU32::new(n).ok_or_else(|| {
+                CommandError::invalid("entries per day: at least 1, or empty for no limit")
+            })?),
+        };
+        Ok(ListRules {
+            allow_multiple_entries: self.allow_multiple_entries,
+            allow_entry_after_exit: self.allow_entry_after_exit,
+            window: EntryWindow {
+                valid_from_ms: self.valid_from_ms,
+                valid_until_ms: self.valid_until_ms,
+                weekdays,
+            },
+            max_entries_per_day,
+            exit_all_at,
+        })
     }
 }
 
@@ -255,6 +318,7 @@ fn check_info(info: &EventInfo) -> CmdResult<()> {
             "the annulment window cannot be negative",
         ));
     }
+    Calendar::named(&info.time_zone).map_err(|e| CommandError::invalid(e.to_string()))?;
     Ok(())
 }
 
@@ -294,6 +358,7 @@ pub async fn save_list(
             "a check-in list needs an id and a name",
         ));
     }
+    let rules = list.rules()?;
     let core = state.core.clone();
     blocking(move || {
         Ok(core.put_checkin_list(
@@ -301,10 +366,7 @@ pub async fn save_list(
             &CheckinList {
                 id: list.id.trim().to_owned(),
                 name: list.name.trim().to_owned(),
-                rules: ListRules {
-                    allow_multiple_entries: list.allow_multiple_entries,
-                    allow_entry_after_exit: list.allow_entry_after_exit,
-                },
+                rules,
             },
         )?)
     })

@@ -4,15 +4,27 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, on, type CheckinList, type EventDetails } from "../api";
 import { ErrorBox, useEventChoice } from "../components";
-import { eventFormProblem } from "../logic";
+import { eventFormProblem, listTimeRules, localInputToMs, msToLocalInput } from "../logic";
 
-const emptyList: CheckinList = { id: "", name: "", allow_multiple_entries: false, allow_entry_after_exit: true };
+const emptyList: CheckinList = {
+  id: "",
+  name: "",
+  allow_multiple_entries: false,
+  allow_entry_after_exit: true,
+  valid_from_ms: null,
+  valid_until_ms: null,
+  weekdays: "",
+  max_entries_per_day: null,
+  exit_all_at: null,
+};
+
+const shortDate = (ms: number) => new Date(ms).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 
 export function Events() {
   const { events, chosen, choose, reload, error: listError } = useEventChoice();
   const [details, setDetails] = useState<EventDetails | null>(null);
   const [editing, setEditing] = useState<string | null>(null); // document id, or "" for a new event
-  const [form, setForm] = useState({ id: "", name: "", starts_at: "", location: "", annul: "15" });
+  const [form, setForm] = useState({ id: "", name: "", starts_at: "", location: "", annul: "15", time_zone: "" });
   const [list, setList] = useState<CheckinList>(emptyList);
   const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState<string | null>(null);
@@ -40,10 +52,17 @@ export function Events() {
     setError(null);
     if (d) {
       setEditing(d.document);
-      setForm({ id: d.info.id, name: d.info.name, starts_at: d.info.starts_at, location: d.info.location, annul: String(Math.round(d.info.annul_window_ms / 60000)) });
+      setForm({
+        id: d.info.id,
+        name: d.info.name,
+        starts_at: d.info.starts_at,
+        location: d.info.location,
+        annul: String(Math.round(d.info.annul_window_ms / 60000)),
+        time_zone: d.info.time_zone ?? "",
+      });
     } else {
       setEditing("");
-      setForm({ id: "", name: "", starts_at: "", location: "", annul: "15" });
+      setForm({ id: "", name: "", starts_at: "", location: "", annul: "15", time_zone: "" });
     }
   }
 
@@ -58,6 +77,7 @@ export function Events() {
         starts_at: form.starts_at.trim(),
         location: form.location.trim(),
         annul_window_ms: Number(form.annul) * 60000,
+        time_zone: form.time_zone.trim(),
       });
       setEditing(null);
       setSaved(`Saved “${form.name.trim()}”.`);
@@ -74,6 +94,7 @@ export function Events() {
     if (!details) return;
     try {
       await api.saveList(details.document, list);
+      setError(null);
       setList(emptyList);
       await load(details.document);
     } catch (err) {
@@ -134,6 +155,7 @@ export function Events() {
           {field("starts_at", "Starts (RFC 3339)", "event-starts")}
           {field("location", "Location", "event-location")}
           {field("annul", "Annulment window (minutes)", "event-annul", true)}
+          {field("time_zone", "Time zone (e.g. Europe/Berlin; empty is UTC)", "event-tz")}
           <div class="row">
             <button id="save-event" type="submit">
               Save
@@ -155,6 +177,7 @@ export function Events() {
                 <th>Id</th>
                 <th>Multiple entries</th>
                 <th>Entry after exit</th>
+                <th>Time and count</th>
                 <th />
               </tr>
             </thead>
@@ -165,6 +188,7 @@ export function Events() {
                   <td>{l.id}</td>
                   <td>{l.allow_multiple_entries ? "yes" : "no"}</td>
                   <td>{l.allow_entry_after_exit ? "yes" : "no"}</td>
+                  <td class="list-time-rules">{listTimeRules(l, shortDate)}</td>
                   <td>
                     <button onClick={() => setList(l)}>Edit</button>
                   </td>
@@ -186,6 +210,29 @@ export function Events() {
             <label class="check">
               <input id="list-reentry" type="checkbox" checked={list.allow_entry_after_exit} onChange={(e) => setList({ ...list, allow_entry_after_exit: e.currentTarget.checked })} />{" "}
               Allow entry after exit
+            </label>
+            <label>
+              Entries from <input id="list-from" type="datetime-local" value={msToLocalInput(list.valid_from_ms)} onInput={(e) => setList({ ...list, valid_from_ms: localInputToMs(e.currentTarget.value) })} />
+            </label>
+            <label>
+              until <input id="list-until" type="datetime-local" value={msToLocalInput(list.valid_until_ms)} onInput={(e) => setList({ ...list, valid_until_ms: localInputToMs(e.currentTarget.value) })} />
+            </label>
+            <label>
+              Days <input id="list-weekdays" placeholder="every day, or e.g. fri,sat,sun" value={list.weekdays} onInput={(e) => setList({ ...list, weekdays: e.currentTarget.value })} />
+            </label>
+            <label>
+              Entries a day{" "}
+              <input
+                id="list-per-day"
+                type="number"
+                min="1"
+                placeholder="no limit"
+                value={list.max_entries_per_day ?? ""}
+                onInput={(e) => setList({ ...list, max_entries_per_day: e.currentTarget.value ? Number(e.currentTarget.value) : null })}
+              />
+            </label>
+            <label>
+              Everyone out at <input id="list-exit-all" placeholder="HH:MM, or empty" value={list.exit_all_at ?? ""} onInput={(e) => setList({ ...list, exit_all_at: e.currentTarget.value || null })} />
             </label>
             <button id="save-list" type="submit">
               Save list

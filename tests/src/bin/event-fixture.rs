@@ -4,7 +4,8 @@
 //! token, does both; every answer is one JSON line on stdout.
 //!
 //!   event-fixture seed    URL TOKEN EVENT_ID ATTENDEES STORE_PATH
-//!       creates the event (lists `main` and `vip`, tickets T-0000...),
+//!       creates the event (lists `main`, `vip` and `later`, a door that
+//!       opens in six hours; tickets T-0000...),
 //!       registers it, uploads it: {"document_id": "..."}
 //!   event-fixture inspect URL TOKEN DOCUMENT_ID STORE_PATH
 //!       downloads the event from the server into a fresh replica:
@@ -57,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 &[("main", "Main entrance"), ("vip", "VIP door")],
                 attendees,
             );
+            sync_tests::add_later_door(&admin, event);
             let api = url
                 .replacen("wss://", "https://", 1)
                 .replacen("ws://", "http://", 1)

@@ -1,0 +1,269 @@
+//! Door rules of time and count over real SQLite files: the answers at the
+//! door, the limit per day flagged alike on two replicas that scanned
+//! offline, and the check-out of everyone, which empties the room on
+//! every replica without a scan.
+
+use std::num::NonZeroU32;
+
+use event_model::calendar::{Calendar, TimeOfDay};
+use event_model::document::{CheckinList, EventInfo};
+use event_model::rules::{Answer, Direction, EntryWindow, ListRules, TicketType};
+use sync_protocol::DocumentId;
+
+use crate::ClientCore;
+use crate::tests::sync_directly;
+use crate::time::now_ms;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// A zone in which it is about noon now, so no test here crosses a local
+/// midnight while it runs (`Etc/GMT-3` is UTC+3).
+fn noon_zone() -> String {
+    let utc_hour = (now_ms().rem_euclid(24 * HOUR_MS) / HOUR_MS) as i32;
+    let offset = 12 - utc_hour;
+    match offset {
+        0 => "Etc/GMT".into(),
+        n if n > 0 => format!("Etc/GMT-{n}"),
+        n => format!("Etc/GMT+{}", -n),
+    }
+}
+
+fn list(id: &str, rules: ListRules) -> CheckinList {
+    CheckinList {
+        id: id.into(),
+        name: id.into(),
+        rules,
+    }
+}
+
+fn event(core: &ClientCore, zone: &str) -> DocumentId {
+    let event = core
+        .create_event(&EventInfo {
+            time_zone: zone.into(),
+            ..EventInfo::new("fest", "Festival")
+        })
+        .unwrap();
+    let csv = "ticket_code,name,email,ticket_type\n\
+               ADA,Ada,ada@example.org,weekend\n\
+               BOB,Bob,bob@example.org,early bird\n";
+    core.import_attendees_csv(event, csv.as_bytes(), |_| true)
+        .unwrap()
+        .unwrap();
+    event
+}
+
+#[test]
+fn time_rules_answer_at_the_door_and_hold_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("door.sqlite3");
+    let zone = noon_zone();
+    let calendar = Calendar::named(&zone).unwrap();
+    let now = now_ms();
+    let core = ClientCore::open(&path).unwrap();
+    assert!(matches!(
+        core.create_event(&EventInfo {
+            time_zone: "Nowhere/Special".into(),
+            ..EventInfo::new("x", "X")
+        }),
+        Err(crate::ClientError::TimeZone(_))
+    ));
+    let event = event(&core, &zone);
+    let today = calendar.weekday(now);
+    let not_today: String = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != today.to_monday_zero_offset() as usize)
+        .map(|(_, d)| *d)
+        .collect::<Vec<_>>()
+        .join(",");
+    let open = ListRules {
+        allow_multiple_entries: false,
+        allow_entry_after_exit: true,
+        ..ListRules::default()
+    };
+    core.put_checkin_list(
+        event,
+        &list(
+            "weekdays",
+            ListRules {
+                window: EntryWindow {
+                    weekdays: not_today.parse().unwrap(),
+                    ..EntryWindow::default()
+                },
+                ..open
+            },
+        ),
+    )
+    .unwrap();
+    core.put_checkin_list(
+        event,
+        &list(
+            "later",
+            ListRules {
+                window: EntryWindow {
+                    valid_from_ms: Some(now + HOUR_MS),
+                    ..EntryWindow::default()
+                },
+                ..open
+            },
+        ),
+    )
+    .unwrap();
+    core.put_checkin_list(
+        event,
+        &list(
+            "twice",
+            ListRules {
+                max_entries_per_day: NonZeroU32::new(2),
+                ..open
+            },
+        ),
+    )
+    .unwrap();
+    core.put_ticket_type(
+        event,
+        &TicketType {
+            name: "early bird".into(),
+            window: EntryWindow {
+                valid_until_ms: Some(now - HOUR_MS),
+                ..EntryWindow::default()
+            },
+        },
+    )
+    .unwrap();
+    assert_eq!(core.ticket_types(event).unwrap()[0].name, "early bird");
+    let scan = |core: &ClientCore, code: &str, list: &str, direction| {
+        core.check_in(event, code, list, direction).unwrap().answer
+    };
+    assert!(matches!(
+        scan(&core, "ADA", "weekdays", Direction::Entry),
+        Answer::NotValidToday { .. }
+    ));
+    assert_eq!(
+        scan(&core, "ADA", "later", Direction::Entry),
+        Answer::NotYetValid {
+            from_ms: now + HOUR_MS
+        }
+    );
+    assert!(matches!(
+        scan(&core, "BOB", "twice", Direction::Entry),
+        Answer::Expired { .. }
+    ));
+    for direction in [
+        Direction::Entry,
+        Direction::Exit,
+        Direction::Entry,
+        Direction::Exit,
+    ] {
+        let answer = scan(&core, "ADA", "twice", direction);
+        assert!(
+            matches!(answer, Answer::Admitted | Answer::Exited),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(
+        scan(&core, "ADA", "twice", Direction::Entry),
+        Answer::DailyLimitReached { limit: 2 }
+    );
+    drop(core);
+
+    let core = ClientCore::open(&path).unwrap();
+    assert_eq!(
+        scan(&core, "ADA", "twice", Direction::Entry),
+        Answer::DailyLimitReached { limit: 2 },
+        "the day's entries are in the file"
+    );
+    let lists = core.checkin_lists(event).unwrap();
+    let later = lists.iter().find(|l| l.id == "later").unwrap();
+    assert_eq!(later.rules.window.valid_from_ms, Some(now + HOUR_MS));
+}
+
+#[test]
+fn two_replicas_flag_the_same_entry_over_the_limit_and_empty_the_room_at_exit_all_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone = noon_zone();
+    let calendar = Calendar::named(&zone).unwrap();
+    let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
+    let tablet = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
+    let event = event(&admin, &zone);
+    // The check-out of everyone at the next full hour of the event's
+    // clock (its zone is whole hours from UTC), at least a minute away so
+    // the entries below come before it.
+    let now = now_ms();
+    let mut next_hour = now - now.rem_euclid(HOUR_MS) + HOUR_MS;
+    if next_hour - now < 60_000 {
+        next_hour += HOUR_MS;
+    }
+    let exit_all_at = (0..24)
+        .map(|hour| TimeOfDay::new(hour, 0).unwrap())
+        .find(|time| calendar.next_time_of_day(*time, now) == Some(next_hour))
+        .unwrap();
+    admin
+        .put_checkin_list(
+            event,
+            &list(
+                "main",
+                ListRules {
+                    allow_multiple_entries: true,
+                    allow_entry_after_exit: true,
+                    max_entries_per_day: NonZeroU32::new(1),
+                    exit_all_at: Some(exit_all_at),
+                    ..ListRules::default()
+                },
+            ),
+        )
+        .unwrap();
+    assert!(
+        !tablet.find(event).unwrap(),
+        "a tablet that knows the event's id"
+    );
+    sync_directly(&admin, &tablet, event);
+
+    // Offline from each other, both admit Ada once: her first entry of the day.
+    let on_admin = admin
+        .check_in(event, "ADA", "main", Direction::Entry)
+        .unwrap();
+    let on_tablet = tablet
+        .check_in(event, "ADA", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(on_admin.answer, Answer::Admitted);
+    assert_eq!(on_tablet.answer, Answer::Admitted);
+    assert_eq!(
+        tablet
+            .check_in(event, "ADA", "main", Direction::Entry)
+            .unwrap()
+            .answer,
+        Answer::DailyLimitReached { limit: 1 }
+    );
+    admin.flush_journal_of(event).unwrap();
+    tablet.flush_journal_of(event).unwrap();
+    sync_directly(&admin, &tablet, event);
+    let flagged: Vec<Vec<String>> = [&admin, &tablet]
+        .iter()
+        .map(|core| {
+            core.duplicates(event)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.scan.scan_id)
+                .collect()
+        })
+        .collect();
+    assert_eq!(flagged[0].len(), 1, "the later of the two entries");
+    assert_eq!(flagged[0], flagged[1], "the same one on both replicas");
+
+    // Inside now; nobody inside once the event's clock has passed
+    // `exit_all_at`, on either replica, without a scan.
+    for core in [&admin, &tablet] {
+        assert_eq!(core.counts_at(event, Some("main"), now).unwrap().inside, 1);
+        assert_eq!(
+            core.counts_at(event, Some("main"), next_hour - 1)
+                .unwrap()
+                .inside,
+            1
+        );
+        let after = core.counts_at(event, Some("main"), next_hour).unwrap();
+        assert_eq!(after.inside, 0, "at {exit_all_at}");
+        assert_eq!(after.checked_in, 1, "she was here");
+        assert_eq!(core.counts_at(event, None, next_hour).unwrap().inside, 0);
+    }
+}
