@@ -25,8 +25,9 @@ pub struct Rows {
     pub rows: u64,
 }
 
-/// Reads attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked]`;
-/// `lists` is `;`-separated), streaming. `progress` hears the rows read so
+/// Reads attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked][,attention][,unpaid]`;
+/// `lists` is `;`-separated; `attention` is a note staff see at the door;
+/// `revoked` and `unpaid` are yes/no), streaming. `progress` hears the rows read so
 /// far (every 1,000 and at the end); returning `false` stops with `None`.
 /// Only a missing or unreadable header is an error.
 pub fn read(
@@ -55,6 +56,7 @@ pub fn read(
         column("lists"),
         column("revoked"),
     );
+    let (attention_col, unpaid_col) = (column("attention"), column("unpaid"));
     let mut rejected: Vec<RowError> = Vec::new();
     let mut attendees: Vec<Attendee> = Vec::new();
     let mut seen = std::collections::HashMap::new();
@@ -84,13 +86,18 @@ pub fn read(
         let code = field(Some(code_col));
         let email = field(email_col);
         let refuse = |message: String| RowError { line, message };
-        let revoked = match parse_flag(&field(revoked_col)) {
-            Some(flag) => flag,
-            None => {
-                rejected.push(refuse(format!(
-                    "`revoked` must be yes/no/true/false/1/0, got `{}`",
-                    field(revoked_col)
-                )));
+        let flag = |name: &str, col: Option<usize>| {
+            parse_flag(&field(col)).ok_or_else(|| {
+                refuse(format!(
+                    "`{name}` must be yes/no/true/false/1/0, got `{}`",
+                    field(col)
+                ))
+            })
+        };
+        let (revoked, unpaid) = match (flag("revoked", revoked_col), flag("unpaid", unpaid_col)) {
+            (Ok(revoked), Ok(unpaid)) => (revoked, unpaid),
+            (Err(refused), _) | (_, Err(refused)) => {
+                rejected.push(refused);
                 continue;
             }
         };
@@ -127,6 +134,8 @@ pub fn read(
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned)
                     .collect(),
+                attention: Some(field(attention_col)).filter(|note| !note.is_empty()),
+                unpaid,
             });
         }
         if rows.is_multiple_of(1000) && !progress(rows) {
@@ -196,5 +205,35 @@ mod tests {
         assert_eq!(rows.attendees.len(), 1);
         let lines: Vec<u64> = rows.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 4]);
+    }
+
+    #[test]
+    fn attention_notes_and_unpaid_flags_are_read_and_a_bad_flag_refused() {
+        let csv = "ticket_code,name,attention,unpaid\n\
+                   T-1,Ana,ID check: 18+,no\n\
+                   T-2,Bo,,yes\n\
+                   T-3,Cy,,perhaps\n\
+                   T-4,Di,,\n";
+        let rows = read(csv.as_bytes(), |_| true).unwrap().unwrap();
+        let read: Vec<(&str, Option<&str>, bool)> = rows
+            .attendees
+            .iter()
+            .map(|a| (a.id.as_str(), a.attention.as_deref(), a.unpaid))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("T-1", Some("ID check: 18+"), false),
+                ("T-2", None, true),
+                ("T-4", None, false)
+            ]
+        );
+        assert_eq!(rows.rejected.len(), 1);
+        assert_eq!(rows.rejected[0].line, 4);
+        assert!(
+            rows.rejected[0].message.contains("`unpaid`"),
+            "{:?}",
+            rows.rejected
+        );
     }
 }

@@ -19,9 +19,7 @@ use std::collections::HashMap;
 use automerge::{Automerge, ChangeHash};
 use event_model::calendar::Calendar;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
-use event_model::rules::{
-    self, Annulment, Direction, EntryWindow, ListRules, Scan, ScanOutcome, TicketType,
-};
+use event_model::rules::{self, Annulment, Direction, ListRules, Scan, ScanOutcome, TicketType};
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
@@ -496,11 +494,13 @@ impl IndexWork {
             "INSERT INTO attendees_fts (attendees_fts, rowid, name, email) VALUES ('delete', ?1, ?2, ?3)",
         )?;
         let mut upsert = conn.prepare_cached(
-            "INSERT INTO attendees (document_id, attendee_id, ticket_code, name, email, ticket_type, revoked, lists)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO attendees (document_id, attendee_id, ticket_code, name, email, ticket_type, revoked, lists,
+                                    attention, unpaid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (document_id, attendee_id) DO UPDATE SET ticket_code = excluded.ticket_code,
                 name = excluded.name, email = excluded.email, ticket_type = excluded.ticket_type,
-                revoked = excluded.revoked, lists = excluded.lists
+                revoked = excluded.revoked, lists = excluded.lists, attention = excluded.attention,
+                unpaid = excluded.unpaid
              RETURNING id",
         )?;
         let mut fts_insert = conn
@@ -529,7 +529,9 @@ impl IndexWork {
                     a.email,
                     a.ticket_type,
                     a.revoked,
-                    lists
+                    lists,
+                    a.attention,
+                    a.unpaid
                 ],
                 |r| r.get(0),
             )?;
@@ -735,23 +737,21 @@ impl EventRules {
     }
 }
 
-/// The entry window of a ticket type of event `key` (open where the type
-/// has no rules).
-pub(crate) fn ticket_window(
+/// The rules of a ticket type of event `key`, where it has some.
+pub(crate) fn ticket_type(
     conn: &Connection,
     key: &str,
     ticket_type: &str,
-) -> Result<EntryWindow, ClientError> {
+) -> Result<Option<TicketType>, ClientError> {
     let json: Option<String> = conn
         .prepare_cached("SELECT rules FROM ticket_types WHERE document_id = ?1 AND name = ?2")?
         .query_row(params![key, ticket_type], |r| r.get(0))
         .optional()?;
-    match json {
-        Some(json) => serde_json::from_str::<TicketType>(&json)
-            .map(|t| t.window)
-            .map_err(|e| ClientError::Corrupt(format!("ticket type `{ticket_type}`: {e}"))),
-        None => Ok(EntryWindow::default()),
-    }
+    json.map(|json| {
+        serde_json::from_str::<TicketType>(&json)
+            .map_err(|e| ClientError::Corrupt(format!("ticket type `{ticket_type}`: {e}")))
+    })
+    .transpose()
 }
 
 /// Forgets what was indexed for `id`, so the next update rebuilds it.

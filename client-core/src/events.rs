@@ -11,8 +11,7 @@ use automerge::Automerge;
 use event_model::calendar::Calendar;
 use event_model::document::{self, Attendee, CheckinList, EventInfo};
 use event_model::rules::{
-    self, Annulment, Answer, Counts, Direction, Door, EntryWindow, ListRules, Presence, Scan,
-    Ticket, TicketType,
+    self, Annulment, Answer, Counts, Direction, Door, ListRules, Presence, Scan, Ticket, TicketType,
 };
 use event_model::tickets::{self, TicketClaims, TicketCodeError};
 use event_model::{Hlc, HlcClock};
@@ -64,6 +63,10 @@ pub struct AttendeeView {
     pub email: String,
     pub ticket_type: String,
     pub revoked: bool,
+    /// What staff must see when they come in.
+    pub attention: Option<String>,
+    /// Not paid yet (the first entry asks staff to confirm payment).
+    pub unpaid: bool,
 }
 
 /// A scan as people see it.
@@ -136,10 +139,13 @@ fn attendee_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttendeeView> {
         email: row.get(3)?,
         ticket_type: row.get(4)?,
         revoked: row.get(5)?,
+        attention: row.get(6)?,
+        unpaid: row.get(7)?,
     })
 }
 
-const ATTENDEE_COLUMNS: &str = "attendee_id, ticket_code, name, email, ticket_type, revoked";
+const ATTENDEE_COLUMNS: &str =
+    "attendee_id, ticket_code, name, email, ticket_type, revoked, attention, unpaid";
 
 /// The attendee of event `key` whose `column` (`ticket_code` or
 /// `attendee_id`, both indexed) is `value`, with the JSON of their lists.
@@ -154,7 +160,7 @@ fn find_attendee(
             "SELECT {ATTENDEE_COLUMNS}, lists FROM attendees WHERE document_id = ?1 AND {column} = ?2"
         ))?
         .query_row(params![key, value], |r| {
-            Ok((attendee_view(r)?, r.get::<_, String>(6)?))
+            Ok((attendee_view(r)?, r.get::<_, String>(8)?))
         })
         .optional()?)
 }
@@ -462,6 +468,29 @@ impl ClientCore {
         list_id: &str,
         direction: Direction,
     ) -> Result<CheckInResult, ClientError> {
+        self.check_in_with(event, ticket_code, list_id, direction, false)
+    }
+
+    /// The second step of [`Answer::ConfirmPayment`]: staff took payment
+    /// for an unpaid ticket; the same scan again, now admitted.
+    pub fn check_in_confirming_payment(
+        &self,
+        event: DocumentId,
+        ticket_code: &str,
+        list_id: &str,
+        direction: Direction,
+    ) -> Result<CheckInResult, ClientError> {
+        self.check_in_with(event, ticket_code, list_id, direction, true)
+    }
+
+    fn check_in_with(
+        &self,
+        event: DocumentId,
+        ticket_code: &str,
+        list_id: &str,
+        direction: Direction,
+        payment_confirmed: bool,
+    ) -> Result<CheckInResult, ClientError> {
         let asked = Instant::now();
         let cpu_before = crate::time::thread_cpu_time();
         // Who holds the store as this scan comes for it (for the slow log).
@@ -495,11 +524,35 @@ impl ClientCore {
             if let Some(Ok(claims)) = &signed {
                 attendee = find_attendee(conn, &key, "attendee_id", &claims.attendee_id)?;
             }
-            let ticket = attendee.as_ref().map(|(view, lists)| Ticket {
-                attendee_id: view.attendee_id.clone(),
-                revoked: view.revoked,
-                lists: serde_json::from_str(lists).unwrap_or_default(),
-            });
+            // The ticket type's rules: the attendee's as held here, or
+            // the one a signed code names.
+            let ticket_type = match (&attendee, &signed) {
+                (Some((view, _)), _) => Some(view.ticket_type.as_str()),
+                (None, Some(Ok(claims))) => Some(claims.ticket_type.as_str()),
+                _ => None,
+            };
+            let ticket_type = match ticket_type {
+                Some(name) => event_index::ticket_type(conn, &key, name)?,
+                None => None,
+            };
+            let type_note = ticket_type.as_ref().and_then(|t| t.attention.clone());
+            let ticket = match (&attendee, &signed) {
+                (Some((view, lists)), _) => Some(Ticket {
+                    attendee_id: view.attendee_id.clone(),
+                    revoked: view.revoked,
+                    lists: serde_json::from_str(lists).unwrap_or_default(),
+                    attention: rules::joined_notes(view.attention.as_deref(), type_note.as_deref()),
+                    unpaid: view.unpaid,
+                }),
+                // Someone this replica does not hold: as the code says,
+                // valid on every list, with their ticket type's note.
+                (None, Some(Ok(claims))) => Some(Ticket {
+                    attendee_id: claims.attendee_id.clone(),
+                    attention: type_note.clone(),
+                    ..Ticket::default()
+                }),
+                (None, _) => None,
+            };
             let attendee_id = match (&ticket, &signed) {
                 (Some(t), _) => Some(t.attendee_id.as_str()),
                 (None, Some(Ok(claims))) => Some(claims.attendee_id.as_str()),
@@ -528,23 +581,13 @@ impl ClientCore {
                     .unwrap_or_default(),
                 None => Presence::default(),
             };
-            // The ticket type's window: the attendee's as held here, or
-            // the one a signed code names.
-            let ticket_type = match (&attendee, &signed) {
-                (Some((view, _)), _) => Some(view.ticket_type.as_str()),
-                (None, Some(Ok(claims))) => Some(claims.ticket_type.as_str()),
-                _ => None,
-            };
-            let ticket_window = match ticket_type {
-                Some(name) => event_index::ticket_window(conn, &key, name)?,
-                None => EntryWindow::default(),
-            };
             let door = |rules| Door {
                 list_id,
                 rules,
-                ticket_window,
+                ticket_window: ticket_type.as_ref().map(|t| t.window).unwrap_or_default(),
                 now_ms: now,
                 calendar: &event_rules.calendar,
+                payment_confirmed,
             };
             let answer = match &signed {
                 Some(Err(refused)) => refused.clone(),
@@ -603,6 +646,8 @@ impl ClientCore {
                     email: String::new(),
                     ticket_type: claims.ticket_type.clone(),
                     revoked: false,
+                    attention: type_note.clone(),
+                    unpaid: false,
                 }),
                 (None, _) => None,
             };
@@ -616,7 +661,7 @@ impl ClientCore {
         };
         let looked_up = asked.elapsed();
         let scan_id = match (&answer, &attendee) {
-            (Answer::Admitted | Answer::Exited, Some(view)) => {
+            (answer, Some(view)) if answer.records_scan() => {
                 let mut clock = HlcClock::new(device.clone());
                 if let Some(last) = last_hlc.and_then(|h| h.parse::<Hlc>().ok()) {
                     clock.observe(&last);

@@ -1,7 +1,8 @@
 //! Door rules of time and count over real SQLite files: the answers at the
 //! door, the limit per day flagged alike on two replicas that scanned
 //! offline, and the check-out of everyone, which empties the room on
-//! every replica without a scan.
+//! every replica without a scan; attention notes and the two steps of an
+//! unpaid ticket.
 
 use std::num::NonZeroU32;
 
@@ -128,6 +129,7 @@ fn time_rules_answer_at_the_door_and_hold_after_a_reopen() {
                 valid_until_ms: Some(now - HOUR_MS),
                 ..EntryWindow::default()
             },
+            ..TicketType::default()
         },
     )
     .unwrap();
@@ -266,4 +268,79 @@ fn two_replicas_flag_the_same_entry_over_the_limit_and_empty_the_room_at_exit_al
         assert_eq!(after.checked_in, 1, "she was here");
         assert_eq!(core.counts_at(event, None, next_hour).unwrap().inside, 0);
     }
+}
+
+#[test]
+fn attention_notes_are_shown_and_an_unpaid_ticket_is_admitted_once_payment_is_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("door.sqlite3");
+    let core = ClientCore::open(&path).unwrap();
+    let event = core.create_event(&EventInfo::new("gala", "Gala")).unwrap();
+    core.put_checkin_list(event, &list("main", ListRules::default()))
+        .unwrap();
+    let csv = "ticket_code,name,ticket_type,attention,unpaid\n\
+               VIP-1,Ada,vip,Escort to the lounge,no\n\
+               OWE-1,Bob,standard,,yes\n\
+               STD-1,Cy,standard,,no\n";
+    core.import_attendees_csv(event, csv.as_bytes(), |_| true)
+        .unwrap()
+        .unwrap();
+    core.put_ticket_type(
+        event,
+        &TicketType {
+            name: "vip".into(),
+            attention: Some("ID check".into()),
+            ..TicketType::default()
+        },
+    )
+    .unwrap();
+    let entry = |code: &str| {
+        core.check_in(event, code, "main", Direction::Entry)
+            .unwrap()
+    };
+
+    let vip = entry("VIP-1");
+    assert_eq!(
+        vip.answer,
+        Answer::AdmittedWithAttention {
+            note: "Escort to the lounge\nID check".into()
+        }
+    );
+    assert!(vip.scan_id.is_some(), "recorded like any admission");
+    assert_eq!(
+        vip.attendee.unwrap().attention.as_deref(),
+        Some("Escort to the lounge")
+    );
+    assert_eq!(entry("STD-1").answer, Answer::Admitted);
+
+    let before = core.scan_count(event).unwrap();
+    let asked = entry("OWE-1");
+    assert_eq!(asked.answer, Answer::ConfirmPayment { note: None });
+    assert!(asked.scan_id.is_none());
+    assert_eq!(
+        core.scan_count(event).unwrap(),
+        before,
+        "nothing recorded yet"
+    );
+    let paid = core
+        .check_in_confirming_payment(event, "OWE-1", "main", Direction::Entry)
+        .unwrap();
+    assert_eq!(paid.answer, Answer::Admitted);
+    assert!(paid.scan_id.is_some());
+    assert!(matches!(
+        entry("OWE-1").answer,
+        Answer::AlreadyCheckedIn { .. }
+    ));
+    assert_eq!(core.counts(event, Some("main")).unwrap().checked_in, 3);
+    drop(core);
+
+    // The flags are in the file (and the document): a reopened replica
+    // still asks for Bob's payment had he not been let in; Ada's note stays.
+    let core = ClientCore::open(&path).unwrap();
+    let found = core.search_attendees(event, "OWE-1", 1).unwrap();
+    assert!(found[0].unpaid);
+    let exit = core
+        .check_in(event, "VIP-1", "main", Direction::Exit)
+        .unwrap();
+    assert_eq!(exit.answer, Answer::Exited, "leaving needs no attention");
 }

@@ -318,6 +318,7 @@ fn a_scan_is_too_old_to_annul_after_the_window() {
             ticket_type: String::new(),
             revoked: false,
             lists: vec![],
+            ..Attendee::default()
         },
     )
     .unwrap();

@@ -131,7 +131,7 @@ pub struct CheckinList {
     pub rules: ListRules,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Attendee {
     pub id: String,
     pub ticket_code: String,
@@ -143,14 +143,31 @@ pub struct Attendee {
     /// Lists the ticket is valid on; empty means every list.
     #[serde(default)]
     pub lists: Vec<String>,
+    /// What staff must see when they come in ("ID check", "VIP").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+    /// Not paid yet: their first entry waits for staff to confirm payment.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unpaid: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl Attendee {
-    pub fn ticket(&self) -> Ticket {
+    /// As the rules need them, with their ticket type's rules where it has
+    /// some (its note joins theirs).
+    pub fn ticket(&self, ticket_type: Option<&TicketType>) -> Ticket {
         Ticket {
             attendee_id: self.id.clone(),
             revoked: self.revoked,
             lists: self.lists.clone(),
+            attention: crate::rules::joined_notes(
+                self.attention.as_deref(),
+                ticket_type.and_then(|t| t.attention.as_deref()),
+            ),
+            unpaid: self.unpaid,
         }
     }
 }
@@ -1080,6 +1097,7 @@ mod tests {
             ticket_type: "day".into(),
             revoked: false,
             lists: vec![],
+            ..Attendee::default()
         }
     }
 
@@ -1282,6 +1300,7 @@ mod tests {
                     valid_from_ms: Some(1_000),
                     ..EntryWindow::default()
                 },
+                ..TicketType::default()
             },
         )
         .unwrap();

@@ -123,6 +123,10 @@ pub struct TicketType {
     /// When tickets of the type admit, on any list.
     #[serde(default)]
     pub window: EntryWindow,
+    /// What staff must see or do when one of the type comes in ("ID
+    /// check: 18+", "VIP: escort to the lounge").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
 }
 
 /// Where and when a new scan is made: what its answer depends on besides
@@ -136,6 +140,9 @@ pub struct Door<'a> {
     /// The tablet's clock.
     pub now_ms: i64,
     pub calendar: &'a Calendar,
+    /// Staff at this door confirmed that an unpaid ticket is paid (the
+    /// second step of [`Answer::ConfirmPayment`]).
+    pub payment_confirmed: bool,
 }
 
 /// A scan: immutable once made; its id is also its idempotency key.
@@ -374,12 +381,31 @@ fn refused_entry(presence: &Presence, rules: ListRules) -> Option<String> {
 }
 
 /// An attendee as the rules need them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Ticket {
     pub attendee_id: String,
     pub revoked: bool,
     /// Lists the ticket is valid on; empty means every list.
     pub lists: Vec<String>,
+    /// What staff must see at the door (the attendee's note and their
+    /// ticket type's, one per line).
+    #[serde(default)]
+    pub attention: Option<String>,
+    /// Not paid yet: the first entry waits for staff to confirm payment.
+    #[serde(default)]
+    pub unpaid: bool,
+}
+
+/// The note staff see for an attendee: theirs and their ticket type's,
+/// one per line (blank ones left out).
+pub fn joined_notes(attendee: Option<&str>, ticket_type: Option<&str>) -> Option<String> {
+    let notes: Vec<&str> = [attendee, ticket_type]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|note| !note.is_empty())
+        .collect();
+    (!notes.is_empty()).then(|| notes.join("\n"))
 }
 
 impl Ticket {
@@ -393,6 +419,16 @@ impl Ticket {
 pub enum Answer {
     /// Let them in (or out): record the scan.
     Admitted,
+    /// Let them in, and show staff the note first (an ID check, a VIP):
+    /// the scan is recorded.
+    AdmittedWithAttention {
+        note: String,
+    },
+    /// Not paid: staff take payment and confirm, then the same scan again
+    /// with the payment confirmed admits; nothing is recorded yet.
+    ConfirmPayment {
+        note: Option<String>,
+    },
     /// An exit was recorded.
     Exited,
     /// Already in (or, on a list without re-entry, already used): `scan` is
@@ -465,15 +501,36 @@ pub fn decide(
     {
         return Answer::DailyLimitReached { limit: limit.get() };
     }
-    Answer::Admitted
+    // Payment is asked for at the first entry only: a later one follows
+    // an entry that was confirmed (or made before the flag was set).
+    if ticket.unpaid && !presence.checked_in() && !door.payment_confirmed {
+        return Answer::ConfirmPayment {
+            note: ticket.attention.clone(),
+        };
+    }
+    match &ticket.attention {
+        Some(note) => Answer::AdmittedWithAttention { note: note.clone() },
+        None => Answer::Admitted,
+    }
+}
+
+impl Answer {
+    /// Whether the answer records the scan (an entry let in, an exit).
+    pub fn records_scan(&self) -> bool {
+        matches!(
+            self,
+            Answer::Admitted | Answer::AdmittedWithAttention { .. } | Answer::Exited
+        )
+    }
 }
 
 /// What a new scan of a signed code whose signature holds gets: its dates
 /// (for entries; anyone may leave), then a revocation of its attendee made
 /// at or after the code was issued (`revoked_at_ms`, from the event's
 /// revocation list), then the rules as for any ticket. `local` is the
-/// attendee's ticket where this replica holds it (its own revocation and
-/// lists count too); without it the code is valid on every list.
+/// attendee's ticket where this replica holds it (its own revocation,
+/// lists and flags count too), or what the code and its ticket type say;
+/// without it the code is valid on every list.
 pub fn decide_signed(
     claims: &TicketClaims,
     local: Option<&Ticket>,
@@ -494,8 +551,7 @@ pub fn decide_signed(
     }
     let unlisted = Ticket {
         attendee_id: claims.attendee_id.clone(),
-        revoked: false,
-        lists: Vec::new(),
+        ..Ticket::default()
     };
     decide(Some(local.unwrap_or(&unlisted)), direction, presence, door)
 }
@@ -608,6 +664,7 @@ mod tests {
             ticket_window: OPEN,
             now_ms,
             calendar: &UTC,
+            payment_confirmed: false,
         }
     }
 
@@ -620,6 +677,7 @@ mod tests {
             attendee_id: attendee.into(),
             revoked: false,
             lists: vec![],
+            ..Ticket::default()
         }
     }
 
@@ -706,6 +764,77 @@ mod tests {
             decide(Some(&ada), Direction::Entry, &nobody, &in_auckland),
             Answer::NotValidToday { .. }
         ));
+    }
+
+    #[test]
+    fn attention_is_shown_on_entry_and_an_unpaid_first_entry_waits_for_payment() {
+        let vip = Ticket {
+            attention: joined_notes(Some(" VIP: escort "), Some("ID check")),
+            ..open_ticket("ada")
+        };
+        assert_eq!(vip.attention.as_deref(), Some("VIP: escort\nID check"));
+        assert_eq!(joined_notes(Some("  "), None), None);
+        let nobody = Presence::default();
+        let at_door = door("door", REENTRY, 0);
+        let note = "VIP: escort\nID check".to_owned();
+        assert_eq!(
+            decide(Some(&vip), Direction::Entry, &nobody, &at_door),
+            Answer::AdmittedWithAttention { note: note.clone() }
+        );
+        assert!(Answer::AdmittedWithAttention { note }.records_scan());
+        assert_eq!(
+            decide(Some(&vip), Direction::Exit, &nobody, &at_door),
+            Answer::Exited,
+            "leaving needs no attention"
+        );
+        // Refusals come first: a VIP already inside is already inside.
+        let inside = Presence {
+            inside: true,
+            first_entry: Some("s1".into()),
+            last_entry: Some("s1".into()),
+            ..Presence::default()
+        };
+        let strict = door("door", STRICT, 0);
+        assert_eq!(
+            decide(Some(&vip), Direction::Entry, &inside, &strict),
+            Answer::AlreadyCheckedIn { scan: "s1".into() }
+        );
+
+        let unpaid = Ticket {
+            unpaid: true,
+            ..open_ticket("bob")
+        };
+        let asked = decide(Some(&unpaid), Direction::Entry, &nobody, &at_door);
+        assert_eq!(asked, Answer::ConfirmPayment { note: None });
+        assert!(!asked.records_scan(), "nothing is recorded before payment");
+        let confirmed = Door {
+            payment_confirmed: true,
+            ..at_door
+        };
+        assert_eq!(
+            decide(Some(&unpaid), Direction::Entry, &nobody, &confirmed),
+            Answer::Admitted
+        );
+        // Back in after leaving: the first entry was paid for.
+        let left = Presence {
+            exited: true,
+            first_entry: Some("s1".into()),
+            last_entry: Some("s1".into()),
+            ..Presence::default()
+        };
+        assert_eq!(
+            decide(Some(&unpaid), Direction::Entry, &left, &at_door),
+            Answer::Admitted
+        );
+        // A revoked unpaid ticket is refused, not offered for payment.
+        let revoked = Ticket {
+            revoked: true,
+            ..unpaid
+        };
+        assert_eq!(
+            decide(Some(&revoked), Direction::Entry, &nobody, &at_door),
+            Answer::Revoked
+        );
     }
 
     #[test]
@@ -972,6 +1101,7 @@ mod tests {
             attendee_id: "ada".into(),
             revoked: false,
             lists: vec!["door".into()],
+            ..Ticket::default()
         };
         let nobody = Presence::default();
         assert_eq!(
@@ -1024,11 +1154,13 @@ mod tests {
             attendee_id: "bob".into(),
             revoked: false,
             lists: vec![],
+            ..Ticket::default()
         };
         let eve = Ticket {
             attendee_id: "eve".into(),
             revoked: true,
             lists: vec![],
+            ..Ticket::default()
         };
         assert_eq!(
             counts(&e, [&ticket, &bob, &eve], "door", 2_000),
@@ -1083,6 +1215,7 @@ mod tests {
             attendee_id: "ada".into(),
             revoked: false,
             lists: vec!["vip".into()],
+            ..Ticket::default()
         };
         assert_eq!(
             decide_signed(

@@ -294,6 +294,7 @@ mod tests {
             ticket_type: String::new(),
             revoked: false,
             lists: vec![],
+            ..Attendee::default()
         };
         assert!(
             check(&doc, &staff, |tx| {

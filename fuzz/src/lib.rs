@@ -116,6 +116,7 @@ pub fn attendee(n: usize) -> Attendee {
         ticket_type: "day".into(),
         revoked: false,
         lists: Vec::new(),
+        ..Attendee::default()
     }
 }
 

@@ -128,6 +128,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
         migration!("client-sqlite", 0006, "document_snapshots"),
         migration!("client-sqlite", 0007, "signed_tickets"),
         migration!("client-sqlite", 0008, "door_time_rules"),
+        migration!("client-sqlite", 0009, "attention"),
     ],
 };
 

@@ -192,6 +192,31 @@ impl Tablet {
             .ok_or_else(TabletError::no_event_chosen)
     }
 
+    /// A scan at the chosen door (`payment_confirmed`: the second step of
+    /// an unpaid ticket).
+    async fn scan(
+        &self,
+        ticket_code: String,
+        direction: Direction,
+        payment_confirmed: bool,
+    ) -> Result<CheckInResult, TabletError> {
+        let (event, list) = self.chosen()?;
+        let code = ticket_code.trim().to_owned();
+        if code.is_empty() {
+            return Err(TabletError::invalid("the ticket code is empty"));
+        }
+        let core = self.core.clone();
+        on_disk(move || {
+            let result = if payment_confirmed {
+                core.check_in_confirming_payment(event, &code, &list, direction.into())?
+            } else {
+                core.check_in(event, &code, &list, direction.into())?
+            };
+            Ok(result.into())
+        })
+        .await
+    }
+
     /// The organisation's kiosk PIN length (6 while the configuration is unknown).
     async fn pin_length(&self) -> i64 {
         self.org_config()
@@ -422,13 +447,17 @@ impl Tablet {
         ticket_code: String,
         direction: Direction,
     ) -> Result<CheckInResult, TabletError> {
-        let (event, list) = self.chosen()?;
-        let code = ticket_code.trim().to_owned();
-        if code.is_empty() {
-            return Err(TabletError::invalid("the ticket code is empty"));
-        }
-        let core = self.core.clone();
-        on_disk(move || Ok(core.check_in(event, &code, &list, direction.into())?.into())).await
+        self.scan(ticket_code, direction, false).await
+    }
+
+    /// The second step of `CONFIRM_PAYMENT`: staff took payment for an
+    /// unpaid ticket; the same scan again, now admitted and recorded.
+    pub async fn check_in_confirming_payment(
+        &self,
+        ticket_code: String,
+        direction: Direction,
+    ) -> Result<CheckInResult, TabletError> {
+        self.scan(ticket_code, direction, true).await
     }
 
     /// Attendees by ticket code prefix or any part of name or email.

@@ -214,6 +214,12 @@ pub enum CheckInAnswer {
     NotValidToday,
     /// The list's entries per day are used up today (see `daily_limit`).
     DailyLimitReached,
+    /// Let in and recorded; show staff `attention_note` first (an ID
+    /// check, a VIP).
+    AdmittedWithAttention,
+    /// Not paid: nothing recorded. Staff take payment, then
+    /// `check_in_confirming_payment` with the same code admits.
+    ConfirmPayment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -224,6 +230,10 @@ pub struct Attendee {
     pub email: String,
     pub ticket_type: String,
     pub revoked: bool,
+    /// What staff must see when they come in.
+    pub attention: Option<String>,
+    /// Not paid yet: the first entry asks staff to confirm payment.
+    pub unpaid: bool,
 }
 
 impl From<AttendeeView> for Attendee {
@@ -235,6 +245,8 @@ impl From<AttendeeView> for Attendee {
             email: a.email,
             ticket_type: a.ticket_type,
             revoked: a.revoked,
+            attention: a.attention,
+            unpaid: a.unpaid,
         }
     }
 }
@@ -289,6 +301,9 @@ pub struct CheckInResult {
     pub valid_weekdays: Option<String>,
     /// For `DailyLimitReached`: the entries a day allowed.
     pub daily_limit: Option<u32>,
+    /// For `AdmittedWithAttention` (and `ConfirmPayment`, where the
+    /// attendee has one): what staff must see or do.
+    pub attention_note: Option<String>,
 }
 
 impl From<CoreCheckIn> for CheckInResult {
@@ -306,6 +321,13 @@ impl From<CoreCheckIn> for CheckInResult {
             Answer::Expired { .. } => CheckInAnswer::Expired,
             Answer::NotValidToday { .. } => CheckInAnswer::NotValidToday,
             Answer::DailyLimitReached { .. } => CheckInAnswer::DailyLimitReached,
+            Answer::AdmittedWithAttention { .. } => CheckInAnswer::AdmittedWithAttention,
+            Answer::ConfirmPayment { .. } => CheckInAnswer::ConfirmPayment,
+        };
+        let attention_note = match &r.answer {
+            Answer::AdmittedWithAttention { note } => Some(note.clone()),
+            Answer::ConfirmPayment { note } => note.clone(),
+            _ => None,
         };
         let (valid_from_ms, valid_until_ms) = match r.answer {
             Answer::NotYetValid { from_ms } => (Some(from_ms), None),
@@ -330,6 +352,7 @@ impl From<CoreCheckIn> for CheckInResult {
             valid_until_ms,
             valid_weekdays,
             daily_limit,
+            attention_note,
         }
     }
 }

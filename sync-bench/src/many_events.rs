@@ -51,6 +51,7 @@ fn template_event(attendees: usize) -> anyhow::Result<Automerge> {
                 ticket_type: "standard".into(),
                 revoked: false,
                 lists: Vec::new(),
+                ..Attendee::default()
             },
         )?;
     }

@@ -98,7 +98,8 @@ fun main() = runBlocking<Unit> {
     until("the event downloads") { tablet.checkinLists(event).isNotEmpty() }
 
     val first = tablet.checkIn("T-0007", Direction.ENTRY)
-    check(first.answer == CheckInAnswer.ADMITTED) { "first scan: $first" }
+    check(first.answer == CheckInAnswer.ADMITTED_WITH_ATTENTION) { "first scan: $first" }
+    check(first.attentionNote == "ID check: 18+") { "the note for staff: $first" }
     check(first.attendee?.name == "Guest 7") { "attendee: ${first.attendee}" }
     val again = tablet.checkIn("T-0007", Direction.ENTRY)
     check(again.answer == CheckInAnswer.ALREADY_CHECKED_IN) { "second scan: $again" }

@@ -388,14 +388,23 @@ async def main():
     assert answers == {CheckInAnswer.ADMITTED: 450, CheckInAnswer.ALREADY_CHECKED_IN: 50}, answers
     unknown = await a.check_in("NOPE-1", Direction.ENTRY)
     assert unknown.answer == CheckInAnswer.UNKNOWN_TICKET and unknown.attendee is None
-    # A mistaken scan is annulled and made again.
-    mistake = await a.check_in("T-0999", Direction.ENTRY)
-    assert mistake.answer == CheckInAnswer.ADMITTED
+    # T-0999 has not paid: nothing is recorded until staff confirm payment.
+    asked = await a.check_in("T-0999", Direction.ENTRY)
+    assert asked.answer == CheckInAnswer.CONFIRM_PAYMENT and asked.scan_id is None, asked
+    assert asked.attendee.unpaid, asked
+    mistake = await a.check_in_confirming_payment("T-0999", Direction.ENTRY)
+    assert mistake.answer == CheckInAnswer.ADMITTED and mistake.scan_id, mistake
+    # A mistaken scan is annulled and made again (payment confirmed again:
+    # the annulled entry never happened).
     await a.annul(mistake.scan_id)
-    assert (await a.check_in("T-0999", Direction.ENTRY)).answer == CheckInAnswer.ADMITTED
-    # Offline, the signed code is admitted on the key's word; altered, refused.
+    assert (await a.check_in("T-0999", Direction.ENTRY)).answer == CheckInAnswer.CONFIRM_PAYMENT
+    again = await a.check_in_confirming_payment("T-0999", Direction.ENTRY)
+    assert again.answer == CheckInAnswer.ADMITTED
+    # Offline, the signed code is admitted on the key's word (with its
+    # ticket type's note for staff); altered, refused.
     signed = await a.check_in(signed_code, Direction.ENTRY)
-    assert signed.answer == CheckInAnswer.ADMITTED and signed.verified_by_signature, signed
+    assert signed.answer == CheckInAnswer.ADMITTED_WITH_ATTENTION and signed.verified_by_signature, signed
+    assert signed.attention_note == "Day ticket: stamp the hand", signed
     assert signed.attendee.attendee_id == "late-guest-py" and signed.attendee.name == "", signed
     forged = signed_code[:-3] + ("BBB" if signed_code.endswith("AAA") else "AAA")
     assert (await a.check_in(forged, Direction.ENTRY)).answer == CheckInAnswer.INVALID_SIGNATURE

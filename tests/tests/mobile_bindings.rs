@@ -114,6 +114,20 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
     let event = seed_event(&admin, "k-day", "Kotlin day", &[("main", "Main")], 50);
     let later_opens_at = sync_tests::add_later_door(&admin, event);
+    // T-0007, the Kotlin tablet's first scan, needs an ID check.
+    admin
+        .put_attendee(
+            event,
+            &client_core::event_model::Attendee {
+                id: "T-0007".into(),
+                ticket_code: "T-0007".into(),
+                name: "Guest 7".into(),
+                email: "guest7@example.org".into(),
+                attention: Some("ID check: 18+".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
     api.post(
         "/api/documents",
         Some(&token),

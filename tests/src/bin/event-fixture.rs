@@ -5,7 +5,8 @@
 //!
 //!   event-fixture seed    URL TOKEN EVENT_ID ATTENDEES STORE_PATH
 //!       creates the event (lists `main`, `vip` and `later`, a door that
-//!       opens in six hours; tickets T-0000...),
+//!       opens in six hours; tickets T-0000..., T-0999 unpaid; ticket type
+//!       `day` with a note for staff),
 //!       registers it, uploads it: {"document_id": "..."}
 //!   event-fixture inspect URL TOKEN DOCUMENT_ID STORE_PATH
 //!       downloads the event from the server into a fresh replica:
@@ -59,6 +60,27 @@ async fn main() -> anyhow::Result<()> {
                 attendees,
             );
             sync_tests::add_later_door(&admin, event);
+            // Attention at the door: the signed codes' ticket type `day`
+            // carries a note; T-0999 has not paid.
+            admin.put_ticket_type(
+                event,
+                &client_core::event_model::rules::TicketType {
+                    name: "day".into(),
+                    attention: Some("Day ticket: stamp the hand".into()),
+                    ..Default::default()
+                },
+            )?;
+            admin.put_attendee(
+                event,
+                &client_core::event_model::Attendee {
+                    id: "T-0999".into(),
+                    ticket_code: "T-0999".into(),
+                    name: "Guest 999".into(),
+                    email: "guest999@example.org".into(),
+                    unpaid: true,
+                    ..Default::default()
+                },
+            )?;
             let api = url
                 .replacen("wss://", "https://", 1)
                 .replacen("ws://", "http://", 1)

@@ -1,0 +1,2 @@
+ALTER TABLE attendees DROP COLUMN unpaid;
+ALTER TABLE attendees DROP COLUMN attention;
