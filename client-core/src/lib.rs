@@ -8,6 +8,7 @@
 
 mod account;
 mod admin;
+pub mod analytics;
 pub mod attendee_csv;
 mod error;
 mod event_index;
@@ -35,6 +36,7 @@ pub use account::{
     use_platform_keychain,
 };
 pub use admin::{AuditFilter, AuditPage};
+pub use analytics::{CheckinReport, ReportError};
 pub use api_types::{
     AuditVerification, Device, IssueTicketRequest, IssuedTicket, Role, ServerStatus, TicketKey,
     User,

@@ -344,3 +344,67 @@ fn attention_notes_are_shown_and_an_unpaid_ticket_is_admitted_once_payment_is_co
         .unwrap();
     assert_eq!(exit.answer, Answer::Exited, "leaving needs no attention");
 }
+
+#[test]
+fn the_report_and_its_csv_come_from_the_scans_this_replica_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("desk.sqlite3")).unwrap();
+    let event = core.create_event(&EventInfo::new("gala", "Gala")).unwrap();
+    core.put_checkin_list(event, &list("main", ListRules::default()))
+        .unwrap();
+    let csv = "ticket_code,name,ticket_type,revoked\n\
+               A-1,Ada,vip,no\n\
+               B-1,Bob,day,no\n\
+               C-1,Cy,day,no\n\
+               D-1,Di,day,yes\n";
+    core.import_attendees_csv(event, csv.as_bytes(), |_| true)
+        .unwrap()
+        .unwrap();
+    for code in ["A-1", "B-1", "A-1"] {
+        core.check_in(event, code, "main", Direction::Entry)
+            .unwrap();
+    }
+    core.check_in(event, "B-1", "main", Direction::Exit)
+        .unwrap();
+    assert!(matches!(
+        core.checkin_report(event, 0).unwrap(),
+        Err(crate::analytics::ReportError::BucketWidth(0))
+    ));
+    let report = core.checkin_report(event, 5).unwrap().unwrap();
+    assert_eq!(report.arrivals.iter().map(|a| a.entries).sum::<u64>(), 2);
+    assert_eq!(report.peak.as_ref().unwrap().entries, 2);
+    assert_eq!(report.devices.len(), 1);
+    let device = &report.devices[0];
+    assert_eq!((device.entries, device.exits, device.duplicates), (2, 1, 0));
+    assert!(device.median_gap_ms.is_some());
+    let types: Vec<(&str, u64, u64, u64)> = report
+        .ticket_types
+        .iter()
+        .map(|t| (t.ticket_type.as_str(), t.expected, t.checked_in, t.no_shows))
+        .collect();
+    assert_eq!(
+        types,
+        [("day", 2, 1, 1), ("vip", 1, 1, 0)],
+        "Di's revoked ticket counts nowhere"
+    );
+
+    let csv = core.checkin_report_csv(event).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "ticket_code,name,email,ticket_type,status,first_entry,lists,inside"
+    );
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines[1].starts_with("A-1,Ada,,vip,checked_in,20") && lines[1].ends_with(",main,yes"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("B-1,Bob,,day,checked_in,") && lines[2].ends_with(",main,no"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[3], "C-1,Cy,,day,no_show,,,no");
+    assert_eq!(lines[4], "D-1,Di,,day,revoked,,,no");
+}

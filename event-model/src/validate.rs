@@ -52,8 +52,7 @@ pub fn check_event_change(
     let records = document::check(doc)
         .ok()
         .and_then(|()| RecordObjects::new(doc).ok());
-    let rule_objects = records.as_ref().and_then(|_| RuleObjects::new(doc).ok());
-    let (Some(mut records), Some(mut rule_objects)) = (records, rule_objects) else {
+    let Some(mut records) = records else {
         // Not (yet) an event document: only an administrator creates one.
         return if is_admin {
             Ok(())
@@ -66,26 +65,15 @@ pub fn check_event_change(
         EventWriter::Admin => None,
     };
     let mut added = std::collections::HashSet::new();
+    // Read only for an administrator's change beside records (a scan's
+    // change never needs it: the server's hot path).
+    let mut rule_objects: Option<RuleObjects> = None;
     for (index, op) in change.operations.iter().enumerate() {
         let obj = obj_key(&op.obj);
         let key = match &op.key {
             Key::Map(key) => key.to_string(),
             Key::Seq(_) => String::new(),
         };
-        // A list or a ticket type map made by this change is checked like
-        // one already there.
-        if let OpType::Make(automerge::ObjType::Map) = op.action {
-            let made = format!(
-                "{}@{}",
-                change.start_op.get() + index as u64,
-                change.actor_id
-            );
-            if obj == rule_objects.lists {
-                rule_objects.list_maps.insert(made);
-            } else if obj == "_root" && key == "ticket_types" {
-                rule_objects.ticket_type_maps.insert(made);
-            }
-        }
         if let Some(kind) = records.bucket_map(&obj) {
             return Err(format!(
                 "the buckets of the {} map are made once, with the event",
@@ -146,7 +134,25 @@ pub fn check_event_change(
             // every lookup by id.
             return Err(format!("`{key}` is not in the bucket of its id"));
         }
-        check_rules_op(&rule_objects, &obj, &key, &op.action)?;
+        let objects = match &mut rule_objects {
+            Some(objects) => objects,
+            None => rule_objects.insert(RuleObjects::new(doc).map_err(|e| e.to_string())?),
+        };
+        // A list or a ticket type map made by this change is checked like
+        // one already there.
+        if let OpType::Make(automerge::ObjType::Map) = op.action {
+            let made = format!(
+                "{}@{}",
+                change.start_op.get() + index as u64,
+                change.actor_id
+            );
+            if obj == objects.lists {
+                objects.list_maps.insert(made);
+            } else if obj == "_root" && key == "ticket_types" {
+                objects.ticket_type_maps.insert(made);
+            }
+        }
+        check_rules_op(objects, &obj, &key, &op.action)?;
         if obj == "_root"
             && ["scans", "annulments", "attendees", "lists", "event"].contains(&key.as_str())
         {

@@ -497,6 +497,26 @@ impl Tablet {
         on_disk(move || Ok(core.counts(event, list_id.as_deref())?.into())).await
     }
 
+    /// The chosen event's check-in figures from this tablet's data
+    /// (offline too): arrivals per `bucket_minutes` and list, the peak,
+    /// each device's tally, each door's, no-shows per ticket type.
+    pub async fn checkin_report(&self, bucket_minutes: u32) -> Result<CheckinReport, TabletError> {
+        let (event, _) = self.chosen()?;
+        let core = self.core.clone();
+        on_disk(move || match core.checkin_report(event, bucket_minutes)? {
+            Ok(report) => Ok(report.into()),
+            Err(refused) => Err(TabletError::invalid(refused.to_string())),
+        })
+        .await
+    }
+
+    /// The check-in report as CSV (one row per attendee), to share.
+    pub async fn checkin_report_csv(&self) -> Result<String, TabletError> {
+        let (event, _) = self.chosen()?;
+        let core = self.core.clone();
+        on_disk(move || Ok(core.checkin_report_csv(event)?)).await
+    }
+
     /// Scans flagged as duplicates (two entries with no exit between), to review.
     pub async fn duplicates(&self) -> Result<Vec<Duplicate>, TabletError> {
         let (event, _) = self.chosen()?;

@@ -503,3 +503,112 @@ impl From<client_core::PeerPresence> for TabletPresence {
         }
     }
 }
+
+/// Counted entries on one list in one bucket of time.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Arrivals {
+    pub list_id: String,
+    /// Start of the bucket (Unix ms).
+    pub start_ms: i64,
+    pub entries: u64,
+}
+
+/// The busiest bucket, all lists together.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Peak {
+    pub start_ms: i64,
+    pub entries: u64,
+    pub per_minute: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DeviceTally {
+    pub device_id: String,
+    pub entries: u64,
+    pub exits: u64,
+    pub duplicates: u64,
+    pub annulled: u64,
+    /// Median time between two of its scans (ms), from two scans on.
+    pub median_gap_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ListTally {
+    pub list_id: String,
+    pub entries: u64,
+    pub exits: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TicketTypeTally {
+    pub ticket_type: String,
+    pub expected: u64,
+    pub checked_in: u64,
+    pub no_shows: u64,
+}
+
+/// The check-in figures of the chosen event.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CheckinReport {
+    pub bucket_minutes: u32,
+    pub arrivals: Vec<Arrivals>,
+    pub peak: Option<Peak>,
+    pub devices: Vec<DeviceTally>,
+    pub lists: Vec<ListTally>,
+    pub ticket_types: Vec<TicketTypeTally>,
+}
+
+impl From<client_core::CheckinReport> for CheckinReport {
+    fn from(r: client_core::CheckinReport) -> Self {
+        Self {
+            bucket_minutes: r.bucket_minutes,
+            arrivals: r
+                .arrivals
+                .into_iter()
+                .map(|a| Arrivals {
+                    list_id: a.list_id,
+                    start_ms: a.start_ms,
+                    entries: a.entries,
+                })
+                .collect(),
+            peak: r.peak.map(|p| Peak {
+                start_ms: p.start_ms,
+                entries: p.entries,
+                per_minute: p.per_minute,
+            }),
+            devices: r
+                .devices
+                .into_iter()
+                .map(|d| DeviceTally {
+                    device_id: d.device_id,
+                    entries: d.entries,
+                    exits: d.exits,
+                    duplicates: d.duplicates,
+                    annulled: d.annulled,
+                    median_gap_ms: d.median_gap_ms,
+                })
+                .collect(),
+            lists: r
+                .lists
+                .into_iter()
+                .map(|l| ListTally {
+                    list_id: l.list_id,
+                    entries: l.entries,
+                    exits: l.exits,
+                    duplicates: l.duplicates,
+                })
+                .collect(),
+            ticket_types: r
+                .ticket_types
+                .into_iter()
+                .map(|t| TicketTypeTally {
+                    ticket_type: t.ticket_type,
+                    expected: t.expected,
+                    checked_in: t.checked_in,
+                    no_shows: t.no_shows,
+                })
+                .collect(),
+        }
+    }
+}

@@ -437,6 +437,28 @@ async def main():
     assert all(d.scan.device_id == b_device and d.original.device_id == a_device
                for d in duplicates), duplicates[:2]
     assert [d.ticket_code for d in await b.duplicates()] == [d.ticket_code for d in duplicates]
+    # The day's figures, from each tablet's own data: the same on both.
+    report = await a.checkin_report(15)
+    assert report == await b.checkin_report(15), "both tablets hold the same scans"
+    main = next(l for l in report.lists if l.list_id == "main")
+    # A: 450 + T-0999 + the signed code; B: 10 of its own; 30 duplicates.
+    assert (main.entries, main.duplicates) == (462, 30), main
+    assert sum(x.entries for x in report.arrivals) == 462, report.arrivals
+    by_device = {d.device_id: d for d in report.devices}
+    assert (by_device[a_device].entries, by_device[a_device].annulled) == (452, 1), by_device
+    assert (by_device[b_device].entries, by_device[b_device].duplicates) == (10, 30), by_device
+    assert by_device[a_device].median_gap_ms is not None
+    assert report.peak is not None and report.peak.entries >= 1, report.peak
+    assert [(t.ticket_type, t.expected, t.checked_in, t.no_shows) for t in report.ticket_types] == [
+        ("", 1000, 461, 539)], report.ticket_types
+    try:
+        await a.checkin_report(0)
+        raise AssertionError("a bucket of no minutes was accepted")
+    except TabletError.InvalidInput as e:
+        assert "minutes" in e.detail, e.detail
+    exported = (await a.checkin_report_csv()).splitlines()
+    assert exported[0].startswith("ticket_code,name,email,ticket_type,status"), exported[0]
+    assert len(exported) == 1001 and sum(",checked_in," in l for l in exported) == 461
     assert any(not s.connected for s in listener.statuses), "the listener saw the outage"
     assert listener.statuses[-1].last_sync_ms is not None
 
