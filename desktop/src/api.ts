@@ -142,6 +142,17 @@ export interface Dashboard {
   recent: Scan[];
   duplicates: { scan: Scan; original: Scan | null; attendee_name: string; ticket_code: string }[];
   other_tablets: Tablet[];
+  report: CheckinReport;
+}
+
+export interface CheckinReport {
+  bucket_minutes: number;
+  /** By list, then time. */
+  arrivals: { list_id: string; start_ms: number; entries: number }[];
+  peak: { start_ms: number; entries: number; per_minute: number } | null;
+  devices: { device_id: string; entries: number; exits: number; duplicates: number; annulled: number; median_gap_ms: number | null }[];
+  lists: { list_id: string; entries: number; exits: number; duplicates: number }[];
+  ticket_types: { ticket_type: string; expected: number; checked_in: number; no_shows: number }[];
 }
 
 export interface User {
@@ -257,6 +268,7 @@ export const api = {
   importCsv: (documentId: string, path: string) => invoke<ImportReport>("import_csv", { documentId, path }),
   search: (documentId: string, query: string) => invoke<Attendee[]>("search", { documentId, query }),
   dashboard: (documentId: string) => invoke<Dashboard>("dashboard", { documentId }),
+  exportReport: (documentId: string, path: string) => invoke<number>("export_report", { documentId, path }),
   users: () => invoke<User[]>("users"),
   createUser: (email: string, role: string, password: string) =>
     invoke<User>("create_user", { email, role, password }),

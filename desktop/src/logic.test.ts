@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, auditFilter, duration, eventFormProblem, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
+import { ago, arrivalSeries, auditFilter, duration, eventFormProblem, gap, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
 
 const now = 1_800_000_000_000;
 const base = { connected: true, pending_changes: 0, last_sync_ms: now - 5_000, last_error: null, last_error_ms: null };
@@ -146,5 +146,31 @@ describe("list time rules", () => {
     expect(localInputToMs("")).toBeNull();
     expect(localInputToMs("not a date")).toBeNull();
     expect(msToLocalInput(null)).toBe("");
+  });
+});
+
+describe("arrival chart", () => {
+  it("fills the buckets around and between the first and the last, one series per list", () => {
+    const min15 = 15 * 60_000;
+    const { x, series } = arrivalSeries(
+      [
+        { list_id: "main", start_ms: 0, entries: 3 },
+        { list_id: "vip", start_ms: 0, entries: 1 },
+        { list_id: "main", start_ms: 3 * min15, entries: 2 },
+      ],
+      ["main", "vip"],
+      15,
+    );
+    expect(x).toEqual([-900, 0, 900, 1800, 2700, 3600]);
+    expect(series).toEqual([
+      [0, 3, 0, 0, 2, 0],
+      [0, 1, 0, 0, 0, 0],
+    ]);
+    expect(arrivalSeries([], ["main"], 15)).toEqual({ x: [], series: [[]] });
+  });
+  it("says gaps in seconds or minutes", () => {
+    expect(gap(null)).toBe("—");
+    expect(gap(2_500)).toBe("2.5 s");
+    expect(gap(65_000)).toBe("1 min 5 s");
   });
 });

@@ -184,3 +184,36 @@ export function msToLocalInput(ms: number | null): string {
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
+
+/**
+ * Arrivals as the chart's columns: one x per bucket from the one before the
+ * first to the one after the last (empty buckets included, so the line
+ * starts and drops to zero, and a single bucket is not drawn across years),
+ * one series of entries per list in `lists` order.
+ */
+export function arrivalSeries(
+  arrivals: { list_id: string; start_ms: number; entries: number }[],
+  lists: string[],
+  bucketMinutes: number,
+): { x: number[]; series: number[][] } {
+  if (arrivals.length === 0) return { x: [], series: lists.map(() => []) };
+  const width = bucketMinutes * 60_000;
+  const first = Math.min(...arrivals.map((a) => a.start_ms)) - width;
+  const last = Math.max(...arrivals.map((a) => a.start_ms)) + width;
+  const x: number[] = [];
+  for (let t = first; t <= last; t += width) x.push(t / 1000);
+  const series = lists.map(() => x.map(() => 0));
+  for (const a of arrivals) {
+    const row = lists.indexOf(a.list_id);
+    if (row >= 0) series[row][Math.round((a.start_ms - first) / width)] += a.entries;
+  }
+  return { x, series };
+}
+
+/** "2.5 s", "1 min 5 s", "—". */
+export function gap(ms: number | null): string {
+  if (ms == null) return "—";
+  if (ms < 60_000) return `${Math.round(ms / 100) / 10} s`;
+  const minutes = Math.floor(ms / 60_000);
+  return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+}

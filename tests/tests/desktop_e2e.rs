@@ -557,6 +557,41 @@ async fn an_admin_works_through_every_screen() {
         "1",
         "a duplicate is not a second person"
     );
+    // The figures: the arrival curve drawn, each tablet's tally, no-shows.
+    ui.el("#arrival-chart canvas").await;
+    ui.wait_text("#arrival-peak", "the peak", |t| t.contains(": 1 entry ("))
+        .await;
+    ui.wait_text("#device-tally", "the tablets' tallies", |t| {
+        t.contains(&tablet_device[..8])
+    })
+    .await;
+    ui.wait_text("#no-shows", "the no-shows", |t| t.contains("199"))
+        .await;
+    let report_path = dir.path().join("report.csv");
+    ui.fill("#export-path", &report_path.display().to_string())
+        .await;
+    ui.click("#export-report").await;
+    ui.wait_text("#exported", "the export", |t| t.starts_with("Wrote 200"))
+        .await;
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    assert_eq!(
+        report.lines().count(),
+        201,
+        "a header and one row per attendee"
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("T-0005,") && l.contains(",checked_in,")),
+        "{report}"
+    );
+    ui.client
+        .execute(
+            "document.getElementById('arrival-chart').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
     ui.shot("07-dashboard").await;
     door_b_sync.stop().await;
 

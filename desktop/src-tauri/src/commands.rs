@@ -453,6 +453,9 @@ pub struct Dashboard {
     duplicates: Vec<DuplicateView>,
     /// Tablets heard on the event with no list chosen.
     other_tablets: Vec<client_core::PeerPresence>,
+    /// Arrivals per 15 minutes and list, the peak, each device's tally,
+    /// no-shows per ticket type (from this computer's data).
+    report: client_core::CheckinReport,
 }
 
 #[tauri::command]
@@ -485,7 +488,33 @@ pub async fn dashboard(state: AppStateRef<'_>, document_id: String) -> CmdResult
             recent: core.recent_scans(id, 20)?,
             duplicates: core.duplicates(id)?,
             other_tablets: presence,
+            report: core
+                .checkin_report(id, 15)?
+                .map_err(|e| CommandError::invalid(e.to_string()))?,
         })
+    })
+    .await
+}
+
+/// Writes the check-in report (one row per attendee) as CSV to `path`.
+#[tauri::command]
+pub async fn export_report(
+    state: AppStateRef<'_>,
+    document_id: String,
+    path: String,
+) -> CmdResult<u64> {
+    let id = document(&document_id)?;
+    if path.trim().is_empty() {
+        return Err(CommandError::invalid(
+            "choose a file to write the report to",
+        ));
+    }
+    let core = state.core.clone();
+    blocking(move || {
+        let csv = core.checkin_report_csv(id)?;
+        std::fs::write(path.trim(), &csv)
+            .map_err(|e| CommandError::invalid(format!("cannot write {}: {e}", path.trim())))?;
+        Ok(csv.lines().count().saturating_sub(1) as u64)
     })
     .await
 }

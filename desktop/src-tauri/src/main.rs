@@ -53,6 +53,7 @@ fn main() {
             commands::import_csv,
             commands::search,
             commands::dashboard,
+            commands::export_report,
             commands::users,
             commands::create_user,
             commands::update_user,

@@ -1,10 +1,13 @@
 // The live check-in dashboard: counts per list as scans arrive from tablets,
-// recent scans, duplicates to review, tablets online per list.
+// the arrival curve, each tablet's tally, no-shows per ticket type, recent
+// scans, duplicates to review, tablets online per list; the check-in
+// report exported as CSV.
 
 import { useEffect, useState } from "preact/hooks";
 import { api, on, type Dashboard as Data, type Tablet } from "../api";
+import { ArrivalChart } from "../ArrivalChart";
 import { ErrorBox, time, useEventChoice } from "../components";
-import { ago } from "../logic";
+import { ago, gap } from "../logic";
 
 function Tablets({ tablets }: { tablets: Tablet[] }) {
   if (tablets.length === 0) return <span class="muted">none</span>;
@@ -24,6 +27,20 @@ export function Dashboard() {
   const { chosen, picker, error: listError } = useEventChoice();
   const [data, setData] = useState<Data | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [exportPath, setExportPath] = useState("");
+  const [exported, setExported] = useState<string | null>(null);
+
+  async function exportReport(e: Event) {
+    e.preventDefault();
+    try {
+      const rows = await api.exportReport(chosen, exportPath);
+      setExported(`Wrote ${rows} attendees to ${exportPath.trim()}.`);
+      setError(null);
+    } catch (err) {
+      setExported(null);
+      setError(err);
+    }
+  }
 
   useEffect(() => {
     if (!chosen) return;
@@ -85,6 +102,73 @@ export function Dashboard() {
               ))}
             </tbody>
           </table>
+          <h3>Arrivals</h3>
+          <ArrivalChart report={data.report} lists={data.lists.map((l) => l.list)} />
+          <p id="arrival-peak">
+            {data.report.peak
+              ? `Busiest ${data.report.bucket_minutes} minutes from ${time(data.report.peak.start_ms)}: ${data.report.peak.entries} ${data.report.peak.entries === 1 ? "entry" : "entries"} (${data.report.peak.per_minute.toFixed(1)} a minute)`
+              : "No entries yet."}
+          </p>
+          <h3>Tablets</h3>
+          <table id="device-tally">
+            <thead>
+              <tr>
+                <th>Device</th>
+                <th>Entries</th>
+                <th>Exits</th>
+                <th>Duplicates</th>
+                <th>Annulled</th>
+                <th>Median time between scans</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.report.devices.map((d) => (
+                <tr key={d.device_id}>
+                  <td title={d.device_id}>{d.device_id.slice(0, 8)}</td>
+                  <td>{d.entries}</td>
+                  <td>{d.exits}</td>
+                  <td>{d.duplicates}</td>
+                  <td>{d.annulled}</td>
+                  <td>{gap(d.median_gap_ms)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <h3>No-shows by ticket type</h3>
+          <table id="no-shows">
+            <thead>
+              <tr>
+                <th>Ticket type</th>
+                <th>Expected</th>
+                <th>Checked in</th>
+                <th>No-shows</th>
+              </tr>
+            </thead>
+            <tbody>
+              {data.report.ticket_types.map((t) => (
+                <tr key={t.ticket_type}>
+                  <td>{t.ticket_type || "(none)"}</td>
+                  <td>{t.expected}</td>
+                  <td>{t.checked_in}</td>
+                  <td>{t.no_shows}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <form id="export-form" onSubmit={exportReport}>
+            <label>
+              Export the check-in report (CSV) to <input id="export-path" value={exportPath} placeholder="/path/to/report.csv" onInput={(e) => setExportPath(e.currentTarget.value)} />
+            </label>
+            <button id="export-report" type="submit">
+              Export
+            </button>
+            {exported && (
+              <span class="ok" id="exported">
+                {" "}
+                {exported}
+              </span>
+            )}
+          </form>
           {data.other_tablets.length > 0 && (
             <p>
               Tablets on this event without a list: <Tablets tablets={data.other_tablets} />
