@@ -116,6 +116,11 @@ fn main() {
     let report = report.expect("one run");
     let entries: u64 = report.lists.iter().map(|l| l.entries).sum();
     assert!(entries > 0 && report.devices.len() == 8, "{report:?}");
+    let checked_in: u64 = report.ticket_types.iter().map(|t| t.checked_in).sum();
+    assert_eq!(
+        checked_in,
+        core.counts(event, None).expect("counts").checked_in
+    );
     let mut csv_times = Vec::with_capacity(runs.min(10));
     let mut csv_len = 0;
     for _ in 0..runs.min(10) {

@@ -495,8 +495,11 @@ impl IndexWork {
         )?;
         let mut upsert = conn.prepare_cached(
             "INSERT INTO attendees (document_id, attendee_id, ticket_code, name, email, ticket_type, revoked, lists,
-                                    attention, unpaid)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                    attention, unpaid, checked_in)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                     -- Scans may come before their attendee (a signed code).
+                     EXISTS (SELECT 1 FROM presence p WHERE p.document_id = ?1 AND p.attendee_id = ?2
+                             AND p.checked_in))
              ON CONFLICT (document_id, attendee_id) DO UPDATE SET ticket_code = excluded.ticket_code,
                 name = excluded.name, email = excluded.email, ticket_type = excluded.ticket_type,
                 revoked = excluded.revoked, lists = excluded.lists, attention = excluded.attention,
@@ -951,6 +954,15 @@ pub(crate) fn reevaluate(
             stay_ends_at_ms = excluded.stay_ends_at_ms, entry_day = excluded.entry_day,
             entries_that_day = excluded.entries_that_day",
     )?;
+    // Checked in on any list: kept on the attendee's row for the report
+    // (`analytics`); every list they have a presence on is in this
+    // evaluation (above).
+    let checked_in = evaluation.presence.values().any(|p| p.checked_in());
+    conn.prepare_cached(
+        "UPDATE attendees SET checked_in = ?3
+         WHERE document_id = ?1 AND attendee_id = ?2 AND checked_in != ?3",
+    )?
+    .execute(params![key, attendee, checked_in])?;
     for ((attendee_id, list_id), p) in &evaluation.presence {
         insert.execute(params![
             key,

@@ -387,6 +387,31 @@ fn the_report_and_its_csv_come_from_the_scans_this_replica_holds() {
         [("day", 2, 1, 1), ("vip", 1, 1, 0)],
         "Di's revoked ticket counts nowhere"
     );
+    // Cy comes in and the scan is annulled: counted, then not.
+    let cy = core
+        .check_in(event, "C-1", "main", Direction::Entry)
+        .unwrap();
+    let day = |core: &ClientCore| {
+        let report = core.checkin_report(event, 5).unwrap().unwrap();
+        report
+            .ticket_types
+            .iter()
+            .find(|t| t.ticket_type == "day")
+            .unwrap()
+            .checked_in
+    };
+    assert_eq!(day(&core), 2);
+    core.annul(event, &cy.scan_id.unwrap()).unwrap().unwrap();
+    assert_eq!(day(&core), 1);
+    let total: u64 = core
+        .checkin_report(event, 5)
+        .unwrap()
+        .unwrap()
+        .ticket_types
+        .iter()
+        .map(|t| t.checked_in)
+        .sum();
+    assert_eq!(total, core.counts(event, None).unwrap().checked_in);
 
     let csv = core.checkin_report_csv(event).unwrap();
     let lines: Vec<&str> = csv.lines().collect();

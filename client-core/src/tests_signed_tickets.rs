@@ -233,7 +233,15 @@ fn a_fresh_tablet_admits_signed_codes_before_its_download_and_agrees_after_it() 
     };
     assert_eq!(duplicates(&admin).len(), 1);
     assert_eq!(duplicates(&tablet), duplicates(&admin));
+    // The report counts the guest whose scan came before their record.
+    let checked_in_by_type = |core: &ClientCore| -> u64 {
+        let report = core.checkin_report(event, 15).unwrap().unwrap();
+        report.ticket_types.iter().map(|t| t.checked_in).sum()
+    };
+    assert_eq!(checked_in_by_type(&tablet), 1);
+    assert_eq!(checked_in_by_type(&admin), 1);
     tablet.rebuild_event_index(event).unwrap();
+    assert_eq!(checked_in_by_type(&tablet), 1);
     assert_eq!(tablet.counts(event, Some("main")).unwrap(), counts);
     assert_eq!(duplicates(&tablet), duplicates(&admin));
     // Now the tablet holds the list: its plain codes answer too.
