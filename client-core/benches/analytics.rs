@@ -16,16 +16,11 @@ use client_core::event_model::document::{self, CheckinList, EventInfo};
 use client_core::event_model::hlc::Hlc;
 use client_core::event_model::rules::{Direction, ListRules, Scan};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
+mod support;
+use support::percentile;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args = support::numbers();
     let attendees = args.first().copied().unwrap_or(100_000);
     let scans = args.get(1).copied().unwrap_or(60_000);
     let runs = args.get(2).copied().unwrap_or(30).max(1);

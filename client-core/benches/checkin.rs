@@ -7,23 +7,18 @@
 //! `cargo bench -p client-core --bench checkin -- [ATTENDEES] [SCANS]`
 //! (defaults 100000 and 2000).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use client_core::ClientCore;
 use client_core::event_model::document::{CheckinList, EventInfo};
 use client_core::event_model::rules::{Answer, Direction, ListRules};
 use client_core::event_model::tickets::{self, TicketClaims};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
+mod support;
+use support::percentile;
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args = support::numbers();
     let attendees = args.first().copied().unwrap_or(100_000);
     let scans = args.get(1).copied().unwrap_or(2_000).min(attendees);
     let dir = tempfile::tempdir().expect("temp dir");
