@@ -332,8 +332,8 @@ impl ClientCore {
         Ok(lists)
     }
 
-    /// Imports attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked]`;
-    /// `lists` is `;`-separated). Rows are read and checked first, streaming,
+    /// Imports attendees from CSV (header: `ticket_code,name,email[,ticket_type][,attendee_id][,lists][,revoked][,attention][,unpaid]`;
+    /// `lists` is `;`-separated; see `attendee_csv::read`). Rows are read and checked first, streaming,
     /// reporting `ImportProgress::Read`; returning `false` from `progress`
     /// aborts with nothing written. Valid rows are then written in small
     /// changes, all committed to the local store in one transaction, so an

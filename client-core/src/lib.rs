@@ -56,7 +56,7 @@ pub use tls::{ServerTrust, TrustError, spki_sha256};
 
 pub use error::ClientError;
 pub use replica::ClientCore;
-pub use status::{ChangeOrigin, DocEvent, SyncStatus};
+pub use status::{ChangeOrigin, DocEvent, SyncProblem, SyncStatus};
 
 #[cfg(test)]
 mod tests;

@@ -47,8 +47,57 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     /// When the server last confirmed it had every local change.
     pub last_sync_at: Option<SystemTime>,
+    /// The last failure as it came (for a details view and the logs).
     pub last_error: Option<String>,
     pub last_error_at: Option<SystemTime>,
+    /// What the last failure means, in words for the people at the door.
+    pub problem: Option<SyncProblem>,
+    /// When the client tries again (while it waits after a failure).
+    pub next_retry_at: Option<SystemTime>,
+}
+
+/// What stands between this replica and the server, by what a person can
+/// do about it (the raw error stays in `SyncStatus::last_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncProblem {
+    /// No connection: the network, the Wi-Fi or the server is down.
+    Unreachable,
+    /// The server's certificate is not one this device trusts.
+    UntrustedServer,
+    /// Signed out, or the server no longer accepts this device's session.
+    NotSignedIn,
+    /// The server answered with an error or something this app cannot read.
+    ServerError,
+    /// This device's own storage failed.
+    LocalStorage,
+    /// The sync settings cannot work (an unreadable certificate authority).
+    Settings,
+}
+
+impl SyncProblem {
+    /// A sentence for a status line.
+    pub fn plain(self) -> &'static str {
+        match self {
+            SyncProblem::Unreachable => "Can't reach the server",
+            SyncProblem::UntrustedServer => "The server's certificate isn't trusted",
+            SyncProblem::NotSignedIn => "Not signed in",
+            SyncProblem::ServerError => "The server had a problem",
+            SyncProblem::LocalStorage => "This device's storage failed",
+            SyncProblem::Settings => "The sync settings can't work",
+        }
+    }
+
+    /// A stable name for APIs (`unreachable`, `untrusted_server`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            SyncProblem::Unreachable => "unreachable",
+            SyncProblem::UntrustedServer => "untrusted_server",
+            SyncProblem::NotSignedIn => "not_signed_in",
+            SyncProblem::ServerError => "server_error",
+            SyncProblem::LocalStorage => "local_storage",
+            SyncProblem::Settings => "settings",
+        }
+    }
 }
 
 impl SyncStatus {
@@ -60,5 +109,10 @@ impl SyncStatus {
     /// `last_error_at` as unix milliseconds.
     pub fn last_error_ms(&self) -> Option<i64> {
         self.last_error_at.map(|t| unix_ms(t) as i64)
+    }
+
+    /// `next_retry_at` as unix milliseconds.
+    pub fn next_retry_ms(&self) -> Option<i64> {
+        self.next_retry_at.map(|t| unix_ms(t) as i64)
     }
 }

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::account::{Account, AccountError, SessionState};
 use crate::tls::{self, ServerTrust};
-use crate::{ClientCore, DocEvent};
+use crate::{ClientCore, DocEvent, SyncProblem};
 
 /// Where and how to sync.
 #[derive(Debug, Clone)]
@@ -133,6 +133,20 @@ enum SessionError {
     Local(#[from] crate::ClientError),
 }
 
+impl SessionError {
+    /// What the failure means for the people at the door.
+    fn problem(&self) -> Option<SyncProblem> {
+        Some(match self {
+            SessionError::Connect(_) | SessionError::Closed => SyncProblem::Unreachable,
+            SessionError::UntrustedCertificate(_) => SyncProblem::UntrustedServer,
+            SessionError::Unauthorized(_) | SessionError::SignedOut(_) => SyncProblem::NotSignedIn,
+            SessionError::Protocol(_) | SessionError::Server(_) => SyncProblem::ServerError,
+            SessionError::Local(_) => SyncProblem::LocalStorage,
+            SessionError::Renew => return None,
+        })
+    }
+}
+
 #[tracing::instrument(name = "sync", skip_all, fields(url = %config.url))]
 async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<bool>) {
     let mut backoff = config.min_backoff;
@@ -148,6 +162,7 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
             core.set_status(|s| {
                 s.last_error = Some(error.to_string());
                 s.last_error_at = Some(SystemTime::now());
+                s.problem = Some(SyncProblem::Settings);
             });
             let _ = stop.wait_for(|s| *s).await;
             return;
@@ -176,6 +191,7 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
                 core.set_status(|s| {
                     s.last_error = Some(format!("server refused the token: {code}"));
                     s.last_error_at = Some(SystemTime::now());
+                    s.problem = Some(SyncProblem::NotSignedIn);
                 });
             }
             Err(SessionError::Renew) => {
@@ -188,6 +204,9 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
                 core.set_status(|s| {
                     s.last_error = Some(format!("not signed in: {reason}"));
                     s.last_error_at = Some(SystemTime::now());
+                    s.problem = Some(SyncProblem::NotSignedIn);
+                    // It waits for a sign-in, not for a timer.
+                    s.next_retry_at = None;
                 });
                 let account = config.account.as_ref().expect("only accounts sign out");
                 let mut state = account.watch_state();
@@ -203,15 +222,18 @@ async fn run(core: ClientCore, config: SyncConfig, mut stop: watch::Receiver<boo
                 // Next time, try the next node; a lone server is simply retried.
                 current = (current + 1) % urls.len();
                 let text = error.to_string();
+                let problem = error.problem();
                 core.set_status(|s| {
                     s.last_error = Some(text);
                     s.last_error_at = Some(SystemTime::now());
+                    s.problem = problem;
                 });
             }
         }
         let jitter = rand::rng().random_range(0.8..1.2);
         let delay = backoff.mul_f64(jitter);
         backoff = (backoff * 2).min(config.max_backoff);
+        core.set_status(|s| s.next_retry_at = Some(SystemTime::now() + delay));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -326,7 +348,10 @@ async fn session(
     };
     tracing::info!(%server_id, url, "connected");
     *backoff = config.min_backoff;
-    core.set_status(|s| s.connected = true);
+    core.set_status(|s| {
+        s.connected = true;
+        s.next_retry_at = None;
+    });
 
     let mut peer = Peer {
         core,

@@ -24,6 +24,10 @@ export interface SyncStatus {
   last_sync_ms: number | null;
   last_error: string | null;
   last_error_ms: number | null;
+  /** The last failure in plain words ("Can't reach the server"). */
+  problem?: string | null;
+  /** When sync tries again, while it waits after a failure. */
+  next_retry_ms?: number | null;
 }
 
 export interface Session {

@@ -24,6 +24,12 @@ export function SyncIndicator({ status, signedIn }: { status: SyncStatus | null;
   return (
     <div class={`sync sync-${indicator.tone}`} id="sync-indicator" data-tone={indicator.tone} role="status" aria-live="polite">
       <strong>{indicator.label}</strong> <span>{indicator.detail}</span>
+      {indicator.raw && (
+        <details id="sync-error-details">
+          <summary>Details</summary>
+          <code>{indicator.raw}</code>
+        </details>
+      )}
     </div>
   );
 }

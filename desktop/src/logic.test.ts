@@ -20,8 +20,8 @@ describe("syncIndicator", () => {
 
   it("turns red when the last failure is newer than the last success", () => {
     const failing = { ...base, connected: false, last_error: "connection refused", last_error_ms: now - 1_000 };
-    expect(syncIndicator(failing, now)).toMatchObject({ tone: "error", label: "Offline: sync failing" });
-    expect(syncIndicator(failing, now).detail).toContain("connection refused");
+    expect(syncIndicator(failing, now)).toMatchObject({ tone: "error", label: "Offline: sync failing", raw: "connection refused" });
+    expect(syncIndicator(failing, now).detail).not.toContain("connection refused");
     // An older failure, followed by a success, is history: not red.
     const recovered = { ...failing, last_error_ms: now - 60_000 };
     expect(syncIndicator(recovered, now).tone).toBe("offline");
@@ -29,6 +29,23 @@ describe("syncIndicator", () => {
     expect(syncIndicator({ ...failing, connected: true, last_sync_ms: null }, now).tone).toBe("ok");
     // Failing before ever syncing is red too.
     expect(syncIndicator({ ...failing, last_sync_ms: null }, now).tone).toBe("error");
+  });
+
+  it("says the failure in plain words with the next try, the raw error aside", () => {
+    const failing = {
+      ...base,
+      connected: false,
+      last_error: "connect: IO error: Connection refused (os error 111)",
+      last_error_ms: now - 1_000,
+      problem: "Can't reach the server",
+      next_retry_ms: now + 7_400,
+    };
+    const i = syncIndicator(failing, now);
+    expect(i.label).toBe("Can't reach the server; retrying in 8 s");
+    expect(i.raw).toBe("connect: IO error: Connection refused (os error 111)");
+    expect(i.detail).toBe("nothing waiting · last sync 5 s ago");
+    expect(syncIndicator({ ...failing, next_retry_ms: now - 10 }, now).label).toBe("Can't reach the server; retrying now");
+    expect(syncIndicator({ ...failing, next_retry_ms: null }, now).label).toBe("Can't reach the server");
   });
 
   it("is neutral while nobody is signed in (sync waits, it did not fail)", () => {

@@ -8,6 +8,8 @@ export interface Indicator {
   tone: Tone;
   label: string;
   detail: string;
+  /** The failure as it came, for a details toggle. */
+  raw?: string;
 }
 
 /** "3 s ago", "5 min ago", "2 h ago", "4 d ago". */
@@ -42,10 +44,16 @@ export function syncIndicator(status: SyncStatus, now: number, signedIn = true):
     status.last_error_ms != null &&
     (status.last_sync_ms == null || status.last_error_ms > status.last_sync_ms);
   if (failedLast) {
+    // In words for the people at the door, with the next try; the error as
+    // it came stays behind a details toggle.
+    const retry =
+      status.next_retry_ms == null ? null : status.next_retry_ms > now ? `retrying in ${Math.ceil((status.next_retry_ms - now) / 1000)} s` : "retrying now";
+    const label = status.problem ?? "Offline: sync failing";
     return {
       tone: "error",
-      label: "Offline: sync failing",
-      detail: `${status.last_error ?? "error"} · ${waiting} · ${last}`,
+      label: retry ? `${label}; ${retry}` : label,
+      detail: `${waiting} · ${last}`,
+      raw: status.last_error ?? undefined,
     };
   }
   if (!status.connected) {

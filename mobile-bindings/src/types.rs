@@ -405,8 +405,16 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     /// When the server last confirmed every local change, unix ms.
     pub last_sync_ms: Option<i64>,
+    /// The last failure as it came (for a details view).
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
+    /// The last failure in plain words ("Can't reach the server").
+    pub problem: Option<String>,
+    /// A stable name for it (`unreachable`, `untrusted_server`,
+    /// `not_signed_in`, `server_error`, `local_storage`, `settings`).
+    pub problem_code: Option<String>,
+    /// When sync tries again (unix ms), while it waits after a failure.
+    pub next_retry_ms: Option<i64>,
 }
 
 impl From<CoreSyncStatus> for SyncStatus {
@@ -416,6 +424,9 @@ impl From<CoreSyncStatus> for SyncStatus {
             pending_changes: s.pending_changes,
             last_sync_ms: s.last_sync_ms(),
             last_error_ms: s.last_error_ms(),
+            next_retry_ms: s.next_retry_ms(),
+            problem: s.problem.map(|p| p.plain().to_owned()),
+            problem_code: s.problem.map(|p| p.code().to_owned()),
             last_error: s.last_error,
         }
     }

@@ -460,6 +460,8 @@ async def main():
     assert exported[0].startswith("ticket_code,name,email,ticket_type,status"), exported[0]
     assert len(exported) == 1001 and sum(",checked_in," in l for l in exported) == 461
     assert any(not s.connected for s in listener.statuses), "the listener saw the outage"
+    assert any(s.problem_code == "unreachable" and s.problem == "Can't reach the server"
+               and s.next_retry_ms for s in listener.statuses), "the outage in plain words"
     assert listener.statuses[-1].last_sync_ms is not None
 
     # What the server holds, seen by a fresh replica downloaded from it.

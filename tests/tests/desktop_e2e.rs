@@ -801,6 +801,12 @@ async fn an_admin_works_through_every_screen() {
     server.stop().await;
     ui.wait_text("#sync-indicator", "offline", |t| !t.starts_with("Online"))
         .await;
+    // In plain words, with the next try; the raw error behind "Details".
+    ui.wait_text("#sync-indicator", "the failure in plain words", |t| {
+        t.starts_with("Can't reach the server; retrying")
+    })
+    .await;
+    ui.el("#sync-error-details").await;
     ui.go("search").await;
     ui.fill("#search-query", "guest42@").await;
     ui.wait_text("#search-results", "an offline search", |t| {

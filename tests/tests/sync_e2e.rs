@@ -121,9 +121,58 @@ async fn a_bad_token_is_refused_and_local_work_waits() {
     .await;
     assert!(!a.sync_status().connected);
     assert_eq!(a.sync_status().pending_changes, 1);
+    assert_eq!(
+        a.sync_status().problem,
+        Some(client_core::SyncProblem::NotSignedIn)
+    );
     assert!(server.store.list_documents().await.unwrap().is_empty());
     sync.stop().await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_said_in_plain_words_with_the_next_try() {
+    let dir = tempfile::tempdir().unwrap();
+    // A loopback port with nothing listening on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = ClientCore::open(dir.path().join("a.sqlite3")).unwrap();
+    let mut config = SyncConfig::new(format!("ws://127.0.0.1:{port}/sync"), "sk_any");
+    config.min_backoff = Duration::from_secs(4);
+    config.max_backoff = Duration::from_secs(8);
+    let sync = a.start_sync(config);
+    wait_until("the failure is reported", LIMIT, || async {
+        a.sync_status().problem.is_some()
+    })
+    .await;
+    let status = a.sync_status();
+    assert_eq!(status.problem, Some(client_core::SyncProblem::Unreachable));
+    assert_eq!(status.problem.unwrap().plain(), "Can't reach the server");
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("connect:")),
+        "the raw error is kept for details: {status:?}"
+    );
+    wait_until("the next try is scheduled", LIMIT, || async {
+        a.sync_status().next_retry_at.is_some()
+    })
+    .await;
+    // The first wait after the failure is the smallest backoff with its
+    // jitter (0.8-1.2x), counted from when the failure was recorded.
+    let status = a.sync_status();
+    let wait = status
+        .next_retry_at
+        .unwrap()
+        .duration_since(status.last_error_at.unwrap())
+        .unwrap();
+    assert!(wait >= Duration::from_millis(3_200), "{wait:?}");
+    assert!(wait <= Duration::from_millis(5_300), "{wait:?}");
+    sync.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,10 @@ async fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
     .await;
     let status = core.sync_status();
     assert!(!status.connected);
+    assert_eq!(
+        status.problem,
+        Some(client_core::SyncProblem::UntrustedServer)
+    );
     assert!(status.pending_changes > 0, "{status:?}");
     assert!(server.store.load_document(id).await.unwrap().is_none());
     // No device was signed in: the password never left the tablet.

@@ -74,6 +74,10 @@ pub struct StatusDto {
     pub last_sync_ms: Option<i64>,
     pub last_error: Option<String>,
     pub last_error_ms: Option<i64>,
+    /// The last failure in plain words ("Can't reach the server").
+    pub problem: Option<&'static str>,
+    /// When sync tries again, while it waits after a failure.
+    pub next_retry_ms: Option<i64>,
 }
 
 impl From<SyncStatus> for StatusDto {
@@ -83,6 +87,8 @@ impl From<SyncStatus> for StatusDto {
             pending_changes: s.pending_changes,
             last_sync_ms: s.last_sync_ms(),
             last_error_ms: s.last_error_ms(),
+            next_retry_ms: s.next_retry_ms(),
+            problem: s.problem.map(|p| p.plain()),
             last_error: s.last_error,
         }
     }
