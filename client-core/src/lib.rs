@@ -55,6 +55,9 @@ pub use sync_protocol::DocumentId;
 pub use tls::{ServerTrust, TrustError, spki_sha256};
 
 pub use error::ClientError;
+
+/// This build's version, as devices report it (presence beacons).
+pub const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use replica::ClientCore;
 pub use status::{ChangeOrigin, DocEvent, SyncProblem, SyncStatus};
 

@@ -2,7 +2,7 @@
 //! on (sent by the sync client as ephemeral beacons, repeated every few
 //! seconds), and hears the other devices' beacons.
 
-use event_model::presence::{Beacon, ONLINE_FOR_MS};
+use event_model::presence::{Beacon, ONLINE_FOR_MS, Readiness};
 use sync_protocol::DocumentId;
 
 use crate::presence_state::PeerPresence;
@@ -53,6 +53,9 @@ impl ClientCore {
                 list_id: beacon.list_id,
                 last_synced_ms: beacon.last_synced_ms,
                 heard_ms: now_ms(),
+                holds_event: beacon.holds_event,
+                pending_uploads: beacon.pending_uploads,
+                app_version: beacon.app_version,
             },
         );
     }
@@ -63,14 +66,22 @@ impl ClientCore {
             return Ok(None);
         };
         let device = self.device_id()?;
-        let last_synced = self.sync_status().last_sync_at.map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or_default()
-        });
+        let status = self.sync_status();
+        let last_synced = status.last_sync_ms();
+        // The whole event is here once its document has been indexed (a
+        // download ends with it; a scan before it leaves no index).
+        let holds_event = self.has_document(event)
+            && crate::event_index::is_indexed(&self.index_reader(), &event.to_string())?;
+        let readiness = Readiness {
+            holds_event,
+            pending_uploads: status.pending_changes,
+            app_version: crate::APP_VERSION.to_owned(),
+        };
         Ok(Some((
             event,
-            Beacon::new(device, list, last_synced, now_ms()).encode(),
+            Beacon::new(device, list, last_synced, now_ms())
+                .with_readiness(readiness)
+                .encode(),
         )))
     }
 }

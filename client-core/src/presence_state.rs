@@ -14,6 +14,11 @@ pub struct PeerPresence {
     pub last_synced_ms: Option<i64>,
     /// When its last beacon arrived here (unix ms).
     pub heard_ms: i64,
+    /// Whether it holds the event's whole document (unknown from older apps).
+    pub holds_event: Option<bool>,
+    /// Its changes and scans the server has not confirmed yet.
+    pub pending_uploads: Option<u64>,
+    pub app_version: Option<String>,
 }
 
 /// What this device announces: the event and, optionally, the list.

@@ -663,3 +663,28 @@ fn a_remote_annulment_of_an_only_scan_takes_the_attendee_off_its_list_as_a_rebui
     other.rebuild_event_index(event).unwrap();
     assert_eq!(other.counts(event, Some("main")).unwrap(), counts);
 }
+
+#[test]
+fn a_beacon_says_whether_the_event_is_here_and_what_waits_to_go() {
+    use event_model::presence::Beacon;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = ClientCore::open(dir.path().join("admin.sqlite3")).unwrap();
+    let event = event_with_attendees(&admin, 3);
+    // A tablet that knows only the event's id: not ready yet.
+    let fresh = ClientCore::open(dir.path().join("fresh.sqlite3")).unwrap();
+    fresh.set_presence(event, Some("main"));
+    let (about, bytes) = fresh.beacon().unwrap().unwrap();
+    assert_eq!(about, event);
+    let beacon = Beacon::decode(&bytes).unwrap();
+    assert_eq!(beacon.holds_event, Some(false));
+    assert_eq!(beacon.app_version.as_deref(), Some(crate::APP_VERSION));
+    // The replica that holds it, with its unsent changes counted.
+    admin.set_presence(event, None);
+    let beacon = Beacon::decode(&admin.beacon().unwrap().unwrap().1).unwrap();
+    assert_eq!(beacon.holds_event, Some(true));
+    assert_eq!(
+        beacon.pending_uploads,
+        Some(admin.sync_status().pending_changes)
+    );
+    assert!(beacon.pending_uploads.unwrap() > 0, "never synced");
+}

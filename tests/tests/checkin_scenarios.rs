@@ -508,6 +508,27 @@ async fn tablets_see_each_other_online_and_the_dashboard_lists_them() {
         door.presence(s.event).iter().any(|p| p.list_id.is_none())
     })
     .await;
+    // Fleet readiness: the door tablet holds the event, has nothing to
+    // upload, and says its version.
+    let heard = s.admin.presence(s.event);
+    let door_heard = heard
+        .iter()
+        .find(|p| p.list_id.as_deref() == Some("main"))
+        .unwrap();
+    assert_eq!(door_heard.holds_event, Some(true), "{door_heard:?}");
+    assert_eq!(
+        door_heard.app_version.as_deref(),
+        Some(client_core::APP_VERSION)
+    );
+    assert!(door_heard.pending_uploads.is_some());
+    // Connected, its uploads go at once: nothing left to send.
+    wait_until("the door tablet has nothing waiting", LIMIT, || async {
+        s.admin
+            .presence(s.event)
+            .iter()
+            .any(|p| p.list_id.as_deref() == Some("main") && p.pending_uploads == Some(0))
+    })
+    .await;
     let api = Api::new(&s.server.url);
     let path = format!("/api/presence?document_id={}", s.event);
     let online = api.get(&path, &s.token).await.ok();
