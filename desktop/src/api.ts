@@ -136,6 +136,11 @@ export interface Tablet {
   list_id: string | null;
   last_synced_ms: number | null;
   heard_ms: number;
+  /** Whether it holds the event's whole document (null: an older app's beacon). */
+  holds_event: boolean | null;
+  /** Its changes and scans the server has not confirmed yet. */
+  pending_uploads: number | null;
+  app_version: string | null;
 }
 
 export interface Dashboard {

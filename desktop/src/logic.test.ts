@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, arrivalSeries, auditFilter, duration, eventFormProblem, gap, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
+import { ago, arrivalSeries, auditFilter, deviceName, duration, eventFormProblem, gap, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
 
 const now = 1_800_000_000_000;
 const base = { connected: true, pending_changes: 0, last_sync_ms: now - 5_000, last_error: null, last_error_ms: null };
@@ -189,5 +189,14 @@ describe("arrival chart", () => {
     expect(gap(null)).toBe("—");
     expect(gap(2_500)).toBe("2.5 s");
     expect(gap(65_000)).toBe("1 min 5 s");
+  });
+});
+
+describe("deviceName", () => {
+  it("names a device by its record, or by its id's start", () => {
+    const names = new Map([["96e05e74-aaaa", { name: "Door 2 tablet" }], ["blank-id-0000", { name: "" }]]);
+    expect(deviceName(names, "96e05e74-aaaa")).toBe("Door 2 tablet");
+    expect(deviceName(names, "0b28164d-bbbb")).toBe("0b28164d");
+    expect(deviceName(names, "blank-id-0000")).toBe("blank-id");
   });
 });

@@ -225,3 +225,8 @@ export function gap(ms: number | null): string {
   const minutes = Math.floor(ms / 60_000);
   return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
+
+/** A device by its name where the server's records tell it, by the start of its id otherwise. */
+export function deviceName(names: Map<string, { name: string }>, id: string): string {
+  return names.get(id)?.name || id.slice(0, 8);
+}

@@ -557,6 +557,13 @@ async fn an_admin_works_through_every_screen() {
         "1",
         "a duplicate is not a second person"
     );
+    // Fleet readiness: the tablet at the main door holds the event.
+    ui.wait_text(
+        &format!("#fleet tr[data-device='{tablet_device}']"),
+        "the tablet's readiness",
+        |t| t.contains("Main entrance") && t.contains("yes"),
+    )
+    .await;
     // The figures: the arrival curve drawn, each tablet's tally, no-shows.
     ui.el("#arrival-chart canvas").await;
     ui.wait_text("#arrival-peak", "the peak", |t| t.contains(": 1 entry ("))
@@ -587,7 +594,7 @@ async fn an_admin_works_through_every_screen() {
     );
     ui.client
         .execute(
-            "document.getElementById('arrival-chart').scrollIntoView()",
+            "document.getElementById('fleet').scrollIntoView(); window.scrollBy(0, -60)",
             vec![],
         )
         .await

@@ -1,25 +1,62 @@
 // The live check-in dashboard: counts per list as scans arrive from tablets,
-// the arrival curve, each tablet's tally, no-shows per ticket type, recent
-// scans, duplicates to review, tablets online per list; the check-in
-// report exported as CSV.
+// the arrival curve, the fleet's readiness (each tablet by its name: holds
+// the event, uploads waiting, app version, last sync), each tablet's tally,
+// no-shows per ticket type, recent scans, duplicates to review; the
+// check-in report exported as CSV.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, on, type Dashboard as Data, type Tablet } from "../api";
+import { api, on, type Dashboard as Data, type Device, type Tablet } from "../api";
 import { ArrivalChart } from "../ArrivalChart";
 import { ErrorBox, time, useEventChoice } from "../components";
-import { ago, gap } from "../logic";
+import { ago, deviceName, gap } from "../logic";
 
-function Tablets({ tablets }: { tablets: Tablet[] }) {
+/** Device names from the server's records (empty while it is out of reach). */
+type Names = Map<string, Device>;
+
+function Tablets({ tablets, names }: { tablets: Tablet[]; names: Names }) {
   if (tablets.length === 0) return <span class="muted">none</span>;
   const now = Date.now();
   return (
     <span>
       {tablets.map((t) => (
         <span key={t.device_id} class="tablet" title={t.device_id}>
-          {t.device_id.slice(0, 8)} (synced {t.last_synced_ms ? ago(t.last_synced_ms, now) : "—"})
+          {deviceName(names, t.device_id)} (synced {t.last_synced_ms ? ago(t.last_synced_ms, now) : "—"})
         </span>
       ))}
     </span>
+  );
+}
+
+function Fleet({ data, names }: { data: Data; names: Names }) {
+  const now = Date.now();
+  const tablets = [...data.lists.flatMap((l) => l.tablets), ...data.other_tablets];
+  const door = (t: Tablet) => data.lists.find((l) => l.list.id === t.list_id)?.list.name ?? (t.list_id ? t.list_id : "—");
+  if (tablets.length === 0) return <p class="muted">No tablet heard in the last 30 s.</p>;
+  return (
+    <table id="fleet">
+      <thead>
+        <tr>
+          <th>Device</th>
+          <th>Door</th>
+          <th>Holds the event</th>
+          <th>Uploads waiting</th>
+          <th>App version</th>
+          <th>Last sync</th>
+        </tr>
+      </thead>
+      <tbody>
+        {tablets.map((t) => (
+          <tr key={t.device_id} data-device={t.device_id} class={t.holds_event === false || (t.pending_uploads ?? 0) > 0 ? "attention" : ""}>
+            <td title={t.device_id}>{deviceName(names, t.device_id)}</td>
+            <td>{door(t)}</td>
+            <td>{t.holds_event == null ? "?" : t.holds_event ? "yes" : "downloading"}</td>
+            <td>{t.pending_uploads ?? "?"}</td>
+            <td>{t.app_version ?? names.get(t.device_id)?.app_version ?? "?"}</td>
+            <td>{t.last_synced_ms ? ago(t.last_synced_ms, now) : "never"}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
 
@@ -27,6 +64,7 @@ export function Dashboard() {
   const { chosen, picker, error: listError } = useEventChoice();
   const [data, setData] = useState<Data | null>(null);
   const [error, setError] = useState<unknown>(null);
+  const [names, setNames] = useState<Names>(new Map());
   const [exportPath, setExportPath] = useState("");
   const [exported, setExported] = useState<string | null>(null);
 
@@ -41,6 +79,19 @@ export function Dashboard() {
       setError(err);
     }
   }
+
+  // Names change rarely: asked for now and every 30 s; out of reach, the
+  // ids stand in.
+  useEffect(() => {
+    const load = () =>
+      api
+        .devices()
+        .then((all) => setNames(new Map(all.map((d) => [d.id, d]))))
+        .catch(() => {});
+    load();
+    const timer = setInterval(load, 30_000);
+    return () => clearInterval(timer);
+  }, []);
 
   useEffect(() => {
     if (!chosen) return;
@@ -96,12 +147,14 @@ export function Dashboard() {
                   <td class="checked-in">{l.checked_in}</td>
                   <td>{l.inside}</td>
                   <td>
-                    <Tablets tablets={l.tablets} />
+                    <Tablets tablets={l.tablets} names={names} />
                   </td>
                 </tr>
               ))}
             </tbody>
           </table>
+          <h3>Fleet readiness</h3>
+          <Fleet data={data} names={names} />
           <h3>Arrivals</h3>
           <ArrivalChart report={data.report} lists={data.lists.map((l) => l.list)} />
           <p id="arrival-peak">
@@ -124,7 +177,7 @@ export function Dashboard() {
             <tbody>
               {data.report.devices.map((d) => (
                 <tr key={d.device_id}>
-                  <td title={d.device_id}>{d.device_id.slice(0, 8)}</td>
+                  <td title={d.device_id}>{deviceName(names, d.device_id)}</td>
                   <td>{d.entries}</td>
                   <td>{d.exits}</td>
                   <td>{d.duplicates}</td>
@@ -171,7 +224,7 @@ export function Dashboard() {
           </form>
           {data.other_tablets.length > 0 && (
             <p>
-              Tablets on this event without a list: <Tablets tablets={data.other_tablets} />
+              Tablets on this event without a list: <Tablets tablets={data.other_tablets} names={names} />
             </p>
           )}
           <h3>Recent scans</h3>
@@ -194,7 +247,7 @@ export function Dashboard() {
                   <td>{s.direction}</td>
                   <td>{s.outcome}</td>
                   <td>{s.attendee_id}</td>
-                  <td title={s.device_id}>{s.device_id.slice(0, 8)}</td>
+                  <td title={s.device_id}>{deviceName(names, s.device_id)}</td>
                 </tr>
               ))}
             </tbody>
@@ -215,9 +268,9 @@ export function Dashboard() {
                   <td>{d.ticket_code}</td>
                   <td>{d.attendee_name}</td>
                   <td>
-                    {time(d.scan.wall_ms)} on {d.scan.device_id.slice(0, 8)}
+                    {time(d.scan.wall_ms)} on {deviceName(names, d.scan.device_id)}
                   </td>
-                  <td>{d.original ? `${time(d.original.wall_ms)} on ${d.original.device_id.slice(0, 8)}` : "—"}</td>
+                  <td>{d.original ? `${time(d.original.wall_ms)} on ${deviceName(names, d.original.device_id)}` : "—"}</td>
                 </tr>
               ))}
             </tbody>
