@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, arrivalSeries, auditFilter, deviceName, duration, eventFormProblem, gap, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
+import { ago, arrivalSeries, auditFilter, deviceName, readableRef, duration, eventFormProblem, gap, healthConcerns, listTimeRules, localInputToMs, msToLocalInput, parseList, syncIndicator } from "./logic";
 
 const now = 1_800_000_000_000;
 const base = { connected: true, pending_changes: 0, last_sync_ms: now - 5_000, last_error: null, last_error_ms: null };
@@ -198,5 +198,25 @@ describe("deviceName", () => {
     expect(deviceName(names, "96e05e74-aaaa")).toBe("Door 2 tablet");
     expect(deviceName(names, "0b28164d-bbbb")).toBe("0b28164d");
     expect(deviceName(names, "blank-id-0000")).toBe("blank-id");
+  });
+});
+
+describe("readableRef", () => {
+  const names = {
+    users: new Map([["7a595531", "ada@example.org"]]),
+    devices: new Map([["96e05e74", "Mo's phone"]]),
+    events: new Map([["3aQsfR4E", "Summer Fest"]]),
+  };
+  it("names people, devices and events, keeping the id to hover", () => {
+    expect(readableRef("user:7a595531", names)).toEqual({ text: "ada@example.org", title: "user:7a595531" });
+    expect(readableRef("96e05e74", names).text).toBe("Mo's phone");
+    expect(readableRef("3aQsfR4E", names).text).toBe("Summer Fest");
+    expect(readableRef("device:96e05e74", names).text).toBe("Mo's phone");
+    expect(readableRef("api_key:fixture", names).text).toBe("API key fixture");
+  });
+  it("leaves what it does not know as it is", () => {
+    expect(readableRef("user:unknown", names)).toEqual({ text: "user:unknown", title: "user:unknown" });
+    expect(readableRef("system", names).text).toBe("system");
+    expect(readableRef(null, names)).toEqual({ text: "", title: "" });
   });
 });

@@ -230,3 +230,41 @@ export function gap(ms: number | null): string {
 export function deviceName(names: Map<string, { name: string }>, id: string): string {
   return names.get(id)?.name || id.slice(0, 8);
 }
+
+/** What the audit log's ids are called: users by email, devices and events by name. */
+export interface Names {
+  users: Map<string, string>;
+  devices: Map<string, string>;
+  events: Map<string, string>;
+}
+
+/**
+ * An audit log reference (`user:<id>`, `device:<id>`, `api_key:<name>`, or
+ * a bare id of a user, device or event document) in words, with the id it
+ * stands for kept for hovering. Unknown references stay as they are.
+ */
+export function readableRef(ref: string | null | undefined, names: Names): { text: string; title: string } {
+  if (!ref) return { text: "", title: "" };
+  const [kind, rest] = ref.includes(":") ? [ref.slice(0, ref.indexOf(":")), ref.slice(ref.indexOf(":") + 1)] : ["", ref];
+  const lookup = (id: string) => names.users.get(id) ?? names.devices.get(id) ?? names.events.get(id);
+  let text: string | undefined;
+  switch (kind) {
+    case "user":
+      text = names.users.get(rest);
+      break;
+    case "device":
+      text = names.devices.get(rest);
+      break;
+    case "document":
+    case "event":
+      text = names.events.get(rest);
+      break;
+    case "api_key":
+      text = `API key ${rest}`;
+      break;
+    case "":
+      text = lookup(rest);
+      break;
+  }
+  return { text: text ?? ref, title: ref };
+}

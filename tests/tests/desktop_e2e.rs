@@ -714,6 +714,25 @@ async fn an_admin_works_through_every_screen() {
         .unwrap();
     assert_eq!(rows.len(), 1, "one revocation in the log");
     assert!(filtered(&ui.text_of("#audit-table tbody").await));
+    // By name: who revoked, and which device (ids on hover).
+    ui.wait_text("#audit-table tbody .actor", "the actor by name", |t| {
+        t == "ada@example.org"
+    })
+    .await;
+    ui.wait_text("#audit-table tbody .target", "the device by name", |t| {
+        t == "Mo's phone"
+    })
+    .await;
+    let actor = ui.el("#audit-table tbody .actor span").await;
+    assert!(
+        actor
+            .attr("title")
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("user:"),
+        "the id on hover"
+    );
     ui.shot("11-audit").await;
     ui.click("#audit-export").await;
     // The step-up of the role change may have run out meanwhile.

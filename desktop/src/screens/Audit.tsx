@@ -1,9 +1,10 @@
-// The audit log: filters, paging, chain verification, export.
+// The audit log: filters, paging, chain verification, export; people,
+// devices and events by name (their ids on hover).
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type AuditEntry, type AuditVerification } from "../api";
 import { ErrorBox, useStepUp } from "../components";
-import { auditFilter, type AuditForm } from "../logic";
+import { auditFilter, readableRef, type AuditForm, type Names } from "../logic";
 
 const PAGE = 50;
 
@@ -17,6 +18,7 @@ export function Audit() {
   const [exported, setExported] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
   const { run, dialog } = useStepUp();
+  const [names, setNames] = useState<Names>({ users: new Map(), devices: new Map(), events: new Map() });
   // Only the newest request's answer is shown (an older, slower one must not
   // overwrite a filtered page).
   const latest = useRef(0);
@@ -36,7 +38,23 @@ export function Audit() {
   useEffect(() => {
     load(0);
     api.verifyAudit().then(setVerification).catch(setError);
+    // Names for the ids; without them (a list refused), the ids stand.
+    Promise.all([
+      api.users().catch(() => []),
+      api.devices().catch(() => []),
+      api.listEvents().catch(() => []),
+    ]).then(([users, devices, events]) =>
+      setNames({
+        users: new Map(users.map((u) => [u.id, u.email])),
+        devices: new Map(devices.map((d) => [d.id, d.name])),
+        events: new Map(events.map((e) => [e.document_id, e.name])),
+      }),
+    );
   }, []);
+  const named = (ref: string | null | undefined) => {
+    const { text, title } = readableRef(ref, names);
+    return <span title={title}>{text}</span>;
+  };
 
   const field = (key: keyof AuditForm, label: string, placeholder: string) => (
     <label>
@@ -89,10 +107,10 @@ export function Audit() {
             <tr key={e.seq}>
               <td>{e.seq}</td>
               <td>{e.at}</td>
-              <td>{e.actor}</td>
+              <td class="actor">{named(e.actor)}</td>
               <td>{e.action}</td>
               <td>{e.result}</td>
-              <td>{e.target ?? ""}</td>
+              <td class="target">{named(e.target)}</td>
             </tr>
           ))}
         </tbody>
