@@ -26,6 +26,7 @@ fn main() {
         tracing::error!(%error, "no keychain: signing in will not work");
     }
     tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
         .setup(|app| {
             let data_dir = match std::env::var_os("SYNC_DESKTOP_DATA_DIR") {
                 Some(dir) => dir.into(),

@@ -4,6 +4,7 @@
 // no-shows per ticket type, recent scans, duplicates to review; the
 // check-in report exported as CSV.
 
+import { save } from "@tauri-apps/plugin-dialog";
 import { useEffect, useState } from "preact/hooks";
 import { api, on, type Dashboard as Data, type Device, type Tablet } from "../api";
 import { ArrivalChart } from "../ArrivalChart";
@@ -212,6 +213,20 @@ export function Dashboard() {
             <label>
               Export the check-in report (CSV) to <input id="export-path" value={exportPath} placeholder="/path/to/report.csv" onInput={(e) => setExportPath(e.currentTarget.value)} />
             </label>
+            <button
+              id="choose-report-file"
+              type="button"
+              onClick={async () => {
+                try {
+                  const chosenPath = await save({ defaultPath: "checkin-report.csv", filters: [{ name: "CSV", extensions: ["csv"] }] });
+                  if (chosenPath) setExportPath(chosenPath);
+                } catch (e) {
+                  setError(e);
+                }
+              }}
+            >
+              Choose…
+            </button>{" "}
             <button id="export-report" type="submit">
               Export
             </button>

@@ -1,6 +1,7 @@
 // Attendee import from a CSV file: progress bar while it runs, then the
 // rows it refused with their line numbers.
 
+import { open } from "@tauri-apps/plugin-dialog";
 import { useEffect, useState } from "preact/hooks";
 import { api, on, type ImportProgress, type ImportReport } from "../api";
 import { ErrorBox, useEventChoice } from "../components";
@@ -38,7 +39,8 @@ export function Import() {
     <section aria-labelledby="import-title">
       <h2 id="import-title">Import attendees</h2>
       <p>
-        A CSV file with a header row: <code>ticket_code</code>, <code>name</code>, <code>email</code> and optionally <code>ticket_type</code>, <code>lists</code>. Good rows are imported; broken
+        A CSV file with a header row: <code>ticket_code</code>, <code>name</code>, <code>email</code> and optionally <code>ticket_type</code>, <code>attendee_id</code>,{" "}
+        <code>lists</code>, <code>revoked</code>, <code>attention</code> (a note staff see at the door), <code>unpaid</code>. Good rows are imported; broken
         rows are listed below with their line numbers.
       </p>
       <ErrorBox error={listError ?? error} />
@@ -47,6 +49,21 @@ export function Import() {
         <label>
           CSV file <input id="csv-path" value={path} placeholder="/home/me/attendees.csv" onInput={(e) => setPath(e.currentTarget.value)} />
         </label>
+        <button
+          id="choose-csv"
+          type="button"
+          onClick={async () => {
+            try {
+              // The system's file dialog; the path can still be typed.
+              const chosenPath = await open({ multiple: false, directory: false, filters: [{ name: "CSV", extensions: ["csv", "txt"] }] });
+              if (typeof chosenPath === "string") setPath(chosenPath);
+            } catch (e) {
+              setError(e);
+            }
+          }}
+        >
+          Choose…
+        </button>
         <button id="start-import" type="submit" disabled={running || !chosen || !path.trim()}>
           Import
         </button>
