@@ -154,6 +154,21 @@ export interface Dashboard {
   report: CheckinReport;
 }
 
+export interface IssueTicketRequest {
+  attendee_id: string;
+  ticket_type: string;
+  valid_from_ms: number | null;
+  valid_until_ms: number | null;
+}
+
+export interface IssuedTicket {
+  /** `TK1:` and base32: what the QR code holds. */
+  code: string;
+  public_key: string;
+  issued_at_ms: number;
+  qr_png_base64: string;
+}
+
 export interface CheckinReport {
   bucket_minutes: number;
   /** By list, then time. */
@@ -278,6 +293,10 @@ export const api = {
   search: (documentId: string, query: string) => invoke<Attendee[]>("search", { documentId, query }),
   dashboard: (documentId: string) => invoke<Dashboard>("dashboard", { documentId }),
   exportReport: (documentId: string, path: string) => invoke<number>("export_report", { documentId, path }),
+  ticketKey: (documentId: string) => invoke<string | null>("ticket_key", { documentId }),
+  enableSignedTickets: (documentId: string) => invoke<string>("enable_signed_tickets", { documentId }),
+  issueTicket: (documentId: string, request: IssueTicketRequest) => invoke<IssuedTicket>("issue_ticket", { documentId, request }),
+  revokeSignedCodes: (documentId: string, attendeeId: string) => invoke<void>("revoke_signed_codes", { documentId, attendeeId }),
   users: () => invoke<User[]>("users"),
   createUser: (email: string, role: string, password: string) =>
     invoke<User>("create_user", { email, role, password }),

@@ -456,6 +456,52 @@ async fn an_admin_works_through_every_screen() {
     assert_eq!(registered[0]["scope"], "fest", "{registered}");
     let event = DocumentId::parse(registered[0]["document_id"].as_str().unwrap()).unwrap();
 
+    // ---- signed tickets: on, a code issued and checked, codes revoked ----
+    ui.click("#enable-signed").await;
+    ui.wait_text("#signed-status", "signed tickets on", |t| {
+        t.starts_with("On:")
+    })
+    .await;
+    let key = ui
+        .el("#signed-status code")
+        .await
+        .attr("title")
+        .await
+        .unwrap()
+        .unwrap();
+    ui.fill("#issue-attendee", "late-guest-e2e").await;
+    ui.fill("#issue-type", "day").await;
+    ui.click("#issue-ticket").await;
+    let code = ui
+        .wait_text("#issued-code", "the signed code", |t| t.starts_with("TK1:"))
+        .await;
+    let claims = client_core::event_model::tickets::verify(
+        &client_core::event_model::tickets::parse_key(&key).unwrap(),
+        &event.to_string(),
+        &code,
+    )
+    .expect("the code verifies under the key the event shows");
+    assert_eq!(
+        (claims.attendee_id.as_str(), claims.ticket_type.as_str()),
+        ("late-guest-e2e", "day")
+    );
+    assert!(
+        ui.el("#issued-qr")
+            .await
+            .attr("src")
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBOR")
+    );
+    ui.shot("04b-signed-ticket").await;
+    ui.fill("#revoke-attendee", "late-guest-e2e").await;
+    ui.click("#revoke-codes").await;
+    ui.wait_text("#revoked", "the revocation", |t| {
+        t.contains("late-guest-e2e")
+    })
+    .await;
+
     // ---- CSV import: good rows in, broken rows reported by line ----
     let csv_path = dir.path().join("attendees.csv");
     let mut csv = String::from("ticket_code,name,email\n");

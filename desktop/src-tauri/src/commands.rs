@@ -12,8 +12,8 @@ use client_core::event_model::document::{self, CheckinList};
 use client_core::event_model::rules::{EntryWindow, ListRules};
 use client_core::{
     AttendeeView, AuditFilter, AuditPage, AuditVerification, Device, DocumentId, DuplicateView,
-    EventSummary, ImportProgress, ImportReport, ScanView, ServerStatus, SettingValue, SignInStep,
-    User,
+    EventSummary, ImportProgress, ImportReport, IssueTicketRequest, IssuedTicket, ScanView,
+    ServerStatus, SettingValue, SignInStep, User,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, State};
@@ -517,6 +517,56 @@ pub async fn export_report(
         Ok(csv.lines().count().saturating_sub(1) as u64)
     })
     .await
+}
+
+// ---- signed tickets ----
+
+/// The key the event's signed codes are checked with, if they are on.
+#[tauri::command]
+pub async fn ticket_key(state: AppStateRef<'_>, document_id: String) -> CmdResult<Option<String>> {
+    let id = document(&document_id)?;
+    let core = state.core.clone();
+    blocking(move || Ok(core.ticket_key(id)?)).await
+}
+
+/// Turns signed codes on: the server's key for the event goes into it.
+#[tauri::command]
+pub async fn enable_signed_tickets(
+    state: AppStateRef<'_>,
+    document_id: String,
+) -> CmdResult<String> {
+    let id = document(&document_id)?;
+    Ok(state.account().await.enable_signed_tickets(id).await?)
+}
+
+/// A signed code for one attendee (the server signs it), with its QR image.
+#[tauri::command]
+pub async fn issue_ticket(
+    state: AppStateRef<'_>,
+    document_id: String,
+    request: IssueTicketRequest,
+) -> CmdResult<IssuedTicket> {
+    let id = document(&document_id)?;
+    if request.attendee_id.trim().is_empty() {
+        return Err(CommandError::invalid("a signed code needs an attendee id"));
+    }
+    Ok(state.account().await.issue_ticket(id, &request).await?)
+}
+
+/// Refuses every signed code of an attendee issued until now (a code
+/// issued afterwards, a replacement, is good).
+#[tauri::command]
+pub async fn revoke_signed_codes(
+    state: AppStateRef<'_>,
+    document_id: String,
+    attendee_id: String,
+) -> CmdResult<()> {
+    let id = document(&document_id)?;
+    if attendee_id.trim().is_empty() {
+        return Err(CommandError::invalid("which attendee's codes?"));
+    }
+    let core = state.core.clone();
+    blocking(move || Ok(core.revoke_signed_codes(id, attendee_id.trim())?)).await
 }
 
 // ---- users, devices, audit (the server's) ----

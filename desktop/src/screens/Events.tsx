@@ -5,6 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, on, type CheckinList, type EventDetails } from "../api";
 import { ErrorBox, useEventChoice } from "../components";
 import { eventFormProblem, listTimeRules, localInputToMs, msToLocalInput } from "../logic";
+import { SignedTickets } from "../SignedTickets";
 
 const emptyList: CheckinList = {
   id: "",
@@ -238,6 +239,7 @@ export function Events() {
               Save list
             </button>
           </form>
+          <SignedTickets documentId={details.document} />
         </section>
       )}
     </section>
