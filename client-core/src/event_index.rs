@@ -326,6 +326,12 @@ impl IndexWork {
                     Step::Records { from: 0 }
                 }
             }
+            // No new records, but attendees to judge again (their list's
+            // rules or the event's time zone changed): one slice of none.
+            Step::Records { from: 0 } if self.records.is_empty() => {
+                self.write_records(conn, 0, 0)?;
+                Step::Finish
+            }
             Step::Records { from } => {
                 let to = in_slices(
                     from,
@@ -357,6 +363,21 @@ impl IndexWork {
 
     fn write_lists(&mut self, conn: &Connection) -> Result<(), ClientError> {
         if let Some(info) = &self.info {
+            // Another time zone moves days and check-out times: every
+            // attendee's stays are judged again (as for new list rules).
+            let zone_before: Option<String> = conn
+                .prepare_cached("SELECT time_zone FROM event_index WHERE document_id = ?1")?
+                .query_row(params![self.key], |r| r.get(0))
+                .optional()?;
+            if zone_before.is_some_and(|zone| zone != info.time_zone) {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT attendee_id FROM scans WHERE document_id = ?1",
+                )?;
+                let rows = stmt.query_map(params![self.key], |r| r.get::<_, String>(0))?;
+                for row in rows {
+                    self.reevaluate_too.push(row?);
+                }
+            }
             conn.execute(
                 "INSERT INTO event_index (document_id, event_id, name, starts_at, location, annul_window_ms, time_zone, indexed_heads)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, x'')

@@ -433,3 +433,85 @@ fn the_report_and_its_csv_come_from_the_scans_this_replica_holds() {
     assert_eq!(lines[3], "C-1,Cy,,day,no_show,,,no");
     assert_eq!(lines[4], "D-1,Di,,day,revoked,,,no");
 }
+
+#[test]
+fn another_time_zone_judges_the_days_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("desk.sqlite3")).unwrap();
+    let info = EventInfo::new("fest", "Festival");
+    let event = core.create_event(&info).unwrap();
+    let once_a_day = ListRules {
+        allow_multiple_entries: true,
+        allow_entry_after_exit: true,
+        max_entries_per_day: NonZeroU32::new(1),
+        ..ListRules::default()
+    };
+    core.put_checkin_list(event, &list("main", once_a_day))
+        .unwrap();
+    core.import_attendees_csv(event, "ticket_code,name\nADA,Ada\n".as_bytes(), |_| true)
+        .unwrap()
+        .unwrap();
+    // Two entries recorded (as tablets would send them) at 23:30 and 00:30
+    // UTC: two days in UTC, one day in a zone two hours ahead.
+    let midnight = 1_796_428_800_000; // 2026-12-05 00:00 UTC
+    core.change(event, |tx| {
+        for (id, at) in [
+            ("s1", midnight - HOUR_MS / 2),
+            ("s2", midnight + HOUR_MS / 2),
+        ] {
+            let scan = event_model::rules::Scan {
+                id: id.into(),
+                attendee_id: "ADA".into(),
+                list_id: "main".into(),
+                direction: Direction::Entry,
+                device_id: "t1".into(),
+                staff_id: "staff".into(),
+                hlc: event_model::hlc::Hlc {
+                    wall_ms: at,
+                    counter: 0,
+                    node: "t1".into(),
+                },
+                wall_ms: at,
+            };
+            event_model::document::put_scan(tx, &scan)?;
+        }
+        Ok::<_, event_model::ModelError>(())
+    })
+    .unwrap();
+    assert!(
+        core.duplicates(event).unwrap().is_empty(),
+        "two days in UTC"
+    );
+    core.update_event_info(
+        event,
+        &EventInfo {
+            time_zone: "Etc/GMT-2".into(),
+            ..info
+        },
+    )
+    .unwrap();
+    let flagged: Vec<String> = core
+        .duplicates(event)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.scan.scan_id)
+        .collect();
+    assert_eq!(
+        flagged,
+        ["s2"],
+        "one day at UTC+2: the second entry is over the limit"
+    );
+    // A change of the list's rules alone judges them again too.
+    core.put_checkin_list(
+        event,
+        &list(
+            "main",
+            ListRules {
+                max_entries_per_day: NonZeroU32::new(2),
+                ..once_a_day
+            },
+        ),
+    )
+    .unwrap();
+    assert!(core.duplicates(event).unwrap().is_empty(), "two a day now");
+}
