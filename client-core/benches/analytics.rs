@@ -86,6 +86,8 @@ fn main() {
                     node: device,
                 },
                 wall_ms: at,
+                by_signature: false,
+                payment_taken: false,
             };
             document::put_scan(tx, &scan)?;
         }

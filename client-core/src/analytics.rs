@@ -43,6 +43,8 @@ pub struct DeviceTally {
     pub exits: u64,
     pub duplicates: u64,
     pub annulled: u64,
+    /// Payments taken at the door for unpaid tickets (not annulled scans).
+    pub payments_taken: u64,
     /// Median time between two consecutive scans of the device (any
     /// outcome), where it made two or more.
     pub median_gap_ms: Option<i64>,
@@ -96,6 +98,7 @@ pub struct ScanRow<'a> {
     /// `counted`, `duplicate`, `annulled`, `not_inside`.
     pub outcome: &'a str,
     pub wall_ms: i64,
+    pub payment_taken: bool,
 }
 
 /// The figures over scans, folded one row at a time.
@@ -159,6 +162,9 @@ impl ScanTally {
             }
             (_, "annulled") => device.annulled += 1,
             _ => {}
+        }
+        if row.payment_taken && row.outcome != "annulled" {
+            device.payments_taken += 1;
         }
         if row.entry && counted {
             let start = row.wall_ms.div_euclid(self.bucket_ms) * self.bucket_ms;
@@ -247,7 +253,8 @@ impl ClientCore {
         let conn = self.index_reader();
         // One pass over the event's scans, the strings borrowed from SQLite.
         let mut stmt = conn.prepare_cached(
-            "SELECT list_id, device_id, direction, outcome, wall_ms FROM scans WHERE document_id = ?1",
+            "SELECT list_id, device_id, direction, outcome, wall_ms, payment_taken FROM scans
+             WHERE document_id = ?1",
         )?;
         let mut rows = stmt.query(params![key])?;
         while let Some(row) = rows.next()? {
@@ -266,6 +273,7 @@ impl ClientCore {
                 entry: text(2)? == "entry",
                 outcome: text(3)?,
                 wall_ms: row.get(4)?,
+                payment_taken: row.get(5)?,
             });
         }
         // From one covering index (`attendees_by_type`): the attendee's
@@ -371,6 +379,7 @@ mod tests {
             entry,
             outcome,
             wall_ms,
+            payment_taken: false,
         }
     }
 
@@ -414,6 +423,25 @@ mod tests {
         assert!(ScanTally::new(1441).is_err());
         let mut one = vec![5];
         assert_eq!(median_gap(&mut one), None);
+    }
+
+    #[test]
+    fn payments_taken_count_per_device_unless_annulled() {
+        let mut tally = ScanTally::new(5).unwrap();
+        for (device, outcome, paid) in [
+            ("t1", "counted", true),
+            ("t1", "annulled", true),
+            ("t1", "counted", false),
+            ("t2", "counted", true),
+        ] {
+            tally.add(ScanRow {
+                payment_taken: paid,
+                ..row("main", device, true, outcome, 0)
+            });
+        }
+        let report = tally.report(Vec::new());
+        let paid: Vec<u64> = report.devices.iter().map(|d| d.payments_taken).collect();
+        assert_eq!(paid, [1, 1]);
     }
 
     proptest! {

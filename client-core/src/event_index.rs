@@ -643,8 +643,9 @@ fn touched_records<T>(
 pub(crate) fn insert_scan(conn: &Connection, key: &str, s: &Scan) -> Result<bool, ClientError> {
     let inserted = conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO scans (document_id, scan_id, attendee_id, list_id, direction, device_id, staff_id, hlc, wall_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR IGNORE INTO scans (document_id, scan_id, attendee_id, list_id, direction, device_id, staff_id, hlc, wall_ms,
+                                          by_signature, payment_taken)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             key,
@@ -655,7 +656,9 @@ pub(crate) fn insert_scan(conn: &Connection, key: &str, s: &Scan) -> Result<bool
             s.device_id,
             s.staff_id,
             s.hlc.to_string(),
-            s.wall_ms
+            s.wall_ms,
+            s.by_signature,
+            s.payment_taken
         ])?;
     Ok(inserted == 1)
 }
@@ -895,6 +898,8 @@ fn attendee_records(
                     device_id,
                     staff_id,
                     wall_ms,
+                    by_signature: false,
+                    payment_taken: false,
                 },
                 outcome,
                 duplicate_of,

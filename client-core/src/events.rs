@@ -80,6 +80,10 @@ pub struct ScanView {
     pub staff_id: String,
     pub wall_ms: i64,
     pub outcome: String,
+    /// Admitted on a signed code's word.
+    pub by_signature: bool,
+    /// Payment was taken at the door (an unpaid ticket, confirmed).
+    pub payment_taken: bool,
 }
 
 /// What a scan at the door gets.
@@ -125,11 +129,13 @@ fn scan_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScanView> {
         staff_id: row.get(5)?,
         wall_ms: row.get(6)?,
         outcome: row.get(7)?,
+        by_signature: row.get(8)?,
+        payment_taken: row.get(9)?,
     })
 }
 
-const SCAN_COLUMNS: &str =
-    "scan_id, attendee_id, list_id, direction, device_id, staff_id, wall_ms, outcome";
+/// The columns [`scan_view`] reads, in its order (the next free index is 10).
+const SCAN_COLUMNS: &str = "scan_id, attendee_id, list_id, direction, device_id, staff_id, wall_ms, outcome, by_signature, payment_taken";
 
 fn attendee_view(row: &rusqlite::Row<'_>) -> rusqlite::Result<AttendeeView> {
     Ok(AttendeeView {
@@ -509,7 +515,7 @@ impl ClientCore {
         let begun = asked.elapsed();
         let event_rules = event_index::EventRules::of(&tx, &key)?;
         let now = now_ms();
-        let (attendee, answer, last_hlc, previous, signed) = {
+        let (attendee, answer, last_hlc, previous, signed, payment_taken) = {
             let conn: &rusqlite::Connection = &tx;
             let code = ticket_code.trim();
             let mut attendee = find_attendee(conn, &key, "ticket_code", code)?;
@@ -651,12 +657,19 @@ impl ClientCore {
                 }),
                 (None, _) => None,
             };
+            // What the first step asked for was confirmed: the scan says
+            // the door took payment.
+            let payment_taken = payment_confirmed
+                && direction == Direction::Entry
+                && ticket.as_ref().is_some_and(|t| t.unpaid)
+                && !presence.checked_in();
             (
                 attendee,
                 answer,
                 last_hlc,
                 previous,
                 signed.is_some_and(|s| s.is_ok()),
+                payment_taken,
             )
         };
         let looked_up = asked.elapsed();
@@ -675,6 +688,8 @@ impl ClientCore {
                     staff_id: staff,
                     hlc: clock.tick(now),
                     wall_ms: now,
+                    by_signature: signed,
+                    payment_taken,
                 };
                 // A fresh tablet may scan a signed code before the event's
                 // document (and its annulment window) has arrived: the
@@ -841,7 +856,7 @@ impl ClientCore {
              WHERE document_id = ?1 AND outcome = 'duplicate' ORDER BY hlc, scan_id"
         ))?;
         let rows: Vec<(ScanView, Option<String>)> = stmt
-            .query_map(params![key], |r| Ok((scan_view(r)?, r.get(8)?)))?
+            .query_map(params![key], |r| Ok((scan_view(r)?, r.get(10)?)))?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
         for (scan, of) in rows {
@@ -909,7 +924,7 @@ impl ClientCore {
         ))?;
         let rows = stmt.query_map(
             params![event.to_string(), after as i64, limit as i64],
-            |r| Ok((r.get::<_, i64>(8)? as u64, scan_view(r)?)),
+            |r| Ok((r.get::<_, i64>(10)? as u64, scan_view(r)?)),
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -327,6 +327,11 @@ fn attention_notes_are_shown_and_an_unpaid_ticket_is_admitted_once_payment_is_co
         .unwrap();
     assert_eq!(paid.answer, Answer::Admitted);
     assert!(paid.scan_id.is_some());
+    // The record says the door took payment (and the report counts it).
+    let recorded = core.recent_scans(event, 1).unwrap();
+    assert!(recorded[0].payment_taken && !recorded[0].by_signature);
+    let report = core.checkin_report(event, 5).unwrap().unwrap();
+    assert_eq!(report.devices[0].payments_taken, 1);
     assert!(matches!(
         entry("OWE-1").answer,
         Answer::AlreadyCheckedIn { .. }
@@ -472,6 +477,8 @@ fn another_time_zone_judges_the_days_again() {
                     node: "t1".into(),
                 },
                 wall_ms: at,
+                by_signature: false,
+                payment_taken: false,
             };
             event_model::document::put_scan(tx, &scan)?;
         }

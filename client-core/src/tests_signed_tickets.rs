@@ -182,6 +182,10 @@ fn a_fresh_tablet_admits_signed_codes_before_its_download_and_agrees_after_it() 
     let admitted = scan(&tablet, &signed);
     assert_eq!(admitted.answer, Answer::Admitted);
     assert!(admitted.verified_by_signature);
+    assert!(
+        tablet.recent_scans(event, 1).unwrap()[0].by_signature,
+        "the record says so too"
+    );
     assert!(matches!(
         scan(&tablet, &signed).answer,
         Answer::AlreadyCheckedIn { .. }
@@ -220,6 +224,14 @@ fn a_fresh_tablet_admits_signed_codes_before_its_download_and_agrees_after_it() 
     assert_eq!(tablet.heads(event).unwrap(), admin.heads(event).unwrap());
     assert_eq!(tablet.sync_status().pending_changes, 0);
     assert!(scans_in_document(&admin, event).contains(&admitted.scan_id.clone().unwrap()));
+    assert!(
+        admin
+            .recent_scans(event, 10)
+            .unwrap()
+            .iter()
+            .any(|s| Some(&s.scan_id) == admitted.scan_id.as_ref() && s.by_signature),
+        "the mark travels with the record"
+    );
     // Same counts and the same duplicate on both, and as a rebuild says.
     let counts = admin.counts(event, Some("main")).unwrap();
     assert_eq!(counts.checked_in, 1);

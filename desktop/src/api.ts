@@ -129,6 +129,10 @@ export interface Scan {
   staff_id: string;
   wall_ms: number;
   outcome: string;
+  /** Admitted on a signed code's word. */
+  by_signature: boolean;
+  /** Payment was taken at the door. */
+  payment_taken: boolean;
 }
 
 export interface Tablet {
@@ -174,7 +178,7 @@ export interface CheckinReport {
   /** By list, then time. */
   arrivals: { list_id: string; start_ms: number; entries: number }[];
   peak: { start_ms: number; entries: number; per_minute: number } | null;
-  devices: { device_id: string; entries: number; exits: number; duplicates: number; annulled: number; median_gap_ms: number | null }[];
+  devices: { device_id: string; entries: number; exits: number; duplicates: number; annulled: number; payments_taken: number; median_gap_ms: number | null }[];
   lists: { list_id: string; entries: number; exits: number; duplicates: number }[];
   ticket_types: { ticket_type: string; expected: number; checked_in: number; no_shows: number }[];
 }

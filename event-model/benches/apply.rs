@@ -41,6 +41,8 @@ fn scan(n: u64) -> Scan {
             node: "t1".into(),
         },
         wall_ms: n as i64,
+        by_signature: false,
+        payment_taken: false,
     }
 }
 

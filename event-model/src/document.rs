@@ -1115,6 +1115,8 @@ mod tests {
                 node: "t1".into(),
             },
             wall_ms: 1,
+            by_signature: false,
+            payment_taken: false,
         }
     }
 

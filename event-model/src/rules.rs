@@ -157,6 +157,17 @@ pub struct Scan {
     pub hlc: Hlc,
     /// The device's wall clock when it happened (for people; order uses `hlc`).
     pub wall_ms: i64,
+    /// Admitted on a signed code's word (its attendee was vouched for by
+    /// the event's key, maybe before the tablet held them).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub by_signature: bool,
+    /// Staff confirmed at the door that an unpaid ticket was paid.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub payment_taken: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// Undoes a scan; a record of its own, never a deletion.
@@ -618,6 +629,8 @@ mod tests {
                 node: node.into(),
             },
             wall_ms: wall,
+            by_signature: false,
+            payment_taken: false,
         }
     }
 

@@ -254,6 +254,8 @@ mod tests {
                 node: "d".into(),
             },
             wall_ms: 1,
+            by_signature: false,
+            payment_taken: false,
         }
     }
 

@@ -134,6 +134,8 @@ pub fn scan(n: usize, attendee: usize) -> Scan {
         staff_id: STAFF.into(),
         hlc: hlc(n),
         wall_ms: 1_767_225_600_000 + n as i64,
+        by_signature: false,
+        payment_taken: false,
     }
 }
 

@@ -129,6 +129,7 @@ pub static CLIENT_SQLITE: MigrationSet = MigrationSet {
         migration!("client-sqlite", 0007, "signed_tickets"),
         migration!("client-sqlite", 0008, "door_time_rules"),
         migration!("client-sqlite", 0009, "attention"),
+        migration!("client-sqlite", 0010, "scan_marks"),
     ],
 };
 

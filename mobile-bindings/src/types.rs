@@ -263,6 +263,10 @@ pub struct Scan {
     pub wall_ms: i64,
     /// `admitted`, `exited`, `duplicate`, `annulled`, ...
     pub outcome: String,
+    /// Admitted on a signed code's word.
+    pub by_signature: bool,
+    /// Payment was taken at the door.
+    pub payment_taken: bool,
 }
 
 impl From<ScanView> for Scan {
@@ -276,6 +280,8 @@ impl From<ScanView> for Scan {
             staff_id: s.staff_id,
             wall_ms: s.wall_ms,
             outcome: s.outcome,
+            by_signature: s.by_signature,
+            payment_taken: s.payment_taken,
         }
     }
 }
@@ -539,6 +545,8 @@ pub struct DeviceTally {
     pub exits: u64,
     pub duplicates: u64,
     pub annulled: u64,
+    /// Payments taken at the door (not annulled).
+    pub payments_taken: u64,
     /// Median time between two of its scans (ms), from two scans on.
     pub median_gap_ms: Option<i64>,
 }
@@ -597,6 +605,7 @@ impl From<client_core::CheckinReport> for CheckinReport {
                     exits: d.exits,
                     duplicates: d.duplicates,
                     annulled: d.annulled,
+                    payments_taken: d.payments_taken,
                     median_gap_ms: d.median_gap_ms,
                 })
                 .collect(),

@@ -446,6 +446,7 @@ async def main():
     assert sum(x.entries for x in report.arrivals) == 462, report.arrivals
     by_device = {d.device_id: d for d in report.devices}
     assert (by_device[a_device].entries, by_device[a_device].annulled) == (452, 1), by_device
+    assert by_device[a_device].payments_taken == 1, "T-0999 paid at the door (the annulled scan's not counted)"
     assert (by_device[b_device].entries, by_device[b_device].duplicates) == (10, 30), by_device
     assert by_device[a_device].median_gap_ms is not None
     assert report.peak is not None and report.peak.entries >= 1, report.peak

@@ -150,6 +150,8 @@ async fn probe(url: &str, token: &str, id: DocumentId, title: &str, user: &str) 
                 node: "d".into(),
             },
             wall_ms: 1,
+            by_signature: false,
+            payment_taken: false,
         };
         client_core::event_model::document::put_scan(&mut tx, &scan).unwrap();
     } else if client_core::settings_model::read(&tx).is_ok() {

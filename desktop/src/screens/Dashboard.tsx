@@ -172,6 +172,7 @@ export function Dashboard() {
                 <th>Exits</th>
                 <th>Duplicates</th>
                 <th>Annulled</th>
+                <th>Paid at the door</th>
                 <th>Median time between scans</th>
               </tr>
             </thead>
@@ -183,6 +184,7 @@ export function Dashboard() {
                   <td>{d.exits}</td>
                   <td>{d.duplicates}</td>
                   <td>{d.annulled}</td>
+                  <td>{d.payments_taken}</td>
                   <td>{gap(d.median_gap_ms)}</td>
                 </tr>
               ))}
@@ -260,7 +262,11 @@ export function Dashboard() {
                   <td>{time(s.wall_ms)}</td>
                   <td>{s.list_id}</td>
                   <td>{s.direction}</td>
-                  <td>{s.outcome}</td>
+                  <td>
+                    {s.outcome}
+                    {s.by_signature ? " · by signature" : ""}
+                    {s.payment_taken ? " · paid at the door" : ""}
+                  </td>
                   <td>{s.attendee_id}</td>
                   <td title={s.device_id}>{deviceName(names, s.device_id)}</td>
                 </tr>

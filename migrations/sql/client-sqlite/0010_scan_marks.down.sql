@@ -1,0 +1,2 @@
+ALTER TABLE scans DROP COLUMN payment_taken;
+ALTER TABLE scans DROP COLUMN by_signature;
