@@ -1,6 +1,7 @@
 //! Writes the seed corpora (`fuzz/corpus/<target>/`) from real sync
 //! sessions: a tablet's automerge document makes real changes (scans,
-//! annulments, attendees, settings) and syncs them with a server's
+//! annulments, attendees, door rules of time and count, ticket types, the
+//! time zone, settings) and syncs them with a server's
 //! `DocumentCore` holding each fixture until both agree; every message
 //! each way is kept, and wrapped in the websocket envelope for the wire
 //! decoder. Run from `fuzz/`: `cargo run --example make_seeds`. Deterministic:
@@ -30,10 +31,20 @@ fn main() -> std::io::Result<()> {
             let mut tx = tablet.transaction();
             match fixture.name {
                 "event-admin" | "event-staff" | "event-reader" => {
-                    document::put_scan(&mut tx, &scan(round + 1, round % 3)).expect("scan");
+                    let mut made = scan(round + 1, round % 3);
+                    made.payment_taken = round == 1;
+                    made.by_signature = round == 3;
+                    document::put_scan(&mut tx, &made).expect("scan");
                     if round == 2 {
                         document::put_annulment(&mut tx, &annulment(0, 1)).expect("annul");
-                        document::put_attendee(&mut tx, &attendee(10 + round)).expect("attendee");
+                        let mut flagged = attendee(10 + round);
+                        flagged.attention = Some("ID check".into());
+                        flagged.unpaid = true;
+                        document::put_attendee(&mut tx, &flagged).expect("attendee");
+                    }
+                    if round == 3 {
+                        // An administrator's rules of time and count.
+                        sync_fuzz::put_door_rules(&mut tx);
                     }
                 }
                 "settings" => settings_model::set(
@@ -255,7 +266,7 @@ impl Seeds {
     }
 
     fn csv(&mut self) {
-        let files: [&str; 4] = [
+        let files: [&str; 5] = [
             "ticket_code,name,email\nT-1,Ana,ana@example.org\nT-2,Bo,bo@example.org\n",
             "ticket_code,name,email,ticket_type,attendee_id,lists,revoked\n\
              T-1,\"Lee, Jo\",jo@example.org,vip,a1,main;side,no\n\
@@ -266,6 +277,7 @@ impl Seeds {
              T-5,Flag,f@example.org,day,,,maybe\n",
             "Ticket_Code;Name\nT-1;semicolons are one field\n",
             "name,email\nno,code@example.org\n",
+            "ticket_code,name,attention,unpaid\nT-1,Ana,ID check: 18+,yes\nT-2,Bo,,no\nT-3,Cy,,perhaps\n",
         ];
         self.csv.extend(files.iter().map(|f| f.as_bytes().to_vec()));
     }

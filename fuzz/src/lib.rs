@@ -98,6 +98,43 @@ pub fn event_doc() -> Automerge {
 }
 
 /// A document whose changes are made by `actor` at time 0.
+/// A list with every rule of time and count, a ticket type with a window
+/// and a note, and the event's time zone, as an administrator writes them.
+pub fn put_door_rules<T: Transactable>(tx: &mut T) {
+    let mut rules = ListRules {
+        allow_multiple_entries: true,
+        allow_entry_after_exit: true,
+        max_entries_per_day: std::num::NonZeroU32::new(2),
+        exit_all_at: "04:00".parse().ok(),
+        ..ListRules::default()
+    };
+    rules.window.valid_from_ms = Some(1_796_428_800_000);
+    rules.window.weekdays = "fri,sat,sun".parse().expect("weekdays");
+    document::put_list(
+        tx,
+        &CheckinList {
+            id: "night".into(),
+            name: "Night door".into(),
+            rules,
+        },
+    )
+    .expect("list");
+    let mut window = event_model::rules::EntryWindow::default();
+    window.valid_until_ms = Some(1_796_515_200_000);
+    document::put_ticket_type(
+        tx,
+        &event_model::rules::TicketType {
+            name: "day".into(),
+            window,
+            attention: Some("Stamp the hand".into()),
+        },
+    )
+    .expect("ticket type");
+    let mut info = EventInfo::new("e1", "Fuzz Fest");
+    info.time_zone = "Europe/Berlin".into();
+    document::set_info(tx, &info).expect("info");
+}
+
 pub fn new_doc(actor: &str) -> Automerge {
     Automerge::new().with_actor(ActorId::from(actor.as_bytes()))
 }
