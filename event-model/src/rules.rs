@@ -681,6 +681,17 @@ mod tests {
         }
     }
 
+    /// After one counted entry `s1`: still inside, or left since.
+    fn after_entry_s1(inside: bool) -> Presence {
+        Presence {
+            inside,
+            exited: !inside,
+            first_entry: Some("s1".into()),
+            last_entry: Some("s1".into()),
+            ..Presence::default()
+        }
+    }
+
     fn four_am() -> TimeOfDay {
         TimeOfDay::new(4, 0).unwrap()
     }
@@ -801,12 +812,7 @@ mod tests {
             "leaving needs no attention"
         );
         // Refusals come first: a VIP already inside is already inside.
-        let inside = Presence {
-            inside: true,
-            first_entry: Some("s1".into()),
-            last_entry: Some("s1".into()),
-            ..Presence::default()
-        };
+        let inside = after_entry_s1(true);
         let strict = door("door", STRICT, 0);
         assert_eq!(
             decide(Some(&vip), Direction::Entry, &inside, &strict),
@@ -829,12 +835,7 @@ mod tests {
             Answer::Admitted
         );
         // Back in after leaving: the first entry was paid for.
-        let left = Presence {
-            exited: true,
-            first_entry: Some("s1".into()),
-            last_entry: Some("s1".into()),
-            ..Presence::default()
-        };
+        let left = after_entry_s1(false);
         assert_eq!(
             decide(Some(&unpaid), Direction::Entry, &left, &at_door),
             Answer::Admitted
@@ -1241,12 +1242,7 @@ mod tests {
             ),
             Answer::NotValidOnList
         );
-        let inside = Presence {
-            inside: true,
-            first_entry: Some("s1".into()),
-            last_entry: Some("s1".into()),
-            ..Presence::default()
-        };
+        let inside = after_entry_s1(true);
         assert_eq!(
             decide_signed(
                 &claims,
