@@ -82,45 +82,33 @@ fn time_rules_answer_at_the_door_and_hold_after_a_reopen() {
         allow_entry_after_exit: true,
         ..ListRules::default()
     };
-    core.put_checkin_list(
-        event,
-        &list(
+    let doors = [
+        (
             "weekdays",
-            ListRules {
-                window: EntryWindow {
-                    weekdays: not_today.parse().unwrap(),
-                    ..EntryWindow::default()
-                },
-                ..open
+            EntryWindow {
+                weekdays: not_today.parse().unwrap(),
+                ..EntryWindow::default()
             },
+            None,
         ),
-    )
-    .unwrap();
-    core.put_checkin_list(
-        event,
-        &list(
+        (
             "later",
-            ListRules {
-                window: EntryWindow {
-                    valid_from_ms: Some(now + HOUR_MS),
-                    ..EntryWindow::default()
-                },
-                ..open
+            EntryWindow {
+                valid_from_ms: Some(now + HOUR_MS),
+                ..EntryWindow::default()
             },
+            None,
         ),
-    )
-    .unwrap();
-    core.put_checkin_list(
-        event,
-        &list(
-            "twice",
-            ListRules {
-                max_entries_per_day: NonZeroU32::new(2),
-                ..open
-            },
-        ),
-    )
-    .unwrap();
+        ("twice", EntryWindow::default(), NonZeroU32::new(2)),
+    ];
+    for (id, window, max_entries_per_day) in doors {
+        let rules = ListRules {
+            window,
+            max_entries_per_day,
+            ..open
+        };
+        core.put_checkin_list(event, &list(id, rules)).unwrap();
+    }
     core.put_ticket_type(
         event,
         &TicketType {

@@ -692,6 +692,15 @@ mod tests {
         }
     }
 
+    /// The rules over `scans` with the default annulment window, in UTC.
+    fn evaluate_utc<'a>(
+        scans: impl IntoIterator<Item = &'a Scan>,
+        annulments: impl IntoIterator<Item = &'a Annulment>,
+        rules: impl Fn(&str) -> ListRules,
+    ) -> Evaluation {
+        evaluate(scans, annulments, rules, DEFAULT_ANNUL_WINDOW_MS, &UTC)
+    }
+
     fn four_am() -> TimeOfDay {
         TimeOfDay::new(4, 0).unwrap()
     }
@@ -903,19 +912,13 @@ mod tests {
                 "t1",
             ),
         ];
-        let e = evaluate(&scans, [], |_| twice_a_day, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let e = evaluate_utc(&scans, [], |_| twice_a_day);
         assert_eq!(e.outcomes["s3"], ScanOutcome::Counted);
         assert_eq!(e.outcomes["s4"], ScanOutcome::Duplicate { of: "s3".into() });
         assert_eq!(e.outcomes["s5"], ScanOutcome::Counted);
         assert_eq!(e.duplicates.len(), 1);
         // At the door, after s3: refused for the rest of Saturday.
-        let after_s3 = evaluate(
-            &scans[..3],
-            [],
-            |_| twice_a_day,
-            DEFAULT_ANNUL_WINDOW_MS,
-            &UTC,
-        );
+        let after_s3 = evaluate_utc(&scans[..3], [], |_| twice_a_day);
         let p = &after_s3.presence[&("ada".into(), "door".into())];
         let ada = open_ticket("ada");
         assert_eq!(
@@ -938,13 +941,7 @@ mod tests {
         );
         // An annulled entry gives its place back.
         let undo = annul("x3", &scans[2], 60_000);
-        let e = evaluate(
-            &scans,
-            [&undo],
-            |_| twice_a_day,
-            DEFAULT_ANNUL_WINDOW_MS,
-            &UTC,
-        );
+        let e = evaluate_utc(&scans, [&undo], |_| twice_a_day);
         assert_eq!(e.outcomes["s4"], ScanOutcome::Counted);
     }
 
@@ -983,7 +980,7 @@ mod tests {
                 "t1",
             ),
         ];
-        let first = evaluate(&scans[..1], [], |_| nightly, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let first = evaluate_utc(&scans[..1], [], |_| nightly);
         let inside_at = |at| counts(&first, [&ada], "door", at).inside;
         assert_eq!(inside_at(SATURDAY + 27 * HOUR), 1, "03:00 Sunday");
         assert_eq!(inside_at(SATURDAY + 28 * HOUR), 0, "04:00 Sunday");
@@ -991,7 +988,7 @@ mod tests {
             counts(&first, [&ada], "door", SATURDAY + 28 * HOUR).checked_in,
             1
         );
-        let e = evaluate(&scans, [], |_| nightly, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let e = evaluate_utc(&scans, [], |_| nightly);
         assert_eq!(e.outcomes["s2"], ScanOutcome::NotInside);
         assert_eq!(e.outcomes["s3"], ScanOutcome::Counted);
         // Without re-entry, Sunday's entry repeats Saturday's.
@@ -999,13 +996,7 @@ mod tests {
             exit_all_at: Some(four_am()),
             ..STRICT
         };
-        let e = evaluate(
-            &scans,
-            [],
-            |_| strict_nightly,
-            DEFAULT_ANNUL_WINDOW_MS,
-            &UTC,
-        );
+        let e = evaluate_utc(&scans, [], |_| strict_nightly);
         assert_eq!(e.outcomes["s3"], ScanOutcome::Duplicate { of: "s1".into() });
         // At the door: inside before 04:00, out after.
         let p = &first.presence[&("ada".into(), "door".into())];
@@ -1033,7 +1024,7 @@ mod tests {
     fn a_second_entry_is_a_duplicate_of_the_first() {
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
         let b = scan("s2", "ada", "door", Direction::Entry, 2_000, "t2");
-        let e = evaluate([&b, &a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let e = evaluate_utc([&b, &a], [], |_| STRICT);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Counted);
         assert_eq!(e.outcomes["s2"], ScanOutcome::Duplicate { of: "s1".into() });
         assert_eq!(e.duplicates.len(), 1);
@@ -1041,7 +1032,7 @@ mod tests {
         assert!(p.inside && p.checked_in());
         // Same time: the scan id breaks the tie.
         let c = scan("s0", "ada", "door", Direction::Entry, 1_000, "t1");
-        let e = evaluate([&a, &c], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let e = evaluate_utc([&a, &c], [], |_| STRICT);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Duplicate { of: "s0".into() });
     }
 
@@ -1054,13 +1045,13 @@ mod tests {
             scan("s4", "ada", "door", Direction::Exit, 4_000, "t1"),
             scan("s5", "ada", "door", Direction::Exit, 5_000, "t1"),
         ];
-        let strict = evaluate(&scans, [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let strict = evaluate_utc(&scans, [], |_| STRICT);
         assert_eq!(
             strict.outcomes["s3"],
             ScanOutcome::Duplicate { of: "s1".into() }
         );
         assert_eq!(strict.outcomes["s4"], ScanOutcome::NotInside);
-        let reentry = evaluate(&scans, [], |_| REENTRY, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let reentry = evaluate_utc(&scans, [], |_| REENTRY);
         assert_eq!(reentry.outcomes["s3"], ScanOutcome::Counted);
         assert_eq!(reentry.outcomes["s4"], ScanOutcome::Counted);
         assert_eq!(reentry.outcomes["s5"], ScanOutcome::NotInside);
@@ -1073,11 +1064,7 @@ mod tests {
             scan("s1", "ada", "door", Direction::Entry, 1_000, "t1"),
             scan("s2", "ada", "door", Direction::Entry, 2_000, "t2"),
         ];
-        assert!(
-            evaluate(&twice, [], |_| multi, DEFAULT_ANNUL_WINDOW_MS, &UTC)
-                .duplicates
-                .is_empty()
-        );
+        assert!(evaluate_utc(&twice, [], |_| multi).duplicates.is_empty());
     }
 
     #[test]
@@ -1085,13 +1072,7 @@ mod tests {
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
         let b = scan("s2", "ada", "door", Direction::Entry, 2_000, "t2");
         let in_time = annul("a1", &a, 60_000);
-        let e = evaluate(
-            [&a, &b],
-            [&in_time],
-            |_| STRICT,
-            DEFAULT_ANNUL_WINDOW_MS,
-            &UTC,
-        );
+        let e = evaluate_utc([&a, &b], [&in_time], |_| STRICT);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Annulled);
         assert_eq!(
             e.outcomes["s2"],
@@ -1099,13 +1080,7 @@ mod tests {
             "no longer a duplicate"
         );
         let too_late = annul("a2", &a, DEFAULT_ANNUL_WINDOW_MS + 1);
-        let e = evaluate(
-            [&a, &b],
-            [&too_late],
-            |_| STRICT,
-            DEFAULT_ANNUL_WINDOW_MS,
-            &UTC,
-        );
+        let e = evaluate_utc([&a, &b], [&too_late], |_| STRICT);
         assert_eq!(e.outcomes["s1"], ScanOutcome::Counted);
     }
 
@@ -1154,7 +1129,7 @@ mod tests {
             Answer::Admitted
         );
         let a = scan("s1", "ada", "door", Direction::Entry, 1_000, "t1");
-        let e = evaluate([&a], [], |_| STRICT, DEFAULT_ANNUL_WINDOW_MS, &UTC);
+        let e = evaluate_utc([&a], [], |_| STRICT);
         let p = &e.presence[&("ada".into(), "door".into())];
         assert_eq!(
             decide(Some(&ticket), Direction::Entry, p, &door("door", STRICT, 0)),
