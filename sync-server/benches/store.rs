@@ -31,7 +31,7 @@ fn chunks(n: usize) -> (Vec<Vec<u8>>, Automerge) {
 fn store_benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), false).unwrap();
+    let store = Store::new(SqliteStore::open(dir.path(), false).unwrap());
     let (sample_chunks, doc) = chunks(1000);
 
     let mut group = c.benchmark_group("store");
@@ -42,21 +42,27 @@ fn store_benches(c: &mut Criterion) {
         b.iter(|| {
             let chunk = sample_chunks[i % sample_chunks.len()].clone();
             i += 1;
-            runtime.block_on(store.append_chunk(id, chunk)).unwrap()
+            runtime
+                .block_on(store.documents.append_chunk(id, chunk))
+                .unwrap()
         })
     });
 
     let loaded = DocumentId::random();
     runtime.block_on(async {
         for chunk in &sample_chunks {
-            store.append_chunk(loaded, chunk.clone()).await.unwrap();
+            store
+                .documents
+                .append_chunk(loaded, chunk.clone())
+                .await
+                .unwrap();
         }
     });
     group.throughput(Throughput::Elements(sample_chunks.len() as u64));
     group.bench_function("load_document_1000_chunks", |b| {
         b.iter(|| {
             runtime
-                .block_on(store.load_document(loaded))
+                .block_on(store.documents.load_document(loaded))
                 .unwrap()
                 .unwrap()
         })
@@ -71,14 +77,18 @@ fn store_benches(c: &mut Criterion) {
                 runtime.block_on(async {
                     let mut last = 0;
                     for chunk in sample_chunks.iter().take(1000) {
-                        last = store.append_chunk(id, chunk.clone()).await.unwrap();
+                        last = store
+                            .documents
+                            .append_chunk(id, chunk.clone())
+                            .await
+                            .unwrap();
                     }
                     (id, last)
                 })
             },
             |(id, last)| {
                 runtime
-                    .block_on(store.compact(id, snapshot.clone(), last))
+                    .block_on(store.documents.compact(id, snapshot.clone(), last))
                     .unwrap()
             },
             BatchSize::PerIteration,

@@ -125,13 +125,14 @@ pub fn unix_ms() -> i64 {
 
 /// Who a token belongs to, checked against the store at `now_ms`.
 pub async fn authenticate(
-    store: &dyn Store,
+    store: &Store,
     token: &str,
     now_ms: i64,
 ) -> Result<Principal, AuthFailure> {
     let hash = hash_token(token);
     if token.starts_with(TOKEN_PREFIX) {
         let key = store
+            .accounts
             .authenticate_api_key(&hash)
             .await?
             .ok_or(AuthFailure::Invalid)?;
@@ -141,15 +142,19 @@ pub async fn authenticate(
         return Err(AuthFailure::Invalid);
     }
     let record = store
+        .accounts
         .access_token(&hash)
         .await?
         .ok_or(AuthFailure::Invalid)?;
     session::check_access(&record, now_ms).map_err(AuthFailure::Refused)?;
     let events = match record.user.role {
-        Role::Staff => store.assignments(&record.user.id).await?,
+        Role::Staff => store.accounts.assignments(&record.user.id).await?,
         Role::Admin | Role::Member => Vec::new(),
     };
-    store.touch_device(&record.device.id, "", now_ms).await?;
+    store
+        .accounts
+        .touch_device(&record.device.id, "", now_ms)
+        .await?;
     Ok(Principal {
         id: record.user.id,
         name: record.user.email,

@@ -383,7 +383,14 @@ impl Session {
         let tx = match self.documents.get(&document_id) {
             Some(tx) => tx.clone(),
             None => {
-                let scope = match self.ctx.registry.store().document_scope(document_id).await {
+                let scope = match self
+                    .ctx
+                    .registry
+                    .store()
+                    .documents
+                    .document_scope(document_id)
+                    .await
+                {
                     Ok(scope) => scope,
                     Err(error) => {
                         tracing::error!(doc = %document_id, %error, "document scope unreadable");
@@ -412,7 +419,9 @@ impl Session {
                                     serde_json::json!({ "reason": reason, "changes": hashes }),
                                 );
                         entry.device = self.principal.device_id().map(str::to_owned);
-                        if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
+                        if let Err(error) =
+                            self.ctx.registry.store().audit.append_audit(entry).await
+                        {
                             tracing::error!(%error, "audit log write failed");
                         }
                         self.outbound
@@ -432,7 +441,7 @@ impl Session {
                             .target(document_id.to_string())
                             .address(&self.address);
                     entry.device = self.principal.device_id().map(str::to_owned);
-                    if let Err(error) = self.ctx.registry.store().append_audit(entry).await {
+                    if let Err(error) = self.ctx.registry.store().audit.append_audit(entry).await {
                         tracing::error!(%error, "audit log write failed");
                     }
                     return self.unavailable(peer_id, document_id).await;

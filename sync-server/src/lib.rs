@@ -5,8 +5,8 @@
 //! `doc_core` (sans-IO sync state) and `store` (persistence behind a trait).
 
 pub mod api;
-pub mod audit;
-pub mod audit_verify;
+/// The audit chain and its check over a store (the `server-store` crate).
+pub use server_store::{audit, audit_verify};
 pub mod auth;
 pub mod backup;
 pub mod client_ip;
@@ -27,7 +27,8 @@ pub mod secrets;
 pub mod security;
 pub mod server;
 pub mod settings_backup;
-pub mod store;
+/// Persistence: the `server-store` crate (its traits, records and backends).
+pub use server_store as store;
 pub mod ticket_keys;
 pub mod tls;
 

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use migrations::{
-    MigrationState, Migrator, PostgresBackend, SERVER_POSTGRES, SERVER_SQLITE, SqliteBackend,
-};
+use migrations::{MigrationState, Migrator, SERVER_SQLITE, SqliteBackend};
 use sync_server::audit::NewAuditEntry;
 use sync_server::auth::{self, Role};
 use sync_server::config::{Config, LogFormat};
@@ -364,11 +362,21 @@ async fn wait_for_signal() {
 }
 
 fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    #[cfg(feature = "postgres")]
     if let Some(url) = &config.database_url {
         let mut client =
             postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
-        let migrator = Migrator::new(&SERVER_POSTGRES, PostgresBackend::new(&mut client))?;
+        let migrator = Migrator::new(
+            &migrations::SERVER_POSTGRES,
+            migrations::PostgresBackend::new(&mut client),
+        )?;
         return run_migration(migrator, action);
+    }
+    #[cfg(not(feature = "postgres"))]
+    if config.database_url.is_some() {
+        anyhow::bail!(
+            "this build of the server has no PostgreSQL support (built without the `postgres` feature)"
+        );
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let path = sync_server::store::sqlite_database_path(&config.data_dir);
@@ -440,8 +448,9 @@ async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             let hash = sync_server::identity::password::hash_password(password)?;
             let store = sync_server::open_store(config).await?;
-            let user = store.create_user(&email, role, &hash).await?;
+            let user = store.accounts.create_user(&email, role, &hash).await?;
             store
+                .audit
                 .append_audit(
                     NewAuditEntry::new("cli", "user.created", "ok")
                         .target(format!("user:{}", user.id))
@@ -450,7 +459,7 @@ async fn user(config: &Config, action: UserAction) -> anyhow::Result<()> {
                         ),
                 )
                 .await?;
-            store.close().await?;
+            store.node.close().await?;
             println!("{}", user.id);
         }
     }
@@ -466,23 +475,25 @@ async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     };
     match action {
         AuditAction::Verify => {
-            let result = sync_server::audit_verify::verify_store(store.as_ref()).await;
+            let result = sync_server::audit_verify::verify_store(store.audit.as_ref()).await;
             let outcome = if result.is_ok() { "ok" } else { "error" };
             store
+                .audit
                 .append_audit(NewAuditEntry::new("cli", verb, outcome).details(details))
                 .await?;
-            store.close().await?;
+            store.node.close().await?;
             let count = result?;
             println!("ok: {count} audit entries, chain intact");
         }
         AuditAction::Export { since } => {
             store
+                .audit
                 .append_audit(NewAuditEntry::new("cli", verb, "ok").details(details))
                 .await?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = 0;
             loop {
-                let page = store.audit_entries(after, 1000).await?;
+                let page = store.audit.audit_entries(after, 1000).await?;
                 let Some(last) = page.last() else { break };
                 after = last.seq;
                 for entry in &page {
@@ -494,7 +505,7 @@ async fn audit(config: &Config, action: AuditAction) -> anyhow::Result<()> {
                 }
             }
             std::io::Write::flush(&mut out)?;
-            store.close().await?;
+            store.node.close().await?;
         }
     }
     Ok(())
@@ -509,9 +520,10 @@ async fn secrets(config: &Config, action: SecretsAction) -> anyhow::Result<()> {
         SecretsAction::Rotate => {
             let keys = config.secret_keys().context("loading the secrets keys")?;
             let store = sync_server::open_store(config).await?;
-            sync_server::secrets::shared_secret(store.as_ref(), &keys, "refresh_token_key").await?;
-            let done = sync_server::secrets::reseal_all(store.as_ref(), &keys).await?;
+            sync_server::secrets::shared_secret(&store, &keys, "refresh_token_key").await?;
+            let done = sync_server::secrets::reseal_all(&store, &keys).await?;
             store
+                .audit
                 .append_audit(NewAuditEntry::new("cli", "secrets.rotated", "ok").details(
                     serde_json::json!({
                         "key": keys.current_id(),
@@ -520,7 +532,7 @@ async fn secrets(config: &Config, action: SecretsAction) -> anyhow::Result<()> {
                     }),
                 ))
                 .await?;
-            store.close().await?;
+            store.node.close().await?;
             println!(
                 "sealed under key {}: {} resealed, {} already current, {} sealed by an unknown key (left as they are)",
                 keys.current_id(),
@@ -544,8 +556,9 @@ async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
         TokenAction::Create { name, role } => {
             let store = sync_server::open_store(config).await?;
             let (token, hash) = auth::new_token();
-            let key = store.create_api_key(&name, role, &hash).await?;
+            let key = store.accounts.create_api_key(&name, role, &hash).await?;
             store
+                .audit
                 .append_audit(
                     NewAuditEntry::new("cli", "api_key.created", "ok")
                         .target(format!("api_key:{}", key.id))
@@ -554,7 +567,7 @@ async fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
                         ),
                 )
                 .await?;
-            store.close().await?;
+            store.node.close().await?;
             tracing::info!(id = %key.id, name = %key.name, role = %key.role, "API token created");
             println!("{token}");
         }

@@ -46,9 +46,8 @@ pub const DOCUMENT_EVICTIONS: &str = "sync_document_evictions_total";
 /// Estimated heap bytes of all loaded documents (`memory_budget`).
 pub const DOCUMENT_MEMORY_ESTIMATE: &str = "sync_documents_estimated_bytes";
 pub const COMPACTIONS: &str = "sync_compactions_total";
-pub const STORE_SECONDS: &str = "store_operation_seconds";
-/// Document writes committed together by the embedded store's writer.
-pub const STORE_GROUP_SIZE: &str = "store_group_commit_writes";
+/// The store's own families (recorded by `server-store`; described here with the rest).
+pub use server_store::metrics::{STORE_GROUP_SIZE, STORE_SECONDS};
 /// Requests refused by the per-address rate limit.
 pub const HTTP_RATE_LIMITED: &str = "http_rate_limited_total";
 /// Upgrades refused because the principal holds too many connections.

@@ -142,7 +142,7 @@ struct Entry {
 
 struct Inner {
     docs: Mutex<HashMap<DocumentId, Entry>>,
-    store: Arc<dyn Store>,
+    store: Store,
     settings: DocumentSettings,
     generation: AtomicU64,
     budget: Mutex<MemoryBudget>,
@@ -159,7 +159,7 @@ const MAILBOX: usize = 1024;
 const BATCH: usize = 256;
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>, settings: DocumentSettings) -> Self {
+    pub fn new(store: Store, settings: DocumentSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
@@ -240,7 +240,7 @@ impl Registry {
             .len()
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -517,6 +517,7 @@ impl DocActor {
         let stored = self
             .registry
             .store
+            .documents
             .load_document(self.id)
             .await
             .map_err(|e| DocumentError::Unreadable {
@@ -666,7 +667,7 @@ impl DocActor {
                 self.registry
                     .settings
                     .security
-                    .refused_write(self.registry.store.as_ref(), &peer.actor, &peer.address)
+                    .refused_write(&self.registry.store, &peer.actor, &peer.address)
                     .await;
                 metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "sync_data").increment(1);
                 let _ = peer.outbound.try_send(Outbound::Close(error.to_string()));
@@ -702,7 +703,7 @@ impl DocActor {
         self.registry
             .settings
             .security
-            .refused_write(self.registry.store.as_ref(), &peer.actor, &peer.address)
+            .refused_write(&self.registry.store, &peer.actor, &peer.address)
             .await;
         metrics::counter!(m::PROTOCOL_ERRORS, "kind" => "change_rejected").increment(1);
         if peer.rejection_notices {
@@ -812,6 +813,7 @@ impl DocActor {
         match self
             .registry
             .store
+            .documents
             .append_chunk_audited(self.id, chunk, entry)
             .await
         {
@@ -848,7 +850,7 @@ impl DocActor {
     /// Records an audit entry; a failure is logged, never fatal to syncing
     /// (the data itself is already durable).
     async fn audit(&self, entry: NewAuditEntry) {
-        if let Err(error) = self.registry.store.append_audit(entry).await {
+        if let Err(error) = self.registry.store.audit.append_audit(entry).await {
             tracing::error!(%error, "audit log write failed");
         }
     }
@@ -857,7 +859,13 @@ impl DocActor {
     /// other nodes). Only called when nothing in memory is unpersisted.
     async fn catch_up(&mut self) {
         let after = self.applied_through;
-        let fetched = match self.registry.store.chunks_after(self.id, after).await {
+        let fetched = match self
+            .registry
+            .store
+            .documents
+            .chunks_after(self.id, after)
+            .await
+        {
             Ok(fetched) => fetched,
             Err(error) => return self.fail_all(&format!("reading other nodes' changes: {error}")),
         };
@@ -896,6 +904,7 @@ impl DocActor {
         match self
             .registry
             .store
+            .documents
             .compact(self.id, snapshot, self.applied_through)
             .await
         {
@@ -1042,7 +1051,7 @@ impl DocActor {
         if let Some(known) = self.is_settings {
             return known;
         }
-        let known = match self.registry.store.document_scope(self.id).await {
+        let known = match self.registry.store.documents.document_scope(self.id).await {
             Ok(scope) => {
                 scope.is_some_and(|s| s.kind == crate::store::sessions::DocumentKind::Settings)
             }
@@ -1060,7 +1069,7 @@ impl DocActor {
         self.backup_due = None;
         let Some(core) = &self.core else { return };
         if let Err(error) = crate::settings_backup::take(
-            self.registry.store.as_ref(),
+            &self.registry.store,
             self.id,
             core.doc(),
             self.registry.settings.settings_retention,

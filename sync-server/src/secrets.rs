@@ -266,7 +266,7 @@ pub fn server_secret_purpose(name: &str) -> String {
 /// have the key keep using it) and this server uses a secret of its own: it
 /// only derives the answer to a retried refresh, so nothing else is lost.
 pub async fn shared_secret(
-    store: &dyn crate::store::Store,
+    store: &crate::store::Store,
     keys: &SecretKeys,
     name: &str,
 ) -> Result<Vec<u8>, crate::store::StoreError> {
@@ -274,13 +274,17 @@ pub async fn shared_secret(
     let mut fresh = [0u8; 32];
     rand::rng().fill_bytes(&mut fresh);
     let candidate = keys.seal(&purpose, &fresh);
-    let stored = store.shared_secret(name, candidate.as_bytes()).await?;
+    let stored = store
+        .secrets
+        .shared_secret(name, candidate.as_bytes())
+        .await?;
     let text = String::from_utf8_lossy(&stored).into_owned();
     match keys.open(&purpose, &text) {
         Ok(plain) => {
             if !keys.sealed_by_current(&text) {
                 let resealed = keys.seal(&purpose, &plain);
                 store
+                    .secrets
                     .replace_shared_secret(name, &stored, resealed.as_bytes())
                     .await?;
             }
@@ -289,6 +293,7 @@ pub async fn shared_secret(
         Err(SecretsError::NotSealed) => {
             let sealed = keys.seal(&purpose, &stored);
             store
+                .secrets
                 .replace_shared_secret(name, &stored, sealed.as_bytes())
                 .await?;
             Ok(stored)
@@ -315,15 +320,16 @@ pub struct Resealed {
 /// before sealing, or values sealed by a previous key (rotation). Each row
 /// is replaced only if unchanged meanwhile, so a concurrent enrollment wins.
 pub async fn reseal_all(
-    store: &dyn crate::store::Store,
+    store: &crate::store::Store,
     keys: &SecretKeys,
 ) -> Result<Resealed, crate::store::StoreError> {
     let mut done = Resealed::default();
-    for (user_id, stored) in store.totp_secrets().await? {
+    for (user_id, stored) in store.secrets.totp_secrets().await? {
         match keys.reseal(&totp_purpose(&user_id), &stored) {
             Ok(None) => done.current += 1,
             Ok(Some(sealed)) => {
                 if store
+                    .secrets
                     .replace_totp_secret(&user_id, &stored, &sealed)
                     .await?
                 {

@@ -40,7 +40,7 @@ impl SecuritySignals {
     /// Raises an alert now.
     pub async fn alert(
         &self,
-        store: &dyn Store,
+        store: &Store,
         kind: &'static str,
         actor: &str,
         address: Option<&str>,
@@ -56,13 +56,13 @@ impl SecuritySignals {
         if let Some(address) = address {
             entry = entry.address(address);
         }
-        if let Err(error) = store.append_audit(entry).await {
+        if let Err(error) = store.audit.append_audit(entry).await {
             tracing::error!(%error, "audit log write failed");
         }
     }
 
     /// A wrong TOTP or recovery code for `account`.
-    pub async fn failed_code(&self, store: &dyn Store, account: &str, address: &str) {
+    pub async fn failed_code(&self, store: &Store, account: &str, address: &str) {
         let burst = self
             .failed_codes
             .lock()
@@ -82,7 +82,7 @@ impl SecuritySignals {
     }
 
     /// A write refused for `actor`.
-    pub async fn refused_write(&self, store: &dyn Store, actor: &str, address: &str) {
+    pub async fn refused_write(&self, store: &Store, actor: &str, address: &str) {
         let burst = self
             .refused_writes
             .lock()

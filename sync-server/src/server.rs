@@ -30,7 +30,7 @@ use crate::metrics as m;
 use crate::registry::{DocumentSettings, Registry};
 use crate::security::SecuritySignals;
 use crate::store::ChangeNotice;
-use crate::store::{PostgresStore, SqliteStore, Store, StoreError};
+use crate::store::{SqliteStore, Store, StoreError};
 use crate::tls::ServerTls;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub enum ServeError {
 
 #[derive(Clone)]
 struct AppState {
-    store: Arc<dyn Store>,
+    store: Store,
     ctx: ConnectionContext,
     metrics: PrometheusHandle,
     max_message_bytes: usize,
@@ -153,16 +153,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServeError> {
 }
 
 /// The store `config` names, migrated.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     match &config.database_url {
+        #[cfg(feature = "postgres")]
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PostgresStore::connect(url).await?))
+            Ok(Store::new(crate::store::PostgresStore::connect(url).await?))
+        }
+        #[cfg(not(feature = "postgres"))]
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Err(StoreError::Database(
+                "this build of the server has no PostgreSQL support (built without the `postgres` feature); use the embedded store or a build with it".into(),
+            ))
         }
         Some(other) => Err(StoreError::Database(format!(
             "unsupported database URL `{}`: expected postgres://",
             other.split('@').next_back().unwrap_or_default()
         ))),
-        None => Ok(Arc::new(SqliteStore::open(
+        None => Ok(Store::new(SqliteStore::open(
             &config.data_dir,
             config.synchronous_full,
         )?)),
@@ -185,7 +192,7 @@ fn storage_id(data_dir: &std::path::Path) -> Result<String, std::io::Error> {
 /// Starts serving over an already opened store.
 pub async fn start_with_store(
     config: &Config,
-    store: Arc<dyn Store>,
+    store: Store,
     storage_id: String,
 ) -> Result<RunningServer, ServeError> {
     let tls = ServerTls::from_paths(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
@@ -208,7 +215,7 @@ pub async fn start_with_store(
     let live = LiveConnections::default();
     let security = SecuritySignals::default();
     // Nodes sharing a store (PostgreSQL) share what they hear of presence.
-    let presence = match store.change_feed() {
+    let presence = match store.node.change_feed() {
         Some(feed) => share_presence(feed, store.clone(), shutdown_rx.clone()),
         None => crate::presence::PresenceBoard::default(),
     };
@@ -240,10 +247,10 @@ pub async fn start_with_store(
         secrets,
     )
     .await?;
-    if let Some(feed) = store.change_feed() {
+    if let Some(feed) = store.node.change_feed() {
         registry.follow(feed);
     }
-    if let Some(feed) = store.change_feed() {
+    if let Some(feed) = store.node.change_feed() {
         follow_revocations(feed, store.clone(), live.clone());
     }
     let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
@@ -302,12 +309,12 @@ pub async fn start_with_store(
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                match store.prune_expired(auth::unix_ms()).await {
+                match store.accounts.prune_expired(auth::unix_ms()).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "expired session rows pruned"),
                     Err(error) => tracing::warn!(%error, "pruning expired session rows failed"),
                 }
-                if let Some(ledger) = store.throttle_ledger() {
+                if let Some(ledger) = store.node.throttle_ledger() {
                     let policy = crate::identity::throttle::ThrottlePolicy::default();
                     if let Err(error) = ledger.throttle_prune(&policy, auth::unix_ms()).await {
                         tracing::warn!(%error, "pruning sign-in throttle rows failed");
@@ -354,7 +361,7 @@ pub async fn start_with_store(
         // are gone (the router's own copy went with `app`).
         let _ = tokio::time::timeout(Duration::from_secs(10), guard_rx.recv()).await;
         registry.shutdown().await;
-        store.close().await?;
+        store.node.close().await?;
         tracing::info!("shutdown complete");
         Ok(())
     });
@@ -369,7 +376,7 @@ pub async fn start_with_store(
 fn router(
     state: AppState,
     api_state: ApiState,
-    store: Arc<dyn Store>,
+    store: Store,
     config: &Config,
     shutdown: watch::Receiver<bool>,
 ) -> Router {
@@ -413,7 +420,7 @@ fn router(
 /// Audits sign-in requests refused by the per-address limiter (the API's
 /// own refusals are audited where they happen).
 async fn audit_refused_sign_in(
-    State(store): State<Arc<dyn Store>>,
+    State(store): State<Store>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -430,7 +437,7 @@ async fn audit_refused_sign_in(
         let mut entry = NewAuditEntry::new("anonymous", "auth.rate_limited", "denied")
             .details(serde_json::json!({ "path": path, "limit": "per_address" }));
         entry.address = address;
-        if let Err(error) = store.append_audit(entry).await {
+        if let Err(error) = store.audit.append_audit(entry).await {
             tracing::error!(%error, "audit log write failed");
         }
     }
@@ -491,7 +498,7 @@ async fn sync_upgrade(
     // Authenticate before anything websocket-related: no token, no upgrade.
     let principal = match auth::token_from_request(&headers, query.as_deref()) {
         None => Err(AuthFailure::Missing),
-        Some(token) => auth::authenticate(state.store.as_ref(), &token, auth::unix_ms()).await,
+        Some(token) => auth::authenticate(&state.store, &token, auth::unix_ms()).await,
     };
     let principal = match principal {
         Ok(principal) => principal,
@@ -541,7 +548,7 @@ async fn sync_upgrade(
 /// re-checks every open session connection against the store.
 fn follow_revocations(
     mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
-    store: Arc<dyn Store>,
+    store: Store,
     live: LiveConnections,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -559,7 +566,7 @@ fn follow_revocations(
                         let Some(session) = principal.session_id() else {
                             continue;
                         };
-                        if let Ok(false) = store.session_live(session).await {
+                        if let Ok(false) = store.accounts.session_live(session).await {
                             live.cut(&Cut::Session(session.to_owned()), "session ended");
                         }
                     }
@@ -575,7 +582,7 @@ fn follow_revocations(
 /// applies theirs.
 fn share_presence(
     mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
-    store: Arc<dyn Store>,
+    store: Store,
     mut stop: watch::Receiver<bool>,
 ) -> crate::presence::PresenceBoard {
     use tokio::sync::broadcast::error::RecvError;
@@ -589,7 +596,7 @@ fn share_presence(
             };
             let Some(note) = note else { return };
             let text = serde_json::to_string(&note).expect("a presence note serialises");
-            if let Err(error) = store.announce_presence(&text).await {
+            if let Err(error) = store.node.announce_presence(&text).await {
                 tracing::warn!(%error, "presence not shared with the other nodes");
             }
         }
@@ -617,13 +624,13 @@ async fn audit_rejection(state: &AppState, address: SocketAddr, reason: &str) {
     let entry = NewAuditEntry::new("anonymous", "auth.token_rejected", "denied")
         .address(address.ip().to_string())
         .details(serde_json::json!({ "reason": reason }));
-    if let Err(error) = state.store.append_audit(entry).await {
+    if let Err(error) = state.store.audit.append_audit(entry).await {
         tracing::error!(%error, "audit log write failed");
     }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.readiness().await {
+    match state.store.node.readiness().await {
         Ok(ready) if ready.schema_version == ready.expected_version => Json(serde_json::json!({
             "status": "ready",
             "schema_version": ready.schema_version,

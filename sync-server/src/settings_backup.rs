@@ -62,7 +62,7 @@ pub fn keep(taken: &[(String, i64)], now_ms: i64, retention: Retention) -> HashS
 
 /// Snapshots `doc` (a settings document) and applies the retention policy.
 pub async fn take(
-    store: &dyn Store,
+    store: &Store,
     id: DocumentId,
     doc: &Automerge,
     retention: Retention,
@@ -81,11 +81,12 @@ pub async fn take(
         .map(|h| h.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let existing = store.settings_backups(id).await?;
+    let existing = store.settings_history.settings_backups(id).await?;
     if existing.first().is_some_and(|newest| newest.heads == heads) {
         return Ok(());
     }
     store
+        .settings_history
         .add_settings_backup(&SettingsBackup {
             id: uuid::Uuid::new_v4().to_string(),
             document_id: id.to_string(),
@@ -95,6 +96,7 @@ pub async fn take(
         })
         .await?;
     let all: Vec<(String, i64)> = store
+        .settings_history
         .settings_backups(id)
         .await?
         .into_iter()
@@ -107,7 +109,10 @@ pub async fn take(
         .map(|(backup, _)| backup)
         .collect();
     if !dropped.is_empty() {
-        store.delete_settings_backups(&dropped).await?;
+        store
+            .settings_history
+            .delete_settings_backups(&dropped)
+            .await?;
     }
     Ok(())
 }

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod accounts;
@@ -17,20 +16,22 @@ use sync_server::{Config, RunningServer};
 
 /// Creates an API token directly in the store of `data_dir`.
 pub async fn create_token(data_dir: &Path, role: Role) -> String {
-    let store = SqliteStore::open(data_dir, false).expect("open store");
+    let store = Store::new(SqliteStore::open(data_dir, false).expect("open store"));
     let (token, hash) = auth::new_token();
     store
+        .accounts
         .create_api_key("test", role, &hash)
         .await
         .expect("create key");
-    store.close().await.expect("close store");
+    store.node.close().await.expect("close store");
     token
 }
 
 /// Creates a user directly in a store; returns the user id.
-pub async fn create_user(store: &dyn Store, email: &str, role: Role, password: &str) -> String {
+pub async fn create_user(store: &Store, email: &str, role: Role, password: &str) -> String {
     let hash = sync_server::identity::password::hash_password(password).expect("hash password");
     store
+        .accounts
         .create_user(email, role, &hash)
         .await
         .expect("create user")
@@ -90,12 +91,12 @@ pub fn test_config(data_dir: &Path) -> Config {
 pub struct InProcessServer {
     pub server: RunningServer,
     pub url: String,
-    pub store: Arc<SqliteStore>,
+    pub store: Store,
 }
 
 impl InProcessServer {
     pub async fn start(config: &Config) -> Self {
-        let store = Arc::new(SqliteStore::open(&config.data_dir, false).expect("open store"));
+        let store = Store::new(SqliteStore::open(&config.data_dir, false).expect("open store"));
         let server = sync_server::start_with_store(config, store.clone(), "test-storage".into())
             .await
             .expect("start server");
@@ -113,7 +114,7 @@ impl InProcessServer {
         config.listen = addr;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let store = Arc::new(SqliteStore::open(&config.data_dir, false).expect("open store"));
+            let store = Store::new(SqliteStore::open(&config.data_dir, false).expect("open store"));
             match sync_server::start_with_store(&config, store.clone(), "test-storage".into()).await
             {
                 Ok(server) => {

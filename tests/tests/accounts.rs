@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sync_protocol::Message;
 use sync_server::auth::{self, Role};
-use sync_server::store::Store;
 use sync_tests::accounts::{Api, Enrolled, enroll, hotp, totp_now, unix_secs};
 use sync_tests::raw::{self, next_message};
 use sync_tests::{InProcessServer, create_user, test_config};
@@ -40,6 +39,7 @@ impl Fixture {
         let (token, hash) = auth::new_token();
         self.server
             .store
+            .accounts
             .create_api_key("test admin", Role::Admin, &hash)
             .await
             .unwrap();
@@ -47,7 +47,12 @@ impl Fixture {
     }
 
     async fn audit(&self) -> Vec<sync_server::audit::AuditEntry> {
-        self.server.store.audit_entries(0, 100_000).await.unwrap()
+        self.server
+            .store
+            .audit
+            .audit_entries(0, 100_000)
+            .await
+            .unwrap()
     }
 
     async fn actions(&self) -> Vec<(String, String, Value)> {
@@ -77,13 +82,7 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     // This test fails codes on purpose more often than the throttle's free
     // attempts (which have their own test).
     let f = start(|c| c.sign_in_free_attempts = 20).await;
-    create_user(
-        f.server.store.as_ref(),
-        "Staff@Example.org",
-        Role::Staff,
-        PASSWORD,
-    )
-    .await;
+    create_user(&f.server.store, "Staff@Example.org", Role::Staff, PASSWORD).await;
     // Staff must use 2FA: the password alone gives only an enrollment challenge,
     // which opens nothing.
     let login = f
@@ -266,6 +265,7 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
     let secret_b32 = f
         .server
         .store
+        .accounts
         .user_by_email("staff@example.org")
         .await
         .unwrap()
@@ -291,7 +291,7 @@ async fn enrollment_then_sign_in_with_a_code_and_with_recovery_codes() {
 async fn failed_attempts_are_throttled_per_account_and_address_with_growing_delays() {
     let f = start(|_| {}).await;
     for email in ["ada@example.org", "bob@example.org"] {
-        create_user(f.server.store.as_ref(), email, Role::Member, PASSWORD).await;
+        create_user(&f.server.store, email, Role::Member, PASSWORD).await;
     }
     // Three free failures, then a delay of 1 s after the fourth.
     for _ in 0..4 {
@@ -344,13 +344,7 @@ fn tokens(session: &Value) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_rotates_detects_reuse_and_forgives_a_quick_retry() {
     let f = start(|c| c.refresh_grace_secs = 2).await;
-    create_user(
-        f.server.store.as_ref(),
-        "m@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&f.server.store, "m@example.org", Role::Member, PASSWORD).await;
     let refresh = |token: &str| {
         let api = f.api.clone();
         let token = token.to_owned();
@@ -452,20 +446,8 @@ async fn refused_upgrade(url: &str, token: &str) -> (u16, Value) {
 async fn revoking_a_device_closes_its_socket_at_once_and_tells_it_to_wipe() {
     let f = start(|_| {}).await;
     let admin = f.admin_key().await;
-    create_user(
-        f.server.store.as_ref(),
-        "m@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
-    create_user(
-        f.server.store.as_ref(),
-        "n@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&f.server.store, "m@example.org", Role::Member, PASSWORD).await;
+    create_user(&f.server.store, "n@example.org", Role::Member, PASSWORD).await;
     let session = f
         .api
         .login("m@example.org", PASSWORD, "tablet 7")
@@ -584,20 +566,8 @@ async fn revoking_a_device_closes_its_socket_at_once_and_tells_it_to_wipe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_actions_need_a_recent_code_and_api_keys_are_managed() {
     let f = start(|c| c.step_up_window_secs = 2).await;
-    create_user(
-        f.server.store.as_ref(),
-        "root@example.org",
-        Role::Admin,
-        PASSWORD,
-    )
-    .await;
-    let member = create_user(
-        f.server.store.as_ref(),
-        "m@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&f.server.store, "root@example.org", Role::Admin, PASSWORD).await;
+    let member = create_user(&f.server.store, "m@example.org", Role::Member, PASSWORD).await;
     let admin = enroll(&f.api, "root@example.org", PASSWORD, "desk").await;
     let token = admin.access().to_owned();
 

@@ -11,7 +11,6 @@ use automerge::{Automerge, ROOT};
 use serde_json::json;
 use sync_protocol::{DocumentId, Message};
 use sync_server::auth::{self, Role};
-use sync_server::store::Store;
 use sync_tests::accounts::{Api, enroll};
 use sync_tests::raw::{joined_as, next_message, send};
 use sync_tests::{InProcessServer, create_user, root_string, test_config};
@@ -198,17 +197,19 @@ async fn every_role_against_every_document_kind() {
 
     let (admin_key, hash) = auth::new_token();
     store
+        .accounts
         .create_api_key("admin", Role::Admin, &hash)
         .await
         .unwrap();
     let (staff_key, hash) = auth::new_token();
     store
+        .accounts
         .create_api_key("door scanner", Role::Staff, &hash)
         .await
         .unwrap();
-    let admin_id = create_user(store.as_ref(), "admin@example.org", Role::Admin, PASSWORD).await;
-    let staff_id = create_user(store.as_ref(), "staff@example.org", Role::Staff, PASSWORD).await;
-    let member_id = create_user(store.as_ref(), "member@example.org", Role::Member, PASSWORD).await;
+    let admin_id = create_user(&store, "admin@example.org", Role::Admin, PASSWORD).await;
+    let staff_id = create_user(&store, "staff@example.org", Role::Staff, PASSWORD).await;
+    let member_id = create_user(&store, "member@example.org", Role::Member, PASSWORD).await;
     api.call(
         reqwest::Method::PUT,
         &format!("/api/users/{staff_id}/events"),
@@ -395,7 +396,7 @@ async fn every_role_against_every_document_kind() {
         none
     );
 
-    let log = store.audit_entries(0, 100_000).await.unwrap();
+    let log = store.audit.audit_entries(0, 100_000).await.unwrap();
     let count = |action: &str| log.iter().filter(|e| e.entry.action == action).count();
     assert_eq!(count("document.read_denied"), denied_reads + 1);
     // ...and the settings document first sent in the wrong shape.

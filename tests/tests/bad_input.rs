@@ -10,7 +10,6 @@ use client_core::{ClientCore, DocumentId, SyncConfig};
 use futures_util::SinkExt;
 use sync_protocol::Message;
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::raw::{Socket, connect, join, joined, next_message, send};
 use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -218,7 +217,10 @@ async fn bad_input_is_refused_per_connection_and_nothing_is_stored() {
     assert_eq!(a.sync_status().last_error, None);
 
     // Nothing from the bad connections was stored.
-    assert_eq!(server.store.list_documents().await.unwrap(), vec![good]);
+    assert_eq!(
+        server.store.documents.list_documents().await.unwrap(),
+        vec![good]
+    );
     let metrics = sync_server::metrics::install().render();
     assert!(
         metrics

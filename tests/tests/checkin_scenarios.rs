@@ -9,7 +9,6 @@ use client_core::event_model::rules::{Answer, Direction};
 use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
 use serde_json::json;
 use sync_server::auth::{self, Role};
-use sync_server::store::Store;
 use sync_tests::accounts::Api;
 use sync_tests::{InProcessServer, seed_event, test_config, wait_until};
 
@@ -32,6 +31,7 @@ async fn setup(attendees: usize) -> Setup {
     let (token, hash) = auth::new_token();
     server
         .store
+        .accounts
         .create_api_key("scanners", Role::Admin, &hash)
         .await
         .unwrap();
@@ -217,7 +217,7 @@ async fn scans_made_after_losing_the_event_are_quarantined_and_nothing_else_chan
     keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
     let s = setup(60).await;
     let staff = sync_tests::create_user(
-        s.server.store.as_ref(),
+        &s.server.store,
         "sam@example.org",
         Role::Staff,
         "correct horse battery",
@@ -315,7 +315,13 @@ async fn scans_made_after_losing_the_event_are_quarantined_and_nothing_else_chan
     // The server and the other replicas did not change.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.admin.counts(s.event, Some("main")).unwrap().checked_in, 1);
-    let stored = s.server.store.audit_entries(0, 100_000).await.unwrap();
+    let stored = s
+        .server
+        .store
+        .audit
+        .audit_entries(0, 100_000)
+        .await
+        .unwrap();
     let refused: usize = stored
         .iter()
         .filter(|e| {
@@ -345,7 +351,7 @@ fn shows_the_rename(core: &ClientCore, event: DocumentId) -> bool {
 /// Sam, a staff member assigned to the event (`conf`); returns the user id.
 async fn assigned_staff_member(s: &Setup) -> String {
     let staff = sync_tests::create_user(
-        s.server.store.as_ref(),
+        &s.server.store,
         "sam@example.org",
         Role::Staff,
         "correct horse battery",

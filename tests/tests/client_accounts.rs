@@ -12,7 +12,6 @@ use client_core::{
 };
 use serde_json::json;
 use sync_server::auth::{self, Role};
-use sync_server::store::Store;
 use sync_tests::accounts::{Api, hotp, secret_from_uri, unix_secs};
 use sync_tests::{InProcessServer, create_user, test_config, wait_until};
 
@@ -39,6 +38,7 @@ async fn admin_key(server: &InProcessServer) -> String {
     let (token, hash) = auth::new_token();
     server
         .store
+        .accounts
         .create_api_key("observer", Role::Admin, &hash)
         .await
         .unwrap();
@@ -53,13 +53,7 @@ async fn enrollment_keychain_refresh_sign_out_and_back_lose_nothing() {
     // Short-lived access tokens: the client must refresh to keep going.
     config.access_token_ttl_secs = 61;
     let server = InProcessServer::start(&config).await;
-    create_user(
-        server.store.as_ref(),
-        "admin@example.org",
-        Role::Admin,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "admin@example.org", Role::Admin, PASSWORD).await;
     let observer_token = admin_key(&server).await;
 
     let core = ClientCore::open(dir.path().join("desk.sqlite3")).unwrap();
@@ -176,13 +170,7 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
     use_mock_keychain();
     let dir = tempfile::tempdir().unwrap();
     let server = InProcessServer::start(&test_config(&dir.path().join("server"))).await;
-    let member = create_user(
-        server.store.as_ref(),
-        "m@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    let member = create_user(&server.store, "m@example.org", Role::Member, PASSWORD).await;
     let admin = admin_key(&server).await;
     let api = Api::new(&server.url);
 
@@ -235,7 +223,13 @@ async fn an_ended_session_asks_to_sign_in_and_a_revoked_device_wipes() {
         core.sync_status().pending_changes == 0
     })
     .await;
-    let stored = server.store.load_document(id).await.unwrap().unwrap();
+    let stored = server
+        .store
+        .documents
+        .load_document(id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!stored.chunks.is_empty() || stored.snapshot.is_some());
 
     // Revoking the device: the live connection closes, the client learns it
@@ -284,13 +278,7 @@ async fn a_socket_is_closed_when_its_access_token_expires() {
     let mut config = test_config(&dir.path().join("server"));
     config.access_token_ttl_secs = 2;
     let server = InProcessServer::start(&config).await;
-    create_user(
-        server.store.as_ref(),
-        "mo@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "mo@example.org", Role::Member, PASSWORD).await;
     let login = sync_tests::accounts::Api::new(&server.url)
         .login("mo@example.org", PASSWORD, "peer")
         .await
@@ -332,13 +320,7 @@ async fn client_core_renews_its_socket_before_the_token_expires_and_loses_nothin
     // Tokens of 5 s (renewed 1 s early): renewals while the member writes.
     config.access_token_ttl_secs = 5;
     let server = InProcessServer::start(&config).await;
-    create_user(
-        server.store.as_ref(),
-        "mo@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "mo@example.org", Role::Member, PASSWORD).await;
     let core = ClientCore::open(dir.path().join("phone.sqlite3")).unwrap();
     let account = Account::new(&core, &server.url).unwrap();
     account
@@ -366,7 +348,13 @@ async fn client_core_renews_its_socket_before_the_token_expires_and_loses_nothin
     })
     .await;
     // The server holds exactly the phone's document.
-    let stored = server.store.load_document(settings).await.unwrap().unwrap();
+    let stored = server
+        .store
+        .documents
+        .load_document(settings)
+        .await
+        .unwrap()
+        .unwrap();
     let mut on_server = automerge::Automerge::new();
     for bytes in stored.snapshot.iter().chain(stored.chunks.iter()) {
         on_server.load_incremental(bytes).unwrap();

@@ -12,7 +12,6 @@ use automerge::{ObjType, ROOT, ReadDoc};
 use client_core::{ClientCore, DocumentId, SyncConfig, SyncHandle};
 use proptest::prelude::*;
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const REPLICAS: usize = 3;
@@ -146,11 +145,18 @@ async fn run_case(ops: Vec<Op>, reconnect_order: Vec<usize>) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if !converged() {
-        let server_heads = server.store.load_document(id).await.unwrap().map(|s| {
-            let core = sync_server::doc_core::DocumentCore::load(s.snapshot.as_deref(), &s.chunks)
-                .unwrap();
-            core.heads()
-        });
+        let server_heads = server
+            .store
+            .documents
+            .load_document(id)
+            .await
+            .unwrap()
+            .map(|s| {
+                let core =
+                    sync_server::doc_core::DocumentCore::load(s.snapshot.as_deref(), &s.chunks)
+                        .unwrap();
+                core.heads()
+            });
         let report: Vec<String> = replicas
             .iter()
             .enumerate()

@@ -21,7 +21,6 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use sync_server::auth::{self, Role};
-use sync_server::store::{SessionStore, Store};
 use sync_tests::accounts::{Api, base32_decode, hotp, unix_secs};
 use sync_tests::tls::{TestCa, with_tls};
 use sync_tests::{InProcessServer, create_user, test_config, wait_until, workspace_binary};
@@ -286,23 +285,12 @@ async fn an_admin_works_through_every_screen() {
     let server = InProcessServer::start(&config).await;
     let server_url = server.url.clone();
     assert!(server_url.starts_with("wss://"), "{server_url}");
-    create_user(
-        server.store.as_ref(),
-        "ada@example.org",
-        Role::Admin,
-        PASSWORD,
-    )
-    .await;
-    let member = create_user(
-        server.store.as_ref(),
-        "mo@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "ada@example.org", Role::Admin, PASSWORD).await;
+    let member = create_user(&server.store, "mo@example.org", Role::Member, PASSWORD).await;
     let (admin_key, hash) = auth::new_token();
     server
         .store
+        .accounts
         .create_api_key("tablet", Role::Admin, &hash)
         .await
         .unwrap();
@@ -678,7 +666,7 @@ async fn an_admin_works_through_every_screen() {
     ui.click("#step-up-form button[type=submit]").await;
     let deadline = Instant::now() + LIMIT;
     loop {
-        let users = server.store.list_users().await.unwrap();
+        let users = server.store.accounts.list_users().await.unwrap();
         let mo = users
             .iter()
             .find(|u| u.email == "mo@example.org")
@@ -697,7 +685,7 @@ async fn an_admin_works_through_every_screen() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_until("the role change and the assignment land", LIMIT, || async {
-        let users = server.store.list_users().await.unwrap();
+        let users = server.store.accounts.list_users().await.unwrap();
         users
             .iter()
             .any(|u| u.email == "mo@example.org" && u.role == Role::Staff)
@@ -711,6 +699,7 @@ async fn an_admin_works_through_every_screen() {
     // ---- devices: revoke a member's phone (signed in with a password) ----
     server
         .store
+        .accounts
         .set_user_role(&member, Role::Member)
         .await
         .unwrap();

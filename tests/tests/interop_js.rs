@@ -153,7 +153,15 @@ async fn the_js_client_without_a_token_is_refused() {
         !status.is_some_and(|s| s.success()),
         "JS client got through with a bad token"
     );
-    use sync_server::store::Store;
-    assert!(server.store.list_documents().await.unwrap().is_empty());
+
+    assert!(
+        server
+            .store
+            .documents
+            .list_documents()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     server.stop().await;
 }

@@ -13,7 +13,6 @@ use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use samod::{BackoffConfig, DialError, Dialer, Repo, Transport};
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -125,6 +124,7 @@ async fn samod_and_client_core_sync_both_ways_through_our_server_and_a_restart()
     wait_until("our server stores samod's document", LIMIT, || async {
         server
             .store
+            .documents
             .list_documents()
             .await
             .unwrap()

@@ -11,7 +11,6 @@ use std::time::Duration;
 use client_core::{ClientCore, SyncConfig};
 use serde_json::json;
 use sync_server::auth::{self, Role};
-use sync_server::store::Store;
 use sync_tests::accounts::{Api, enroll};
 use sync_tests::tls::{TestCa, with_tls};
 use sync_tests::{
@@ -94,18 +93,13 @@ async fn kotlin_signs_in_and_scans_on_the_jvm() {
     );
     let server = InProcessServer::start(&config).await;
     assert!(server.url.starts_with("wss://"));
-    let staff = create_user(
-        server.store.as_ref(),
-        "kim@example.org",
-        Role::Staff,
-        PASSWORD,
-    )
-    .await;
+    let staff = create_user(&server.store, "kim@example.org", Role::Staff, PASSWORD).await;
     let api = Api::trusting(&server.url, ca.pem());
     let enrolled = enroll(&api, "kim@example.org", PASSWORD, "desk").await;
     let (token, hash) = auth::new_token();
     server
         .store
+        .accounts
         .create_api_key("admin", Role::Admin, &hash)
         .await
         .unwrap();

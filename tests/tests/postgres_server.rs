@@ -16,9 +16,10 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// An admin API token created directly in the PostgreSQL store.
 async fn admin_token(url: &str) -> String {
-    let store = PostgresStore::connect(url).await.unwrap();
+    let store = Store::new(PostgresStore::connect(url).await.unwrap());
     let (token, hash) = auth::new_token();
     store
+        .accounts
         .create_api_key("test", Role::Admin, &hash)
         .await
         .unwrap();
@@ -81,12 +82,12 @@ async fn clients_sync_through_a_postgres_backed_server_and_its_restart() {
     })
     .await;
 
-    let check = PostgresStore::connect(&url).await.unwrap();
+    let check = Store::new(PostgresStore::connect(&url).await.unwrap());
     assert!(
-        check.chunk_count(id).await.unwrap() < 3,
+        check.documents.chunk_count(id).await.unwrap() < 3,
         "chunks are compacted on PostgreSQL too"
     );
-    assert_eq!(check.list_documents().await.unwrap(), vec![id]);
+    assert_eq!(check.documents.list_documents().await.unwrap(), vec![id]);
     sync_a.stop().await;
     sync_b.stop().await;
     server.shutdown().await.unwrap();
@@ -330,7 +331,7 @@ async fn a_device_revoked_on_one_node_is_cut_off_on_the_other_within_a_second() 
     };
     let node1 = sync_server::start(&node("node1")).await.unwrap();
     let node2 = sync_server::start(&node("node2")).await.unwrap();
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let store = Store::new(PostgresStore::connect(&url).await.unwrap());
     sync_tests::create_user(
         &store,
         "m@example.org",
@@ -401,7 +402,7 @@ async fn sign_in_failures_spread_over_two_nodes_are_throttled_as_one() {
     let (_cluster, url) = PgCluster::start_with_database().await;
     let dir = tempfile::tempdir().unwrap();
     let (node1, node2) = two_nodes(&url, dir.path()).await;
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let store = Store::new(PostgresStore::connect(&url).await.unwrap());
     sync_tests::create_user(&store, "mo@example.org", Role::Member, "correct horse").await;
     let apis = [Api::new(&node1.sync_url()), Api::new(&node2.sync_url())];
     // Three free failures in all (the default), alternating nodes, then one

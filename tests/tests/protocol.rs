@@ -11,7 +11,6 @@ use automerge::{Automerge, ROOT};
 use client_core::{ClientCore, DocEvent, SyncConfig};
 use sync_protocol::{DocumentId, HeadsInfo, Message};
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::raw::{joined_as, next_message, send};
 use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
@@ -190,7 +189,10 @@ async fn a_principal_that_may_not_read_gets_doc_unavailable_and_writes_nothing()
     })
     .await;
     assert_eq!(core.sync_status().pending_changes, 0);
-    assert_eq!(server.store.list_documents().await.unwrap(), vec![id]);
+    assert_eq!(
+        server.store.documents.list_documents().await.unwrap(),
+        vec![id]
+    );
     sync.stop().await;
     server.stop().await;
 }

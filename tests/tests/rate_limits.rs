@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use sync_protocol::{DocumentId, Message};
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::raw::{joined_as, next_message, send};
 use sync_tests::{InProcessServer, create_token, test_config};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,7 +98,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
     let mut answer = String::new();
     login.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    let log = server.store.audit_entries(0, 1000).await.unwrap();
+    let log = server.store.audit.audit_entries(0, 1000).await.unwrap();
     let failed = log
         .iter()
         .find(|e| e.entry.action == "auth.password")
@@ -254,7 +253,7 @@ async fn sign_in_requests_refused_by_the_address_limit_are_audited() {
         3,
         "{statuses:?}"
     );
-    let log = server.store.audit_entries(0, 1000).await.unwrap();
+    let log = server.store.audit.audit_entries(0, 1000).await.unwrap();
     let refused: Vec<_> = log
         .iter()
         .filter(|e| e.entry.action == "auth.rate_limited")

@@ -67,7 +67,7 @@ async fn an_embedded_store_copied_without_its_key_holds_no_usable_secret() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
     let server = InProcessServer::start(&config(&original)).await;
-    create_user(server.store.as_ref(), EMAIL, Role::Staff, PASSWORD).await;
+    create_user(&server.store, EMAIL, Role::Staff, PASSWORD).await;
     let enrolled = enroll(&Api::new(&server.url), EMAIL, PASSWORD, "desk").await;
     server.stop().await;
 
@@ -198,11 +198,11 @@ async fn a_postgres_store_without_the_key_holds_no_usable_secret() {
     let server = sync_server::start(&node("a", Some(key.clone())))
         .await
         .unwrap();
-    let store = PostgresStore::connect(&url).await.unwrap();
+    let store = Store::new(PostgresStore::connect(&url).await.unwrap());
     create_user(&store, EMAIL, Role::Staff, PASSWORD).await;
     let api = Api::new(&server.sync_url());
     let enrolled = enroll(&api, EMAIL, PASSWORD, "desk").await;
-    let stored = store.user_by_email(EMAIL).await.unwrap().unwrap();
+    let stored = store.accounts.user_by_email(EMAIL).await.unwrap().unwrap();
     assert!(
         stored
             .totp_secret

@@ -8,7 +8,6 @@ use std::time::Duration;
 use client_core::{Account, ClientCore, SettingValue, SignInStep, SyncConfig};
 use serde_json::json;
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::accounts::Api;
 use sync_tests::{InProcessServer, create_user, test_config, wait_until};
 
@@ -23,13 +22,7 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
     // Back settings up as soon as they change (the default waits 30 s).
     config.settings_backup_debounce_secs = 0;
     let server = InProcessServer::start(&config).await;
-    create_user(
-        server.store.as_ref(),
-        "m@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "m@example.org", Role::Member, PASSWORD).await;
 
     let mut devices = Vec::new();
     for name in ["phone", "laptop", "tablet"] {
@@ -126,6 +119,7 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
     assert!(
         server
             .store
+            .audit
             .audit_entries(0, 10_000)
             .await
             .unwrap()
@@ -165,13 +159,7 @@ async fn a_settings_change_on_one_device_reaches_the_other_two() {
     );
 
     // Another member cannot read these settings.
-    create_user(
-        server.store.as_ref(),
-        "x@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "x@example.org", Role::Member, PASSWORD).await;
     let other = Api::new(&server.url)
         .login("x@example.org", PASSWORD, "x")
         .await
@@ -220,7 +208,7 @@ async fn the_organisation_configuration_is_written_by_admins_and_read_by_everyon
         ("admin@example.org", Role::Admin),
         ("m@example.org", Role::Member),
     ] {
-        create_user(server.store.as_ref(), email, role, PASSWORD).await;
+        create_user(&server.store, email, role, PASSWORD).await;
         let core = ClientCore::open(dir.path().join(format!("{email}.sqlite3"))).unwrap();
         let account = Account::new(&core, &server.url).unwrap();
         let SignInStep::SignedIn(_) = account.sign_in(email, PASSWORD, email).await.unwrap() else {

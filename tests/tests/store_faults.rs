@@ -11,39 +11,58 @@ use automerge::transaction::Transactable;
 use automerge::{ROOT, ReadDoc};
 use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
-use sync_server::audit::{AuditEntry, NewAuditEntry};
+use sync_server::audit::NewAuditEntry;
 use sync_server::auth::Role;
+use sync_server::store::sessions::{DocumentKind, DocumentScope};
 use sync_server::store::{
-    ApiKey, ChunksAfter, Readiness, SqliteStore, Store, StoreError, StoredDocument, User,
+    ChunksAfter, DocumentStore, SqliteStore, Store, StoreError, StoredDocument,
 };
 use sync_tests::{create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The real SQLite store, with a switch that makes chunk writes fail.
-struct FlakyStore {
-    inner: SqliteStore,
+/// The real SQLite store's documents, with a switch that makes chunk writes
+/// fail; every other job of the store is the real one, untouched.
+struct FlakyDocuments {
+    inner: Arc<dyn DocumentStore>,
     fail_writes: AtomicBool,
 }
 
-#[async_trait]
-impl Store for FlakyStore {
-    async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
-        self.inner.load_document(id).await
-    }
-    async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
+impl FlakyDocuments {
+    fn refuse(&self) -> Result<(), StoreError> {
         if self.fail_writes.load(Ordering::SeqCst) {
             return Err(StoreError::Database("disk I/O error (injected)".into()));
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DocumentStore for FlakyDocuments {
+    async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
+        self.refuse()?;
         self.inner.append_chunk(id, data).await
+    }
+    async fn append_chunk_audited(
+        &self,
+        id: DocumentId,
+        data: Vec<u8>,
+        entry: NewAuditEntry,
+    ) -> Result<u64, StoreError> {
+        self.refuse()?;
+        self.inner.append_chunk_audited(id, data, entry).await
+    }
+    // The rest as stored.
+    async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
+        self.inner.load_document(id).await
     }
     async fn compact(
         &self,
         id: DocumentId,
         snapshot: Vec<u8>,
-        through_seq: u64,
+        through: u64,
     ) -> Result<(), StoreError> {
-        self.inner.compact(id, snapshot, through_seq).await
+        self.inner.compact(id, snapshot, through).await
     }
     async fn list_documents(&self) -> Result<Vec<DocumentId>, StoreError> {
         self.inner.list_documents().await
@@ -51,78 +70,36 @@ impl Store for FlakyStore {
     async fn chunk_count(&self, id: DocumentId) -> Result<u64, StoreError> {
         self.inner.chunk_count(id).await
     }
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError> {
-        self.inner.create_api_key(name, role, token_hash).await
+    async fn chunks_after(&self, id: DocumentId, after: u64) -> Result<ChunksAfter, StoreError> {
+        self.inner.chunks_after(id, after).await
     }
-    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.authenticate_api_key(token_hash).await
-    }
-    async fn readiness(&self) -> Result<Readiness, StoreError> {
-        self.inner.readiness().await
-    }
-    async fn close(&self) -> Result<(), StoreError> {
-        self.inner.close().await
-    }
-    async fn chunks_after(
+    async fn register_document(
         &self,
         id: DocumentId,
-        after_seq: u64,
-    ) -> Result<ChunksAfter, StoreError> {
-        self.inner.chunks_after(id, after_seq).await
+        scope: &DocumentScope,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<DocumentScope, StoreError> {
+        self.inner
+            .register_document(id, scope, created_by, now_ms)
+            .await
     }
-    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        self.inner.append_audit(entry).await
+    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
+        self.inner.document_scope(id).await
     }
-    async fn audit_entries(
+    async fn documents_with_scope(
         &self,
-        after_seq: u64,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_entries(after_seq, limit).await
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError> {
+        self.inner.documents_with_scope(scope).await
     }
-    async fn audit_head(&self) -> Result<(u64, String), StoreError> {
-        self.inner.audit_head().await
-    }
-    async fn create_user(
+    async fn documents_of_kind(
         &self,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        self.inner.create_user(email, role, password_hash).await
-    }
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_email(email).await
-    }
-    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
-        self.inner.set_totp_secret(user_id, secret).await
-    }
-    async fn accept_totp_step(
-        &self,
-        user_id: &str,
-        step: u64,
-        confirm: bool,
-    ) -> Result<bool, StoreError> {
-        self.inner.accept_totp_step(user_id, step, confirm).await
-    }
-    async fn replace_recovery_codes(
-        &self,
-        user_id: &str,
-        hashes: &[String],
-    ) -> Result<(), StoreError> {
-        self.inner.replace_recovery_codes(user_id, hashes).await
-    }
-    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
-        self.inner.consume_recovery_code(user_id, hash).await
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        self.inner.documents_of_kind(kind).await
     }
 }
-
-sync_server::delegate_session_store!(FlakyStore, inner);
 
 fn value(core: &ClientCore, id: DocumentId, key: &str) -> Option<i64> {
     core.read(id, |d| {
@@ -140,14 +117,18 @@ async fn failed_store_writes_are_never_acknowledged_and_land_after_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let server_dir = dir.path().join("server");
     let token = create_token(&server_dir, Role::Admin).await;
-    let store = Arc::new(FlakyStore {
-        inner: SqliteStore::open(&server_dir, false).unwrap(),
+    let real = Store::new(SqliteStore::open(&server_dir, false).unwrap());
+    let documents = Arc::new(FlakyDocuments {
+        inner: real.documents.clone(),
         fail_writes: AtomicBool::new(false),
     });
-    let server =
-        sync_server::start_with_store(&test_config(&server_dir), store.clone(), "flaky".into())
-            .await
-            .unwrap();
+    let store = Store {
+        documents: documents.clone(),
+        ..real
+    };
+    let server = sync_server::start_with_store(&test_config(&server_dir), store, "flaky".into())
+        .await
+        .unwrap();
     let config = SyncConfig {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
@@ -163,7 +144,7 @@ async fn failed_store_writes_are_never_acknowledged_and_land_after_recovery() {
     })
     .await;
 
-    store.fail_writes.store(true, Ordering::SeqCst);
+    documents.fail_writes.store(true, Ordering::SeqCst);
     a.change(id, |tx| tx.put(ROOT, "during", 2)).unwrap();
     wait_until("the failure reaches the client", LIMIT, || async {
         a.sync_status()
@@ -187,7 +168,7 @@ async fn failed_store_writes_are_never_acknowledged_and_land_after_recovery() {
         "a change the store refused was forwarded"
     );
 
-    store.fail_writes.store(false, Ordering::SeqCst);
+    documents.fail_writes.store(false, Ordering::SeqCst);
     wait_until("a's waiting change lands", LIMIT, || async {
         a.sync_status().pending_changes == 0
     })

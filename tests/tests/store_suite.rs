@@ -2,7 +2,6 @@
 //! and PostgreSQL (a real cluster started for the test).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use sync_protocol::DocumentId;
 use sync_server::audit::NewAuditEntry;
@@ -14,51 +13,61 @@ use sync_server::store::sessions::{
 use sync_server::store::{PostgresStore, SqliteStore, Store};
 use sync_tests::PgCluster;
 
-async fn exercise(store: Arc<dyn Store>) {
+async fn exercise(store: Store) {
     // Documents: snapshot + chunks, sequence numbers, compaction.
     let id = DocumentId::random();
-    assert!(store.load_document(id).await.unwrap().is_none());
-    assert_eq!(store.append_chunk(id, vec![1]).await.unwrap(), 1);
-    assert_eq!(store.append_chunk(id, vec![2, 2]).await.unwrap(), 2);
-    let doc = store.load_document(id).await.unwrap().unwrap();
+    assert!(store.documents.load_document(id).await.unwrap().is_none());
+    assert_eq!(store.documents.append_chunk(id, vec![1]).await.unwrap(), 1);
+    assert_eq!(
+        store.documents.append_chunk(id, vec![2, 2]).await.unwrap(),
+        2
+    );
+    let doc = store.documents.load_document(id).await.unwrap().unwrap();
     assert_eq!(doc.snapshot, None);
     assert_eq!(doc.chunks, vec![vec![1], vec![2, 2]]);
     assert_eq!(doc.last_seq, 2);
-    store.compact(id, vec![9], 2).await.unwrap();
-    assert_eq!(store.chunk_count(id).await.unwrap(), 0);
+    store.documents.compact(id, vec![9], 2).await.unwrap();
+    assert_eq!(store.documents.chunk_count(id).await.unwrap(), 0);
     assert_eq!(
-        store.append_chunk(id, vec![3]).await.unwrap(),
+        store.documents.append_chunk(id, vec![3]).await.unwrap(),
         3,
         "sequence numbers go on after compaction"
     );
-    let doc = store.load_document(id).await.unwrap().unwrap();
+    let doc = store.documents.load_document(id).await.unwrap().unwrap();
     assert_eq!(doc.snapshot, Some(vec![9]));
     assert_eq!(doc.chunks, vec![vec![3]]);
     assert_eq!(doc.last_seq, 3);
     // Compacting only part keeps the rest.
-    store.append_chunk(id, vec![4]).await.unwrap();
-    store.compact(id, vec![8], 3).await.unwrap();
+    store.documents.append_chunk(id, vec![4]).await.unwrap();
+    store.documents.compact(id, vec![8], 3).await.unwrap();
     assert_eq!(
-        store.load_document(id).await.unwrap().unwrap().chunks,
+        store
+            .documents
+            .load_document(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .chunks,
         vec![vec![4]]
     );
 
     // Catching up: after a seq past the snapshot, only newer chunks; after a
     // seq the snapshot folded away, the snapshot too.
-    let after = store.chunks_after(id, 3).await.unwrap();
+    let after = store.documents.chunks_after(id, 3).await.unwrap();
     assert_eq!(
         (after.snapshot, after.chunks, after.through_seq),
         (None, vec![(4, vec![4])], 4)
     );
-    let after = store.chunks_after(id, 1).await.unwrap();
+    let after = store.documents.chunks_after(id, 1).await.unwrap();
     assert_eq!(
         (after.snapshot, after.chunks, after.through_seq),
         (Some(vec![8]), vec![(4, vec![4])], 4)
     );
-    let after = store.chunks_after(id, 4).await.unwrap();
+    let after = store.documents.chunks_after(id, 4).await.unwrap();
     assert!(after.snapshot.is_none() && after.chunks.is_empty());
     assert!(
         store
+            .documents
             .chunks_after(DocumentId::random(), 0)
             .await
             .unwrap()
@@ -71,7 +80,13 @@ async fn exercise(store: Arc<dyn Store>) {
     let writers: Vec<_> = (0..16)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { store.append_chunk(hot, vec![i as u8]).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .documents
+                    .append_chunk(hot, vec![i as u8])
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut seqs = BTreeSet::new();
@@ -81,6 +96,7 @@ async fn exercise(store: Arc<dyn Store>) {
     assert_eq!(seqs, (1..=16).collect::<BTreeSet<u64>>());
     assert_eq!(
         store
+            .documents
             .load_document(hot)
             .await
             .unwrap()
@@ -90,7 +106,7 @@ async fn exercise(store: Arc<dyn Store>) {
         16
     );
 
-    let mut listed = store.list_documents().await.unwrap();
+    let mut listed = store.documents.list_documents().await.unwrap();
     listed.sort();
     let mut expected = vec![id, hot];
     expected.sort();
@@ -98,27 +114,31 @@ async fn exercise(store: Arc<dyn Store>) {
 
     // API keys: by hash only, role kept.
     let key = store
+        .accounts
         .create_api_key("ci", Role::Staff, "hash-1")
         .await
         .unwrap();
     assert_eq!(
-        store.authenticate_api_key("hash-1").await.unwrap(),
+        store.accounts.authenticate_api_key("hash-1").await.unwrap(),
         Some(key)
     );
-    assert_eq!(store.authenticate_api_key("hash-2").await.unwrap(), None);
+    assert_eq!(
+        store.accounts.authenticate_api_key("hash-2").await.unwrap(),
+        None
+    );
 
     // Audit log: appends chain up, pages read back in order, the head follows.
-    assert_eq!(store.audit_head().await.unwrap().0, 0);
+    assert_eq!(store.audit.audit_head().await.unwrap().0, 0);
     for i in 0..5 {
         let entry =
             NewAuditEntry::new("cli", "test.event", "ok").details(serde_json::json!({ "i": i }));
-        assert_eq!(store.append_audit(entry).await.unwrap().seq, i + 1);
+        assert_eq!(store.audit.append_audit(entry).await.unwrap().seq, i + 1);
     }
-    let page = store.audit_entries(2, 2).await.unwrap();
+    let page = store.audit.audit_entries(2, 2).await.unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4]);
     assert_eq!(page[0].entry.details, serde_json::json!({ "i": 2 }));
     assert_eq!(
-        sync_server::audit_verify::verify_store(store.as_ref())
+        sync_server::audit_verify::verify_store(store.audit.as_ref())
             .await
             .unwrap(),
         5
@@ -126,17 +146,20 @@ async fn exercise(store: Arc<dyn Store>) {
 
     // Users: case-insensitive unique emails, TOTP steps accepted once, recovery codes used once.
     let user = store
+        .accounts
         .create_user(" Ada@Example.org ", Role::Admin, "$argon2id$stub")
         .await
         .unwrap();
     assert_eq!(user.email, "ada@example.org");
     assert!(matches!(
         store
+            .accounts
             .create_user("ADA@example.org", Role::Member, "x")
             .await,
         Err(sync_server::store::StoreError::Conflict(_))
     ));
     let found = store
+        .accounts
         .user_by_email("ada@EXAMPLE.org")
         .await
         .unwrap()
@@ -147,26 +170,49 @@ async fn exercise(store: Arc<dyn Store>) {
     );
     assert!(
         store
+            .accounts
             .user_by_email("nobody@example.org")
             .await
             .unwrap()
             .is_none()
     );
     store
+        .accounts
         .set_totp_secret(&user.id, "JBSWY3DPEHPK3PXP")
         .await
         .unwrap();
-    assert!(store.accept_totp_step(&user.id, 100, true).await.unwrap());
     assert!(
-        !store.accept_totp_step(&user.id, 100, false).await.unwrap(),
+        store
+            .accounts
+            .accept_totp_step(&user.id, 100, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .accounts
+            .accept_totp_step(&user.id, 100, false)
+            .await
+            .unwrap(),
         "same step twice"
     );
     assert!(
-        !store.accept_totp_step(&user.id, 99, false).await.unwrap(),
+        !store
+            .accounts
+            .accept_totp_step(&user.id, 99, false)
+            .await
+            .unwrap(),
         "earlier step"
     );
-    assert!(store.accept_totp_step(&user.id, 101, false).await.unwrap());
+    assert!(
+        store
+            .accounts
+            .accept_totp_step(&user.id, 101, false)
+            .await
+            .unwrap()
+    );
     let found = store
+        .accounts
         .user_by_email("ada@example.org")
         .await
         .unwrap()
@@ -182,22 +228,25 @@ async fn exercise(store: Arc<dyn Store>) {
     // Sealing replaces the stored form only if unchanged, and keeps the
     // enrollment as it is.
     assert_eq!(
-        store.totp_secrets().await.unwrap(),
+        store.secrets.totp_secrets().await.unwrap(),
         vec![(user.id.clone(), "JBSWY3DPEHPK3PXP".to_owned())]
     );
     assert!(
         !store
+            .secrets
             .replace_totp_secret(&user.id, "SOMETHINGELSE", "sealed:x")
             .await
             .unwrap()
     );
     assert!(
         store
+            .secrets
             .replace_totp_secret(&user.id, "JBSWY3DPEHPK3PXP", "sealed:x")
             .await
             .unwrap()
     );
     let found = store
+        .accounts
         .user_by_email("ada@example.org")
         .await
         .unwrap()
@@ -212,43 +261,71 @@ async fn exercise(store: Arc<dyn Store>) {
     );
     // Re-enrolling resets confirmation and the replay window.
     store
+        .accounts
         .set_totp_secret(&user.id, "KRSXG5CTMVRXEZLU")
         .await
         .unwrap();
     let found = store
+        .accounts
         .user_by_email("ada@example.org")
         .await
         .unwrap()
         .unwrap();
     assert_eq!((found.totp_confirmed, found.totp_last_step), (false, None));
     store
+        .accounts
         .replace_recovery_codes(&user.id, &["h1".into(), "h2".into()])
         .await
         .unwrap();
-    assert!(store.consume_recovery_code(&user.id, "h1").await.unwrap());
     assert!(
-        !store.consume_recovery_code(&user.id, "h1").await.unwrap(),
+        store
+            .accounts
+            .consume_recovery_code(&user.id, "h1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .accounts
+            .consume_recovery_code(&user.id, "h1")
+            .await
+            .unwrap(),
         "used twice"
     );
     assert!(
-        !store.consume_recovery_code(&user.id, "h9").await.unwrap(),
+        !store
+            .accounts
+            .consume_recovery_code(&user.id, "h9")
+            .await
+            .unwrap(),
         "unknown"
     );
     store
+        .accounts
         .replace_recovery_codes(&user.id, &["h3".into()])
         .await
         .unwrap();
     assert!(
-        !store.consume_recovery_code(&user.id, "h2").await.unwrap(),
+        !store
+            .accounts
+            .consume_recovery_code(&user.id, "h2")
+            .await
+            .unwrap(),
         "replaced codes are gone"
     );
-    assert!(store.consume_recovery_code(&user.id, "h3").await.unwrap());
+    assert!(
+        store
+            .accounts
+            .consume_recovery_code(&user.id, "h3")
+            .await
+            .unwrap()
+    );
 
-    sessions(store.as_ref(), &user.id).await;
+    sessions(&store, &user.id).await;
 
-    let ready = store.readiness().await.unwrap();
+    let ready = store.node.readiness().await.unwrap();
     assert_eq!(ready.schema_version, ready.expected_version);
-    store.close().await.unwrap();
+    store.node.close().await.unwrap();
 }
 
 fn hashes(generation: u32, tag: &str, expires_ms: i64) -> TokenHashes {
@@ -263,13 +340,18 @@ fn hashes(generation: u32, tag: &str, expires_ms: i64) -> TokenHashes {
 
 /// Devices, sessions and tokens, challenges, user administration, scopes,
 /// shared secrets, API key administration and audit queries.
-async fn sessions(store: &dyn Store, user_id: &str) {
+async fn sessions(store: &Store, user_id: &str) {
     let device = store
+        .accounts
         .create_device(user_id, "door 1", "1.0", 1_000)
         .await
         .unwrap();
-    assert_eq!(store.device(&device.id).await.unwrap().unwrap(), device);
+    assert_eq!(
+        store.accounts.device(&device.id).await.unwrap().unwrap(),
+        device
+    );
     let session = store
+        .accounts
         .create_session(
             user_id,
             &device.id,
@@ -279,7 +361,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         )
         .await
         .unwrap();
-    let access = store.access_token("a-0").await.unwrap().unwrap();
+    let access = store.accounts.access_token("a-0").await.unwrap().unwrap();
     assert_eq!(
         (
             access.session_id.as_str(),
@@ -292,48 +374,56 @@ async fn sessions(store: &dyn Store, user_id: &str) {
     assert_eq!(access.user.id, user_id);
     assert_eq!(access.device.name, "door 1");
     assert!(
-        store.access_token("r-0").await.unwrap().is_none(),
+        store.accounts.access_token("r-0").await.unwrap().is_none(),
         "kinds are kept apart"
     );
 
     // Rotation: a refresh token is exchanged once, atomically.
-    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    let r0 = store.accounts.refresh_token("r-0").await.unwrap().unwrap();
     assert_eq!(
         (r0.generation, r0.used_ms, r0.later_generation_used),
         (0, None, false)
     );
     assert!(
         store
+            .accounts
             .exchange_refresh_token("r-0", &hashes(1, "1", 9_000), 2_000)
             .await
             .unwrap()
     );
     assert!(
         !store
+            .accounts
             .exchange_refresh_token("r-0", &hashes(1, "x", 9_000), 2_001)
             .await
             .unwrap()
     );
     assert!(
-        store.access_token("a-x").await.unwrap().is_none(),
+        store.accounts.access_token("a-x").await.unwrap().is_none(),
         "the loser stores nothing"
     );
-    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    let r0 = store.accounts.refresh_token("r-0").await.unwrap().unwrap();
     assert_eq!((r0.used_ms, r0.later_generation_used), (Some(2_000), false));
     assert!(
         store
+            .accounts
             .exchange_refresh_token("r-1", &hashes(2, "2", 9_000), 3_000)
             .await
             .unwrap()
     );
-    let r0 = store.refresh_token("r-0").await.unwrap().unwrap();
+    let r0 = store.accounts.refresh_token("r-0").await.unwrap().unwrap();
     assert!(r0.later_generation_used);
-    assert!(store.session_live(&session).await.unwrap());
+    assert!(store.accounts.session_live(&session).await.unwrap());
 
     // Step-up time, touch, revocations.
-    store.record_second_factor(&session, 4_000).await.unwrap();
+    store
+        .accounts
+        .record_second_factor(&session, 4_000)
+        .await
+        .unwrap();
     assert_eq!(
         store
+            .accounts
             .access_token("a-2")
             .await
             .unwrap()
@@ -342,53 +432,75 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         Some(4_000)
     );
     store
+        .accounts
         .touch_device(&device.id, "1.1", 100_000)
         .await
         .unwrap();
-    let touched = store.device(&device.id).await.unwrap().unwrap();
+    let touched = store.accounts.device(&device.id).await.unwrap().unwrap();
     assert_eq!(
         (touched.last_seen_ms, touched.app_version.as_str()),
         (100_000, "1.1")
     );
     let second = store
+        .accounts
         .create_session(user_id, &device.id, None, &hashes(0, "s2", 5_000), 1_000)
         .await
         .unwrap();
     let ended = store
+        .accounts
         .revoke_user_sessions(user_id, Some(&second), "test", 5_000)
         .await
         .unwrap();
     assert_eq!(ended, vec![session.clone()]);
-    assert!(!store.session_live(&session).await.unwrap());
-    assert!(store.session_live(&second).await.unwrap());
+    assert!(!store.accounts.session_live(&session).await.unwrap());
+    assert!(store.accounts.session_live(&second).await.unwrap());
     assert!(
         store
+            .accounts
             .refresh_token("r-2")
             .await
             .unwrap()
             .unwrap()
             .session_revoked
     );
-    assert!(store.revoke_device(&device.id, 6_000).await.unwrap());
     assert!(
-        !store.revoke_device(&device.id, 6_001).await.unwrap(),
+        store
+            .accounts
+            .revoke_device(&device.id, 6_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .accounts
+            .revoke_device(&device.id, 6_001)
+            .await
+            .unwrap(),
         "once"
     );
     assert!(
-        !store.session_live(&second).await.unwrap(),
+        !store.accounts.session_live(&second).await.unwrap(),
         "a revoked device ends its sessions"
     );
-    let listed = store.list_devices(Some(user_id)).await.unwrap();
+    let listed = store.accounts.list_devices(Some(user_id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].revoked_ms, Some(6_000));
-    assert_eq!(store.list_devices(Some("nobody")).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .accounts
+            .list_devices(Some("nobody"))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 
     // Pruning drops what expired and keeps used refresh tokens until their
     // own expiry (so reuse stays detectable).
-    assert!(store.prune_expired(20_000).await.unwrap() >= 3);
-    assert!(store.access_token("a-0").await.unwrap().is_none());
-    assert!(store.refresh_token("r-0").await.unwrap().is_some());
-    assert_eq!(store.prune_expired(20_000).await.unwrap(), 0);
+    assert!(store.accounts.prune_expired(20_000).await.unwrap() >= 3);
+    assert!(store.accounts.access_token("a-0").await.unwrap().is_none());
+    assert!(store.accounts.refresh_token("r-0").await.unwrap().is_some());
+    assert_eq!(store.accounts.prune_expired(20_000).await.unwrap(), 0);
 
     // Challenges work once.
     let challenge = Challenge {
@@ -400,45 +512,90 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         expires_ms: 10_000,
         used: false,
     };
-    store.create_challenge("c-1", &challenge).await.unwrap();
-    assert_eq!(store.challenge("c-1").await.unwrap().unwrap(), challenge);
-    assert!(store.use_challenge("c-1", 1).await.unwrap());
-    assert!(!store.use_challenge("c-1", 2).await.unwrap());
-    assert!(store.challenge("c-1").await.unwrap().unwrap().used);
+    store
+        .accounts
+        .create_challenge("c-1", &challenge)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.accounts.challenge("c-1").await.unwrap().unwrap(),
+        challenge
+    );
+    assert!(store.accounts.use_challenge("c-1", 1).await.unwrap());
+    assert!(!store.accounts.use_challenge("c-1", 2).await.unwrap());
+    assert!(store.accounts.challenge("c-1").await.unwrap().unwrap().used);
 
     // User administration.
-    assert!(store.set_user_role(user_id, Role::Staff).await.unwrap());
+    assert!(
+        store
+            .accounts
+            .set_user_role(user_id, Role::Staff)
+            .await
+            .unwrap()
+    );
     store
+        .accounts
         .set_assignments(user_id, &["e2".into(), "e1".into(), "e1".into()])
         .await
         .unwrap();
-    assert_eq!(store.assignments(user_id).await.unwrap(), vec!["e1", "e2"]);
-    assert!(store.set_user_disabled(user_id, true).await.unwrap());
-    let listed = store.list_users().await.unwrap();
+    assert_eq!(
+        store.accounts.assignments(user_id).await.unwrap(),
+        vec!["e1", "e2"]
+    );
+    assert!(
+        store
+            .accounts
+            .set_user_disabled(user_id, true)
+            .await
+            .unwrap()
+    );
+    let listed = store.accounts.list_users().await.unwrap();
     let me = listed.iter().find(|u| u.id == user_id).unwrap();
     assert_eq!(
         (me.role, me.disabled, me.events.clone()),
         (Role::Staff, true, vec!["e1".to_owned(), "e2".to_owned()])
     );
-    assert!(store.set_user_disabled(user_id, false).await.unwrap());
-    assert!(store.set_password_hash(user_id, "new-hash").await.unwrap());
-    assert!(store.reset_totp(user_id).await.unwrap());
-    let user = store.user_by_id(user_id).await.unwrap().unwrap();
+    assert!(
+        store
+            .accounts
+            .set_user_disabled(user_id, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .accounts
+            .set_password_hash(user_id, "new-hash")
+            .await
+            .unwrap()
+    );
+    assert!(store.accounts.reset_totp(user_id).await.unwrap());
+    let user = store.accounts.user_by_id(user_id).await.unwrap().unwrap();
     assert_eq!(
         (user.totp_secret, user.password_hash.as_str(), user.disabled),
         (None, "new-hash", false)
     );
-    assert!(!store.set_user_role("nobody", Role::Admin).await.unwrap());
+    assert!(
+        !store
+            .accounts
+            .set_user_role("nobody", Role::Admin)
+            .await
+            .unwrap()
+    );
 
     // Document scopes are set once.
     let doc = DocumentId::random();
-    assert_eq!(store.document_scope(doc).await.unwrap(), None);
+    assert_eq!(store.documents.document_scope(doc).await.unwrap(), None);
     let event = DocumentScope {
         kind: DocumentKind::Event,
         scope: "e1".into(),
     };
     assert_eq!(
-        store.register_document(doc, &event, "t", 1).await.unwrap(),
+        store
+            .documents
+            .register_document(doc, &event, "t", 1)
+            .await
+            .unwrap(),
         event
     );
     let other = DocumentScope {
@@ -446,32 +603,51 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         scope: "".into(),
     };
     assert_eq!(
-        store.register_document(doc, &other, "t", 2).await.unwrap(),
+        store
+            .documents
+            .register_document(doc, &other, "t", 2)
+            .await
+            .unwrap(),
         event,
         "kept"
     );
     assert_eq!(
-        store.document_scope(doc).await.unwrap(),
+        store.documents.document_scope(doc).await.unwrap(),
         Some(event.clone())
     );
-    assert_eq!(store.documents_with_scope(&event).await.unwrap(), vec![doc]);
-    assert!(store.documents_with_scope(&other).await.unwrap().is_empty());
+    assert_eq!(
+        store.documents.documents_with_scope(&event).await.unwrap(),
+        vec![doc]
+    );
+    assert!(
+        store
+            .documents
+            .documents_with_scope(&other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // One organisation configuration: a second is a conflict, the first stays.
     let (config, second) = (DocumentId::random(), DocumentId::random());
     assert_eq!(
         store
+            .documents
             .register_document(config, &other, "t", 3)
             .await
             .unwrap(),
         other
     );
     assert!(matches!(
-        store.register_document(second, &other, "t", 4).await,
+        store
+            .documents
+            .register_document(second, &other, "t", 4)
+            .await,
         Err(sync_server::store::StoreError::Conflict(_))
     ));
-    assert_eq!(store.document_scope(second).await.unwrap(), None);
+    assert_eq!(store.documents.document_scope(second).await.unwrap(), None);
     assert_eq!(
         store
+            .documents
             .register_document(config, &other, "t", 5)
             .await
             .unwrap(),
@@ -479,44 +655,54 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         "registering the same one again is fine"
     );
     assert_eq!(
-        store.documents_with_scope(&other).await.unwrap(),
+        store.documents.documents_with_scope(&other).await.unwrap(),
         vec![config]
     );
 
     // One shared secret per name.
-    let secret = store.shared_secret("k", b"first").await.unwrap();
+    let secret = store.secrets.shared_secret("k", b"first").await.unwrap();
     assert_eq!(secret, b"first");
-    assert_eq!(store.shared_secret("k", b"second").await.unwrap(), b"first");
+    assert_eq!(
+        store.secrets.shared_secret("k", b"second").await.unwrap(),
+        b"first"
+    );
     assert!(
         !store
+            .secrets
             .replace_shared_secret("k", b"stale", b"third")
             .await
             .unwrap()
     );
     assert!(
         store
+            .secrets
             .replace_shared_secret("k", b"first", b"third")
             .await
             .unwrap()
     );
-    assert_eq!(store.shared_secret("k", b"fourth").await.unwrap(), b"third");
+    assert_eq!(
+        store.secrets.shared_secret("k", b"fourth").await.unwrap(),
+        b"third"
+    );
 
     // API keys: listed without tokens, revoked once.
     let key = store
+        .accounts
         .create_api_key("listed", Role::Member, "h-listed")
         .await
         .unwrap();
-    let keys = store.list_api_keys().await.unwrap();
+    let keys = store.accounts.list_api_keys().await.unwrap();
     let info = keys.iter().find(|k| k.id == key.id).unwrap();
     assert_eq!(
         (info.name.as_str(), info.role, info.revoked_at.as_deref()),
         ("listed", Role::Member, None)
     );
     assert!(info.created_at.ends_with('Z'), "{}", info.created_at);
-    assert!(store.revoke_api_key(&key.id).await.unwrap());
-    assert!(!store.revoke_api_key(&key.id).await.unwrap());
+    assert!(store.accounts.revoke_api_key(&key.id).await.unwrap());
+    assert!(!store.accounts.revoke_api_key(&key.id).await.unwrap());
     assert!(
         store
+            .accounts
             .authenticate_api_key("h-listed")
             .await
             .unwrap()
@@ -527,6 +713,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
     let doc = DocumentId::random();
     for (n, at) in [(1, 1_000), (2, 3_000), (3, 2_000)] {
         store
+            .settings_history
             .add_settings_backup(&SettingsBackup {
                 id: format!("b{n}"),
                 document_id: doc.to_string(),
@@ -537,21 +724,31 @@ async fn sessions(store: &dyn Store, user_id: &str) {
             .await
             .unwrap();
     }
-    let listed = store.settings_backups(doc).await.unwrap();
+    let listed = store.settings_history.settings_backups(doc).await.unwrap();
     assert_eq!(
         listed.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
         ["b2", "b3", "b1"]
     );
     assert_eq!(listed[0].settings["n"], 2);
     store
+        .settings_history
         .delete_settings_backups(&["b1".into(), "b2".into()])
         .await
         .unwrap();
-    assert_eq!(store.settings_backups(doc).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .settings_history
+            .settings_backups(doc)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Audit queries: filters and paging.
     for i in 0..3 {
         store
+            .audit
             .append_audit(NewAuditEntry::new(
                 "query",
                 "test.query",
@@ -561,6 +758,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
             .unwrap();
     }
     let all = store
+        .audit
         .query_audit(&AuditQuery {
             limit: 100,
             action: Some("test.query".into()),
@@ -570,6 +768,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         .unwrap();
     assert_eq!(all.len(), 3);
     let denied = store
+        .audit
         .query_audit(&AuditQuery {
             limit: 100,
             action: Some("test.query".into()),
@@ -580,6 +779,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         .unwrap();
     assert_eq!(denied.len(), 1);
     let page = store
+        .audit
         .query_audit(&AuditQuery {
             after_seq: all[0].seq,
             limit: 1,
@@ -593,6 +793,7 @@ async fn sessions(store: &dyn Store, user_id: &str) {
         vec![all[1].seq]
     );
     let future = store
+        .audit
         .query_audit(&AuditQuery {
             limit: 100,
             since: Some("2999-01-01T00:00:00.000Z".into()),
@@ -606,8 +807,8 @@ async fn sessions(store: &dyn Store, user_id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
     let (_cluster, url) = PgCluster::start_with_database().await;
-    let node1: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
-    let node2: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).await.unwrap());
+    let node1: Store = Store::new(PostgresStore::connect(&url).await.unwrap());
+    let node2: Store = Store::new(PostgresStore::connect(&url).await.unwrap());
     let mut writers = Vec::new();
     for (n, store) in [node1.clone(), node2.clone()].into_iter().enumerate() {
         for task in 0..4 {
@@ -616,7 +817,7 @@ async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
                 for i in 0..25 {
                     let entry = NewAuditEntry::new(format!("node{n}"), "test.concurrent", "ok")
                         .details(serde_json::json!({ "task": task, "i": i }));
-                    store.append_audit(entry).await.unwrap();
+                    store.audit.append_audit(entry).await.unwrap();
                 }
             }));
         }
@@ -625,13 +826,13 @@ async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
         w.await.unwrap();
     }
     assert_eq!(
-        sync_server::audit_verify::verify_store(node1.as_ref())
+        sync_server::audit_verify::verify_store(node1.audit.as_ref())
             .await
             .unwrap(),
         200
     );
     assert_eq!(
-        sync_server::audit_verify::verify_store(node2.as_ref())
+        sync_server::audit_verify::verify_store(node2.audit.as_ref())
             .await
             .unwrap(),
         200
@@ -641,16 +842,16 @@ async fn the_audit_chain_stays_one_chain_with_writers_on_two_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
-    exercise(Arc::new(SqliteStore::open(dir.path(), false).unwrap())).await;
+    exercise(Store::new(SqliteStore::open(dir.path(), false).unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_suite() {
     let (_cluster, url) = PgCluster::start_with_database().await;
-    exercise(Arc::new(PostgresStore::connect(&url).await.unwrap())).await;
+    exercise(Store::new(PostgresStore::connect(&url).await.unwrap())).await;
     // Connecting again finds the schema current and changes nothing.
-    let again = PostgresStore::connect(&url).await.unwrap();
-    assert!(again.list_documents().await.unwrap().len() == 2);
+    let again = Store::new(PostgresStore::connect(&url).await.unwrap());
+    assert!(again.documents.list_documents().await.unwrap().len() == 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -660,7 +861,7 @@ async fn group_commits_of_many_documents_keep_one_audit_chain_and_each_documents
     // write of the chain's head per group), beside audit entries of their
     // own that take the single-entry path.
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), false).unwrap());
+    let store: Store = Store::new(SqliteStore::open(dir.path(), false).unwrap());
     let mut tasks = Vec::new();
     for task in 0..8 {
         let store = store.clone();
@@ -672,6 +873,7 @@ async fn group_commits_of_many_documents_keep_one_audit_chain_and_each_documents
                     .target(id.to_string());
                 seqs.push(
                     store
+                        .documents
                         .append_chunk_audited(id, vec![task, i], entry)
                         .await
                         .unwrap(),
@@ -686,7 +888,7 @@ async fn group_commits_of_many_documents_keep_one_audit_chain_and_each_documents
             for i in 0..25 {
                 let entry = NewAuditEntry::new("admin", "test.side", "ok")
                     .details(serde_json::json!({ "i": i }));
-                store.append_audit(entry).await.unwrap();
+                store.audit.append_audit(entry).await.unwrap();
             }
         })
     };
@@ -697,12 +899,12 @@ async fn group_commits_of_many_documents_keep_one_audit_chain_and_each_documents
             (1..=25).collect::<Vec<u64>>(),
             "each document's chunks in order"
         );
-        let stored = store.load_document(id).await.unwrap().unwrap();
+        let stored = store.documents.load_document(id).await.unwrap().unwrap();
         assert_eq!(stored.chunks.len(), 25);
     }
     side.await.unwrap();
     assert_eq!(
-        sync_server::audit_verify::verify_store(store.as_ref())
+        sync_server::audit_verify::verify_store(store.audit.as_ref())
             .await
             .unwrap(),
         8 * 25 + 25,

@@ -6,7 +6,6 @@ use automerge::transaction::Transactable;
 use automerge::{ROOT, ReadDoc};
 use client_core::{ChangeOrigin, ClientCore, DocEvent, SyncConfig};
 use sync_server::auth::Role;
-use sync_server::store::Store;
 use sync_tests::{InProcessServer, create_token, test_config, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -125,7 +124,15 @@ async fn a_bad_token_is_refused_and_local_work_waits() {
         a.sync_status().problem,
         Some(client_core::SyncProblem::NotSignedIn)
     );
-    assert!(server.store.list_documents().await.unwrap().is_empty());
+    assert!(
+        server
+            .store
+            .documents
+            .list_documents()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     sync.stop().await;
     server.stop().await;
 }
@@ -196,7 +203,7 @@ async fn idle_documents_are_evicted_reloaded_and_compacted() {
         .await;
     }
     // Compaction keeps the chunk count bounded.
-    let chunks = server.store.chunk_count(id).await.unwrap();
+    let chunks = server.store.documents.chunk_count(id).await.unwrap();
     assert!(chunks < 4, "{chunks} chunks left after compaction");
     sync_a.stop().await;
 

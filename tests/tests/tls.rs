@@ -11,7 +11,7 @@ use automerge::ROOT;
 use automerge::transaction::Transactable;
 use client_core::{Account, AccountError, ClientCore, ServerTrust, SyncConfig, TrustError};
 use sync_server::auth::{self, Role};
-use sync_server::store::{SessionStore, Store};
+use sync_server::store::Store;
 use sync_tests::tls::{TestCa, with_tls};
 use sync_tests::{InProcessServer, ServerProcess, create_user, test_config, wait_until};
 
@@ -22,9 +22,10 @@ fn use_mock_keychain() {
     keyring_core::set_default_store(keyring_core::mock::Store::new().unwrap());
 }
 
-async fn admin_key(store: &dyn Store) -> String {
+async fn admin_key(store: &Store) -> String {
     let (token, hash) = auth::new_token();
     store
+        .accounts
         .create_api_key("tls", Role::Admin, &hash)
         .await
         .unwrap();
@@ -55,13 +56,7 @@ async fn signs_in_and_syncs_over_tls_trusting_the_venue_ca() {
     );
     let server = InProcessServer::start(&config).await;
     assert!(server.url.starts_with("wss://"), "{}", server.url);
-    create_user(
-        server.store.as_ref(),
-        "mo@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
+    create_user(&server.store, "mo@example.org", Role::Member, PASSWORD).await;
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let account = Account::with_trust(&core, &server.url, trusting(&ca)).unwrap();
@@ -82,7 +77,13 @@ async fn signs_in_and_syncs_over_tls_trusting_the_venue_ca() {
     core.set_setting(id, "theme", client_core::SettingValue::Text("dark".into()))
         .unwrap();
     wait_until("the change reaches the server over wss", LIMIT, || async {
-        server.store.load_document(id).await.unwrap().is_some()
+        server
+            .store
+            .documents
+            .load_document(id)
+            .await
+            .unwrap()
+            .is_some()
             && core.sync_status().pending_changes == 0
     })
     .await;
@@ -102,14 +103,8 @@ async fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         &stranger.issue(),
     );
     let server = InProcessServer::start(&config).await;
-    create_user(
-        server.store.as_ref(),
-        "mo@example.org",
-        Role::Member,
-        PASSWORD,
-    )
-    .await;
-    let key = admin_key(server.store.as_ref()).await;
+    create_user(&server.store, "mo@example.org", Role::Member, PASSWORD).await;
+    let key = admin_key(&server.store).await;
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let account = Account::with_trust(&core, &server.url, trusting(&venue)).unwrap();
@@ -152,9 +147,25 @@ async fn a_certificate_from_another_ca_is_refused_and_nothing_is_sent() {
         Some(client_core::SyncProblem::UntrustedServer)
     );
     assert!(status.pending_changes > 0, "{status:?}");
-    assert!(server.store.load_document(id).await.unwrap().is_none());
+    assert!(
+        server
+            .store
+            .documents
+            .load_document(id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // No device was signed in: the password never left the tablet.
-    assert!(server.store.list_devices(None).await.unwrap().is_empty());
+    assert!(
+        server
+            .store
+            .accounts
+            .list_devices(None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     sync.stop().await;
     server.stop().await;
 }
@@ -171,7 +182,7 @@ async fn a_pinned_key_admits_only_that_key() {
         &served,
     );
     let server = InProcessServer::start(&config).await;
-    let key = admin_key(server.store.as_ref()).await;
+    let key = admin_key(&server.store).await;
 
     // The right pin (in curl's `sha256//` form): syncs.
     let pinned = trusting(&ca)
@@ -187,6 +198,7 @@ async fn a_pinned_key_admits_only_that_key() {
     assert!(
         server
             .store
+            .documents
             .load_document(good_doc)
             .await
             .unwrap()
@@ -206,7 +218,15 @@ async fn a_pinned_key_admits_only_that_key() {
             .is_some_and(|e| e.contains("is not the pinned key") && e.contains(&served.pin()))
     })
     .await;
-    assert!(server.store.load_document(bad_doc).await.unwrap().is_none());
+    assert!(
+        server
+            .store
+            .documents
+            .load_document(bad_doc)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let account = Account::with_trust(&bad, &server.url, wrong).unwrap();
     let refused = account
         .sign_in("x@example.org", "x", "t")
@@ -256,7 +276,7 @@ async fn a_renewed_certificate_is_used_when_its_files_change_and_open_sockets_st
     let mut config = with_tls(test_config(&dir.path().join("server")), &tls_dir, &first);
     config.tls_reload_check_secs = 1;
     let server = InProcessServer::start(&config).await;
-    let key = admin_key(server.store.as_ref()).await;
+    let key = admin_key(&server.store).await;
 
     let core = ClientCore::open(dir.path().join("tablet.sqlite3")).unwrap();
     let sync = core.start_sync(SyncConfig::new(server.url.clone(), &key).with_trust(trusting(&ca)));
@@ -289,7 +309,15 @@ async fn a_renewed_certificate_is_used_when_its_files_change_and_open_sockets_st
         core.sync_status().pending_changes == 0
     })
     .await;
-    assert!(server.store.load_document(id).await.unwrap().is_some());
+    assert!(
+        server
+            .store
+            .documents
+            .load_document(id)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(
         !dropped.is_finished(),
         "the open connection dropped during the renewal"

@@ -22,9 +22,7 @@ use crate::identity::password;
 use crate::live::Cut;
 use crate::policy;
 use crate::store::StoreError;
-use crate::store::sessions::{
-    ApiKeyInfo, AuditQuery, Device, DocumentKind, DocumentScope, UserSummary,
-};
+use crate::store::sessions::{ApiKeyInfo, AuditQuery, Device, DocumentKind, DocumentScope};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct DeviceFilter {
@@ -51,7 +49,7 @@ pub async fn list_devices(
         .iter()
         .filter_map(|p| p.device_id().map(str::to_owned))
         .collect();
-    let devices = state.store.list_devices(user.as_deref()).await?;
+    let devices = state.store.accounts.list_devices(user.as_deref()).await?;
     Ok(Json(
         devices
             .into_iter()
@@ -82,13 +80,14 @@ pub async fn revoke_device(
 ) -> Result<StatusCode, ApiError> {
     let device = state
         .store
+        .accounts
         .device(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
     if caller.principal.role != Role::Admin && caller.principal.user_id() != Some(&device.user_id) {
         return Err(ApiError::NotFound(format!("no device {id}")));
     }
-    let changed = state.store.revoke_device(&id, unix_ms()).await?;
+    let changed = state.store.accounts.revoke_device(&id, unix_ms()).await?;
     state.cut(Cut::Device(id.clone()), "device revoked").await;
     state
         .audit(
@@ -105,19 +104,6 @@ pub async fn revoke_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
-impl From<UserSummary> for UserView {
-    fn from(u: UserSummary) -> Self {
-        Self {
-            id: u.id,
-            email: u.email,
-            role: u.role,
-            totp_enrolled: u.totp_enrolled,
-            disabled: u.disabled,
-            events: u.events,
-        }
-    }
-}
-
 /// Every user (administrators).
 #[utoipa::path(get, path = "/api/users", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<UserView>), (status = 403, body = ErrorBody)))]
@@ -129,6 +115,7 @@ pub async fn list_users(
     Ok(Json(
         state
             .store
+            .accounts
             .list_users()
             .await?
             .into_iter()
@@ -170,7 +157,12 @@ pub async fn create_user(
         .await
         .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let user = match state.store.create_user(&email, request.role, &hash).await {
+    let user = match state
+        .store
+        .accounts
+        .create_user(&email, request.role, &hash)
+        .await
+    {
         Ok(user) => user,
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::Conflict(format!(
@@ -209,6 +201,7 @@ pub struct UpdateUserRequest {
 async fn existing_user(state: &ApiState, id: &str) -> Result<crate::store::User, ApiError> {
     state
         .store
+        .accounts
         .user_by_id(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))
@@ -233,7 +226,7 @@ pub async fn update_user(
         && role != user.role
     {
         changed = true;
-        state.store.set_user_role(&id, role).await?;
+        state.store.accounts.set_user_role(&id, role).await?;
         state
             .audit(
                 caller
@@ -247,10 +240,15 @@ pub async fn update_user(
         && disabled != user.disabled
     {
         changed = true;
-        state.store.set_user_disabled(&id, disabled).await?;
+        state
+            .store
+            .accounts
+            .set_user_disabled(&id, disabled)
+            .await?;
         if disabled {
             state
                 .store
+                .accounts
                 .revoke_user_sessions(&id, None, "user_disabled", unix_ms())
                 .await?;
         }
@@ -289,9 +287,10 @@ pub async fn reset_user_2fa(
     caller.require_admin()?;
     caller.require_step_up(&state)?;
     existing_user(&state, &id).await?;
-    state.store.reset_totp(&id).await?;
+    state.store.accounts.reset_totp(&id).await?;
     state
         .store
+        .accounts
         .revoke_user_sessions(&id, None, "2fa_reset", unix_ms())
         .await?;
     state.cut(Cut::User(id.clone()), "two-factor reset").await;
@@ -314,6 +313,7 @@ pub async fn end_user_sessions(
     existing_user(&state, &id).await?;
     let ended = state
         .store
+        .accounts
         .revoke_user_sessions(&id, None, "ended_by_admin", unix_ms())
         .await?;
     state.cut(Cut::User(id.clone()), "sessions ended").await;
@@ -346,9 +346,13 @@ pub async fn set_user_events(
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
     existing_user(&state, &id).await?;
-    let before = state.store.assignments(&id).await?;
-    state.store.set_assignments(&id, &request.events).await?;
-    let after = state.store.assignments(&id).await?;
+    let before = state.store.accounts.assignments(&id).await?;
+    state
+        .store
+        .accounts
+        .set_assignments(&id, &request.events)
+        .await?;
+    let after = state.store.accounts.assignments(&id).await?;
     if after != before {
         // Rights are read when a connection opens: reconnecting applies the new list.
         state
@@ -400,6 +404,7 @@ pub async fn list_api_keys(
     Ok(Json(
         state
             .store
+            .accounts
             .list_api_keys()
             .await?
             .into_iter()
@@ -439,6 +444,7 @@ pub async fn create_api_key(
     let (token, hash) = auth::new_token();
     let key = state
         .store
+        .accounts
         .create_api_key(name, request.role, &hash)
         .await?;
     state
@@ -465,7 +471,7 @@ pub async fn revoke_api_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_admin()?;
-    if !state.store.revoke_api_key(&id).await? {
+    if !state.store.accounts.revoke_api_key(&id).await? {
         return Err(ApiError::NotFound(format!("no live API key {id}")));
     }
     state.cut(Cut::ApiKey(id.clone()), "API key revoked").await;
@@ -527,7 +533,7 @@ pub async fn query_audit(
         result: filter.result,
         since: normalize_since(filter.since)?,
     };
-    let entries = state.store.query_audit(&query).await?;
+    let entries = state.store.audit.query_audit(&query).await?;
     state
         .audit(caller.audit("audit.read", "ok").details(serde_json::json!({
             "after": query.after_seq,
@@ -572,6 +578,7 @@ pub async fn export_audit(
     loop {
         let page = state
             .store
+            .audit
             .query_audit(&AuditQuery {
                 after_seq: after,
                 limit: 1000,
@@ -605,7 +612,7 @@ pub async fn verify_audit(
     caller: Caller,
 ) -> Result<Json<AuditVerification>, ApiError> {
     caller.require_admin()?;
-    let report = match audit_verify::verify_store(state.store.as_ref()).await {
+    let report = match audit_verify::verify_store(state.store.audit.as_ref()).await {
         Ok(entries) => AuditVerification {
             valid: true,
             entries: Some(entries),
@@ -693,7 +700,7 @@ pub async fn list_documents(
     };
     let mut out = Vec::new();
     for kind in kinds {
-        for (id, scope) in state.store.documents_of_kind(kind).await? {
+        for (id, scope) in state.store.documents.documents_of_kind(kind).await? {
             let registered = DocumentScope { kind, scope };
             if policy::document_access(&caller.principal, Some(&registered)).read {
                 out.push(RegisteredDocument {
@@ -755,11 +762,12 @@ pub async fn register_document(
     }
     let stored = match state
         .store
+        .documents
         .register_document(id, &wanted, &caller.principal.audit_name(), unix_ms())
         .await
     {
         Err(StoreError::Conflict(why)) => {
-            let existing = state.store.documents_with_scope(&wanted).await?;
+            let existing = state.store.documents.documents_with_scope(&wanted).await?;
             let existing = existing.first().map(|d| d.to_string()).unwrap_or_default();
             return Err(ApiError::Conflict(format!("{why}: {existing}")));
         }

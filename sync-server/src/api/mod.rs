@@ -41,7 +41,7 @@ use crate::store::Store;
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn Store>,
+    pub store: Store,
     pub live: LiveConnections,
     pub security: SecuritySignals,
     pub policy: SessionPolicy,
@@ -69,7 +69,7 @@ pub struct ApiState {
 
 impl ApiState {
     pub async fn new(
-        store: Arc<dyn Store>,
+        store: Store,
         live: LiveConnections,
         security: SecuritySignals,
         presence: crate::presence::PresenceBoard,
@@ -78,16 +78,13 @@ impl ApiState {
         secrets: Arc<crate::secrets::SecretKeys>,
     ) -> Result<Self, crate::store::StoreError> {
         let token_secret =
-            crate::secrets::shared_secret(store.as_ref(), &secrets, "refresh_token_key").await?;
-        let ticket_secret = crate::secrets::shared_secret(
-            store.as_ref(),
-            &secrets,
-            crate::ticket_keys::SECRET_NAME,
-        )
-        .await?;
+            crate::secrets::shared_secret(&store, &secrets, "refresh_token_key").await?;
+        let ticket_secret =
+            crate::secrets::shared_secret(&store, &secrets, crate::ticket_keys::SECRET_NAME)
+                .await?;
         // A store from before sealing (or sealed by a previous key) is
         // sealed under the current key now.
-        let resealed = crate::secrets::reseal_all(store.as_ref(), &secrets).await?;
+        let resealed = crate::secrets::reseal_all(&store, &secrets).await?;
         if resealed.resealed > 0 || resealed.unknown > 0 {
             tracing::info!(
                 ?resealed,
@@ -146,7 +143,7 @@ impl ApiState {
 
     /// Appends to the audit log; a failure is logged, never shown to the caller.
     pub async fn audit(&self, entry: NewAuditEntry) {
-        if let Err(error) = self.store.append_audit(entry).await {
+        if let Err(error) = self.store.audit.append_audit(entry).await {
             tracing::error!(%error, "audit log write failed");
         }
     }
@@ -156,7 +153,7 @@ impl ApiState {
         let closed = self.live.cut(&cut, reason);
         tracing::info!(?cut, closed, reason, "access revoked");
         let (kind, id) = cut.parts();
-        if let Err(error) = self.store.announce_revocation(kind, id).await {
+        if let Err(error) = self.store.node.announce_revocation(kind, id).await {
             tracing::error!(%error, "could not announce a revocation to other nodes");
         }
     }
@@ -177,7 +174,7 @@ async fn named_document(
 > {
     let id = sync_protocol::DocumentId::parse(text.trim())
         .map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
-    let scope = state.store.document_scope(id).await?;
+    let scope = state.store.documents.document_scope(id).await?;
     Ok((id, scope))
 }
 
@@ -261,7 +258,7 @@ impl FromRequestParts<ApiState> for Caller {
         let Some(token) = auth::token_from_request(&parts.headers, None) else {
             return Err(ApiError::Unauthenticated(auth::AuthFailure::Missing));
         };
-        match auth::authenticate(state.store.as_ref(), &token, auth::unix_ms()).await {
+        match auth::authenticate(&state.store, &token, auth::unix_ms()).await {
             Ok(principal) => {
                 if let Some(limiter) = &state.per_user
                     && let Err(not_until) = limiter.check_key(&principal.audit_name())

@@ -8,17 +8,7 @@ use sync_protocol::DocumentId;
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::auth::Role;
-use crate::store::sessions::{DocumentKind, SettingsBackup};
-
-impl From<SettingsBackup> for api_types::SettingsBackup {
-    fn from(b: SettingsBackup) -> Self {
-        Self {
-            id: b.id,
-            taken_ms: b.taken_ms,
-            settings: b.settings,
-        }
-    }
-}
+use crate::store::sessions::DocumentKind;
 
 /// The settings document `id`, if the caller owns it (or is an administrator).
 async fn owned_settings(
@@ -52,6 +42,7 @@ pub async fn list_backups(
     Ok(Json(
         state
             .store
+            .settings_history
             .settings_backups(id)
             .await?
             .into_iter()
@@ -72,6 +63,7 @@ pub async fn restore_backup(
     let id = owned_settings(&state, &caller, &document_id).await?;
     let backup = state
         .store
+        .settings_history
         .settings_backups(id)
         .await?
         .into_iter()

@@ -23,17 +23,6 @@ use crate::live::Cut;
 use crate::store::User;
 use crate::store::sessions::{Challenge, ChallengePurpose, Device};
 
-impl From<&User> for UserInfo {
-    fn from(user: &User) -> Self {
-        Self {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            role: user.role,
-            totp_enrolled: user.totp_confirmed,
-        }
-    }
-}
-
 fn tokens(pair: TokenPair, session_id: &str, device_id: &str, user: &User) -> SessionTokens {
     SessionTokens {
         access_token: pair.access_token,
@@ -65,7 +54,7 @@ impl ApiState {
     ) -> Result<(), ApiError> {
         let now = crate::auth::unix_ms();
         let keys = [account_key(account), address_key(address)];
-        let wait = match self.store.throttle_ledger() {
+        let wait = match self.store.node.throttle_ledger() {
             Some(ledger) => {
                 let records = ledger.throttle_records(&keys).await?;
                 records
@@ -98,7 +87,7 @@ impl ApiState {
     async fn throttle_failure(&self, account: &str, address: &str) -> Result<(), ApiError> {
         let now = crate::auth::unix_ms();
         let keys = [account_key(account), address_key(address)];
-        if let Some(ledger) = self.store.throttle_ledger() {
+        if let Some(ledger) = self.store.node.throttle_ledger() {
             ledger
                 .throttle_failure(&keys, &self.throttle_policy, now)
                 .await?;
@@ -113,7 +102,7 @@ impl ApiState {
 
     async fn throttle_success(&self, account: &str) -> Result<(), ApiError> {
         let key = account_key(account);
-        match self.store.throttle_ledger() {
+        match self.store.node.throttle_ledger() {
             Some(ledger) => ledger.throttle_clear(&key).await?,
             None => self
                 .throttle
@@ -135,13 +124,16 @@ impl ApiState {
         now_ms: i64,
     ) -> Result<Device, ApiError> {
         if let Some(id) = device_id
-            && let Some(device) = self.store.device(id).await?
+            && let Some(device) = self.store.accounts.device(id).await?
             && device.user_id == user.id
         {
             if device.revoked_ms.is_some() {
                 return Err(ApiError::Refused(Refusal::DeviceRevoked));
             }
-            self.store.touch_device(id, app_version, now_ms).await?;
+            self.store
+                .accounts
+                .touch_device(id, app_version, now_ms)
+                .await?;
             return Ok(device);
         }
         let name = device_name.trim();
@@ -152,6 +144,7 @@ impl ApiState {
         };
         Ok(self
             .store
+            .accounts
             .create_device(&user.id, name, app_version, now_ms)
             .await?)
     }
@@ -177,6 +170,7 @@ impl ApiState {
         let second_factor_ms = (second_factor == Some("totp")).then_some(now);
         let session_id = self
             .store
+            .accounts
             .create_session(&user.id, &device.id, second_factor_ms, &pair.hashes(), now)
             .await?;
         let mut entry = NewAuditEntry::new(format!("user:{}", user.id), "auth.sign_in", "ok")
@@ -200,12 +194,14 @@ impl ApiState {
     ) -> Result<(Challenge, User), ApiError> {
         let challenge = self
             .store
+            .accounts
             .challenge(&hash_token(token))
             .await?
             .filter(|c| !c.used && c.purpose == purpose && c.expires_ms > unix_ms())
             .ok_or(ApiError::InvalidChallenge)?;
         let user = self
             .store
+            .accounts
             .user_by_id(&challenge.user_id)
             .await?
             .filter(|u| !u.disabled)
@@ -228,7 +224,7 @@ impl ApiState {
         )
         .await;
         self.security
-            .failed_code(self.store.as_ref(), &format!("user:{}", user.id), address)
+            .failed_code(&self.store, &format!("user:{}", user.id), address)
             .await;
     }
 
@@ -246,7 +242,12 @@ impl ApiState {
             Err(totp::TotpError::Replayed) => return Err("code_replayed"),
             Err(_) => return Err("invalid_code"),
         };
-        match self.store.accept_totp_step(&user.id, step, confirm).await {
+        match self
+            .store
+            .accounts
+            .accept_totp_step(&user.id, step, confirm)
+            .await
+        {
             Ok(true) => Ok(()),
             // Another request (maybe on another node) took this step first.
             Ok(false) => Err("code_replayed"),
@@ -290,7 +291,7 @@ pub async fn login(
 ) -> Result<Json<SignInResponse>, ApiError> {
     let email = request.email.trim().to_lowercase();
     state.throttle_check(&email, &address, "password").await?;
-    let user = state.store.user_by_email(&email).await?;
+    let user = state.store.accounts.user_by_email(&email).await?;
     let stored = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
@@ -343,7 +344,7 @@ pub async fn login(
     };
     // A revoked device learns it now, before any further step.
     if let Some(id) = request.device_id.as_deref()
-        && let Some(device) = state.store.device(id).await?
+        && let Some(device) = state.store.accounts.device(id).await?
         && device.user_id == user.id
         && device.revoked_ms.is_some()
     {
@@ -352,6 +353,7 @@ pub async fn login(
     let token = session::random_token(session::CHALLENGE_PREFIX);
     state
         .store
+        .accounts
         .create_challenge(
             &hash_token(&token),
             &Challenge {
@@ -413,6 +415,7 @@ pub async fn second_factor(
         (None, Some(code)) => {
             if !state
                 .store
+                .accounts
                 .consume_recovery_code(&user.id, &recovery::hash(code))
                 .await?
             {
@@ -436,6 +439,7 @@ pub async fn second_factor(
     };
     if !state
         .store
+        .accounts
         .use_challenge(&hash_token(&request.challenge), unix_ms())
         .await?
     {
@@ -474,6 +478,7 @@ pub async fn enroll_start(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     state
         .store
+        .accounts
         .set_totp_secret(
             &user.id,
             &state.secrets.seal(
@@ -525,6 +530,7 @@ pub async fn enroll_confirm(
     }
     if !state
         .store
+        .accounts
         .use_challenge(&hash_token(&request.challenge), unix_ms())
         .await?
     {
@@ -534,6 +540,7 @@ pub async fn enroll_confirm(
     let hashes: Vec<String> = codes.iter().map(|(_, hash)| hash.clone()).collect();
     state
         .store
+        .accounts
         .replace_recovery_codes(&user.id, &hashes)
         .await?;
     state.throttle_success(&user.id).await?;
@@ -587,6 +594,7 @@ pub async fn refresh(
     for _ in 0..2 {
         let record = state
             .store
+            .accounts
             .refresh_token(&hash)
             .await?
             .ok_or(ApiError::Unauthenticated(crate::auth::AuthFailure::Invalid))?;
@@ -602,6 +610,7 @@ pub async fn refresh(
                 );
                 if !state
                     .store
+                    .accounts
                     .exchange_refresh_token(&hash, &pair.hashes(), now)
                     .await?
                 {
@@ -630,6 +639,7 @@ pub async fn refresh(
             RefreshDecision::Reuse => {
                 state
                     .store
+                    .accounts
                     .revoke_session(&record.session_id, "refresh_token_reuse", now)
                     .await?;
                 state
@@ -651,7 +661,7 @@ pub async fn refresh(
                 state
                     .security
                     .alert(
-                        state.store.as_ref(),
+                        &state.store,
                         "token_reuse",
                         &actor,
                         Some(&address),
@@ -664,10 +674,15 @@ pub async fn refresh(
         };
         let user = state
             .store
+            .accounts
             .user_by_id(&record.user_id)
             .await?
             .ok_or(ApiError::Refused(Refusal::UserDisabled))?;
-        state.store.touch_device(&record.device_id, "", now).await?;
+        state
+            .store
+            .accounts
+            .touch_device(&record.device_id, "", now)
+            .await?;
         return Ok(Json(tokens(
             pair,
             &record.session_id,
@@ -692,6 +707,7 @@ async fn signed_in_user(state: &ApiState, caller: &Caller) -> Result<(String, Us
     let session_id = session_of(caller)?.to_owned();
     let user = state
         .store
+        .accounts
         .user_by_id(&caller.principal.id)
         .await?
         .ok_or_else(|| ApiError::NotFound("user".into()))?;
@@ -705,6 +721,7 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<Sta
     let session_id = session_of(&caller)?.to_owned();
     state
         .store
+        .accounts
         .revoke_session(&session_id, "logout", unix_ms())
         .await?;
     state
@@ -726,6 +743,7 @@ pub async fn logout_everywhere(
     session_of(&caller)?;
     let ended = state
         .store
+        .accounts
         .revoke_user_sessions(&caller.principal.id, None, "sign_out_everywhere", unix_ms())
         .await?;
     state
@@ -773,6 +791,7 @@ pub async fn step_up(
     state.throttle_success(&user.id).await?;
     state
         .store
+        .accounts
         .record_second_factor(&session_id, unix_ms())
         .await?;
     state.audit(caller.audit("auth.step_up", "ok")).await;
@@ -811,10 +830,15 @@ pub async fn change_password(
             .await
             .map_err(|e| ApiError::BadRequest(e.to_string()))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    state.store.set_password_hash(&user.id, &new_hash).await?;
+    state
+        .store
+        .accounts
+        .set_password_hash(&user.id, &new_hash)
+        .await?;
     // The caller's own session goes on; every other one ends.
     let ended = state
         .store
+        .accounts
         .revoke_user_sessions(&user.id, Some(&session_id), "password_changed", unix_ms())
         .await?;
     for other in ended {
@@ -836,6 +860,7 @@ pub async fn me(
     let user = match caller.principal.user_id() {
         Some(id) => state
             .store
+            .accounts
             .user_by_id(id)
             .await?
             .as_ref()
@@ -845,6 +870,7 @@ pub async fn me(
     let settings_document = match caller.principal.user_id() {
         Some(id) => state
             .store
+            .documents
             .documents_with_scope(&crate::store::sessions::DocumentScope {
                 kind: crate::store::sessions::DocumentKind::Settings,
                 scope: id.to_owned(),
@@ -856,6 +882,7 @@ pub async fn me(
     };
     let org_config_document = state
         .store
+        .documents
         .documents_with_scope(&crate::store::sessions::DocumentScope {
             kind: crate::store::sessions::DocumentKind::OrgConfig,
             scope: String::new(),

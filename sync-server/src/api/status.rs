@@ -61,7 +61,7 @@ pub async fn status(
     caller.require_admin()?;
     let facts = &state.facts;
     let asked = Instant::now();
-    let readiness = state.store.readiness().await?;
+    let readiness = state.store.node.readiness().await?;
     let latency_ms = asked.elapsed().as_secs_f64() * 1000.0;
     let now_ms = crate::auth::unix_ms();
     let (security_alerts_24h, last_security_alert) = alerts_since(&state, now_ms - DAY_MS).await?;
@@ -101,7 +101,7 @@ async fn alerts_since(
     };
     let (mut count, mut newest) = (0, None);
     for _ in 0..ALERT_PAGES {
-        let page = state.store.query_audit(&query).await?;
+        let page = state.store.audit.query_audit(&query).await?;
         count += page.len() as u64;
         let full = page.len() == ALERT_PAGE as usize;
         if let Some(last) = page.into_iter().last() {

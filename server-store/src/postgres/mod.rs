@@ -2,6 +2,8 @@
 //! one database. Same contract as the SQLite store; sequence numbers are
 //! allocated under the document row's lock so concurrent writers never collide.
 
+mod sessions;
+
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,11 +14,10 @@ use sync_protocol::DocumentId;
 use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{
-    ApiKey, ChangeNotice, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User,
-};
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::credentials::Role;
+use crate::sessions::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
+use crate::{AuditStore, DocumentStore, StoreNode};
+use crate::{ChangeNotice, ChunksAfter, Readiness, StoreError, StoredDocument, User};
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
@@ -193,12 +194,27 @@ fn parse_id(text: &str) -> Result<DocumentId, StoreError> {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl DocumentStore for PostgresStore {
     async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
         let started = Instant::now();
         let document = self.read_since(id, 0).await?.map(StoredDocument::from);
         Self::timed("load_document", started);
         Ok(document)
+    }
+
+    /// The two writes, one after the other: PostgreSQL's writes are
+    /// committed per connection, with no group commit to share.
+    async fn append_chunk_audited(
+        &self,
+        id: DocumentId,
+        data: Vec<u8>,
+        entry: NewAuditEntry,
+    ) -> Result<u64, StoreError> {
+        let seq = self.append_chunk(id, data).await?;
+        if let Err(error) = self.append_audit(entry.with_seq(seq)).await {
+            tracing::error!(%error, "audit log write failed");
+        }
+        Ok(seq)
     }
 
     async fn append_chunk(&self, id: DocumentId, data: Vec<u8>) -> Result<u64, StoreError> {
@@ -278,79 +294,6 @@ impl Store for PostgresStore {
         Ok(n as u64)
     }
 
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError> {
-        let client = self.pool.get().await?;
-        let id = uuid::Uuid::new_v4().to_string();
-        client
-            .execute(
-                "INSERT INTO api_keys (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
-                &[&id, &name, &role.as_str(), &token_hash],
-            )
-            .await?;
-        Ok(ApiKey {
-            id,
-            name: name.to_owned(),
-            role,
-        })
-    }
-
-    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        let client = self.pool.get().await?;
-        let Some(row) = client
-            .query_opt(
-                "UPDATE api_keys SET last_used_at = now()
-                 WHERE token_hash = $1 AND revoked_at IS NULL
-                 RETURNING id, name, role",
-                &[&token_hash],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let role: String = row.get(2);
-        let id: String = row.get(0);
-        let role = role
-            .parse()
-            .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
-        Ok(Some(ApiKey {
-            id,
-            name: row.get(1),
-            role,
-        }))
-    }
-
-    async fn readiness(&self) -> Result<Readiness, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])
-            .await?;
-        let applied: Vec<AppliedMigration> = rows
-            .iter()
-            .map(|r| AppliedMigration {
-                version: r.get::<_, i32>(0) as u32,
-                name: r.get(1),
-                checksum: r.get(2),
-                applied_at: r.get(3),
-            })
-            .collect();
-        check_applied(&SERVER_POSTGRES, &applied)?;
-        Ok(Readiness {
-            schema_version: applied.iter().map(|a| a.version).max().unwrap_or(0),
-            expected_version: SERVER_POSTGRES.latest_version(),
-        })
-    }
-
-    async fn close(&self) -> Result<(), StoreError> {
-        let _ = self.stop_feed.send(true);
-        self.pool.close();
-        Ok(())
-    }
-
     async fn chunks_after(
         &self,
         id: DocumentId,
@@ -362,36 +305,96 @@ impl Store for PostgresStore {
         Ok(fetched)
     }
 
-    fn change_feed(&self) -> Option<broadcast::Receiver<ChangeNotice>> {
-        Some(self.feed.subscribe())
-    }
-
-    async fn announce_revocation(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+    async fn register_document(
+        &self,
+        id: DocumentId,
+        scope: &DocumentScope,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<DocumentScope, StoreError> {
         let client = self.pool.get().await?;
+        let key = id.to_string();
         client
             .execute(
-                &format!("SELECT pg_notify('{REVOKE_CHANNEL}', $1)"),
-                &[&format!("{} {kind} {id}", self.node_id)],
+                "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &key,
+                    &scope.kind.as_str(),
+                    &scope.scope,
+                    &created_by,
+                    &now_ms,
+                ],
             )
             .await?;
-        Ok(())
+        drop(client);
+        self.document_scope(id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
     }
 
-    fn throttle_ledger(&self) -> Option<&dyn super::ThrottleLedger> {
-        Some(self)
-    }
-
-    async fn announce_presence(&self, note: &str) -> Result<(), StoreError> {
+    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
         let client = self.pool.get().await?;
         client
-            .execute(
-                &format!("SELECT pg_notify('{PRESENCE_CHANNEL}', $1)"),
-                &[&format!("{} {note}", self.node_id)],
+            .query_opt(
+                "SELECT kind, scope FROM document_scopes WHERE document_id = $1",
+                &[&id.to_string()],
             )
-            .await?;
-        Ok(())
+            .await?
+            .map(|r| {
+                Ok(DocumentScope {
+                    kind: DocumentKind::parse(r.get(0))?,
+                    scope: r.get(1),
+                })
+            })
+            .transpose()
     }
 
+    async fn documents_with_scope(
+        &self,
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT document_id FROM document_scopes WHERE kind = $1 AND scope = $2
+                 ORDER BY created_ms, document_id",
+                &[&scope.kind.as_str(), &scope.scope],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.get(0);
+                DocumentId::parse(text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
+            })
+            .collect()
+    }
+
+    async fn documents_of_kind(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT document_id, scope FROM document_scopes WHERE kind = $1
+                 ORDER BY created_ms, document_id",
+                &[&kind.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let text: &str = r.get(0);
+                let id = DocumentId::parse(text)
+                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
+                Ok((id, r.get(1)))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresStore {
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
         let started = Instant::now();
         let mut client = self.pool.get().await?;
@@ -464,109 +467,87 @@ impl Store for PostgresStore {
         Ok((row.get::<_, i64>(0) as u64, row.get(1)))
     }
 
-    async fn create_user(
-        &self,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        let email = email.trim().to_lowercase();
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let client = self.pool.get().await?;
-        let id = uuid::Uuid::new_v4().to_string();
-        let inserted = client
-            .execute(
-                "INSERT INTO users (id, email, role, password_hash) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (email) DO NOTHING",
-                &[&id, &email, &role.as_str(), &password_hash],
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log
+                     WHERE seq > $1 AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR actor = $4)
+                       AND ($5::text IS NULL OR result = $5) AND ($6::text IS NULL OR at >= $6)
+                     ORDER BY seq LIMIT $2"
+                ),
+                &[
+                    &(q.after_seq as i64),
+                    &i64::from(q.limit),
+                    &q.action,
+                    &q.actor,
+                    &q.result,
+                    &q.since,
+                ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!("user {email}")));
-        }
-        Ok(User {
-            id,
-            email,
-            role,
-            password_hash: password_hash.to_owned(),
-            totp_secret: None,
-            totp_confirmed: false,
-            totp_last_step: None,
-            disabled: false,
+        Ok(rows.iter().map(audit_entry_from_row).collect())
+    }
+}
+
+#[async_trait]
+impl StoreNode for PostgresStore {
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version", &[])
+            .await?;
+        let applied: Vec<AppliedMigration> = rows
+            .iter()
+            .map(|r| AppliedMigration {
+                version: r.get::<_, i32>(0) as u32,
+                name: r.get(1),
+                checksum: r.get(2),
+                applied_at: r.get(3),
+            })
+            .collect();
+        check_applied(&SERVER_POSTGRES, &applied)?;
+        Ok(Readiness {
+            schema_version: applied.iter().map(|a| a.version).max().unwrap_or(0),
+            expected_version: SERVER_POSTGRES.latest_version(),
         })
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let email = email.trim().to_lowercase();
-        let client = self.pool.get().await?;
-        client
-            .query_opt(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"),
-                &[&email],
-            )
-            .await?
-            .map(|r| user_from_row(&r, 0))
-            .transpose()
+    async fn close(&self) -> Result<(), StoreError> {
+        let _ = self.stop_feed.send(true);
+        self.pool.close();
+        Ok(())
     }
 
-    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+    fn change_feed(&self) -> Option<broadcast::Receiver<ChangeNotice>> {
+        Some(self.feed.subscribe())
+    }
+
+    async fn announce_revocation(&self, kind: &str, id: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(
-                "UPDATE users SET totp_secret = $2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = $1",
-                &[&user_id, &secret],
+                &format!("SELECT pg_notify('{REVOKE_CHANNEL}', $1)"),
+                &[&format!("{} {kind} {id}", self.node_id)],
             )
             .await?;
         Ok(())
     }
 
-    async fn accept_totp_step(
-        &self,
-        user_id: &str,
-        step: u64,
-        confirm: bool,
-    ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        // One statement, so two nodes checking the same code cannot both accept it.
-        let changed = client
-            .execute(
-                "UPDATE users SET totp_last_step = $2,
-                    totp_confirmed_at = CASE WHEN $3 THEN coalesce(totp_confirmed_at, now()) ELSE totp_confirmed_at END
-                 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
-                &[&user_id, &(step as i64), &confirm],
-            )
-            .await?;
-        Ok(changed == 1)
+    fn throttle_ledger(&self) -> Option<&dyn crate::ThrottleLedger> {
+        Some(self)
     }
 
-    async fn replace_recovery_codes(
-        &self,
-        user_id: &str,
-        hashes: &[String],
-    ) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
-            .await?;
-        for hash in hashes {
-            tx.execute(
-                "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
-                &[&user_id, hash],
+    async fn announce_presence(&self, note: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                &format!("SELECT pg_notify('{PRESENCE_CHANNEL}', $1)"),
+                &[&format!("{} {note}", self.node_id)],
             )
             .await?;
-        }
-        tx.commit().await?;
         Ok(())
-    }
-
-    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let used = client
-            .execute(
-                "UPDATE recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
-                &[&user_id, &hash],
-            )
-            .await?;
-        Ok(used == 1)
     }
 }
 
@@ -668,11 +649,11 @@ async fn listen(
 }
 
 #[async_trait]
-impl super::ThrottleLedger for PostgresStore {
+impl crate::ThrottleLedger for PostgresStore {
     async fn throttle_records(
         &self,
         keys: &[String],
-    ) -> Result<Vec<Option<super::ThrottleRecord>>, StoreError> {
+    ) -> Result<Vec<Option<crate::ThrottleRecord>>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -681,7 +662,7 @@ impl super::ThrottleLedger for PostgresStore {
                 &[&keys],
             )
             .await?;
-        let found: std::collections::HashMap<String, super::ThrottleRecord> = rows
+        let found: std::collections::HashMap<String, crate::ThrottleRecord> = rows
             .iter()
             .map(|r| (r.get(0), throttle_record(r.get(1), r.get(2), r.get(3))))
             .collect();
@@ -691,7 +672,7 @@ impl super::ThrottleLedger for PostgresStore {
     async fn throttle_failure(
         &self,
         keys: &[String],
-        policy: &super::ThrottlePolicy,
+        policy: &crate::ThrottlePolicy,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
@@ -743,7 +724,7 @@ impl super::ThrottleLedger for PostgresStore {
 
     async fn throttle_prune(
         &self,
-        policy: &super::ThrottlePolicy,
+        policy: &crate::ThrottlePolicy,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let forget_ms = i64::try_from(policy.forget_after.as_millis()).unwrap_or(i64::MAX);
@@ -761,8 +742,8 @@ fn throttle_record(
     failures: i64,
     last_failure_ms: i64,
     not_before_ms: i64,
-) -> super::ThrottleRecord {
-    super::ThrottleRecord {
+) -> crate::ThrottleRecord {
+    crate::ThrottleRecord {
         failures: u32::try_from(failures).unwrap_or(u32::MAX),
         last_failure_ms,
         not_before_ms,

@@ -4,17 +4,14 @@ use async_trait::async_trait;
 use sync_protocol::DocumentId;
 use tokio_postgres::Row;
 
-use super::postgres::{
-    AUDIT_COLUMNS, PostgresStore, USER_COLUMNS, audit_entry_from_row, user_from_row,
+use super::{PostgresStore, USER_COLUMNS, user_from_row};
+use crate::sessions::{
+    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device, PRUNE,
+    RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary, parse_role,
 };
-use super::sessions::{
-    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, ORG_CONFIG_TAKEN, PRUNE, RefreshTokenRecord, SessionStore,
-    SettingsBackup, TokenHashes, UserSummary, parse_role,
-};
-use super::{StoreError, User};
-use crate::audit::AuditEntry;
-use crate::credentials::Role;
+use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
+use crate::{StoreError, User};
+use api_types::Role;
 
 /// `timestamptz` as the RFC 3339 UTC text the SQLite store keeps.
 fn utc_text(column: &str) -> String {
@@ -54,7 +51,158 @@ async fn insert_tokens(
 }
 
 #[async_trait]
-impl SessionStore for PostgresStore {
+impl AccountStore for PostgresStore {
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError> {
+        let client = self.pool.get().await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        client
+            .execute(
+                "INSERT INTO api_keys (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
+                &[&id, &name, &role.as_str(), &token_hash],
+            )
+            .await?;
+        Ok(ApiKey {
+            id,
+            name: name.to_owned(),
+            role,
+        })
+    }
+
+    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let client = self.pool.get().await?;
+        let Some(row) = client
+            .query_opt(
+                "UPDATE api_keys SET last_used_at = now()
+                 WHERE token_hash = $1 AND revoked_at IS NULL
+                 RETURNING id, name, role",
+                &[&token_hash],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let role: String = row.get(2);
+        let id: String = row.get(0);
+        let role = role
+            .parse()
+            .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
+        Ok(Some(ApiKey {
+            id,
+            name: row.get(1),
+            role,
+        }))
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let email = email.trim().to_lowercase();
+        let client = self.pool.get().await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let inserted = client
+            .execute(
+                "INSERT INTO users (id, email, role, password_hash) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (email) DO NOTHING",
+                &[&id, &email, &role.as_str(), &password_hash],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("user {email}")));
+        }
+        Ok(User {
+            id,
+            email,
+            role,
+            password_hash: password_hash.to_owned(),
+            totp_secret: None,
+            totp_confirmed: false,
+            totp_last_step: None,
+            disabled: false,
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = email.trim().to_lowercase();
+        let client = self.pool.get().await?;
+        client
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1"),
+                &[&email],
+            )
+            .await?
+            .map(|r| user_from_row(&r, 0))
+            .transpose()
+    }
+
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE users SET totp_secret = $2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = $1",
+                &[&user_id, &secret],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn accept_totp_step(
+        &self,
+        user_id: &str,
+        step: u64,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        // One statement, so two nodes checking the same code cannot both accept it.
+        let changed = client
+            .execute(
+                "UPDATE users SET totp_last_step = $2,
+                    totp_confirmed_at = CASE WHEN $3 THEN coalesce(totp_confirmed_at, now()) ELSE totp_confirmed_at END
+                 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                &[&user_id, &(step as i64), &confirm],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
+            .await?;
+        for hash in hashes {
+            tx.execute(
+                "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)",
+                &[&user_id, hash],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let used = client
+            .execute(
+                "UPDATE recovery_codes SET used_at = now() WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+                &[&user_id, &hash],
+            )
+            .await?;
+        Ok(used == 1)
+    }
+
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         let client = self.pool.get().await?;
         client
@@ -510,93 +658,91 @@ impl SessionStore for PostgresStore {
             == 1)
     }
 
-    async fn register_document(
-        &self,
-        id: DocumentId,
-        scope: &DocumentScope,
-        created_by: &str,
-        now_ms: i64,
-    ) -> Result<DocumentScope, StoreError> {
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         let client = self.pool.get().await?;
-        let key = id.to_string();
-        client
-            .execute(
-                "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                &[
-                    &key,
-                    &scope.kind.as_str(),
-                    &scope.scope,
-                    &created_by,
-                    &now_ms,
-                ],
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, name, role, {}, {}, {} FROM api_keys ORDER BY created_at, id",
+                    utc_text("created_at"),
+                    utc_text("last_used_at"),
+                    utc_text("revoked_at")
+                ),
+                &[],
             )
             .await?;
-        drop(client);
-        self.document_scope(id)
-            .await?
-            .ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
-    }
-
-    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .query_opt(
-                "SELECT kind, scope FROM document_scopes WHERE document_id = $1",
-                &[&id.to_string()],
-            )
-            .await?
+        rows.iter()
             .map(|r| {
-                Ok(DocumentScope {
-                    kind: DocumentKind::parse(r.get(0))?,
-                    scope: r.get(1),
+                let id: String = r.get(0);
+                Ok(ApiKeyInfo {
+                    role: parse_role(&id, r.get(2))?,
+                    id,
+                    name: r.get(1),
+                    created_at: r.get(3),
+                    last_used_at: r.get(4),
+                    revoked_at: r.get(5),
                 })
             })
-            .transpose()
-    }
-
-    async fn documents_with_scope(
-        &self,
-        scope: &DocumentScope,
-    ) -> Result<Vec<DocumentId>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT document_id FROM document_scopes WHERE kind = $1 AND scope = $2
-                 ORDER BY created_ms, document_id",
-                &[&scope.kind.as_str(), &scope.scope],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let text: &str = r.get(0);
-                DocumentId::parse(text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
-            })
             .collect()
     }
 
-    async fn documents_of_kind(
-        &self,
-        kind: DocumentKind,
-    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client
+            .execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await?
+            == 1)
+    }
+}
+
+#[async_trait]
+impl SettingsHistory for PostgresStore {
+    async fn add_settings_backup(&self, b: &SettingsBackup) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES ($1, $2, $3, $4, $5)",
+                &[&b.id, &b.document_id, &b.taken_ms, &b.settings.to_string(), &b.heads],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT document_id, scope FROM document_scopes WHERE kind = $1
-                 ORDER BY created_ms, document_id",
-                &[&kind.as_str()],
+                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
+                 WHERE document_id = $1 ORDER BY taken_ms DESC, id DESC",
+                &[&id.to_string()],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let text: &str = r.get(0);
-                let id = DocumentId::parse(text)
-                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
-                Ok((id, r.get(1)))
+        Ok(rows
+            .iter()
+            .map(|r| SettingsBackup {
+                id: r.get(0),
+                document_id: r.get(1),
+                taken_ms: r.get(2),
+                settings: serde_json::from_str(r.get::<_, &str>(3)).unwrap_or_default(),
+                heads: r.get(4),
             })
-            .collect()
+            .collect())
     }
 
+    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("DELETE FROM settings_backups WHERE id = ANY($1)", &[&ids])
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SecretStore for PostgresStore {
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let client = self.pool.get().await?;
         client
@@ -652,106 +798,5 @@ impl SessionStore for PostgresStore {
             )
             .await?
             == 1)
-    }
-
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT id, name, role, {}, {}, {} FROM api_keys ORDER BY created_at, id",
-                    utc_text("created_at"),
-                    utc_text("last_used_at"),
-                    utc_text("revoked_at")
-                ),
-                &[],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.get(0);
-                Ok(ApiKeyInfo {
-                    role: parse_role(&id, r.get(2))?,
-                    id,
-                    name: r.get(1),
-                    created_at: r.get(3),
-                    last_used_at: r.get(4),
-                    revoked_at: r.get(5),
-                })
-            })
-            .collect()
-    }
-
-    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        Ok(client
-            .execute(
-                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-                &[&id],
-            )
-            .await?
-            == 1)
-    }
-
-    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log
-                     WHERE seq > $1 AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR actor = $4)
-                       AND ($5::text IS NULL OR result = $5) AND ($6::text IS NULL OR at >= $6)
-                     ORDER BY seq LIMIT $2"
-                ),
-                &[
-                    &(q.after_seq as i64),
-                    &i64::from(q.limit),
-                    &q.action,
-                    &q.actor,
-                    &q.result,
-                    &q.since,
-                ],
-            )
-            .await?;
-        Ok(rows.iter().map(audit_entry_from_row).collect())
-    }
-    async fn add_settings_backup(&self, b: &SettingsBackup) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES ($1, $2, $3, $4, $5)",
-                &[&b.id, &b.document_id, &b.taken_ms, &b.settings.to_string(), &b.heads],
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
-                 WHERE document_id = $1 ORDER BY taken_ms DESC, id DESC",
-                &[&id.to_string()],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| SettingsBackup {
-                id: r.get(0),
-                document_id: r.get(1),
-                taken_ms: r.get(2),
-                settings: serde_json::from_str(r.get::<_, &str>(3)).unwrap_or_default(),
-                heads: r.get(4),
-            })
-            .collect())
-    }
-
-    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute("DELETE FROM settings_backups WHERE id = ANY($1)", &[&ids])
-            .await?;
-        Ok(())
     }
 }

@@ -4,15 +4,15 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 use sync_protocol::DocumentId;
 
-use super::sessions::{
-    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, ORG_CONFIG_TAKEN, PRUNE, RefreshTokenRecord, SessionStore,
-    SettingsBackup, TokenHashes, UserSummary, parse_role,
+use super::{NOW, SqliteStore, USER_COLUMNS, user_from_row};
+use crate::sessions::{
+    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
+    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SettingsBackup, TokenHashes,
+    UserSummary, parse_role,
 };
-use super::sqlite::{NOW, SqliteStore, USER_COLUMNS, audit_entry_from_row, user_from_row};
-use super::{StoreError, User};
-use crate::audit::AuditEntry;
-use crate::credentials::Role;
+use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
+use crate::{StoreError, User};
+use api_types::Role;
 
 fn device_from_row(r: &Row<'_>, start: usize) -> rusqlite::Result<Device> {
     Ok(Device {
@@ -45,7 +45,173 @@ fn insert_tokens(
 }
 
 #[async_trait]
-impl SessionStore for SqliteStore {
+impl AccountStore for SqliteStore {
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError> {
+        let name = name.to_owned();
+        let token_hash = token_hash.to_owned();
+        self.with_conn("create_api_key", move |conn| {
+            let id = uuid::Uuid::new_v4().to_string();
+            conn.execute(
+                &format!(
+                    "INSERT INTO api_keys (id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})"
+                ),
+                params![id, name, role.as_str(), token_hash],
+            )?;
+            Ok(ApiKey { id, name, role })
+        })
+        .await
+    }
+
+    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.with_conn("authenticate_api_key", move |conn| {
+            let row: Option<(String, String, String)> = conn
+                .query_row(
+                    "SELECT id, name, role FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    params![token_hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((id, name, role)) = row else {
+                return Ok(None);
+            };
+            conn.execute(
+                &format!("UPDATE api_keys SET last_used_at = {NOW} WHERE id = ?1"),
+                params![id],
+            )?;
+            let role = role
+                .parse()
+                .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
+            Ok(Some(ApiKey { id, name, role }))
+        })
+        .await
+    }
+
+    async fn create_user(
+        &self,
+        email: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let email = email.trim().to_lowercase();
+        let password_hash = password_hash.to_owned();
+        self.with_conn("create_user", move |conn| {
+            let id = uuid::Uuid::new_v4().to_string();
+            let inserted = conn.execute(
+                &format!(
+                    "INSERT INTO users (id, email, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})
+                     ON CONFLICT (email) DO NOTHING"
+                ),
+                params![id, email, role.as_str(), password_hash],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!("user {email}")));
+            }
+            Ok(User {
+                id,
+                email,
+                role,
+                password_hash,
+                totp_secret: None,
+                totp_confirmed: false,
+                totp_last_step: None,
+                disabled: false,
+            })
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = email.trim().to_lowercase();
+        self.with_conn("user_by_email", move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                    params![email],
+                    |r| user_from_row(r, 0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
+        let (user_id, secret) = (user_id.to_owned(), secret.to_owned());
+        self.with_conn("set_totp_secret", move |conn| {
+            conn.execute(
+                "UPDATE users SET totp_secret = ?2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = ?1",
+                params![user_id, secret],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn accept_totp_step(
+        &self,
+        user_id: &str,
+        step: u64,
+        confirm: bool,
+    ) -> Result<bool, StoreError> {
+        let user_id = user_id.to_owned();
+        self.with_conn("accept_totp_step", move |conn| {
+            let changed = conn.execute(
+                &format!(
+                    "UPDATE users SET totp_last_step = ?2,
+                        totp_confirmed_at = CASE WHEN ?3 THEN coalesce(totp_confirmed_at, {NOW}) ELSE totp_confirmed_at END
+                     WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)"
+                ),
+                params![user_id, step as i64, confirm],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+    ) -> Result<(), StoreError> {
+        let (user_id, hashes) = (user_id.to_owned(), hashes.to_vec());
+        self.with_conn("replace_recovery_codes", move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM recovery_codes WHERE user_id = ?1",
+                params![user_id],
+            )?;
+            for hash in &hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
+                    params![user_id, hash],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
+        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
+        self.with_conn("consume_recovery_code", move |conn| {
+            let used = conn.execute(
+                &format!(
+                    "UPDATE recovery_codes SET used_at = {NOW}
+                     WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL"
+                ),
+                params![user_id, hash],
+            )?;
+            Ok(used == 1)
+        })
+        .await
+    }
+
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         let id = id.to_owned();
         self.with_conn("user_by_id", move |conn| {
@@ -551,81 +717,102 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn register_document(
-        &self,
-        id: DocumentId,
-        scope: &DocumentScope,
-        created_by: &str,
-        now_ms: i64,
-    ) -> Result<DocumentScope, StoreError> {
-        let (scope, created_by) = (scope.clone(), created_by.to_owned());
-        self.with_conn("register_document", move |conn| {
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.with_conn("list_api_keys", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_keys
+                 ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (id, name, role, created_at, last_used_at, revoked_at) = row?;
+                Ok(ApiKeyInfo {
+                    role: parse_role(&id, &role)?,
+                    id,
+                    name,
+                    created_at,
+                    last_used_at,
+                    revoked_at,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.with_conn("revoke_api_key", move |conn| {
+            Ok(conn.execute(
+                &format!(
+                    "UPDATE api_keys SET revoked_at = {NOW} WHERE id = ?1 AND revoked_at IS NULL"
+                ),
+                params![id],
+            )? == 1)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SettingsHistory for SqliteStore {
+    async fn add_settings_backup(&self, backup: &SettingsBackup) -> Result<(), StoreError> {
+        let b = backup.clone();
+        self.with_conn("add_settings_backup", move |conn| {
             conn.execute(
-                "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                params![
-                    id.to_string(),
-                    scope.kind.as_str(),
-                    scope.scope,
-                    created_by,
-                    now_ms
-                ],
+                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![b.id, b.document_id, b.taken_ms, b.settings.to_string(), b.heads],
             )?;
-            read_scope(conn, id)?.ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
+            Ok(())
         })
         .await
     }
 
-    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
-        self.with_conn("document_scope", move |conn| read_scope(conn, id))
-            .await
-    }
-
-    async fn documents_with_scope(
-        &self,
-        scope: &DocumentScope,
-    ) -> Result<Vec<DocumentId>, StoreError> {
-        let scope = scope.clone();
-        self.with_conn("documents_with_scope", move |conn| {
+    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
+        self.with_conn("settings_backups", move |conn| {
             let mut stmt = conn.prepare(
-                "SELECT document_id FROM document_scopes WHERE kind = ?1 AND scope = ?2
-                 ORDER BY created_ms, document_id",
+                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
+                 WHERE document_id = ?1 ORDER BY taken_ms DESC, id DESC",
             )?;
-            let rows = stmt.query_map(params![scope.kind.as_str(), scope.scope], |r| {
-                r.get::<_, String>(0)
+            let rows = stmt.query_map(params![id.to_string()], |r| {
+                Ok(SettingsBackup {
+                    id: r.get(0)?,
+                    document_id: r.get(1)?,
+                    taken_ms: r.get(2)?,
+                    settings: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                    heads: r.get(4)?,
+                })
             })?;
-            rows.map(|row| {
-                let text = row?;
-                DocumentId::parse(&text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
-            })
-            .collect()
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
 
-    async fn documents_of_kind(
-        &self,
-        kind: DocumentKind,
-    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
-        self.with_conn("documents_of_kind", move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT document_id, scope FROM document_scopes WHERE kind = ?1
-                 ORDER BY created_ms, document_id",
-            )?;
-            let rows = stmt.query_map(params![kind.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            rows.map(|row| {
-                let (text, scope) = row?;
-                let id = DocumentId::parse(&text)
-                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
-                Ok((id, scope))
-            })
-            .collect()
+    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.with_conn("delete_settings_backups", move |conn| {
+            let tx = conn.transaction()?;
+            for id in &ids {
+                tx.execute("DELETE FROM settings_backups WHERE id = ?1", params![id])?;
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
+}
 
+#[async_trait]
+impl SecretStore for SqliteStore {
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
         let (name, candidate) = (name.to_owned(), candidate.to_vec());
         self.with_conn("shared_secret", move |conn| {
@@ -684,124 +871,9 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
-
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.with_conn("list_api_keys", move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_keys
-                 ORDER BY created_at, id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?;
-            rows.map(|row| {
-                let (id, name, role, created_at, last_used_at, revoked_at) = row?;
-                Ok(ApiKeyInfo {
-                    role: parse_role(&id, &role)?,
-                    id,
-                    name,
-                    created_at,
-                    last_used_at,
-                    revoked_at,
-                })
-            })
-            .collect()
-        })
-        .await
-    }
-
-    async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.with_conn("revoke_api_key", move |conn| {
-            Ok(conn.execute(
-                &format!(
-                    "UPDATE api_keys SET revoked_at = {NOW} WHERE id = ?1 AND revoked_at IS NULL"
-                ),
-                params![id],
-            )? == 1)
-        })
-        .await
-    }
-
-    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let q = query.clone();
-        self.with_conn("query_audit", move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
-                 FROM audit_log
-                 WHERE seq > ?1 AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR actor = ?4)
-                   AND (?5 IS NULL OR result = ?5) AND (?6 IS NULL OR at >= ?6)
-                 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(
-                params![
-                    q.after_seq as i64,
-                    q.limit,
-                    q.action,
-                    q.actor,
-                    q.result,
-                    q.since
-                ],
-                audit_entry_from_row,
-            )?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-    async fn add_settings_backup(&self, backup: &SettingsBackup) -> Result<(), StoreError> {
-        let b = backup.clone();
-        self.with_conn("add_settings_backup", move |conn| {
-            conn.execute(
-                "INSERT INTO settings_backups (id, document_id, taken_ms, settings, heads) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![b.id, b.document_id, b.taken_ms, b.settings.to_string(), b.heads],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn settings_backups(&self, id: DocumentId) -> Result<Vec<SettingsBackup>, StoreError> {
-        self.with_conn("settings_backups", move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, document_id, taken_ms, settings, heads FROM settings_backups
-                 WHERE document_id = ?1 ORDER BY taken_ms DESC, id DESC",
-            )?;
-            let rows = stmt.query_map(params![id.to_string()], |r| {
-                Ok(SettingsBackup {
-                    id: r.get(0)?,
-                    document_id: r.get(1)?,
-                    taken_ms: r.get(2)?,
-                    settings: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                    heads: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    async fn delete_settings_backups(&self, ids: &[String]) -> Result<(), StoreError> {
-        let ids = ids.to_vec();
-        self.with_conn("delete_settings_backups", move |conn| {
-            let tx = conn.transaction()?;
-            for id in &ids {
-                tx.execute("DELETE FROM settings_backups WHERE id = ?1", params![id])?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
 }
 
-fn read_scope(
+pub(super) fn read_scope(
     conn: &rusqlite::Connection,
     id: DocumentId,
 ) -> Result<Option<DocumentScope>, StoreError> {

@@ -1,5 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode under the data directory.
 
+mod sessions;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -9,9 +11,11 @@ use migrations::{Migrator, SERVER_SQLITE, SqliteBackend};
 use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
-use super::{ApiKey, ChunksAfter, Readiness, Store, StoreError, StoredDocument, User};
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::credentials::Role;
+use crate::sessions::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
+use crate::{AuditStore, DocumentStore, StoreNode};
+use crate::{ChunksAfter, Readiness, StoreError, StoredDocument, User};
+use sessions::read_scope;
 
 const DB_FILE: &str = "sync.sqlite3";
 
@@ -141,8 +145,8 @@ mod group_commit {
     use sync_protocol::DocumentId;
 
     use super::{AuditChainEnd, insert_audit, insert_chunk};
+    use crate::StoreError;
     use crate::audit::NewAuditEntry;
-    use crate::store::StoreError;
 
     /// Most writes in one transaction (bounds one commit's latency).
     const MAX_GROUP: usize = 256;
@@ -341,7 +345,7 @@ pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Re
     Ok(User {
         id: r.get(start)?,
         email: r.get(start + 1)?,
-        role: role.parse().map_err(|e: crate::credentials::UnknownRole| {
+        role: role.parse().map_err(|e: api_types::UnknownRole| {
             rusqlite::Error::FromSqlConversionFailure(
                 start + 2,
                 rusqlite::types::Type::Text,
@@ -356,7 +360,8 @@ pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Re
     })
 }
 
-pub(crate) fn audit_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+/// An audit row as the embedded store keeps it (`backup` reads a copy's chain with it).
+pub fn audit_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
     let details: String = r.get(8)?;
     Ok(AuditEntry {
         seq: r.get::<_, i64>(0)? as u64,
@@ -423,7 +428,7 @@ fn read_since(
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
 #[async_trait]
-impl Store for SqliteStore {
+impl DocumentStore for SqliteStore {
     async fn load_document(&self, id: DocumentId) -> Result<Option<StoredDocument>, StoreError> {
         self.with_conn("load_document", move |conn| {
             Ok(read_since(conn, id, 0)?.map(StoredDocument::from))
@@ -524,64 +529,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError> {
-        let name = name.to_owned();
-        let token_hash = token_hash.to_owned();
-        self.with_conn("create_api_key", move |conn| {
-            let id = uuid::Uuid::new_v4().to_string();
-            conn.execute(
-                &format!(
-                    "INSERT INTO api_keys (id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})"
-                ),
-                params![id, name, role.as_str(), token_hash],
-            )?;
-            Ok(ApiKey { id, name, role })
-        })
-        .await
-    }
-
-    async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        let token_hash = token_hash.to_owned();
-        self.with_conn("authenticate_api_key", move |conn| {
-            let row: Option<(String, String, String)> = conn
-                .query_row(
-                    "SELECT id, name, role FROM api_keys WHERE token_hash = ?1 AND revoked_at IS NULL",
-                    params![token_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let Some((id, name, role)) = row else {
-                return Ok(None);
-            };
-            conn.execute(
-                &format!("UPDATE api_keys SET last_used_at = {NOW} WHERE id = ?1"),
-                params![id],
-            )?;
-            let role = role
-                .parse()
-                .map_err(|_| StoreError::Database(format!("api key {id} has unknown role {role}")))?;
-            Ok(Some(ApiKey { id, name, role }))
-        })
-        .await
-    }
-
-    async fn readiness(&self) -> Result<Readiness, StoreError> {
-        self.with_conn("readiness", |conn| {
-            let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(conn))?;
-            migrator.verify()?;
-            Ok(Readiness {
-                schema_version: migrator.current_version()?,
-                expected_version: SERVER_SQLITE.latest_version(),
-            })
-        })
-        .await
-    }
-
     async fn chunks_after(
         &self,
         id: DocumentId,
@@ -593,6 +540,84 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn register_document(
+        &self,
+        id: DocumentId,
+        scope: &DocumentScope,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<DocumentScope, StoreError> {
+        let (scope, created_by) = (scope.clone(), created_by.to_owned());
+        self.with_conn("register_document", move |conn| {
+            conn.execute(
+                "INSERT INTO document_scopes (document_id, kind, scope, created_by, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![
+                    id.to_string(),
+                    scope.kind.as_str(),
+                    scope.scope,
+                    created_by,
+                    now_ms
+                ],
+            )?;
+            read_scope(conn, id)?.ok_or_else(|| StoreError::Conflict(ORG_CONFIG_TAKEN.into()))
+        })
+        .await
+    }
+
+    async fn document_scope(&self, id: DocumentId) -> Result<Option<DocumentScope>, StoreError> {
+        self.with_conn("document_scope", move |conn| read_scope(conn, id))
+            .await
+    }
+
+    async fn documents_with_scope(
+        &self,
+        scope: &DocumentScope,
+    ) -> Result<Vec<DocumentId>, StoreError> {
+        let scope = scope.clone();
+        self.with_conn("documents_with_scope", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id FROM document_scopes WHERE kind = ?1 AND scope = ?2
+                 ORDER BY created_ms, document_id",
+            )?;
+            let rows = stmt.query_map(params![scope.kind.as_str(), scope.scope], |r| {
+                r.get::<_, String>(0)
+            })?;
+            rows.map(|row| {
+                let text = row?;
+                DocumentId::parse(&text).map_err(|e| StoreError::Database(format!("{text}: {e}")))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn documents_of_kind(
+        &self,
+        kind: DocumentKind,
+    ) -> Result<Vec<(DocumentId, String)>, StoreError> {
+        self.with_conn("documents_of_kind", move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT document_id, scope FROM document_scopes WHERE kind = ?1
+                 ORDER BY created_ms, document_id",
+            )?;
+            let rows = stmt.query_map(params![kind.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (text, scope) = row?;
+                let id = DocumentId::parse(&text)
+                    .map_err(|e| StoreError::Database(format!("{text}: {e}")))?;
+                Ok((id, scope))
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
         self.with_conn("append_audit", move |conn| {
             let tx = conn.transaction()?;
@@ -630,122 +655,43 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_user(
-        &self,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        let email = email.trim().to_lowercase();
-        let password_hash = password_hash.to_owned();
-        self.with_conn("create_user", move |conn| {
-            let id = uuid::Uuid::new_v4().to_string();
-            let inserted = conn.execute(
-                &format!(
-                    "INSERT INTO users (id, email, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})
-                     ON CONFLICT (email) DO NOTHING"
-                ),
-                params![id, email, role.as_str(), password_hash],
+    async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let q = query.clone();
+        self.with_conn("query_audit", move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
+                 FROM audit_log
+                 WHERE seq > ?1 AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR actor = ?4)
+                   AND (?5 IS NULL OR result = ?5) AND (?6 IS NULL OR at >= ?6)
+                 ORDER BY seq LIMIT ?2",
             )?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("user {email}")));
-            }
-            Ok(User {
-                id,
-                email,
-                role,
-                password_hash,
-                totp_secret: None,
-                totp_confirmed: false,
-                totp_last_step: None,
-                disabled: false,
+            let rows = stmt.query_map(
+                params![
+                    q.after_seq as i64,
+                    q.limit,
+                    q.action,
+                    q.actor,
+                    q.result,
+                    q.since
+                ],
+                audit_entry_from_row,
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StoreNode for SqliteStore {
+    async fn readiness(&self) -> Result<Readiness, StoreError> {
+        self.with_conn("readiness", |conn| {
+            let mut migrator = Migrator::new(&SERVER_SQLITE, SqliteBackend::new(conn))?;
+            migrator.verify()?;
+            Ok(Readiness {
+                schema_version: migrator.current_version()?,
+                expected_version: SERVER_SQLITE.latest_version(),
             })
-        })
-        .await
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let email = email.trim().to_lowercase();
-        self.with_conn("user_by_email", move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
-                    params![email],
-                    |r| user_from_row(r, 0),
-                )
-                .optional()?)
-        })
-        .await
-    }
-
-    async fn set_totp_secret(&self, user_id: &str, secret: &str) -> Result<(), StoreError> {
-        let (user_id, secret) = (user_id.to_owned(), secret.to_owned());
-        self.with_conn("set_totp_secret", move |conn| {
-            conn.execute(
-                "UPDATE users SET totp_secret = ?2, totp_confirmed_at = NULL, totp_last_step = NULL WHERE id = ?1",
-                params![user_id, secret],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn accept_totp_step(
-        &self,
-        user_id: &str,
-        step: u64,
-        confirm: bool,
-    ) -> Result<bool, StoreError> {
-        let user_id = user_id.to_owned();
-        self.with_conn("accept_totp_step", move |conn| {
-            let changed = conn.execute(
-                &format!(
-                    "UPDATE users SET totp_last_step = ?2,
-                        totp_confirmed_at = CASE WHEN ?3 THEN coalesce(totp_confirmed_at, {NOW}) ELSE totp_confirmed_at END
-                     WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)"
-                ),
-                params![user_id, step as i64, confirm],
-            )?;
-            Ok(changed == 1)
-        })
-        .await
-    }
-
-    async fn replace_recovery_codes(
-        &self,
-        user_id: &str,
-        hashes: &[String],
-    ) -> Result<(), StoreError> {
-        let (user_id, hashes) = (user_id.to_owned(), hashes.to_vec());
-        self.with_conn("replace_recovery_codes", move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM recovery_codes WHERE user_id = ?1",
-                params![user_id],
-            )?;
-            for hash in &hashes {
-                tx.execute(
-                    "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?1, ?2)",
-                    params![user_id, hash],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError> {
-        let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
-        self.with_conn("consume_recovery_code", move |conn| {
-            let used = conn.execute(
-                &format!(
-                    "UPDATE recovery_codes SET used_at = {NOW}
-                     WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL"
-                ),
-                params![user_id, hash],
-            )?;
-            Ok(used == 1)
         })
         .await
     }
@@ -770,6 +716,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AccountStore;
+    use api_types::Role;
 
     #[tokio::test]
     async fn chunks_append_in_order_and_compaction_folds_them() {

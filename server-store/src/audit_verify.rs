@@ -4,7 +4,7 @@
 
 pub use crate::audit::ChainError;
 use crate::audit::ChainVerifier;
-use crate::store::{Store, StoreError};
+use crate::{AuditStore, StoreError};
 
 /// Why a stored chain could not be confirmed.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +16,7 @@ pub enum VerifyError {
 }
 
 /// Walks the whole stored chain in pages; returns the number of entries.
-pub async fn verify_store(store: &dyn Store) -> Result<u64, VerifyError> {
+pub async fn verify_store(store: &dyn AuditStore) -> Result<u64, VerifyError> {
     // Read the head first: entries appended while we walk are past it and
     // are left for the next run.
     let head = store.audit_head().await?;
