@@ -110,6 +110,33 @@ pub struct User {
     pub disabled: bool,
 }
 
+impl User {
+    /// A new user: a fresh id, the email in its normal form, no second factor yet.
+    pub fn new(email: &str, role: Role, password_hash: &str) -> Self {
+        Self {
+            id: new_id(),
+            email: normalize_email(email),
+            role,
+            password_hash: password_hash.to_owned(),
+            totp_secret: None,
+            totp_confirmed: false,
+            totp_last_step: None,
+            disabled: false,
+        }
+    }
+}
+
+/// An email as stored and looked up: trimmed and lower-cased, so
+/// `Ada@Example.org ` signs in as `ada@example.org`.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// A new record id (users, devices, sessions, API keys).
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
 /// Outcome of a readiness check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {

@@ -23,6 +23,31 @@ pub struct Device {
     pub revoked_ms: Option<i64>,
 }
 
+impl Device {
+    /// A new device of `user_id`, created and last seen at `now_ms`.
+    pub fn new(user_id: &str, name: &str, app_version: &str, now_ms: i64) -> Self {
+        Self {
+            id: crate::new_id(),
+            user_id: user_id.to_owned(),
+            name: name.to_owned(),
+            app_version: app_version.to_owned(),
+            created_ms: now_ms,
+            last_seen_ms: now_ms,
+            revoked_ms: None,
+        }
+    }
+}
+
+/// A session as it starts (its tokens are stored with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub created_ms: i64,
+    pub second_factor_ms: Option<i64>,
+}
+
 /// A token pair to store (hashes only) for a session's generation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenHashes {

@@ -6,9 +6,13 @@ use async_trait::async_trait;
 use sync_protocol::DocumentId;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
-use crate::sessions::*;
+use crate::sessions::{
+    AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, Device, DocumentKind, DocumentScope,
+    NewSession, RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary,
+};
 use crate::{
     ApiKey, ChangeNotice, ChunksAfter, Readiness, StoreError, StoredDocument, ThrottleLedger, User,
+    new_id, normalize_email,
 };
 use api_types::Role;
 
@@ -75,14 +79,83 @@ pub trait DocumentStore: Send + Sync + 'static {
 /// caller, so the rules in the server's `identity::session` need no clock.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
+    /// Stores a new user; false if the (normalised) email is taken.
+    async fn insert_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// The user with this email, already normalised ([`normalize_email`]).
+    async fn user_by_normalized_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError>;
+    /// Stores a session and its first token pair, atomically.
+    async fn insert_session(
+        &self,
+        session: &NewSession,
+        tokens: &TokenHashes,
+    ) -> Result<(), StoreError>;
+    async fn insert_api_key(&self, key: &ApiKey, token_hash: &str) -> Result<(), StoreError>;
+
+    // What follows builds the records the backends store, once for every
+    // backend: ids, the email's normal form, a new device's times.
+
     /// Creates a user; `Conflict` if the (lower-cased) email is taken.
     async fn create_user(
         &self,
         email: &str,
         role: Role,
         password_hash: &str,
-    ) -> Result<User, StoreError>;
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+    ) -> Result<User, StoreError> {
+        let user = User::new(email, role, password_hash);
+        if !self.insert_user(&user).await? {
+            return Err(StoreError::Conflict(format!("user {}", user.email)));
+        }
+        Ok(user)
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        self.user_by_normalized_email(&normalize_email(email)).await
+    }
+    /// Registers a device for `user_id`, first seen now.
+    async fn create_device(
+        &self,
+        user_id: &str,
+        name: &str,
+        app_version: &str,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let device = Device::new(user_id, name, app_version, now_ms);
+        self.insert_device(&device).await?;
+        Ok(device)
+    }
+    /// Starts a session with its first token pair; the session's id.
+    async fn create_session(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        second_factor_ms: Option<i64>,
+        tokens: &TokenHashes,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let session = NewSession {
+            id: new_id(),
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            created_ms: now_ms,
+            second_factor_ms,
+        };
+        self.insert_session(&session, tokens).await?;
+        Ok(session.id)
+    }
+    async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+    ) -> Result<ApiKey, StoreError> {
+        let key = ApiKey {
+            id: new_id(),
+            name: name.to_owned(),
+            role,
+        };
+        self.insert_api_key(&key, token_hash).await?;
+        Ok(key)
+    }
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
     async fn list_users(&self) -> Result<Vec<UserSummary>, StoreError>;
     /// False if there is no such user.
@@ -112,13 +185,6 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn consume_recovery_code(&self, user_id: &str, hash: &str) -> Result<bool, StoreError>;
     async fn set_assignments(&self, user_id: &str, events: &[String]) -> Result<(), StoreError>;
     async fn assignments(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
-    async fn create_device(
-        &self,
-        user_id: &str,
-        name: &str,
-        app_version: &str,
-        now_ms: i64,
-    ) -> Result<Device, StoreError>;
     async fn device(&self, id: &str) -> Result<Option<Device>, StoreError>;
     /// One user's devices, or every device when `user_id` is `None`.
     async fn list_devices(&self, user_id: Option<&str>) -> Result<Vec<Device>, StoreError>;
@@ -131,15 +197,6 @@ pub trait AccountStore: Send + Sync + 'static {
         app_version: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;
-    /// A new session for a device with its first token pair; returns its id.
-    async fn create_session(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        second_factor_ms: Option<i64>,
-        tokens: &TokenHashes,
-        now_ms: i64,
-    ) -> Result<String, StoreError>;
     async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError>;
     async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
     /// Marks the refresh token used and stores the next pair, atomically:
@@ -171,12 +228,6 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn challenge(&self, hash: &str) -> Result<Option<Challenge>, StoreError>;
     /// Uses a challenge once; false if already used.
     async fn use_challenge(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError>;
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError>;
     /// The live (unrevoked) key with this token hash; records its use.
     async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;

@@ -6,8 +6,8 @@ use tokio_postgres::Row;
 
 use super::{PostgresStore, USER_COLUMNS, user_from_row};
 use crate::sessions::{
-    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device, PRUNE,
-    RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary, parse_role,
+    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device, NewSession,
+    PRUNE, RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary, parse_role,
 };
 use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
 use crate::{StoreError, User};
@@ -52,25 +52,15 @@ async fn insert_tokens(
 
 #[async_trait]
 impl AccountStore for PostgresStore {
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError> {
+    async fn insert_api_key(&self, key: &ApiKey, token_hash: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
-        let id = uuid::Uuid::new_v4().to_string();
         client
             .execute(
                 "INSERT INTO api_keys (id, name, role, token_hash) VALUES ($1, $2, $3, $4)",
-                &[&id, &name, &role.as_str(), &token_hash],
+                &[&key.id, &key.name, &key.role.as_str(), &token_hash],
             )
             .await?;
-        Ok(ApiKey {
-            id,
-            name: name.to_owned(),
-            role,
-        })
+        Ok(())
     }
 
     async fn authenticate_api_key(&self, token_hash: &str) -> Result<Option<ApiKey>, StoreError> {
@@ -98,39 +88,24 @@ impl AccountStore for PostgresStore {
         }))
     }
 
-    async fn create_user(
-        &self,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        let email = email.trim().to_lowercase();
+    async fn insert_user(&self, user: &User) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
-        let id = uuid::Uuid::new_v4().to_string();
         let inserted = client
             .execute(
                 "INSERT INTO users (id, email, role, password_hash) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (email) DO NOTHING",
-                &[&id, &email, &role.as_str(), &password_hash],
+                &[
+                    &user.id,
+                    &user.email,
+                    &user.role.as_str(),
+                    &user.password_hash,
+                ],
             )
             .await?;
-        if inserted == 0 {
-            return Err(StoreError::Conflict(format!("user {email}")));
-        }
-        Ok(User {
-            id,
-            email,
-            role,
-            password_hash: password_hash.to_owned(),
-            totp_secret: None,
-            totp_confirmed: false,
-            totp_last_step: None,
-            disabled: false,
-        })
+        Ok(inserted > 0)
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let email = email.trim().to_lowercase();
+    async fn user_by_normalized_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let client = self.pool.get().await?;
         client
             .query_opt(
@@ -321,22 +296,7 @@ impl AccountStore for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn create_device(
-        &self,
-        user_id: &str,
-        name: &str,
-        app_version: &str,
-        now_ms: i64,
-    ) -> Result<Device, StoreError> {
-        let device = Device {
-            id: uuid::Uuid::new_v4().to_string(),
-            user_id: user_id.to_owned(),
-            name: name.to_owned(),
-            app_version: app_version.to_owned(),
-            created_ms: now_ms,
-            last_seen_ms: now_ms,
-            revoked_ms: None,
-        };
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -347,11 +307,11 @@ impl AccountStore for PostgresStore {
                     &device.user_id,
                     &device.name,
                     &device.app_version,
-                    &now_ms,
+                    &device.created_ms,
                 ],
             )
             .await?;
-        Ok(device)
+        Ok(())
     }
 
     async fn device(&self, id: &str) -> Result<Option<Device>, StoreError> {
@@ -416,15 +376,18 @@ impl AccountStore for PostgresStore {
         Ok(())
     }
 
-    async fn create_session(
+    async fn insert_session(
         &self,
-        user_id: &str,
-        device_id: &str,
-        second_factor_ms: Option<i64>,
+        session: &NewSession,
         tokens: &TokenHashes,
-        now_ms: i64,
-    ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
+    ) -> Result<(), StoreError> {
+        let NewSession {
+            id,
+            user_id,
+            device_id,
+            created_ms: now_ms,
+            second_factor_ms,
+        } = session;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -433,9 +396,9 @@ impl AccountStore for PostgresStore {
             &[&id, &user_id, &device_id, &now_ms, &second_factor_ms],
         )
         .await?;
-        insert_tokens(&tx, &id, tokens).await?;
+        insert_tokens(&tx, id, tokens).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(())
     }
 
     async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError> {

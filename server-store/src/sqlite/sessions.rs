@@ -7,8 +7,8 @@ use sync_protocol::DocumentId;
 use super::{NOW, SqliteStore, USER_COLUMNS, user_from_row};
 use crate::sessions::{
     AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, PRUNE, RefreshTokenRecord, SettingsBackup, TokenHashes,
-    UserSummary, parse_role,
+    DocumentKind, DocumentScope, NewSession, PRUNE, RefreshTokenRecord, SettingsBackup,
+    TokenHashes, UserSummary, parse_role,
 };
 use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
 use crate::{StoreError, User};
@@ -46,23 +46,16 @@ fn insert_tokens(
 
 #[async_trait]
 impl AccountStore for SqliteStore {
-    async fn create_api_key(
-        &self,
-        name: &str,
-        role: Role,
-        token_hash: &str,
-    ) -> Result<ApiKey, StoreError> {
-        let name = name.to_owned();
-        let token_hash = token_hash.to_owned();
+    async fn insert_api_key(&self, key: &ApiKey, token_hash: &str) -> Result<(), StoreError> {
+        let (key, token_hash) = (key.clone(), token_hash.to_owned());
         self.with_conn("create_api_key", move |conn| {
-            let id = uuid::Uuid::new_v4().to_string();
             conn.execute(
                 &format!(
                     "INSERT INTO api_keys (id, name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})"
                 ),
-                params![id, name, role.as_str(), token_hash],
+                params![key.id, key.name, key.role.as_str(), token_hash],
             )?;
-            Ok(ApiKey { id, name, role })
+            Ok(())
         })
         .await
     }
@@ -92,42 +85,23 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn create_user(
-        &self,
-        email: &str,
-        role: Role,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        let email = email.trim().to_lowercase();
-        let password_hash = password_hash.to_owned();
+    async fn insert_user(&self, user: &User) -> Result<bool, StoreError> {
+        let user = user.clone();
         self.with_conn("create_user", move |conn| {
-            let id = uuid::Uuid::new_v4().to_string();
             let inserted = conn.execute(
                 &format!(
                     "INSERT INTO users (id, email, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4, {NOW})
                      ON CONFLICT (email) DO NOTHING"
                 ),
-                params![id, email, role.as_str(), password_hash],
+                params![user.id, user.email, user.role.as_str(), user.password_hash],
             )?;
-            if inserted == 0 {
-                return Err(StoreError::Conflict(format!("user {email}")));
-            }
-            Ok(User {
-                id,
-                email,
-                role,
-                password_hash,
-                totp_secret: None,
-                totp_confirmed: false,
-                totp_last_step: None,
-                disabled: false,
-            })
+            Ok(inserted > 0)
         })
         .await
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let email = email.trim().to_lowercase();
+    async fn user_by_normalized_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let email = email.to_owned();
         self.with_conn("user_by_email", move |conn| {
             Ok(conn
                 .query_row(
@@ -346,22 +320,8 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn create_device(
-        &self,
-        user_id: &str,
-        name: &str,
-        app_version: &str,
-        now_ms: i64,
-    ) -> Result<Device, StoreError> {
-        let device = Device {
-            id: uuid::Uuid::new_v4().to_string(),
-            user_id: user_id.to_owned(),
-            name: name.to_owned(),
-            app_version: app_version.to_owned(),
-            created_ms: now_ms,
-            last_seen_ms: now_ms,
-            revoked_ms: None,
-        };
+    async fn insert_device(&self, device: &Device) -> Result<(), StoreError> {
+        let device = device.clone();
         self.with_conn("create_device", move |conn| {
             conn.execute(
                 "INSERT INTO devices (id, user_id, name, app_version, created_ms, last_seen_ms)
@@ -371,10 +331,10 @@ impl AccountStore for SqliteStore {
                     device.user_id,
                     device.name,
                     device.app_version,
-                    now_ms
+                    device.created_ms
                 ],
             )?;
-            Ok(device)
+            Ok(())
         })
         .await
     }
@@ -444,18 +404,20 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn create_session(
+    async fn insert_session(
         &self,
-        user_id: &str,
-        device_id: &str,
-        second_factor_ms: Option<i64>,
+        session: &NewSession,
         tokens: &TokenHashes,
-        now_ms: i64,
-    ) -> Result<String, StoreError> {
-        let (user_id, device_id, tokens) =
-            (user_id.to_owned(), device_id.to_owned(), tokens.clone());
+    ) -> Result<(), StoreError> {
+        let (session, tokens) = (session.clone(), tokens.clone());
         self.with_conn("create_session", move |conn| {
-            let id = uuid::Uuid::new_v4().to_string();
+            let NewSession {
+                id,
+                user_id,
+                device_id,
+                created_ms: now_ms,
+                second_factor_ms,
+            } = session;
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO sessions (id, user_id, device_id, created_ms, second_factor_ms)
@@ -464,7 +426,7 @@ impl AccountStore for SqliteStore {
             )?;
             insert_tokens(&tx, &id, &tokens)?;
             tx.commit()?;
-            Ok(id)
+            Ok(())
         })
         .await
     }
