@@ -8,6 +8,8 @@
 mod api_views;
 pub mod audit;
 pub mod audit_verify;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
