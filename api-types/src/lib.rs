@@ -1,18 +1,25 @@
 //! The REST API's bodies, written once: the server serves them (and derives
 //! its OpenAPI schemas from them with the `openapi` feature), the client
 //! core and the desktop app read them. Types move here from the server's
-//! handlers and the clients as their routes are touched; so far roles,
-//! users, devices, the audit chain's verification, the server status,
-//! signing in (with the error body every refusal carries) and signed tickets.
+//! handlers and the clients: roles, users, devices, the audit chain's
+//! verification and pages, the server status, signing in (with the error
+//! body every refusal carries), signed tickets, API keys, registered
+//! documents and presence (`admin`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod admin;
 mod sign_in;
 mod tickets;
 
+pub use admin::{
+    ApiKeyView, AuditPage, CreateApiKeyRequest, CreateUserRequest, CreatedApiKey, DevicePresence,
+    DocumentKind, EventsRequest, RegisterDocumentRequest, RegisteredDocument, RegistrationError,
+    UnknownDocumentKind, UpdateUserRequest,
+};
 pub use sign_in::{
     ChangePasswordRequest, EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest,
     EnrollStartResponse, ErrorBody, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use api_types::{
     EnrollConfirmRequest, EnrollConfirmResponse, EnrollStartRequest, EnrollStartResponse,
-    ErrorBody, LoginRequest, MeResponse, RefreshRequest, SecondFactorRequest, SessionTokens,
-    SignInResponse, SignInStatus,
+    ErrorBody, LoginRequest, MeResponse, RefreshRequest, RegisterDocumentRequest,
+    RegisteredDocument, SecondFactorRequest, SessionTokens, SignInResponse, SignInStatus,
 };
 use base64::Engine;
 use serde::Serialize;
@@ -240,6 +240,11 @@ fn refusal(status: reqwest::StatusCode, body: Value) -> AccountError {
 /// A successful answer read as the API type it should be.
 pub(crate) fn parse<T: DeserializeOwned>(value: Value) -> Result<T, AccountError> {
     serde_json::from_value(value).map_err(|e| AccountError::Protocol(e.to_string()))
+}
+
+/// A request body as JSON (a body type that cannot be one is a bug of this crate).
+pub(crate) fn json_body(body: &impl Serialize) -> Result<Value, AccountError> {
+    serde_json::to_value(body).map_err(|e| AccountError::Protocol(format!("a request body: {e}")))
 }
 
 /// `http://host:port` from either that or the sync URL `ws://host:port/sync`.
@@ -630,13 +635,15 @@ impl Account {
         kind: &str,
         scope: Option<&str>,
     ) -> Result<(), AccountError> {
+        let request = RegisterDocumentRequest::new(id.to_string(), kind, scope).map_err(|e| {
+            AccountError::Refused {
+                code: "invalid_request".into(),
+                message: e.to_string(),
+                retry_after_secs: None,
+            }
+        })?;
         let token = self.access_token().await?;
-        self.post(
-            "/api/documents",
-            Some(&token),
-            &json!({ "document_id": id.to_string(), "kind": kind, "scope": scope }),
-        )
-        .await?;
+        self.post("/api/documents", Some(&token), &request).await?;
         Ok(())
     }
 
@@ -646,18 +653,14 @@ impl Account {
     pub async fn event_documents(
         &self,
     ) -> Result<Vec<(String, sync_protocol::DocumentId)>, AccountError> {
-        let listed = self.get("/api/documents?kind=event").await?;
-        let items = listed
-            .as_array()
-            .ok_or_else(|| AccountError::Protocol("expected a list of documents".into()))?;
-        items
-            .iter()
+        let listed: Vec<RegisteredDocument> = parse(self.get("/api/documents?kind=event").await?)?;
+        listed
+            .into_iter()
             .map(|item| {
-                let id = item["document_id"]
-                    .as_str()
-                    .and_then(|id| sync_protocol::DocumentId::parse(id).ok())
-                    .ok_or_else(|| AccountError::Protocol(format!("bad document entry {item}")))?;
-                Ok((item["scope"].as_str().unwrap_or_default().to_owned(), id))
+                let id = sync_protocol::DocumentId::parse(&item.document_id).map_err(|e| {
+                    AccountError::Protocol(format!("bad document id {}: {e}", item.document_id))
+                })?;
+                Ok((item.scope, id))
             })
             .collect()
     }

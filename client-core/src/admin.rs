@@ -3,23 +3,17 @@
 //! and the audit log are server-authoritative (not documents), so these are
 //! plain requests with the session's access token; they need the server.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use api_types::{AuditVerification, Device, User};
+use api_types::{
+    AuditVerification, CreateUserRequest, Device, EventsRequest, Role, StepUpRequest,
+    UpdateUserRequest, User,
+};
 
-use crate::account::parse;
+use crate::account::{json_body, parse};
 use crate::{Account, AccountError};
 
-pub use api_types::AuditFilter;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditPage {
-    /// Entries as the server stores them (seq, at, actor, action, result, ...).
-    pub entries: Vec<Value>,
-    /// Pass as `after` for the next page; `None` on the last page.
-    pub next_after: Option<u64>,
-}
+pub use api_types::{AuditFilter, AuditPage};
 
 /// `?a=1&b=x` from the set pairs, escaped.
 fn query(pairs: &[(&str, Option<String>)]) -> String {
@@ -59,14 +53,19 @@ impl Account {
     pub async fn create_user(
         &self,
         email: &str,
-        role: &str,
+        role: Role,
         password: &str,
     ) -> Result<User, AccountError> {
+        let request = CreateUserRequest {
+            email: email.to_owned(),
+            role,
+            password: password.to_owned(),
+        };
         parse(
             self.request(
                 reqwest::Method::POST,
                 "/api/users",
-                Some(json!({ "email": email, "role": role, "password": password })),
+                Some(json_body(&request)?),
             )
             .await?,
         )
@@ -76,13 +75,13 @@ impl Account {
     pub async fn update_user(
         &self,
         id: &str,
-        role: Option<&str>,
+        role: Option<Role>,
         disabled: Option<bool>,
     ) -> Result<(), AccountError> {
         self.request(
             reqwest::Method::PATCH,
             &format!("/api/users/{}", urlencoding(id)),
-            Some(json!({ "role": role, "disabled": disabled })),
+            Some(json_body(&UpdateUserRequest { role, disabled })?),
         )
         .await?;
         Ok(())
@@ -93,7 +92,9 @@ impl Account {
         self.request(
             reqwest::Method::PUT,
             &format!("/api/users/{}/events", urlencoding(id)),
-            Some(json!({ "events": events })),
+            Some(json_body(&EventsRequest {
+                events: events.to_vec(),
+            })?),
         )
         .await?;
         Ok(())
@@ -164,7 +165,9 @@ impl Account {
         self.request(
             reqwest::Method::POST,
             "/api/auth/step-up",
-            Some(json!({ "code": code })),
+            Some(json_body(&StepUpRequest {
+                code: code.to_owned(),
+            })?),
         )
         .await?;
         Ok(())

@@ -39,7 +39,7 @@ pub use admin::{AuditFilter, AuditPage};
 pub use analytics::{CheckinReport, ReportError};
 pub use api_types::{
     AuditVerification, Device, IssueTicketRequest, IssuedTicket, Role, ServerStatus, TicketKey,
-    User,
+    UnknownRole, User,
 };
 pub use automerge;
 pub use event_model;

@@ -3,7 +3,7 @@
 //! are the ones that must not leak secrets: no hash leaves through these).
 
 use crate::User;
-use crate::sessions::{SettingsBackup, UserSummary};
+use crate::records::{ApiKeyInfo, SettingsBackup, UserSummary};
 
 impl From<UserSummary> for api_types::User {
     fn from(u: UserSummary) -> Self {
@@ -35,6 +35,19 @@ impl From<&User> for api_types::UserInfo {
             email: user.email.clone(),
             role: user.role,
             totp_enrolled: user.totp_confirmed,
+        }
+    }
+}
+
+impl From<ApiKeyInfo> for api_types::ApiKeyView {
+    fn from(k: ApiKeyInfo) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            role: k.role,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
         }
     }
 }

@@ -12,7 +12,7 @@ use sync_protocol::DocumentId;
 
 use crate::Store;
 use crate::audit::NewAuditEntry;
-use crate::sessions::{
+use crate::records::{
     AuditQuery, Challenge, ChallengePurpose, DocumentKind, DocumentScope, SettingsBackup,
     TokenHashes,
 };

@@ -13,7 +13,9 @@ pub mod conformance;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-pub mod sessions;
+pub mod records;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod throttle;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sync_protocol::DocumentId;
 
 use crate::audit::{AuditEntry, NewAuditEntry};
-use crate::sessions::{
+use crate::records::{
     AccessTokenRecord, ApiKeyInfo, AuditQuery, Challenge, Device, DocumentKind, DocumentScope,
     NewSession, RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary,
 };

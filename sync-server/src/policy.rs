@@ -1,5 +1,5 @@
 //! Per-document access decisions, from the document's kind and scope (see
-//! `store::sessions::DocumentScope`) and the caller's role and assignments:
+//! `store::records::DocumentScope`) and the caller's role and assignments:
 //!
 //! | role   | event (assigned) | event (other) | own settings | others' settings | org config | generic |
 //! |--------|------------------|---------------|--------------|------------------|------------|---------|
@@ -15,7 +15,7 @@ use event_model::validate::EventWriter;
 
 use crate::auth::{Principal, Role};
 use crate::doc_core::WriteCheck;
-use crate::store::sessions::{DocumentKind, DocumentScope};
+use crate::store::records::{DocumentKind, DocumentScope};
 
 /// What a principal may do with one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,17 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::doc_core::PeerKey;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct DevicePresence {
-    /// The signed-in device, or the device id the client gave (API keys).
-    pub device_id: String,
-    /// Who is connected (`user:<id>` or `api_key:<id>`).
-    pub actor: String,
-    pub list_id: Option<String>,
-    pub last_synced_ms: Option<i64>,
-    /// When the server last heard from it (unix ms).
-    pub seen_ms: i64,
-}
+/// A device online on a document: the body of `GET /api/presence` and
+/// what nodes tell each other.
+pub use api_types::DevicePresence;
 
 /// What one node tells the others: a connection of its own was heard on a
 /// document (`entry`), or left it (`entry: None`).

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use automerge::Automerge;
 
-use crate::store::sessions::SettingsBackup;
+use crate::store::records::SettingsBackup;
 use crate::store::{Store, StoreError};
 use sync_protocol::DocumentId;
 

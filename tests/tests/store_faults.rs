@@ -13,7 +13,7 @@ use client_core::{ClientCore, SyncConfig};
 use sync_protocol::DocumentId;
 use sync_server::audit::NewAuditEntry;
 use sync_server::auth::Role;
-use sync_server::store::sessions::{DocumentKind, DocumentScope};
+use sync_server::store::records::{DocumentKind, DocumentScope};
 use sync_server::store::{
     ChunksAfter, DocumentStore, SqliteStore, Store, StoreError, StoredDocument,
 };

@@ -12,8 +12,8 @@ use client_core::event_model::document::{self, CheckinList};
 use client_core::event_model::rules::{EntryWindow, ListRules};
 use client_core::{
     AttendeeView, AuditFilter, AuditPage, AuditVerification, Device, DocumentId, DuplicateView,
-    EventSummary, ImportProgress, ImportReport, IssueTicketRequest, IssuedTicket, ScanView,
-    ServerStatus, SettingValue, SignInStep, User,
+    EventSummary, ImportProgress, ImportReport, IssueTicketRequest, IssuedTicket, Role, ScanView,
+    ServerStatus, SettingValue, SignInStep, UnknownRole, User,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, Emitter, State};
@@ -583,10 +583,13 @@ pub async fn create_user(
     role: String,
     password: String,
 ) -> CmdResult<User> {
+    let role: Role = role
+        .parse()
+        .map_err(|e: UnknownRole| CommandError::invalid(e.to_string()))?;
     Ok(state
         .account()
         .await
-        .create_user(email.trim(), &role, &password)
+        .create_user(email.trim(), role, &password)
         .await?)
 }
 
@@ -597,10 +600,14 @@ pub async fn update_user(
     role: Option<String>,
     disabled: Option<bool>,
 ) -> CmdResult<()> {
+    let role: Option<Role> = role
+        .map(|role| role.parse())
+        .transpose()
+        .map_err(|e: UnknownRole| CommandError::invalid(e.to_string()))?;
     Ok(state
         .account()
         .await
-        .update_user(&id, role.as_deref(), disabled)
+        .update_user(&id, role, disabled)
         .await?)
 }
 

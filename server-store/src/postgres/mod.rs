@@ -2,7 +2,7 @@
 //! one database. Same contract as the SQLite store; sequence numbers are
 //! allocated under the document row's lock so concurrent writers never collide.
 
-mod sessions;
+mod accounts;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use tokio::sync::{broadcast, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::sessions::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
+use crate::records::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
+use crate::sql::parse_kind;
 use crate::{AuditStore, DocumentStore, StoreNode};
 use crate::{ChangeNotice, ChunksAfter, Readiness, StoreError, StoredDocument, User};
 
@@ -167,11 +168,7 @@ pub(super) fn audit_entry_from_row(r: &tokio_postgres::Row) -> AuditEntry {
 }
 
 /// The columns [`user_from_row`] reads, in order.
-pub(super) const USER_COLUMNS: &str =
-    "users.id, users.email, users.role, users.password_hash, users.totp_secret,
-    users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
-
-/// A user from [`USER_COLUMNS`] starting at column `start`.
+/// A user from [`crate::sql::USER_COLUMNS`] starting at column `start`.
 pub(super) fn user_from_row(r: &tokio_postgres::Row, start: usize) -> Result<User, StoreError> {
     let id: String = r.get(start);
     let role: String = r.get(start + 2);
@@ -343,7 +340,7 @@ impl DocumentStore for PostgresStore {
             .await?
             .map(|r| {
                 Ok(DocumentScope {
-                    kind: DocumentKind::parse(r.get(0))?,
+                    kind: parse_kind(r.get(0))?,
                     scope: r.get(1),
                 })
             })

@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite file in WAL mode under the data directory.
 
-mod sessions;
+mod accounts;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -12,10 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sync_protocol::DocumentId;
 
 use crate::audit::{AuditEntry, NewAuditEntry, next_entry};
-use crate::sessions::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
+use crate::records::{AuditQuery, DocumentKind, DocumentScope, ORG_CONFIG_TAKEN};
 use crate::{AuditStore, DocumentStore, StoreNode};
 use crate::{ChunksAfter, Readiness, StoreError, StoredDocument, User};
-use sessions::read_scope;
+use accounts::read_scope;
 
 const DB_FILE: &str = "sync.sqlite3";
 
@@ -335,11 +335,7 @@ fn backup_before_migration(
 /// An `audit_log` row selected as `seq, at, actor, device, address, action,
 /// target, result, details, prev_hash, hash`.
 /// The columns [`user_from_row`] reads, in order.
-pub(super) const USER_COLUMNS: &str =
-    "users.id, users.email, users.role, users.password_hash, users.totp_secret,
-    users.totp_confirmed_at IS NOT NULL, users.totp_last_step, users.disabled_at IS NOT NULL";
-
-/// A user from [`USER_COLUMNS`] starting at column `start`.
+/// A user from [`crate::sql::USER_COLUMNS`] starting at column `start`.
 pub(super) fn user_from_row(r: &rusqlite::Row<'_>, start: usize) -> rusqlite::Result<User> {
     let role: String = r.get(start + 2)?;
     Ok(User {

@@ -5,9 +5,12 @@
 //! described in the OpenAPI document served at `/api/openapi.json`, which is
 //! generated from the same router, so the two cannot drift apart.
 
-mod admin;
+mod accounts;
+mod audit;
 mod contract;
+mod documents;
 mod error;
+mod sessions;
 mod settings;
 mod sign_in;
 mod status;
@@ -168,7 +171,7 @@ async fn named_document(
 ) -> Result<
     (
         sync_protocol::DocumentId,
-        Option<crate::store::sessions::DocumentScope>,
+        Option<crate::store::records::DocumentScope>,
     ),
     ApiError,
 > {
@@ -323,26 +326,29 @@ pub fn router(state: ApiState) -> axum::Router {
         .routes(routes!(sign_in::second_factor))
         .routes(routes!(sign_in::enroll_start))
         .routes(routes!(sign_in::enroll_confirm))
-        .routes(routes!(sign_in::refresh))
-        .routes(routes!(sign_in::logout))
-        .routes(routes!(sign_in::logout_everywhere))
-        .routes(routes!(sign_in::step_up))
-        .routes(routes!(sign_in::change_password))
-        .routes(routes!(sign_in::me))
-        .routes(routes!(admin::list_devices))
-        .routes(routes!(admin::revoke_device))
-        .routes(routes!(admin::list_users, admin::create_user))
-        .routes(routes!(admin::update_user))
-        .routes(routes!(admin::reset_user_2fa))
-        .routes(routes!(admin::end_user_sessions))
-        .routes(routes!(admin::set_user_events))
-        .routes(routes!(admin::list_api_keys, admin::create_api_key))
-        .routes(routes!(admin::revoke_api_key))
-        .routes(routes!(admin::query_audit))
-        .routes(routes!(admin::export_audit))
-        .routes(routes!(admin::verify_audit))
-        .routes(routes!(admin::list_documents, admin::register_document))
-        .routes(routes!(admin::document_presence))
+        .routes(routes!(sessions::refresh))
+        .routes(routes!(sessions::logout))
+        .routes(routes!(sessions::logout_everywhere))
+        .routes(routes!(sessions::step_up))
+        .routes(routes!(sessions::change_password))
+        .routes(routes!(sessions::me))
+        .routes(routes!(accounts::list_devices))
+        .routes(routes!(accounts::revoke_device))
+        .routes(routes!(accounts::list_users, accounts::create_user))
+        .routes(routes!(accounts::update_user))
+        .routes(routes!(accounts::reset_user_2fa))
+        .routes(routes!(accounts::end_user_sessions))
+        .routes(routes!(accounts::set_user_events))
+        .routes(routes!(accounts::list_api_keys, accounts::create_api_key))
+        .routes(routes!(accounts::revoke_api_key))
+        .routes(routes!(audit::query_audit))
+        .routes(routes!(audit::export_audit))
+        .routes(routes!(audit::verify_audit))
+        .routes(routes!(
+            documents::list_documents,
+            documents::register_document
+        ))
+        .routes(routes!(documents::document_presence))
         .routes(routes!(status::status))
         .routes(routes!(settings::list_backups))
         .routes(routes!(settings::restore_backup))

@@ -8,7 +8,7 @@ use sync_protocol::DocumentId;
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::auth::Role;
-use crate::store::sessions::DocumentKind;
+use crate::store::records::DocumentKind;
 
 /// The settings document `id`, if the caller owns it (or is an administrator).
 async fn owned_settings(

@@ -11,7 +11,7 @@ use axum::extract::State;
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
 use crate::audit;
-use crate::store::sessions::AuditQuery;
+use crate::store::records::AuditQuery;
 
 /// Audit entries read per page while counting the day's alerts; at most
 /// `ALERT_PAGES` pages (a day with more alerts says "at least" that many).

@@ -9,7 +9,7 @@ use event_model::tickets::{self, TicketClaims};
 use sync_protocol::DocumentId;
 
 use super::{ApiError, ApiState, Caller, ErrorBody};
-use crate::store::sessions::DocumentKind;
+use crate::store::records::DocumentKind;
 
 /// The event document `id`, where the caller may read it; any other
 /// document, or one the caller may not read, is not found.

@@ -16,7 +16,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use crate::credentials::hash_token;
-use crate::store::sessions::{AccessTokenRecord, RefreshTokenRecord, TokenHashes};
+use crate::store::records::{AccessTokenRecord, RefreshTokenRecord, TokenHashes};
 
 pub const ACCESS_PREFIX: &str = "at_";
 pub const REFRESH_PREFIX: &str = "rt_";

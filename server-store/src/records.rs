@@ -1,11 +1,10 @@
-//! The persistence of everything after a password check: devices, sessions
-//! and their hashed tokens, sign-in challenges, user administration, staff
-//! assignments, document scopes, API key administration and audit queries.
-//! A separate trait from [`super::Store`] (which requires it) so each
-//! backend keeps these queries in their own file.
+//! The records the store's traits read and write beyond documents and users
+//! (those are at the crate's root): devices, sessions and their hashed
+//! tokens, sign-in challenges, user and API key summaries, document scopes,
+//! audit queries, settings backups.
 //!
 //! Times here are unix milliseconds passed in by the caller, so the rules in
-//! `identity::session` can be tested without a clock.
+//! the server's `identity::session` can be tested without a clock.
 
 use serde::Serialize;
 
@@ -130,40 +129,7 @@ pub struct Challenge {
 /// Why a second `org_config` registration is refused (there is one per organisation).
 pub const ORG_CONFIG_TAKEN: &str = "the organisation already has its configuration document";
 
-/// What kind of document this is, and whose: the basis of per-document rights.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DocumentKind {
-    /// An event's data; scope = the event id.
-    Event,
-    /// One member's settings; scope = the owner's user id.
-    Settings,
-    /// The organisation's configuration; scope is empty.
-    OrgConfig,
-}
-
-impl DocumentKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DocumentKind::Event => "event",
-            DocumentKind::Settings => "settings",
-            DocumentKind::OrgConfig => "org_config",
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Self, StoreError> {
-        match text {
-            "event" => Ok(Self::Event),
-            "settings" => Ok(Self::Settings),
-            "org_config" => Ok(Self::OrgConfig),
-            other => Err(StoreError::Database(format!(
-                "unknown document kind {other}"
-            ))),
-        }
-    }
-}
+pub use api_types::DocumentKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DocumentScope {
@@ -204,27 +170,6 @@ pub struct AuditQuery {
     /// RFC 3339 UTC; entries at or after it.
     pub since: Option<String>,
 }
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// The device columns both stores read, in this order.
-pub(super) const DEVICE_COLUMNS: &str = "devices.id, devices.user_id, devices.name, devices.app_version, devices.created_ms, devices.last_seen_ms, devices.revoked_ms";
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// A role read from a row (`id` names the row in the error).
-pub(super) fn parse_role(id: &str, role: &str) -> Result<Role, StoreError> {
-    role.parse()
-        .map_err(|_| StoreError::Database(format!("{id} has unknown role {role}")))
-}
-
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-/// What [`SessionStore::prune_expired`] deletes, in both dialects' common
-/// SQL (`?1`: now in ms; PostgreSQL spells it `$1`).
-pub(super) const PRUNE: [&str; 3] = [
-    "DELETE FROM session_tokens WHERE expires_ms < ?1",
-    "DELETE FROM sign_in_challenges WHERE expires_ms < ?1",
-    // Ended sessions are kept 30 days for the device and audit views.
-    "DELETE FROM sessions WHERE revoked_ms IS NOT NULL AND revoked_ms < ?1 - 2592000000",
-];
 
 /// A stored snapshot of a settings document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,15 +1,15 @@
-//! [`SessionStore`] on the embedded SQLite store.
+//! [`AccountStore`], [`SettingsHistory`] and [`SecretStore`] on the embedded SQLite store.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 use sync_protocol::DocumentId;
 
-use super::{NOW, SqliteStore, USER_COLUMNS, user_from_row};
-use crate::sessions::{
-    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device,
-    DocumentKind, DocumentScope, NewSession, PRUNE, RefreshTokenRecord, SettingsBackup,
-    TokenHashes, UserSummary, parse_role,
+use super::{NOW, SqliteStore, user_from_row};
+use crate::records::{
+    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, Device, DocumentScope, NewSession,
+    RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary,
 };
+use crate::sql::{self, DEVICE_COLUMNS, PRUNE, USER_COLUMNS, parse_kind, parse_role};
 use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
 use crate::{StoreError, User};
 use api_types::Role;
@@ -409,22 +409,21 @@ impl AccountStore for SqliteStore {
         session: &NewSession,
         tokens: &TokenHashes,
     ) -> Result<(), StoreError> {
-        let (session, tokens) = (session.clone(), tokens.clone());
+        let (s, tokens) = (session.clone(), tokens.clone());
         self.with_conn("create_session", move |conn| {
-            let NewSession {
-                id,
-                user_id,
-                device_id,
-                created_ms: now_ms,
-                second_factor_ms,
-            } = session;
             let tx = conn.transaction()?;
             tx.execute(
                 "INSERT INTO sessions (id, user_id, device_id, created_ms, second_factor_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, user_id, device_id, now_ms, second_factor_ms],
+                params![
+                    s.id,
+                    s.user_id,
+                    s.device_id,
+                    s.created_ms,
+                    s.second_factor_ms
+                ],
             )?;
-            insert_tokens(&tx, &id, &tokens)?;
+            insert_tokens(&tx, &s.id, &tokens)?;
             tx.commit()?;
             Ok(())
         })
@@ -435,28 +434,16 @@ impl AccountStore for SqliteStore {
         let hash = hash.to_owned();
         self.with_conn("access_token", move |conn| {
             Ok(conn
-                .query_row(
-                    &format!(
-                        "SELECT s.id, t.expires_ms, s.second_factor_ms, s.revoked_ms IS NOT NULL,
-                                {USER_COLUMNS}, {DEVICE_COLUMNS}
-                         FROM session_tokens t
-                         JOIN sessions s ON s.id = t.session_id
-                         JOIN users ON users.id = s.user_id
-                         JOIN devices ON devices.id = s.device_id
-                         WHERE t.token_hash = ?1 AND t.kind = 'access'"
-                    ),
-                    params![hash],
-                    |r| {
-                        Ok(AccessTokenRecord {
-                            session_id: r.get(0)?,
-                            expires_ms: r.get(1)?,
-                            second_factor_ms: r.get(2)?,
-                            session_revoked: r.get(3)?,
-                            user: user_from_row(r, 4)?,
-                            device: device_from_row(r, 12)?,
-                        })
-                    },
-                )
+                .query_row(&sql::access_token(), params![hash], |r| {
+                    Ok(AccessTokenRecord {
+                        session_id: r.get(0)?,
+                        expires_ms: r.get(1)?,
+                        second_factor_ms: r.get(2)?,
+                        session_revoked: r.get(3)?,
+                        user: user_from_row(r, 4)?,
+                        device: device_from_row(r, 12)?,
+                    })
+                })
                 .optional()?)
         })
         .await
@@ -466,33 +453,20 @@ impl AccountStore for SqliteStore {
         let hash = hash.to_owned();
         self.with_conn("refresh_token", move |conn| {
             Ok(conn
-                .query_row(
-                    "SELECT s.id, s.user_id, s.device_id, t.generation, t.expires_ms, t.used_ms,
-                            EXISTS (SELECT 1 FROM session_tokens later
-                                    WHERE later.session_id = t.session_id AND later.kind = 'refresh'
-                                      AND later.generation > t.generation AND later.used_ms IS NOT NULL),
-                            s.revoked_ms IS NOT NULL, d.revoked_ms IS NOT NULL, u.disabled_at IS NOT NULL
-                     FROM session_tokens t
-                     JOIN sessions s ON s.id = t.session_id
-                     JOIN devices d ON d.id = s.device_id
-                     JOIN users u ON u.id = s.user_id
-                     WHERE t.token_hash = ?1 AND t.kind = 'refresh'",
-                    params![hash],
-                    |r| {
-                        Ok(RefreshTokenRecord {
-                            session_id: r.get(0)?,
-                            user_id: r.get(1)?,
-                            device_id: r.get(2)?,
-                            generation: r.get(3)?,
-                            expires_ms: r.get(4)?,
-                            used_ms: r.get(5)?,
-                            later_generation_used: r.get(6)?,
-                            session_revoked: r.get(7)?,
-                            device_revoked: r.get(8)?,
-                            user_disabled: r.get(9)?,
-                        })
-                    },
-                )
+                .query_row(sql::REFRESH_TOKEN, params![hash], |r| {
+                    Ok(RefreshTokenRecord {
+                        session_id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        device_id: r.get(2)?,
+                        generation: r.get(3)?,
+                        expires_ms: r.get(4)?,
+                        used_ms: r.get(5)?,
+                        later_generation_used: r.get(6)?,
+                        session_revoked: r.get(7)?,
+                        device_revoked: r.get(8)?,
+                        user_disabled: r.get(9)?,
+                    })
+                })
                 .optional()?)
         })
         .await
@@ -848,7 +822,7 @@ pub(super) fn read_scope(
         .optional()?;
     row.map(|(kind, scope)| {
         Ok(DocumentScope {
-            kind: DocumentKind::parse(&kind)?,
+            kind: parse_kind(&kind)?,
             scope,
         })
     })

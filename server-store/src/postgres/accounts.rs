@@ -1,14 +1,15 @@
-//! [`SessionStore`] on PostgreSQL.
+//! [`AccountStore`], [`SettingsHistory`] and [`SecretStore`] on PostgreSQL.
 
 use async_trait::async_trait;
 use sync_protocol::DocumentId;
 use tokio_postgres::Row;
 
-use super::{PostgresStore, USER_COLUMNS, user_from_row};
-use crate::sessions::{
-    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, DEVICE_COLUMNS, Device, NewSession,
-    PRUNE, RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary, parse_role,
+use super::{PostgresStore, user_from_row};
+use crate::records::{
+    AccessTokenRecord, ApiKeyInfo, Challenge, ChallengePurpose, Device, NewSession,
+    RefreshTokenRecord, SettingsBackup, TokenHashes, UserSummary,
 };
+use crate::sql::{self, DEVICE_COLUMNS, PRUNE, USER_COLUMNS, parse_role};
 use crate::{AccountStore, ApiKey, SecretStore, SettingsHistory};
 use crate::{StoreError, User};
 use api_types::Role;
@@ -381,22 +382,22 @@ impl AccountStore for PostgresStore {
         session: &NewSession,
         tokens: &TokenHashes,
     ) -> Result<(), StoreError> {
-        let NewSession {
-            id,
-            user_id,
-            device_id,
-            created_ms: now_ms,
-            second_factor_ms,
-        } = session;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        let s = session;
         tx.execute(
             "INSERT INTO sessions (id, user_id, device_id, created_ms, second_factor_ms)
              VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &user_id, &device_id, &now_ms, &second_factor_ms],
+            &[
+                &s.id,
+                &s.user_id,
+                &s.device_id,
+                &s.created_ms,
+                &s.second_factor_ms,
+            ],
         )
         .await?;
-        insert_tokens(&tx, id, tokens).await?;
+        insert_tokens(&tx, &s.id, tokens).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -404,18 +405,7 @@ impl AccountStore for PostgresStore {
     async fn access_token(&self, hash: &str) -> Result<Option<AccessTokenRecord>, StoreError> {
         let client = self.pool.get().await?;
         client
-            .query_opt(
-                &format!(
-                    "SELECT s.id, t.expires_ms, s.second_factor_ms, s.revoked_ms IS NOT NULL,
-                            {USER_COLUMNS}, {DEVICE_COLUMNS}
-                     FROM session_tokens t
-                     JOIN sessions s ON s.id = t.session_id
-                     JOIN users ON users.id = s.user_id
-                     JOIN devices ON devices.id = s.device_id
-                     WHERE t.token_hash = $1 AND t.kind = 'access'"
-                ),
-                &[&hash],
-            )
+            .query_opt(&sql::numbered(&sql::access_token()), &[&hash])
             .await?
             .map(|r| {
                 Ok(AccessTokenRecord {
@@ -433,19 +423,7 @@ impl AccountStore for PostgresStore {
     async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
         let client = self.pool.get().await?;
         Ok(client
-            .query_opt(
-                "SELECT s.id, s.user_id, s.device_id, t.generation, t.expires_ms, t.used_ms,
-                        EXISTS (SELECT 1 FROM session_tokens later
-                                WHERE later.session_id = t.session_id AND later.kind = 'refresh'
-                                  AND later.generation > t.generation AND later.used_ms IS NOT NULL),
-                        s.revoked_ms IS NOT NULL, d.revoked_ms IS NOT NULL, u.disabled_at IS NOT NULL
-                 FROM session_tokens t
-                 JOIN sessions s ON s.id = t.session_id
-                 JOIN devices d ON d.id = s.device_id
-                 JOIN users u ON u.id = s.user_id
-                 WHERE t.token_hash = $1 AND t.kind = 'refresh'",
-                &[&hash],
-            )
+            .query_opt(&sql::numbered(sql::REFRESH_TOKEN), &[&hash])
             .await?
             .map(|r| RefreshTokenRecord {
                 session_id: r.get(0),
@@ -551,8 +529,8 @@ impl AccountStore for PostgresStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut deleted = 0;
-        for sql in PRUNE {
-            deleted += tx.execute(&sql.replace("?1", "$1"), &[&now_ms]).await?;
+        for statement in PRUNE {
+            deleted += tx.execute(&sql::numbered(statement), &[&now_ms]).await?;
         }
         tx.commit().await?;
         Ok(deleted)
