@@ -113,31 +113,31 @@ fn summarize(conn: &Connection, path: &Path) -> Result<StoreSummary, BackupError
     })
 }
 
+/// Why a copy's audit chain does not check out.
+#[derive(Debug, thiserror::Error)]
+enum ChainCheckError {
+    #[error("{0}")]
+    Read(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Chain(#[from] crate::audit::ChainError),
+}
+
 /// Walks the audit chain of a SQLite store file (see `audit::ChainVerifier`).
-fn verify_audit_chain(conn: &Connection) -> Result<u64, String> {
-    let head: (i64, String) = conn
-        .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
+fn verify_audit_chain(conn: &Connection) -> Result<u64, ChainCheckError> {
+    let head: (i64, String) =
+        conn.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(|e| e.to_string())?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
-             FROM audit_log ORDER BY seq",
-        )
-        .map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([], audit_entry_from_row)
-        .map_err(|e| e.to_string())?;
+        })?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, device, address, action, target, result, details, prev_hash, hash
+         FROM audit_log ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], audit_entry_from_row)?;
     let mut verifier = ChainVerifier::default();
     for row in rows {
-        verifier
-            .check(&row.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        verifier.check(&row?)?;
     }
-    verifier
-        .finish(Some((head.0 as u64, head.1)))
-        .map_err(|e| e.to_string())
+    Ok(verifier.finish(Some((head.0 as u64, head.1)))?)
 }
 
 /// Copies the store in `data_dir` to `target` (consistent while serving);

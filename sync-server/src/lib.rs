@@ -10,6 +10,7 @@ pub use server_store::{audit, audit_verify};
 pub mod auth;
 pub mod backup;
 pub mod client_ip;
+mod cluster;
 pub mod config;
 pub mod connection;
 pub mod credentials;

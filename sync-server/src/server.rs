@@ -25,11 +25,10 @@ use crate::auth::{self, AuthFailure};
 use crate::client_ip::{self, ClientIp, ClientIpKey};
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
-use crate::live::{Cut, LiveConnections};
+use crate::live::LiveConnections;
 use crate::metrics as m;
 use crate::registry::{DocumentSettings, Registry};
 use crate::security::SecuritySignals;
-use crate::store::ChangeNotice;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::tls::ServerTls;
 
@@ -216,7 +215,7 @@ pub async fn start_with_store(
     let security = SecuritySignals::default();
     // Nodes sharing a store (PostgreSQL) share what they hear of presence.
     let presence = match store.node.change_feed() {
-        Some(feed) => share_presence(feed, store.clone(), shutdown_rx.clone()),
+        Some(feed) => crate::cluster::share_presence(feed, store.clone(), shutdown_rx.clone()),
         None => crate::presence::PresenceBoard::default(),
     };
     let registry = Registry::new(
@@ -251,7 +250,7 @@ pub async fn start_with_store(
         registry.follow(feed);
     }
     if let Some(feed) = store.node.change_feed() {
-        follow_revocations(feed, store.clone(), live.clone());
+        crate::cluster::follow_revocations(feed, store.clone(), live.clone());
     }
     let (guard_tx, mut guard_rx) = mpsc::channel::<()>(1);
     let state = AppState {
@@ -542,81 +541,6 @@ async fn sync_upgrade(
             drop(slot);
             drop(guard);
         })
-}
-
-/// Applies revocations announced by other nodes; after a gap in the feed,
-/// re-checks every open session connection against the store.
-fn follow_revocations(
-    mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
-    store: Store,
-    live: LiveConnections,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    tokio::spawn(async move {
-        loop {
-            match feed.recv().await {
-                Ok(ChangeNotice::AccessRevoked { kind, id }) => {
-                    if let Some(cut) = Cut::from_parts(&kind, &id) {
-                        let closed = live.cut(&cut, "access revoked on another node");
-                        tracing::info!(?cut, closed, "revocation from another node applied");
-                    }
-                }
-                Ok(ChangeNotice::Resync) | Err(RecvError::Lagged(_)) => {
-                    for principal in live.principals() {
-                        let Some(session) = principal.session_id() else {
-                            continue;
-                        };
-                        if let Ok(false) = store.accounts.session_live(session).await {
-                            live.cut(&Cut::Session(session.to_owned()), "session ended");
-                        }
-                    }
-                }
-                Ok(ChangeNotice::Written { .. } | ChangeNotice::Presence { .. }) => {}
-                Err(RecvError::Closed) => return,
-            }
-        }
-    });
-}
-
-/// A presence board that sends this node's notes to the other nodes and
-/// applies theirs.
-fn share_presence(
-    mut feed: tokio::sync::broadcast::Receiver<ChangeNotice>,
-    store: Store,
-    mut stop: watch::Receiver<bool>,
-) -> crate::presence::PresenceBoard {
-    use tokio::sync::broadcast::error::RecvError;
-    let (outbox, mut notes) = mpsc::unbounded_channel::<crate::presence::PresenceNote>();
-    let board = crate::presence::PresenceBoard::shared(outbox);
-    tokio::spawn(async move {
-        loop {
-            let note = tokio::select! {
-                note = notes.recv() => note,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let Some(note) = note else { return };
-            let text = serde_json::to_string(&note).expect("a presence note serialises");
-            if let Err(error) = store.node.announce_presence(&text).await {
-                tracing::warn!(%error, "presence not shared with the other nodes");
-            }
-        }
-    });
-    let remote = board.clone();
-    tokio::spawn(async move {
-        loop {
-            match feed.recv().await {
-                Ok(ChangeNotice::Presence { node, note }) => match serde_json::from_str(&note) {
-                    Ok(note) => remote.apply_remote(&node, note),
-                    Err(error) => {
-                        tracing::warn!(%error, "a presence note from another node is unreadable")
-                    }
-                },
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            }
-        }
-    });
-    board
 }
 
 /// A refused sign-in at the upgrade is audited (with the address, never the token).
