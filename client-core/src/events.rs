@@ -732,9 +732,9 @@ impl ClientCore {
         }
         if scan_id.is_some() {
             inner.journaled += 1;
-            let total = inner.pending_total();
+            let count = inner.pending_count();
             drop(guard);
-            self.status.send_modify(|s| s.pending_changes = total);
+            self.publish_pending(count, |_| {});
             self.journal.wake();
         }
         Ok(CheckInResult {

@@ -178,12 +178,12 @@ impl ClientCore {
             }
             result?;
             let n = deleted.get();
-            let total = {
+            let count = {
                 let mut inner = self.lock();
                 inner.journaled = inner.journaled.saturating_sub(n as u64);
-                inner.pending_total()
+                inner.pending_count()
             };
-            self.status.send_modify(|s| s.pending_changes = total);
+            self.publish_pending(count, |_| {});
             written += n;
             if !more.get() {
                 return Ok(written);

@@ -98,11 +98,11 @@ impl ClientCore {
         // Scans answered here and not yet written are untouched by the
         // refusal; they go into the cleaned document later.
         event_index::index_journal(inner.store.conn_mut(), id)?;
-        let total = inner.pending_total();
+        let count = inner.pending_count();
         let heads = local.doc.get_heads();
         // Before the lock goes: whoever sees the quarantined rows also sees
         // the new count and can already have the event.
-        self.set_status(|s| s.pending_changes = total);
+        self.publish_pending(count, |_| {});
         let _ = self.events.send(DocEvent::Quarantined {
             document: id,
             changes: quarantined.len(),

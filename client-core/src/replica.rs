@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     pub(crate) docs: HashMap<DocumentId, DocSlot>,
     /// Pending changes per document, summed into the status.
     pub(crate) pending: HashMap<DocumentId, u64>,
+    /// Numbers each pending count read ([`Inner::pending_count`]).
+    pub(crate) pending_seq: u64,
     /// Scans answered but not yet written into their documents (the scan
     /// journal); they are pending too.
     pub(crate) journaled: u64,
@@ -90,6 +92,24 @@ impl Inner {
     pub(crate) fn pending_total(&self) -> u64 {
         self.pending.values().sum::<u64>() + self.journaled
     }
+
+    /// The pending total as of now, numbered: read under the store's lock,
+    /// where every change of the counts happens, so a larger number is a
+    /// later count (see [`ClientCore::publish_pending`]).
+    pub(crate) fn pending_count(&mut self) -> PendingCount {
+        self.pending_seq += 1;
+        PendingCount {
+            seq: self.pending_seq,
+            total: self.pending_total(),
+        }
+    }
+}
+
+/// A pending total and when it was read ([`Inner::pending_count`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingCount {
+    seq: u64,
+    total: u64,
 }
 
 /// A client's local replica. Cheap to clone; all clones share one store.
@@ -104,6 +124,9 @@ pub struct ClientCore {
     pub(crate) inner: Arc<Mutex<Inner>>,
     pub(crate) events: broadcast::Sender<DocEvent>,
     pub(crate) status: Arc<watch::Sender<SyncStatus>>,
+    /// The number of the pending count the status shows
+    /// ([`ClientCore::publish_pending`]).
+    pub(crate) pending_shown: Arc<AtomicU64>,
     pub(crate) path: PathBuf,
     /// What this device announces as presence (the sync client sends it).
     pub(crate) presence_intent: Arc<watch::Sender<presence_state::PresenceIntent>>,
@@ -123,6 +146,7 @@ pub(crate) struct WeakCore {
     pub(crate) inner: Weak<Mutex<Inner>>,
     pub(crate) events: broadcast::WeakSender<DocEvent>,
     pub(crate) status: Weak<watch::Sender<SyncStatus>>,
+    pub(crate) pending_shown: Weak<AtomicU64>,
     pub(crate) path: PathBuf,
     pub(crate) presence_intent: Weak<watch::Sender<presence_state::PresenceIntent>>,
     pub(crate) heard: Weak<Mutex<presence_state::Heard>>,
@@ -137,6 +161,7 @@ impl WeakCore {
             inner: self.inner.upgrade()?,
             events: self.events.upgrade()?,
             status: self.status.upgrade()?,
+            pending_shown: self.pending_shown.upgrade()?,
             path: self.path.clone(),
             presence_intent: self.presence_intent.upgrade()?,
             heard: self.heard.upgrade()?,
@@ -199,12 +224,14 @@ impl ClientCore {
                 store,
                 docs,
                 pending,
+                pending_seq: 0,
                 journaled,
                 receive_cpu: Duration::ZERO,
                 last_sync_stored: None,
             })),
             events,
             status: Arc::new(watch::channel(status).0),
+            pending_shown: Arc::default(),
             path,
             presence_intent: Arc::new(watch::channel(None).0),
             heard: Arc::default(),
@@ -220,6 +247,7 @@ impl ClientCore {
             inner: Arc::downgrade(&self.inner),
             events: self.events.downgrade(),
             status: Arc::downgrade(&self.status),
+            pending_shown: Arc::downgrade(&self.pending_shown),
             path: self.path.clone(),
             presence_intent: Arc::downgrade(&self.presence_intent),
             heard: Arc::downgrade(&self.heard),
@@ -267,15 +295,16 @@ impl ClientCore {
     /// Deletes every local document and its changes (what a revoked device
     /// must do), then announces [`DocEvent::Wiped`].
     pub fn wipe_local_data(&self) -> Result<(), ClientError> {
-        {
+        let wiped = {
             let mut inner = self.lock();
             inner.store.delete_all_documents()?;
             event_index::rebuild_search(inner.store.conn())?;
             inner.docs.clear();
             inner.pending.clear();
             inner.journaled = 0;
-        }
-        self.set_status(|s| s.pending_changes = 0);
+            inner.pending_count()
+        };
+        self.publish_pending(wiped, |_| {});
         let _ = self.events.send(DocEvent::Wiped);
         tracing::warn!("local documents wiped");
         Ok(())
@@ -437,10 +466,10 @@ impl ClientCore {
         // change cost as much as all the changes before it.
         let added = local.doc.get_changes_meta(&before).len() as u64;
         *inner.pending.entry(id).or_default() += added;
-        let total = inner.pending_total();
+        let count = inner.pending_count();
         drop(store_guard);
         drop(guard);
-        self.status.send_modify(|s| s.pending_changes = total);
+        self.publish_pending(count, |_| {});
         let _ = self.events.send(DocEvent::Changed {
             document: id,
             origin: ChangeOrigin::Local,
@@ -472,6 +501,24 @@ impl ClientCore {
 
     pub(crate) fn set_status(&self, f: impl FnOnce(&mut SyncStatus)) {
         self.status.send_modify(f);
+    }
+
+    /// Shows `count` as the status's pending changes unless a later count
+    /// is already shown, then applies `also`. Counts are read under the
+    /// store's lock but published after it is released, so two threads
+    /// (a local change and the sync client confirming changes) can publish
+    /// in the other order; without this the earlier count could stay on
+    /// show, e.g. 20 changes waiting that the server already has, and
+    /// nothing would correct it until the next change.
+    pub(crate) fn publish_pending(&self, count: PendingCount, also: impl FnOnce(&mut SyncStatus)) {
+        self.status.send_modify(|s| {
+            // The watch's lock orders these closures: no two compare at once.
+            if count.seq > self.pending_shown.load(Ordering::Relaxed) {
+                self.pending_shown.store(count.seq, Ordering::Relaxed);
+                s.pending_changes = count.total;
+            }
+            also(s);
+        });
     }
 }
 

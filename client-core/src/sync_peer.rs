@@ -157,14 +157,17 @@ impl ClientCore {
         // here yet), and a scan waiting for the store waited 459 ms for it
         // (BENCHMARKS.md, "The door tablet on a CPU of its own").
         let pending = local.pending_changes();
-        drop(local);
+        // The count goes in before the document's lock does: a local change
+        // made in between adds to the count this one replaces, and would be
+        // lost from it (shown as confirmed while the server lacks it).
         let mut guard = self.lock();
+        drop(local);
         let inner = &mut *guard;
         tracing::debug!(doc = %id, changed, pending, server_heads = ?state.their_heads, "sync message applied");
         inner.pending.insert(id, pending);
         inner.receive_cpu += thread_cpu_time().saturating_sub(started);
-        let total = inner.pending_total();
-        let all_confirmed = total == 0;
+        let count = inner.pending_count();
+        let all_confirmed = inner.pending_total() == 0;
         // The stored time of the last full sync is what a restarted app
         // shows until it syncs again: a few seconds old is as good, and
         // writing it on every message was a commit (and an fsync) each.
@@ -180,8 +183,7 @@ impl ClientCore {
             inner.last_sync_stored = Some(std::time::Instant::now());
         }
         drop(guard);
-        self.set_status(|s| {
-            s.pending_changes = total;
+        self.publish_pending(count, |s| {
             if all_confirmed {
                 s.last_sync_at = Some(SystemTime::now());
             }

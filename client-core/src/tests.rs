@@ -688,3 +688,32 @@ fn a_beacon_says_whether_the_event_is_here_and_what_waits_to_go() {
     );
     assert!(beacon.pending_uploads.unwrap() > 0, "never synced");
 }
+
+#[test]
+fn the_status_keeps_the_latest_pending_count_whatever_order_counts_are_published_in() {
+    // A local change and the sync client's confirmation each read the count
+    // under the store's lock and publish it after; the later read wins even
+    // when it is published first (a stale 20 once stayed on show for good).
+    let dir = tempfile::tempdir().unwrap();
+    let core = ClientCore::open(dir.path().join("c.sqlite3")).unwrap();
+    let id = core.create_document().unwrap();
+    core.change(id, |tx| tx.put(automerge::ROOT, "k", 1))
+        .unwrap();
+    let (earlier, later) = {
+        let mut inner = core.lock();
+        let earlier = inner.pending_count();
+        inner.pending.insert(id, 0);
+        (earlier, inner.pending_count())
+    };
+    core.publish_pending(later, |_| {});
+    core.publish_pending(earlier, |_| {});
+    assert_eq!(core.sync_status().pending_changes, 0);
+    // In order, each shows.
+    let next = core.lock().pending_count();
+    core.lock().pending.insert(id, 3);
+    let last = core.lock().pending_count();
+    core.publish_pending(next, |_| {});
+    assert_eq!(core.sync_status().pending_changes, 0);
+    core.publish_pending(last, |_| {});
+    assert_eq!(core.sync_status().pending_changes, 3);
+}
